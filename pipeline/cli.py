@@ -1,0 +1,42 @@
+"""The `lsd` command line.
+
+Each command lives in its own `cmd_*.py` module and imports torch or ee only inside its body, so
+`lsd --help` and `lsd fetch` never pay for torch, and `lsd train` never needs ee.
+"""
+
+from __future__ import annotations
+
+import click
+
+from pipeline import __version__
+from pipeline.errors import UserError
+
+
+class LsdGroup(click.Group):
+    """Turns a UserError anywhere below into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=LsdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lsd")
+def main() -> None:
+    """Find landslides in Sentinel-1/2 imagery: fetch layers, train model grids, map landslides."""
+
+
+def _register() -> None:
+    from pipeline import cmd_fetch, cmd_import, cmd_predict, cmd_train
+
+    main.add_command(cmd_fetch.fetch)
+    main.add_command(cmd_import.import_group)
+    main.add_command(cmd_train.train)
+    main.add_command(cmd_predict.ensemble)
+    main.add_command(cmd_predict.evaluate)
+    main.add_command(cmd_predict.predict)
+
+
+_register()

@@ -1,0 +1,95 @@
+"""The paper's nine segmentation-models-pytorch architectures, built without any download.
+
+Encoders start from random weights unless the user names a local weights file: lsd must run on
+machines with no internet, and ImageNet weights for 3-band RGB do not match a 2- to 15-layer stack
+anyway (the first convolution is rebuilt for `in_channels`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.errors import UserError
+
+ARCHITECTURES: tuple[str, ...] = (
+    "Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "PAN", "DeepLabV3",
+    "DeepLabV3Plus",
+)  # fmt: skip
+_ALIASES = {"unet++": "UnetPlusPlus", "deeplabv3+": "DeepLabV3Plus"}
+
+# Input sizes must be multiples of the encoder's total stride for every architecture above.
+INPUT_MULTIPLE = 32
+
+
+def canonical_arch(name: str) -> str:
+    key = name.strip().lower()
+    for arch in ARCHITECTURES:
+        if arch.lower() == key:
+            return arch
+    if key in _ALIASES:
+        return _ALIASES[key]
+    raise UserError(f"unknown architecture '{name}'; choose from {', '.join(ARCHITECTURES)}")
+
+
+def check_encoder(name: str) -> str:
+    import segmentation_models_pytorch as smp
+
+    known = smp.encoders.get_encoder_names()
+    if name not in known:
+        close = [k for k in known if name.lower() in k.lower()][:5]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UserError(f"unknown encoder '{name}'{hint}")
+    return name
+
+
+def build_model(
+    arch: str,
+    in_channels: int,
+    encoder: str = "resnet34",
+    encoder_weights_file: Path | str | None = None,
+) -> nn.Module:
+    """One-logit model; `encoder_weights_file` is a local state dict for the encoder."""
+    import segmentation_models_pytorch as smp
+
+    arch = canonical_arch(arch)
+    check_encoder(encoder)
+    model = getattr(smp, arch)(
+        encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=1
+    )
+    if encoder_weights_file is not None:
+        path = Path(encoder_weights_file)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise UserError(f"{path}: encoder weights file not found") from None
+        except Exception as exc:  # torch raises several types for a bad file
+            raise UserError(f"{path}: not a readable torch state dict ({exc})") from None
+        own = model.encoder.state_dict()
+        # keep tensors whose shapes fit; the stem convolution differs when in_channels != 3
+        fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not fitting:
+            raise UserError(f"{path}: no tensor matches encoder '{encoder}'")
+        model.encoder.load_state_dict(fitting, strict=False)
+    return model
+
+
+def pad_to_multiple(
+    x: torch.Tensor, multiple: int = INPUT_MULTIPLE
+) -> tuple[torch.Tensor, int, int]:
+    """Reflect-pad (N, C, H, W) on the bottom/right so H and W divide by `multiple`."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, h, w
+
+
+def forward_whole(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits for images of any size: pad, run, crop back."""
+    xp, h, w = pad_to_multiple(x)
+    return model(xp)[..., :h, :w]

@@ -1,0 +1,269 @@
+"""Tiled, streamed inference for one model or an ensemble on stacks of any size.
+
+A stack is cut into overlapping tiles; each member's sigmoid output on a tile is weighted by a
+separable ramp that falls towards the tile's edges, weighted sums and weights are accumulated, and
+the result is their quotient. Every pixel is thus a convex blend of the tiles that see it, with the
+tile centres (where the network has the most context) weighted most: no seams at tile borders.
+
+Work proceeds one *row of tiles* at a time. Once a row of tiles has run, the image rows above the
+next row of tiles are final and are handed to the caller, so only one strip (tile height x image
+width) of accumulators is ever held: memory does not grow with the number of rows. `predict_array`
+is the in-memory front end; `predict_rows` is the streamed core that `pipeline.predict` drives with
+windowed raster reads and writes. Both share one code path so they give identical numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.bundle import BundleMeta
+from training.models import pad_to_multiple
+
+Member = tuple[nn.Module, BundleMeta]
+ReadRows = Callable[[int, int], np.ndarray]  # (row0, row1) -> raw (C, row1-row0, W) float32
+EmitRows = Callable[[int, np.ndarray], None]  # (row0, probs (M, rows, W)) for finished rows
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles along one axis: stride tile-overlap, the last flush with the end.
+
+    Flushing the last tile to the end (instead of padding past it) keeps every tile the same size,
+    so tiles batch together and no network sees a large artificial border.
+    """
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def blend_ramp(n: int, overlap: int) -> np.ndarray:
+    """1-D weight, 1 in the middle, falling linearly over `overlap` pixels to a small positive
+    value at both ends. Positive everywhere, so a pixel seen by a single tile is still defined."""
+    i = np.arange(n, dtype=np.float64)
+    ramp = np.minimum(i + 1, n - i) / (overlap + 1)
+    return np.minimum(ramp, 1.0).astype(np.float32)
+
+
+def blend_weight(th: int, tw: int, overlap: int) -> np.ndarray:
+    return np.outer(blend_ramp(th, overlap), blend_ramp(tw, overlap))
+
+
+def check_tiling(tile: int, overlap: int, batch_size: int) -> None:
+    from pipeline.errors import UserError
+
+    if tile < 32:
+        raise UserError(f"--tile {tile} is too small; use at least 32 (e.g. 512)")
+    if overlap < 0 or overlap >= tile // 2:
+        raise UserError(f"--overlap {overlap} must be >= 0 and less than half of --tile {tile}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size} must be at least 1")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' means CUDA when present; an explicit CUDA request on a machine without one is an
+    input mistake, not a crash."""
+    from pipeline.errors import UserError
+
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        msg = f"--device '{name}' is not a device (use auto, cpu, cuda or cuda:N)"
+        raise UserError(msg) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device is available here (use cpu or auto)")
+    return dev
+
+
+def _member_layers(members: Sequence[Member]) -> list[str]:
+    if not members:
+        raise ValueError("no members to predict with")
+    layers = list(members[0][1].layers)
+    for _, meta in members[1:]:
+        if list(meta.layers) != layers:
+            raise ValueError("all members of an ensemble must use the same layers in one order")
+    return layers
+
+
+class _Runner:
+    """Holds per-call state (device tensors of mean/std, reusable batch buffer, timings) so the
+    per-tile work is a few array copies and one forward per batch per member."""
+
+    def __init__(
+        self, members: Sequence[Member], channels: int, batch_size: int, device: torch.device
+    ) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.members: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
+        for model, meta in members:
+            model.eval()
+            model.to(device)
+            if self.cuda:
+                model.to(memory_format=torch.channels_last)
+            mean = torch.tensor(meta.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+            std = torch.tensor(meta.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+            std = torch.where(std > 0, std, torch.ones_like(std))
+            self.members.append((model, mean, 1.0 / std))
+        self.batch_size = batch_size
+        self.channels = channels
+        self.buffer: np.ndarray | None = None
+        self.forward_s = [0.0] * len(members)
+        self.tiles = 0
+
+    def batch_buffer(self, th: int, tw: int) -> np.ndarray:
+        shape = (self.batch_size, self.channels, th, tw)
+        if self.buffer is None or self.buffer.shape != shape:
+            self.buffer = np.empty(shape, dtype=np.float32)
+        return self.buffer
+
+    def _autocast(self):
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def run(self, raw: np.ndarray) -> list[np.ndarray]:
+        """Sigmoid probabilities of each member for a (N, C, th, tw) batch of raw tiles."""
+        n, _, th, tw = raw.shape
+        x_raw = torch.from_numpy(raw)
+        if self.cuda:
+            x_raw = x_raw.pin_memory().to(self.device, non_blocking=True)
+        outs: list[np.ndarray] = []
+        for m, (model, mean, inv_std) in enumerate(self.members):
+            t0 = time.perf_counter()
+            x = torch.nan_to_num((x_raw - mean) * inv_std, nan=0.0)
+            x, _, _ = pad_to_multiple(x)
+            if self.cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                logits = model(x)
+            prob = torch.sigmoid(logits[:, 0, :th, :tw].float()).cpu().numpy()
+            self.forward_s[m] += time.perf_counter() - t0
+            outs.append(prob)
+        self.tiles += n
+        return outs
+
+
+def predict_rows(
+    members: Sequence[Member],
+    read_rows: ReadRows,
+    height: int,
+    width: int,
+    emit: EmitRows,
+    *,
+    tile: int = 512,
+    overlap: int = 64,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    stats: dict[str, Any] | None = None,
+) -> None:
+    """Streamed core: read one strip of rows per row of tiles, emit rows as soon as they are final.
+
+    `emit(row0, probs)` receives per-member probabilities (M, rows, width) float32 for consecutive
+    row blocks that together cover the image exactly once, top to bottom; NaN where every layer of
+    the input pixel is NaN. `stats`, when given, receives forward seconds per member and counts.
+    """
+    check_tiling(tile, overlap, batch_size)
+    dev = resolve_device(device)
+    layers = _member_layers(members)
+    runner = _Runner(members, len(layers), batch_size, dev)
+    n_members = len(members)
+    th, tw = min(tile, height), min(tile, width)
+    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    weight = blend_weight(th, tw, overlap)
+    acc = np.zeros((n_members, th, width), dtype=np.float32)
+    wsum = np.zeros((th, width), dtype=np.float32)
+    skipped = 0
+
+    for k, y in enumerate(ys):
+        strip = read_rows(y, y + th)
+        if strip.shape != (len(layers), th, width):
+            want = (len(layers), th, width)
+            raise ValueError(f"read_rows returned {strip.shape}, expected {want}")
+        nodata = np.isnan(strip).all(axis=0)
+        todo = [x for x in xs if not nodata[:, x : x + tw].all()]
+        skipped += len(xs) - len(todo)
+        for b in range(0, len(todo), batch_size):
+            chunk = todo[b : b + batch_size]
+            buf = runner.batch_buffer(th, tw)[: len(chunk)]
+            for i, x in enumerate(chunk):
+                buf[i] = strip[:, :, x : x + tw]
+            probs = runner.run(buf)
+            for i, x in enumerate(chunk):
+                wsum[:, x : x + tw] += weight
+                for m in range(n_members):
+                    acc[m, :, x : x + tw] += weight * probs[m][i]
+        last = k == len(ys) - 1
+        done = th if last else ys[k + 1] - y
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = acc[:, :done] / wsum[:done]
+        out[:, nodata[:done]] = np.nan
+        emit(y, out)
+        if not last:
+            # keep the rows the next row of tiles also covers; clear the rest
+            acc[:, : th - done] = acc[:, done:]
+            acc[:, th - done :] = 0.0
+            wsum[: th - done] = wsum[done:]
+            wsum[th - done :] = 0.0
+
+    if stats is not None:
+        stats["forward_s_per_member"] = [round(s, 4) for s in runner.forward_s]
+        stats["forward_s"] = round(sum(runner.forward_s), 4)
+        stats["tiles"] = runner.tiles
+        stats["tiles_skipped_all_nan"] = skipped
+        stats["device"] = str(dev)
+        stats["tile_shape"] = [th, tw]
+
+
+def predict_array(
+    members: Sequence[Member],
+    image: np.ndarray,
+    *,
+    tile: int = 512,
+    overlap: int = 64,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    stats: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Per-member sigmoid probabilities (M, H, W) float32 for a RAW (C, H, W) image.
+
+    The image is in the members' layer order, NaN = no data; each member normalises with its own
+    mean/std and NaN becomes 0 after normalising (as in training). Output is NaN where every layer
+    of the pixel is NaN. Images no larger than `tile` run whole (padded to a multiple of 32).
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3:
+        raise ValueError(f"image must be (C, H, W), got shape {image.shape}")
+    _, height, width = image.shape
+    out = np.empty((len(members), height, width), dtype=np.float32)
+
+    def read_rows(r0: int, r1: int) -> np.ndarray:
+        return image[:, r0:r1]
+
+    def emit(r0: int, probs: np.ndarray) -> None:
+        out[:, r0 : r0 + probs.shape[1]] = probs
+
+    predict_rows(
+        members,
+        read_rows,
+        height,
+        width,
+        emit,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        stats=stats,
+    )
+    return out

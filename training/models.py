@@ -23,6 +23,14 @@ _ALIASES = {"unet++": "UnetPlusPlus", "deeplabv3+": "DeepLabV3Plus"}
 
 # Input sizes must be multiples of the encoder's total stride for every architecture above.
 INPUT_MULTIPLE = 32
+# PAN's feature pyramid attention pools the stride-32 map three more times, so each side needs
+# at least 4 x 32 pixels; the others work from one stride-32 cell.
+_MIN_SIDE = {"PAN": 128}
+
+
+def min_input_size(arch: str) -> int:
+    """Smallest side an input (crop or padded image) may have for this architecture."""
+    return _MIN_SIDE.get(canonical_arch(arch), INPUT_MULTIPLE)
 
 
 def canonical_arch(name: str) -> str:
@@ -78,18 +86,29 @@ def build_model(
 
 
 def pad_to_multiple(
-    x: torch.Tensor, multiple: int = INPUT_MULTIPLE
+    x: torch.Tensor, multiple: int = INPUT_MULTIPLE, min_side: int = INPUT_MULTIPLE
 ) -> tuple[torch.Tensor, int, int]:
-    """Reflect-pad (N, C, H, W) on the bottom/right so H and W divide by `multiple`."""
+    """Pad (N, C, H, W) on the bottom/right so H and W divide by `multiple` and reach `min_side`.
+
+    Reflection keeps texture continuous across the edge; when the pad is wider than the image
+    (reflection is impossible) zeros are used, which is the layer mean after normalisation.
+    """
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    th = max(h + (-h) % multiple, min_side)
+    tw = max(w + (-w) % multiple, min_side)
+    ph, pw = th - h, tw - w
     if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
+        mode = "reflect" if ph < h and pw < w else "constant"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
     return x, h, w
 
 
+def model_min_side(model: nn.Module) -> int:
+    """Smallest input side for a built model (see min_input_size)."""
+    return _MIN_SIDE.get(type(model).__name__, INPUT_MULTIPLE)
+
+
 def forward_whole(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Logits for images of any size: pad, run, crop back."""
-    xp, h, w = pad_to_multiple(x)
+    xp, h, w = pad_to_multiple(x, min_side=model_min_side(model))
     return model(xp)[..., :h, :w]

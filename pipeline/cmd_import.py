@@ -1,8 +1,86 @@
-"""`lsd import` (being built)."""
+"""`lsd import`: bring labelled datasets from elsewhere into lsd event folders.
+
+The work lives in pipeline/importers.py so tests and fixtures can call it without the CLI; this
+module only parses options and reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
+
+from pipeline.importers import import_landslide4sense, import_tiles, parse_layers, parse_mapping
+
+_PATH = click.Path(path_type=Path)
 
 
 @click.group("import")
 def import_group() -> None:
-    """Not built yet."""
+    """Convert labelled datasets (Landslide4Sense, image/mask tiles) into event folders."""
+
+
+@import_group.command("landslide4sense")
+@click.argument("src", type=_PATH)
+@click.argument("dest", type=_PATH)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def landslide4sense(src: Path, dest: Path, progress: bool) -> None:
+    """Import Landslide4Sense patches (SRC/img/image_N.h5 + SRC/mask/mask_N.h5) into DEST.
+
+    Each patch becomes DEST/l4s_image_N/ with 14 layers B1..B12 (no B8A), slope, elevation.
+    The patches are not georeferenced: rasters get no CRS and a nominal 10 m pixel grid.
+    """
+    folders = import_landslide4sense(src, dest, progress=progress)
+    click.echo(f"{len(folders)} event folder(s) in {dest}")
+
+
+@import_group.command("tiles")
+@click.argument("src", type=_PATH)
+@click.argument("dest", type=_PATH)
+@click.option(
+    "--mapping",
+    required=True,
+    help="Mask value to lsd label code, e.g. 0:255,1:0,2:1 (0 not landslide, 1 landslide, "
+    "255 ignored). Every value present in a mask must be named.",
+)
+@click.option("--images-dir", default="images", show_default=True, help="Image folder in SRC.")
+@click.option("--masks-dir", default="masks", show_default=True, help="Mask folder in SRC.")
+@click.option(
+    "--pairs",
+    type=_PATH,
+    default=None,
+    help="File of 'image mask' lines (e.g. map.txt; looked up in SRC first) instead of "
+    "pairing by file name.",
+)
+@click.option(
+    "--layers",
+    default=None,
+    help="Layer names for the image bands, e.g. R,G,B,NIR (default: GeoTIFF band "
+    "descriptions, else R,G,B for RGB PNGs, else band1..bandN).",
+)
+@click.option("--prefix", default="", help="Text put before each event id (the image stem).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def tiles(
+    src: Path,
+    dest: Path,
+    mapping: str,
+    images_dir: str,
+    masks_dir: str,
+    pairs: Path | None,
+    layers: str | None,
+    prefix: str,
+    progress: bool,
+) -> None:
+    """Import image/mask pairs (PNG or GeoTIFF) from SRC into DEST, one event per image."""
+    folders = import_tiles(
+        src,
+        dest,
+        parse_mapping(mapping),
+        images_dir=images_dir,
+        masks_dir=masks_dir,
+        pairs=pairs,
+        layers=parse_layers(layers) if layers is not None else None,
+        prefix=prefix,
+        progress=progress,
+    )
+    click.echo(f"{len(folders)} event folder(s) in {dest}")

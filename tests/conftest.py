@@ -33,3 +33,37 @@ def chittagong_dir() -> Path:
 @pytest.fixture(scope="session")
 def bijie_dir() -> Path:
     return shared_dataset("bijie-mini")
+
+
+# Imported once per test session (by pipeline.importers) so every test that needs real event
+# folders shares one copy instead of converting the data again.
+CHITTAGONG_MAPPING = {0: 255, 1: 0, 2: 1}  # 0 unlabelled -> ignored, 1 not landslide, 2 landslide
+CHITTAGONG_LAYERS = ["R", "G", "B", "NIR"]
+
+
+@pytest.fixture(scope="session")
+def l4s_events(l4s_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All 21 Landslide4Sense patches as event folders (l4s_image_N); returns the data folder."""
+    from pipeline.importers import import_landslide4sense
+
+    dest = tmp_path_factory.mktemp("l4s_events")
+    import_landslide4sense(l4s_dir, dest, progress=False)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def chittagong_events(chittagong_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All 100 Chittagong chips as event folders (EPSG:4326, layers R,G,B,NIR, 0 -> 255)."""
+    from pipeline.importers import import_tiles
+
+    dest = tmp_path_factory.mktemp("chittagong_events")
+    import_tiles(
+        chittagong_dir,
+        dest,
+        CHITTAGONG_MAPPING,
+        pairs=chittagong_dir / "map.txt",
+        layers=CHITTAGONG_LAYERS,
+        progress=False,
+    )
+    return dest
+from tests.fixtures_ensemble import tiny_runs  # noqa: E402, F401

@@ -92,11 +92,11 @@ def aoi_in_utm(spec: EventSpec):
 
 
 def to_crs(geom, src: Any, dst: Any):
+    import shapely
     from pyproj import Transformer
-    from shapely.ops import transform
 
     fn = Transformer.from_crs(src, dst, always_xy=True).transform
-    return transform(fn, geom)
+    return shapely.transform(geom, fn, interleaved=False)
 
 
 def default_windows(date: dt.date, lat: float) -> tuple[int, int]:

@@ -1,0 +1,166 @@
+"""A tiny but real model grid on Landslide4Sense patches, for ensemble/evaluate/predict tests.
+
+`tiny_runs` trains four small members (two architectures, two learning rates) for a few Adam
+steps each and lays them out exactly as `lsd train` does (leaderboard.csv, split.json, grid.json,
+runs/<run_id>/bundle). The members are weak, but they are real models on real rasters, which is
+what the ensemble and evaluation code has to handle. Session-scoped: train once, share read-only;
+tests that damage files copy the folder first.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# The 14 Landslide4Sense channels (Sentinel-2 bands without B8A, then slope and elevation).
+L4S_LAYERS: tuple[str, ...] = (
+    "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "slope",
+    "elevation",
+)  # fmt: skip
+
+# (run_id, arch, lr, seed): two architectures x two learning rates, small mobile encoder.
+MEMBERS = (
+    ("FPN-BCE-lr0.01", "FPN", 0.01, 1),
+    ("FPN-BCE-lr0.001", "FPN", 0.001, 2),
+    ("Linknet-BCE-lr0.01", "Linknet", 0.01, 3),
+    ("Linknet-BCE-lr0.001", "Linknet", 0.001, 4),
+)
+ENCODER = "mobilenet_v2"
+STEPS = 20
+CROP = 64
+
+
+@dataclass(frozen=True)
+class TinyRuns:
+    runs: Path
+    data: Path
+    split: dict[str, list[str]]
+    layers: tuple[str, ...]
+
+
+def _write_l4s_events(l4s_dir: Path, out: Path) -> Path:
+    import h5py
+    from affine import Affine
+
+    from pipeline.contract import Grid, write_json, write_label, write_stack
+
+    for img in sorted((l4s_dir / "img").glob("image_*.h5")):
+        n = img.stem.split("_")[1]
+        with h5py.File(img, "r") as f:
+            data = np.asarray(f["img"][:], dtype=np.float32).transpose(2, 0, 1)
+        with h5py.File(l4s_dir / "mask" / f"mask_{n}.h5", "r") as f:
+            mask = np.asarray(f["mask"][:], dtype=np.uint8)
+        grid = Grid(data.shape[2], data.shape[1], None, Affine.identity())
+        folder = out / f"l4s-{n}"
+        folder.mkdir(parents=True)
+        write_stack(folder / "stack.tif", data, L4S_LAYERS, grid)
+        write_label(folder / "label.tif", mask, grid)
+        write_json(folder / "event.json", {"event_id": folder.name, "source": str(img)})
+    return out
+
+
+def _pick_split(labels: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    """Deterministic: alternate the events with landslides between val and test (4 each)."""
+    with_slides = sorted((k for k, v in labels.items() if (v == 1).any()), key=lambda k: k)
+    val, test = with_slides[0:8:2], with_slides[1:8:2]
+    train = sorted(k for k in labels if k not in val and k not in test)
+    return {"train": train, "val": val, "test": test}
+
+
+def _val_f1(model, mean, std, images, labels) -> float:
+    """Validation F1 computed by hand (not through training.inference) so tests can compare."""
+    import torch
+
+    from training.metrics import Counts, confusion
+    from training.models import forward_whole
+
+    total = Counts()
+    with torch.inference_mode():
+        for img, lab in zip(images, labels, strict=True):
+            x = torch.nan_to_num((torch.from_numpy(img) - mean) / std, nan=0.0)[None]
+            prob = torch.sigmoid(forward_whole(model, x))[0, 0].numpy()
+            total = total + confusion(prob >= 0.5, lab)
+    return total.f1
+
+
+def build_tiny_runs(data: Path, runs: Path) -> TinyRuns:
+    import torch
+
+    from pipeline.contract import list_events, read_label, read_stack, write_json
+    from training.bundle import BundleMeta, save_bundle
+    from training.models import build_model
+
+    torch.set_num_threads(1)
+    events = {e.event_id: e for e in list_events(data)}
+    layers = next(iter(events.values())).layers
+    labels = {k: read_label(e.label)[0] for k, e in events.items()}
+    split = _pick_split(labels)
+    stacks = {k: read_stack(events[k].stack, layers)[0] for k in split["train"] + split["val"]}
+    train = np.stack([stacks[k] for k in split["train"]])
+    mean = np.nanmean(train, axis=(0, 2, 3)).astype(np.float32)
+    std = np.nanstd(train, axis=(0, 2, 3)).astype(np.float32)
+    t_mean = torch.from_numpy(mean).view(-1, 1, 1)
+    t_std = torch.from_numpy(np.where(std > 0, std, 1)).view(-1, 1, 1)
+    x_all = torch.nan_to_num((torch.from_numpy(train) - t_mean) / t_std, nan=0.0)
+    y_all = torch.from_numpy(np.stack([labels[k] for k in split["train"]]) == 1).float()
+
+    rows = []
+    for run_id, arch, lr, seed in MEMBERS:
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        model = build_model(arch, len(layers), ENCODER)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(5.0))
+        model.train()
+        for _ in range(STEPS):
+            idx = rng.integers(0, len(x_all), 4)
+            r, c = rng.integers(0, x_all.shape[-1] - CROP + 1, 2)
+            xb = x_all[idx, :, r : r + CROP, c : c + CROP]
+            yb = y_all[idx, None, r : r + CROP, c : c + CROP]
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        f1 = _val_f1(
+            model, t_mean, t_std, [stacks[k] for k in split["val"]],
+            [labels[k] for k in split["val"]],
+        )  # fmt: skip
+        meta = BundleMeta(
+            arch=arch, encoder=ENCODER, loss="BCE", lr=lr, layers=list(layers),
+            mean=mean.tolist(), std=std.tolist(), scores={"val_f1": f1},
+        )  # fmt: skip
+        save_bundle(runs / "runs" / run_id / "bundle", model, meta)
+        rows.append((run_id, arch, lr, f1))
+
+    rows.sort(key=lambda r: -r[3])
+    with (runs / "leaderboard.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["rank", "run_id", "arch", "encoder", "loss", "lr", "val_f1", "val_precision",
+             "val_recall", "val_iou", "best_epoch", "epochs_run", "seconds", "bundle"]
+        )  # fmt: skip
+        for rank, (run_id, arch, lr, f1) in enumerate(rows, start=1):
+            w.writerow([rank, run_id, arch, ENCODER, "BCE", lr, f1, "", "", "", 1, 1, 0,
+                        f"runs/{run_id}/bundle"])  # fmt: skip
+    (runs / "split.json").write_text(json.dumps({**split, "seed": 0}, indent=2))
+    write_json(
+        runs / "grid.json",
+        {"setting": "l4s", "layers": list(layers), "mean": mean.tolist(), "std": std.tolist(),
+         "options": {"data": str(data)}},
+    )  # fmt: skip
+    return TinyRuns(runs=runs, data=data, split=split, layers=tuple(layers))
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(request: pytest.FixtureRequest, l4s_dir: Path, tmp_path_factory) -> TinyRuns:
+    try:
+        data = Path(request.getfixturevalue("l4s_events"))
+    except pytest.FixtureLookupError:
+        data = _write_l4s_events(l4s_dir, tmp_path_factory.mktemp("l4s-events"))
+    return build_tiny_runs(data, tmp_path_factory.mktemp("tiny-runs"))

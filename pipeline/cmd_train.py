@@ -1,9 +1,147 @@
-"""`lsd train` (being built)."""
+"""`lsd train`: the model grid over a folder of event stacks.
+
+Options are parsed here into plain values; every check that can fail on user input happens in
+`training.grid.prepare_grid` before any training, so a mistake costs seconds, not hours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
+from pipeline.errors import UserError
+
+
+def _names(value: str | None, flag: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = tuple(p.strip() for p in value.split(",") if p.strip())
+    if not names:
+        raise UserError(f"{flag} is empty: give one or more comma-separated names")
+    return names
+
+
+def _lrs(value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    out = []
+    for part in value.split(","):
+        part = part.strip()
+        try:
+            lr = float(part)
+        except ValueError:
+            raise UserError(f"learning rate '{part}' is not a positive number") from None
+        if not lr > 0 or lr == float("inf"):
+            raise UserError(f"learning rate '{part}' is not a positive number")
+        out.append(lr)
+    return tuple(out)
+
+
+def _split(value: str | None, flag: str) -> int | list[str] | None:
+    """A count of events ('3') or event ids ('iburi,kodagu')."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    ids = [p.strip() for p in value.split(",") if p.strip()]
+    if not ids:
+        raise UserError(f"{flag} '{value}' is neither a number of events nor event ids")
+    return ids
+
 
 @click.command()
-def train() -> None:
-    """Not built yet."""
-    raise click.ClickException("lsd train is not built yet")
+@click.option("--setting", required=True, help="s1, s2, s1s2, all, a user setting, or 'a,b,c'.")
+@click.option(
+    "--data", "data_dir", required=True, type=click.Path(path_type=Path),
+    help="Folder of event folders (stack.tif + label.tif each).",
+)  # fmt: skip
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path),
+    help="RUNS folder: runs, leaderboard and split go here; rerun to resume.",
+)  # fmt: skip
+@click.option("--settings-file", type=click.Path(path_type=Path), help="TOML with [settings].")
+@click.option("--archs", help="Comma-separated architectures [all nine].")
+@click.option("--losses", help="Comma-separated losses [BCE,Dice,Focal,Jaccard,Lovasz].")
+@click.option("--lrs", help="Comma-separated learning rates [0.01,0.001].")
+@click.option("--encoder", default="resnet34", show_default=True, help="SMP encoder name.")
+@click.option(
+    "--encoder-weights", type=click.Path(path_type=Path),
+    help="Local encoder state dict to start from (default: random weights).",
+)  # fmt: skip
+@click.option("--epochs", type=int, default=500, show_default=True, help="Epoch cap per run.")
+@click.option("--iters-per-epoch", type=int, default=1000, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--crop", type=int, default=256, show_default=True, help="Training crop size.")
+@click.option(
+    "--patience", type=int, default=50, show_default=True,
+    help="Stop a run after this many epochs without a better validation F1.",
+)  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val", "val", help="Validation events: a count or comma-separated event ids.")
+@click.option("--test", "test", help="Test events: a count or comma-separated event ids.")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(
+    setting: str,
+    data_dir: Path,
+    out_dir: Path,
+    settings_file: Path | None,
+    archs: str | None,
+    losses: str | None,
+    lrs: str | None,
+    encoder: str,
+    encoder_weights: Path | None,
+    epochs: int,
+    iters_per_epoch: int,
+    batch_size: int,
+    crop: int,
+    patience: int,
+    seed: int,
+    val: str | None,
+    test: str | None,
+    device: str,
+    quiet: bool,
+) -> None:
+    """Train the grid of architectures x losses x learning rates and rank it by validation F1."""
+    from training.grid import GridOptions, prepare_grid, run_grid
+
+    opts = GridOptions(
+        setting=setting,
+        settings_file=str(settings_file) if settings_file else None,
+        encoder=encoder,
+        encoder_weights=str(encoder_weights) if encoder_weights else None,
+        epochs=epochs,
+        iters_per_epoch=iters_per_epoch,
+        batch_size=batch_size,
+        crop=crop,
+        patience=patience,
+        seed=seed,
+        val=_split(val, "--val"),
+        test=_split(test, "--test"),
+        device=device,
+    )
+    if (a := _names(archs, "--archs")) is not None:
+        opts.archs = a
+    if (x := _names(losses, "--losses")) is not None:
+        opts.losses = x
+    if (r := _lrs(lrs)) is not None:
+        opts.lrs = r
+    plan = prepare_grid(data_dir, out_dir, opts)
+    n = len(plan.configs())
+    click.echo(
+        f"{n} run(s) on {plan.device}: {len(plan.split['train'])} train, "
+        f"{len(plan.split['val'])} val, {len(plan.split['test'])} test event(s); "
+        f"layers {', '.join(plan.layers)}",
+        err=True,
+    )
+    rows = run_grid(plan, progress=not quiet)
+    if rows:
+        best = rows[0]
+        click.echo(
+            f"best: {best['run_id']} val F1 {float(best['val_f1']):.4f}; "
+            f"leaderboard: {plan.out / 'leaderboard.csv'}"
+        )

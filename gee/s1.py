@@ -1,0 +1,229 @@
+"""Sentinel-1 GRD layers with angular radiometric terrain flattening.
+
+The flattening follows Vollrath, Mullissa & Reiche (2020), Remote Sensing 12(11):1867: sigma0 is
+turned into gamma0 and divided by a volume- or surface-scattering model factor computed from the
+DEM slope and aspect relative to the radar look direction. Without it, slopes facing the sensor
+look bright and slopes facing away look dark, and a landslide's change signal drowns in the
+topography.
+
+The formula helpers (`range_slope` ... `shadow_mask`) only use methods that ee.Image has
+(add, subtract, multiply, divide, tan, cos, sin, atan, acos, gte, lte), so tests can run the very
+same functions on a numpy stand-in and check them numerically.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import ee
+
+from gee.config import S1_COLLECTION, WORLDCOVER_VEGETATED, WORLDCOVER_WATER, FetchConfig
+from gee.spec import EventSpec, Window
+
+HALF_PI = math.pi / 2  # the 90 degree terms of the model factors, in radians
+DEG = math.pi / 180
+LOOK_DIRECTION_SCALE_M = 1000  # the angle band is smooth; a coarse scale is enough and cheap
+
+
+class Raster(Protocol):
+    """The arithmetic the formulas need; ee.Image has it, and so does the tests' numpy stand-in."""
+
+    def add(self, other: Any) -> Raster: ...
+    def subtract(self, other: Any) -> Raster: ...
+    def multiply(self, other: Any) -> Raster: ...
+    def divide(self, other: Any) -> Raster: ...
+    def tan(self) -> Raster: ...
+    def cos(self) -> Raster: ...
+    def sin(self) -> Raster: ...
+    def atan(self) -> Raster: ...
+    def acos(self) -> Raster: ...
+    def gte(self, other: Any) -> Raster: ...
+    def lte(self, other: Any) -> Raster: ...
+
+
+# ----------------------------------------------------------------------------- formulas
+# All angles in radians. theta = ellipsoid incidence angle, alpha_s = terrain slope,
+# phi_r = look direction minus terrain aspect.
+
+
+def ninety_minus(theta: Raster) -> Raster:
+    """90 deg - theta_i."""
+    return theta.multiply(-1).add(HALF_PI)
+
+
+def range_slope(alpha_s: Raster, phi_r: Raster) -> Raster:
+    """alpha_r = atan(tan(alpha_s) cos(phi_r)); positive on slopes facing the sensor."""
+    return alpha_s.tan().multiply(phi_r.cos()).atan()
+
+
+def azimuth_slope(alpha_s: Raster, phi_r: Raster) -> Raster:
+    """alpha_az = atan(tan(alpha_s) sin(phi_r))."""
+    return alpha_s.tan().multiply(phi_r.sin()).atan()
+
+
+def volume_factor(theta: Raster, alpha_r: Raster) -> Raster:
+    """tan(90 deg - theta_i + alpha_r) / tan(90 deg - theta_i): canopy (volume) scattering."""
+    return ninety_minus(theta).add(alpha_r).tan().divide(ninety_minus(theta).tan())
+
+
+def surface_factor(theta: Raster, alpha_r: Raster, alpha_az: Raster) -> Raster:
+    """cos(90 deg - theta_i) / (cos(alpha_az) cos(90 deg - theta_i + alpha_r)): direct surface
+    scattering."""
+    denominator = alpha_az.cos().multiply(ninety_minus(theta).add(alpha_r).cos())
+    return ninety_minus(theta).cos().divide(denominator)
+
+
+def local_incidence_deg(theta: Raster, alpha_r: Raster, alpha_az: Raster) -> Raster:
+    """acos(cos(alpha_az) cos(theta_i - alpha_r)), in degrees."""
+    return alpha_az.cos().multiply(theta.subtract(alpha_r).cos()).acos().multiply(1 / DEG)
+
+
+def layover_mask(theta: Raster, alpha_r: Raster) -> Raster:
+    """Layover: the slope towards the sensor is at least as steep as the incidence angle."""
+    return alpha_r.gte(theta)
+
+
+def shadow_mask(theta: Raster, alpha_r: Raster) -> Raster:
+    """Shadow: the slope away from the sensor is steeper than the grazing angle,
+    alpha_r <= -(90 deg - theta_i)."""
+    return alpha_r.lte(ninety_minus(theta).multiply(-1))
+
+
+# ----------------------------------------------------------------------------- collections
+
+
+def date_millis(day: Any) -> int:
+    """UTC midnight of a date as epoch milliseconds: windows are sent as plain numbers, so the
+    graph states exactly which instant each window starts and ends."""
+    import datetime as dt
+
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    return int(start.timestamp() * 1000)
+
+
+def s1_collection(aoi: ee.Geometry, window: Window, orbit: str) -> ee.ImageCollection:
+    """IW GRD scenes with VV and VH over the AOI in [start, end); orbit BOTH = either pass."""
+    col = (
+        ee.ImageCollection(S1_COLLECTION)
+        .filterBounds(aoi)
+        .filterDate(date_millis(window.start), date_millis(window.end))
+        .filter(ee.Filter.eq("instrumentMode", "IW"))
+        .filter(ee.Filter.listContains("transmitterReceiverPolarisation", "VV"))
+        .filter(ee.Filter.listContains("transmitterReceiverPolarisation", "VH"))
+    )
+    if orbit != "BOTH":
+        col = col.filter(ee.Filter.eq("orbitProperties_pass", orbit))
+    return col
+
+
+def terrain_angles(dem: ee.Image) -> ee.Image:
+    """Slope and aspect of the DEM in radians, bands 'slope' and 'aspect'."""
+    slope = ee.Terrain.slope(dem).multiply(DEG).rename("slope")
+    aspect = ee.Terrain.aspect(dem).multiply(DEG).rename("aspect")
+    return slope.addBands(aspect)
+
+
+def look_direction(image: ee.Image, region: ee.Geometry) -> ee.Number:
+    """Azimuth (radians, clockwise from north) towards which the ellipsoid incidence angle falls,
+    i.e. towards the sensor: the aspect of the `angle` band, as a circular mean over the region.
+
+    Averaging sin and cos rather than the angle itself keeps the mean right if the azimuths
+    straddle north.
+    """
+    aspect = ee.Terrain.aspect(image.select("angle")).multiply(DEG)
+    components = aspect.sin().rename("s").addBands(aspect.cos().rename("c"))
+    means = components.reduceRegion(
+        reducer=ee.Reducer.mean(), geometry=region, scale=LOOK_DIRECTION_SCALE_M, bestEffort=True
+    )
+    return ee.Number(means.get("s")).atan2(ee.Number(means.get("c")))
+
+
+def flatten_image(
+    image: ee.Image, terrain: ee.Image, use_volume: ee.ComputedObject, region: ee.Geometry
+) -> ee.Image:
+    """One S1 scene -> flattened gamma0 VV, VH (linear power) plus layover, shadow, lia bands."""
+    theta = image.select("angle").multiply(DEG)
+    phi_i = ee.Image.constant(look_direction(image, region))
+    phi_r = phi_i.subtract(terrain.select("aspect"))
+    alpha_s = terrain.select("slope")
+    alpha_r = range_slope(alpha_s, phi_r)
+    alpha_az = azimuth_slope(alpha_s, phi_r)
+
+    sigma0 = ee.Image.constant(10).pow(image.select(["VV", "VH"]).divide(10)).rename(["VV", "VH"])
+    gamma0 = sigma0.divide(theta.cos())
+    factor = ee.Image(
+        ee.Algorithms.If(
+            use_volume, volume_factor(theta, alpha_r), surface_factor(theta, alpha_r, alpha_az)
+        )
+    )
+    flat = gamma0.divide(factor).rename(["VV", "VH"])
+    layover = layover_mask(theta, alpha_r).rename("layover")
+    shadow = shadow_mask(theta, alpha_r).rename("shadow")
+    lia = local_incidence_deg(theta, alpha_r, alpha_az).rename("lia")
+    out = flat.addBands(layover).addBands(shadow).addBands(lia)
+    return ee.Image(out.copyProperties(image, ["system:time_start", "system:index"]))
+
+
+def flattened_collection(
+    col: ee.ImageCollection, terrain: ee.Image, use_volume: ee.ComputedObject, region: ee.Geometry
+) -> ee.ImageCollection:
+    return col.map(lambda img: flatten_image(ee.Image(img), terrain, use_volume, region))
+
+
+def to_db(linear: ee.Image) -> ee.Image:
+    return linear.log10().multiply(10)
+
+
+def db_composite(flat: ee.ImageCollection) -> ee.Image:
+    """Median of the flattened linear VV, VH over a window, back in dB."""
+    return to_db(flat.select(["VV", "VH"]).median()).rename(["VV", "VH"])
+
+
+# ----------------------------------------------------------------------------- model choice
+
+
+def vegetated_fraction(worldcover: ee.Image, aoi: ee.Geometry, scale: float) -> ee.Number:
+    """Share of the AOI's land (water left out) that ESA WorldCover calls vegetated."""
+    wc = worldcover.select([0])
+    vegetated = wc.remap(list(WORLDCOVER_VEGETATED), [1] * len(WORLDCOVER_VEGETATED), 0)
+    land_only = vegetated.updateMask(wc.neq(WORLDCOVER_WATER)).rename("vegetated")
+    value = land_only.reduceRegion(
+        reducer=ee.Reducer.mean(), geometry=aoi, scale=scale, maxPixels=1e9, bestEffort=True
+    ).get("vegetated")
+    return ee.Number(ee.Algorithms.If(value, value, 0))
+
+
+def flattening_choice(
+    spec: EventSpec, cfg: FetchConfig, worldcover: ee.Image | None, aoi: ee.Geometry
+) -> tuple[ee.ComputedObject, ee.String, ee.ComputedObject]:
+    """(use_volume, model name, vegetated fraction or None) for this event.
+
+    `auto` picks the volume model when at least cfg.flattening_volume_fraction of the AOI's land
+    is vegetated by WorldCover, else the surface model; volume/surface in the event row win.
+    """
+    if spec.flattening in ("volume", "surface"):
+        use_volume = ee.Number(1 if spec.flattening == "volume" else 0)
+        return use_volume, ee.String(spec.flattening), None
+    if worldcover is None:
+        raise ValueError("auto flattening needs the WorldCover image")
+    fraction = vegetated_fraction(worldcover, aoi, cfg.scale)
+    use_volume = fraction.gte(cfg.flattening_volume_fraction)
+    model = ee.String(ee.Algorithms.If(use_volume, "volume", "surface"))
+    return use_volume, model, fraction
+
+
+def collection_summary(col: ee.ImageCollection) -> ee.Dictionary:
+    """Ids, acquisition dates, count, passes and relative orbits of the scenes in a window."""
+    dates = col.aggregate_array("system:time_start").map(
+        lambda t: ee.Date(t).format("YYYY-MM-dd'T'HH:mm:ss")
+    )
+    return ee.Dictionary(
+        {
+            "ids": col.aggregate_array("system:index"),
+            "dates": dates,
+            "count": col.size(),
+            "passes": col.aggregate_array("orbitProperties_pass").distinct(),
+            "relative_orbits": col.aggregate_array("relativeOrbitNumber_start").distinct(),
+        }
+    )

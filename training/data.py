@@ -1,0 +1,352 @@
+"""From event folders to training batches: split by event, normalise, crop as the paper did.
+
+Everything here follows one rule from the paper's protocol: events, not pixels, are the unit of
+splitting, so neighbouring pixels of one landslide never sit on both sides of a train/val/test
+boundary. Normalisation statistics come from the training events only, so validation and test
+scores are not flattered by statistics of their own pixels.
+
+The crop sampler keeps every event in memory as tensors on the training device and cuts batches
+with a few vectorised index operations, so a GPU is never starved by a Python data loader and a
+CPU step spends its time in the model, not in augmentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.contract import LABEL_IGNORE, LABEL_LANDSLIDE, EventFolder, read_label, read_stack
+from pipeline.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+ROLES = ("train", "val", "test")
+DEFAULT_HOLDOUT_FRACTION = 0.15
+
+
+@dataclass
+class EventArrays:
+    """One event in memory, ready for the model: normalised image and its label."""
+
+    event_id: str
+    image: np.ndarray  # (C, H, W) float32, normalised, NaN -> 0 after normalising
+    label: np.ndarray  # (H, W) uint8: 0, 1, 255 (ignored)
+
+
+# --------------------------------------------------------------------------- split
+
+
+def _explicit(ids: list[str], chosen: list[str], what: str) -> list[str]:
+    known = set(ids)
+    out: list[str] = []
+    for event_id in chosen:
+        if event_id not in known:
+            raise UserError(f"{what} event '{event_id}' is not among the {len(ids)} events found")
+        if event_id not in out:
+            out.append(event_id)
+    return out
+
+
+def _count(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"number of {what} events must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def split_events(
+    events: list[EventFolder],
+    *,
+    val: int | list[str] | None = None,
+    test: int | list[str] | None = None,
+    seed: int = 0,
+) -> dict[str, list[str]]:
+    """-> {"train": [...], "val": [...], "test": [...]} event ids, sorted.
+
+    Explicit id lists win; counts are drawn from the remaining events with `seed` (the same seed
+    and the same events always give the same split). When neither is given, roles recorded in
+    event.json decide (importers of benchmark data keep the benchmark's own split that way);
+    without roles, 15% of the events go to validation and 15% to test, at least one each.
+    """
+    ids = sorted(e.event_id for e in events)
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        raise UserError(f"event id(s) appear twice: {', '.join(dupes)}")
+    n = len(ids)
+
+    if val is None and test is None and any(e.role is not None for e in events):
+        parts = {role: sorted(e.event_id for e in events if e.role == role) for role in ROLES}
+        parts["train"] = sorted(e.event_id for e in events if e.role in (None, "train"))
+        return _checked(parts, source="the roles in event.json")
+
+    default = max(1, round(DEFAULT_HOLDOUT_FRACTION * n))
+    if val is None and test is None and n < 3:
+        raise UserError(
+            f"only {n} event(s): a train/validation/test split by event needs at least 3 "
+            "(or give the validation events explicitly)"
+        )
+    val_ids = _explicit(ids, val, "validation") if isinstance(val, list) else []
+    test_ids = _explicit(ids, test, "test") if isinstance(test, list) else []
+    both = sorted(set(val_ids) & set(test_ids))
+    if both:
+        raise UserError(f"event '{both[0]}' is listed both for validation and for test")
+
+    taken = set(val_ids) | set(test_ids)
+    pool = [i for i in ids if i not in taken]
+    order = [pool[k] for k in np.random.default_rng(seed).permutation(len(pool))]
+    n_val = 0 if isinstance(val, list) else _count(default if val is None else val, "validation")
+    n_test = 0 if isinstance(test, list) else _count(default if test is None else test, "test")
+    if n_val + n_test >= len(pool) and n_val + n_test > 0:
+        raise UserError(
+            f"{n_val} validation + {n_test} test events leave no training event "
+            f"({len(pool)} events are not listed explicitly)"
+        )
+    val_ids = val_ids + order[:n_val]
+    test_ids = test_ids + order[n_val : n_val + n_test]
+    taken = set(val_ids) | set(test_ids)
+    parts = {
+        "train": sorted(i for i in ids if i not in taken),
+        "val": sorted(val_ids),
+        "test": sorted(test_ids),
+    }
+    return _checked(parts, source="the split")
+
+
+def _checked(parts: dict[str, list[str]], *, source: str) -> dict[str, list[str]]:
+    if not parts["train"]:
+        raise UserError(f"{source} leaves no training event")
+    if not parts["val"]:
+        raise UserError(f"{source} leaves no validation event (give validation events)")
+    return parts
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def _check_layers(events: Sequence[EventFolder], layers: Sequence[str]) -> None:
+    """Fail before reading any pixels when a stack lacks a layer the setting needs."""
+    if not layers:
+        raise UserError("no layers to train on: the setting is empty")
+    for ev in events:
+        absent = [name for name in layers if name not in ev.layers]
+        if absent:
+            raise UserError(f"{ev.stack}: lacks layer(s) {', '.join(absent)}")
+
+
+def compute_norm(
+    events: list[EventFolder], layers: Sequence[str]
+) -> tuple[list[float], list[float]]:
+    """Per-layer mean and population std over the given (training) events, ignoring NaN.
+
+    Events are read one at a time and merged with the pairwise update of Chan et al., in float64,
+    so memory stays at one stack and the result matches a single pass over all pixels without the
+    cancellation of a naive sum of squares.
+    """
+    if not events:
+        raise UserError("no training events to compute normalisation statistics from")
+    _check_layers(events, layers)
+    n_layers = len(layers)
+    count = np.zeros(n_layers, dtype=np.float64)
+    mean = np.zeros(n_layers, dtype=np.float64)
+    m2 = np.zeros(n_layers, dtype=np.float64)
+    for ev in events:
+        data, _, _ = read_stack(ev.stack, layers)
+        for i, name in enumerate(layers):
+            band = data[i]
+            valid = band[~np.isnan(band)].astype(np.float64)
+            if valid.size == 0:
+                raise UserError(
+                    f"event '{ev.event_id}': layer '{name}' has no data (all NaN); "
+                    f"choose a setting without {name} or drop the event"
+                )
+            n_b = float(valid.size)
+            mean_b = float(valid.mean())
+            m2_b = float(np.square(valid - mean_b).sum())
+            n_a = count[i]
+            total = n_a + n_b
+            delta = mean_b - mean[i]
+            mean[i] += delta * n_b / total
+            m2[i] += m2_b + delta * delta * n_a * n_b / total
+            count[i] = total
+    std = np.sqrt(m2 / count)
+    std[~(std > 0)] = 1.0  # a constant layer carries no information but must not divide by 0
+    return [float(x) for x in mean], [float(x) for x in std]
+
+
+def load_events(
+    events: list[EventFolder], layers: Sequence[str], mean: Sequence[float], std: Sequence[float]
+) -> list[EventArrays]:
+    """Read and normalise each event's layers (in the order given) and its label."""
+    if len(mean) != len(layers) or len(std) != len(layers):
+        raise ValueError(f"{len(layers)} layers but {len(mean)} means and {len(std)} stds")
+    _check_layers(events, layers)
+    m = np.asarray(mean, dtype=np.float32)[:, None, None]
+    s = np.asarray(std, dtype=np.float32)[:, None, None]
+    out: list[EventArrays] = []
+    for ev in events:
+        data, _, _ = read_stack(ev.stack, layers)
+        data -= m
+        data /= s
+        np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        label, _ = read_label(ev.label)
+        out.append(EventArrays(event_id=ev.event_id, image=data, label=label))
+    return out
+
+
+# --------------------------------------------------------------------------- crops
+
+
+class CropSampler:
+    """Random training batches as the paper drew them, cut on the training device.
+
+    Each sample picks an event uniformly, then a landslide pixel of that event uniformly, and
+    places the crop so that pixel lies at a random position inside it (a landslide-free event
+    gets a uniform random window). Images smaller than the crop are padded (image 0, label 255,
+    so padding is ignored by losses and metrics). A random rotation by k * 90 degrees and random
+    flips follow, identical for image and label.
+
+    All randomness comes from one seeded CPU torch.Generator: the draws are a handful of scalars
+    per batch, and keeping them on the CPU means the device never has to report back to decide
+    where to cut. The cutting itself is one slice copy and one gather per sample, with the
+    augmentation's index maps built once.
+    """
+
+    def __init__(
+        self,
+        events: list[EventArrays],
+        *,
+        crop: int = 256,
+        batch_size: int = 4,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        import torch
+
+        if not events:
+            raise UserError("no training events to sample crops from")
+        if crop < 1 or batch_size < 1:
+            raise ValueError(f"crop ({crop}) and batch_size ({batch_size}) must be >= 1")
+        channels = {ev.image.shape[0] for ev in events}
+        if len(channels) != 1:
+            raise ValueError(f"events have different layer counts: {sorted(channels)}")
+        for ev in events:
+            if ev.image.shape[1:] != ev.label.shape:
+                raise ValueError(
+                    f"event '{ev.event_id}': image {ev.image.shape} and label {ev.label.shape} "
+                    "differ in size"
+                )
+        self.crop = crop
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.channels = channels.pop()
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(seed)
+
+        self._images = [
+            torch.from_numpy(np.ascontiguousarray(ev.image, dtype=np.float32)).to(self.device)
+            for ev in events
+        ]
+        self._labels = [
+            torch.from_numpy(np.ascontiguousarray(ev.label, dtype=np.uint8)).to(self.device)
+            for ev in events
+        ]
+        self._heights = torch.tensor([ev.label.shape[0] for ev in events], dtype=torch.int64)
+        self._widths = torch.tensor([ev.label.shape[1] for ev in events], dtype=torch.int64)
+        # Landslide pixels of all events, concatenated on the CPU, with per-event offsets; a
+        # trailing 0 keeps the lookup valid when no event has a landslide pixel.
+        positives = [np.flatnonzero(ev.label.reshape(-1) == LABEL_LANDSLIDE) for ev in events]
+        self._pos_counts = torch.tensor([p.size for p in positives], dtype=torch.int64)
+        self._pos_offsets = torch.cumsum(self._pos_counts, 0) - self._pos_counts
+        self._positives = torch.from_numpy(np.concatenate([*positives, [0]]).astype(np.int64))
+        # For each of the 16 (rotation, h-flip, v-flip) draws, the source of every output pixel
+        # inside the crop window: the very same torch ops applied to a grid of pixel numbers, so
+        # image and label can only ever move together, and one gather applies the augmentation.
+        grid = torch.arange(crop * crop, dtype=torch.int64).view(crop, crop)
+        index_dtype = torch.int32 if crop * crop < 2**31 else torch.int64
+        self._maps = [
+            _augment(grid, k, hflip, vflip).reshape(-1).to(self.device, index_dtype)
+            for k in range(4)
+            for hflip in (False, True)
+            for vflip in (False, True)
+        ]
+        # the crop window is first copied here (padding where it leaves the image), then gathered
+        self._canvas = torch.empty((self.channels, crop, crop), device=self.device)
+        self._label_canvas = torch.empty((crop, crop), dtype=torch.uint8, device=self.device)
+
+    # ---------------------------------------------------------------- randomness
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Events, window corners and augmentation codes for one batch, on the CPU."""
+        import torch
+
+        g, n, crop = self.generator, self.batch_size, self.crop
+        ev = torch.randint(len(self._images), (n,), generator=g)
+        u = torch.rand((n, 4), generator=g, dtype=torch.float64)
+        aug = torch.randint(16, (n,), generator=g)
+        h, w = self._heights[ev], self._widths[ev]
+        counts = self._pos_counts[ev]
+        has_pos = counts > 0
+        pick = torch.minimum((u[:, 0] * counts).long(), (counts - 1).clamp_min(0))
+        flat = self._positives[self._pos_offsets[ev] + pick]  # meaningless where not has_pos
+        r, c = flat // w, flat % w
+
+        def corner(size: torch.Tensor, at: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            # window start so that `at` lies inside, the window stays on the image where the
+            # image is large enough, and the image sits inside the window where it is not
+            lo_any = torch.clamp(size - crop, max=0)
+            hi_any = torch.clamp(size - crop, min=0)
+            lo = torch.where(has_pos, torch.maximum(at - crop + 1, lo_any), lo_any)
+            hi = torch.where(has_pos, torch.minimum(at, hi_any), hi_any)
+            return lo + (v * (hi - lo + 1).double()).long().clamp_max(hi - lo)
+
+        top = corner(h, r, u[:, 1])
+        left = corner(w, c, u[:, 2])
+        return ev, top, left, aug
+
+    def state_dict(self) -> dict[str, Any]:
+        """The random stream's position, so a resumed run draws the batches it would have."""
+        return {"generator": self.generator.get_state().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+    # ---------------------------------------------------------------- batches
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (N, C, crop, crop) float32, y: (N, crop, crop) uint8 (0/1/255), on `device`."""
+        import torch
+
+        ev, top, left, aug = self._draw()
+        n, c, crop, dev = self.batch_size, self.channels, self.crop, self.device
+        x = torch.empty((n, c, crop, crop), dtype=torch.float32, device=dev)
+        y = torch.empty((n, crop, crop), dtype=torch.uint8, device=dev)
+        canvas, label_canvas = self._canvas, self._label_canvas
+        draws = zip(ev.tolist(), top.tolist(), left.tolist(), aug.tolist(), strict=True)
+        for i, (e, t, lft, a) in enumerate(draws):
+            image, label = self._images[e], self._labels[e]
+            h, w = label.shape
+            r0, r1, c0, c1 = max(t, 0), min(t + crop, h), max(lft, 0), min(lft + crop, w)
+            if r1 - r0 < crop or c1 - c0 < crop:
+                canvas.zero_()
+                label_canvas.fill_(LABEL_IGNORE)
+            canvas[:, r0 - t : r1 - t, c0 - lft : c1 - lft] = image[:, r0:r1, c0:c1]
+            label_canvas[r0 - t : r1 - t, c0 - lft : c1 - lft] = label[r0:r1, c0:c1]
+            index = self._maps[a]
+            torch.index_select(canvas.view(c, -1), 1, index, out=x[i].view(c, -1))
+            torch.index_select(label_canvas.view(-1), 0, index, out=y[i].view(-1))
+        return x, y
+
+
+def _augment(t: torch.Tensor, k: int, hflip: bool, vflip: bool) -> torch.Tensor:
+    """The augmentation as applied to any (..., H, W) tensor: rotate by k*90 deg, then flip."""
+    import torch
+
+    t = torch.rot90(t, k, dims=(-2, -1))
+    if hflip:
+        t = torch.flip(t, dims=(-1,))
+    if vflip:
+        t = torch.flip(t, dims=(-2,))
+    return t

@@ -1,9 +1,78 @@
-"""`lsd fetch` (being built)."""
+"""`lsd fetch`: download the paper's layer stack and labels for every event of an events.csv.
+
+ee is imported only inside the command (through pipeline.fetch), so `lsd --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 
 @click.command()
-def fetch() -> None:
-    """Not built yet."""
-    raise click.ClickException("lsd fetch is not built yet")
+@click.option(
+    "--event",
+    "events_csv",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="events.csv: one row per event (id, date, lon/lat or polygon, ...; see docs/fetch.md).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Data folder; each event becomes DATA/<id>/ with stack.tif, label.tif, event.json.",
+)
+@click.option(
+    "--aoi-km2",
+    default=4.0,
+    show_default=True,
+    type=float,
+    help="Area of the square around a lon/lat event, in km2.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan (and image counts when signed in).")
+@click.option(
+    "--export",
+    type=click.Choice(["drive", "gcs"]),
+    default=None,
+    help="Use an Earth Engine batch export instead of direct downloads (large AOIs).",
+)
+@click.option("--bucket", default=None, help="Cloud Storage bucket for --export gcs.")
+@click.option("--project", default=None, help="Google Cloud project for Earth Engine.")
+@click.option("--only", default=None, help="Comma-separated event ids to fetch (default: all).")
+def fetch(
+    events_csv: Path,
+    out: Path,
+    aoi_km2: float,
+    dry_run: bool,
+    export: str | None,
+    bucket: str | None,
+    project: str | None,
+    only: str | None,
+) -> None:
+    """Fetch Sentinel-1/2 layer stacks and landslide labels for the events of a CSV."""
+    from gee.config import FetchConfig
+    from pipeline.fetch import fetch_events, summary_lines
+
+    if aoi_km2 <= 0:
+        raise click.BadParameter(f"must be positive, got {aoi_km2}", param_hint="--aoi-km2")
+    ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
+    summary = fetch_events(
+        events_csv,
+        out,
+        cfg=FetchConfig(aoi_km2=aoi_km2),
+        dry_run=dry_run,
+        export=export,
+        bucket=bucket,
+        only=ids,
+        project=project,
+        echo=click.echo,
+    )
+    if dry_run:
+        click.echo(f"{len(summary.planned)} event(s) planned; nothing written")
+        return
+    for line in summary_lines(summary):
+        click.echo(line)
+    if summary.failed:
+        raise click.exceptions.Exit(1)

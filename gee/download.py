@@ -1,0 +1,312 @@
+"""Getting pixels out of Earth Engine: tiled computePixels downloads, and batch exports.
+
+The network boundary is one function, `fetch_pixels`: everything else (tiling, retries, writing
+the stack, converting an exported GeoTIFF) is local and testable offline by replacing it or
+ee.data.computePixels.
+
+Masked pixels: computePixels and exports do not carry a mask through NUMPY_NDARRAY or GeoTIFF
+reliably (masked pixels come back as 0, a valid value for most layers), so the image is unmasked
+to the lowest float32 before leaving Earth Engine and that value is turned into NaN here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.contract import Grid, atomic_path
+
+# Request limits of ee.data.computePixels (bytes of the response, pixels per side).
+MAX_REQUEST_BYTES = 48 * 1024 * 1024
+MAX_SIDE = 32768
+DEFAULT_TILE = 512
+NODATA_SENTINEL = float(np.finfo(np.float32).min)  # -3.4028235e38, stands for "masked"
+_SENTINEL_CUT = -3.0e38
+
+RETRY_TRIES = 5
+RETRY_BASE_S = 2.0
+_TRANSIENT = re.compile(
+    r"\b429\b|too many (concurrent|requests)|rate limit|\brate\b|quota exceeded|"
+    r"\b5\d\d\b|internal error|backend error|service unavailable|unavailable|"
+    r"timed? ?out|deadline|connection (reset|aborted)",
+    re.IGNORECASE,
+)
+
+Sleep = Callable[[float], None]
+
+
+# --------------------------------------------------------------------------- tiling
+
+
+def tile_side(n_bands: int, tile: int = DEFAULT_TILE) -> int:
+    """Largest square side <= `tile` whose float32 response stays under the request limit."""
+    side = min(tile, MAX_SIDE)
+    while side > 1 and side * side * max(n_bands, 1) * 4 > MAX_REQUEST_BYTES:
+        side //= 2
+    return side
+
+
+def plan_tiles(grid: Grid, n_bands: int, tile: int = DEFAULT_TILE) -> list[Any]:
+    """Row-major rasterio Windows covering the grid, each one request."""
+    from rasterio.windows import Window
+
+    side = tile_side(n_bands, tile)
+    return [
+        Window(col, row, min(side, grid.width - col), min(side, grid.height - row))
+        for row in range(0, grid.height, side)
+        for col in range(0, grid.width, side)
+    ]
+
+
+# --------------------------------------------------------------------------- the network boundary
+
+
+def unmasked(image: Any) -> Any:
+    """The image with masked pixels set to the sentinel, as float32, ready to leave EE."""
+    return image.unmask(NODATA_SENTINEL, False).toFloat()
+
+
+def fetch_pixels(image: Any, grid: Grid, window: Any) -> np.ndarray:
+    """Pixels of `image` on one window of `grid`: (bands, h, w) float32, NaN where masked."""
+    import ee
+    from rasterio.windows import transform as window_transform
+
+    t = window_transform(window, grid.transform)
+    request = {
+        "expression": unmasked(image),
+        "fileFormat": "NUMPY_NDARRAY",
+        "grid": {
+            "dimensions": {"width": int(window.width), "height": int(window.height)},
+            "affineTransform": {
+                "scaleX": t.a,
+                "shearX": t.b,
+                "translateX": t.c,
+                "shearY": t.d,
+                "scaleY": t.e,
+                "translateY": t.f,
+            },
+            "crsCode": grid.crs.to_string(),
+        },
+    }
+    return to_bands(ee.data.computePixels(request))
+
+
+def to_bands(array: np.ndarray) -> np.ndarray:
+    """A computePixels answer (structured (h, w) or plain (h, w, bands)) as (bands, h, w) NaN."""
+    array = np.asarray(array)
+    if array.dtype.names:
+        out = np.stack([array[name] for name in array.dtype.names]).astype(np.float32)
+    elif array.ndim == 3:
+        out = np.moveaxis(array, -1, 0).astype(np.float32)
+    else:
+        out = array[np.newaxis].astype(np.float32)
+    out[out <= _SENTINEL_CUT] = np.nan
+    return out
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth another try: rate limits, server-side 5xx, timeouts, dropped connections."""
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    try:
+        import ee
+
+        if not isinstance(exc, ee.EEException):
+            return False
+    except ImportError:  # pragma: no cover - ee is a dependency
+        return False
+    return bool(_TRANSIENT.search(str(exc)))
+
+
+def with_retries(
+    fn: Callable[[], Any],
+    *,
+    tries: int = RETRY_TRIES,
+    base_s: float = RETRY_BASE_S,
+    sleep: Sleep = time.sleep,
+    on_retry: Callable[[BaseException, float], None] | None = None,
+) -> Any:
+    """Call fn, retrying transient errors with exponential backoff (2, 4, 8, 16 s by default)."""
+    for attempt in range(tries):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == tries - 1 or not is_transient(exc):
+                raise
+            delay = base_s * 2**attempt
+            if on_retry:
+                on_retry(exc, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- writing stacks
+
+
+def stack_profile(grid: Grid, n_bands: int) -> dict[str, Any]:
+    """Same GeoTIFF layout as pipeline.contract.write_stack, so both writers agree."""
+    from pipeline.contract import _profile
+
+    return _profile(grid, n_bands, "float32", float("nan"))
+
+
+def download_stack(
+    image: Any,
+    grid: Grid,
+    layers: Sequence[str],
+    dest: Path,
+    *,
+    tile: int = DEFAULT_TILE,
+    sleep: Sleep = time.sleep,
+    fetch: Callable[[Any, Grid, Any], np.ndarray] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_retry: Callable[[BaseException, float], None] | None = None,
+) -> None:
+    """Download the image tile by tile into `dest` (a temporary name until the last tile lands).
+
+    Tiles are written as they arrive so memory stays at one tile whatever the AOI size.
+    """
+    import rasterio
+
+    fetch = fetch or fetch_pixels
+    windows = plan_tiles(grid, len(layers), tile)
+    with (
+        atomic_path(dest) as tmp,
+        rasterio.open(tmp, "w", **stack_profile(grid, len(layers))) as dst,
+    ):
+        for i, name in enumerate(layers, start=1):
+            dst.set_band_description(i, name)
+        for window in windows:
+            block = with_retries(
+                lambda w=window: fetch(image, grid, w), sleep=sleep, on_retry=on_retry
+            )
+            expected = (len(layers), int(window.height), int(window.width))
+            if block.shape != expected:
+                raise RuntimeError(f"Earth Engine returned {block.shape}, expected {expected}")
+            dst.write(block, window=window)
+            if progress:
+                progress(1)
+
+
+def geotiff_to_stack(src_path: Path, dest: Path, layers: Sequence[str], grid: Grid) -> None:
+    """Turn an exported GeoTIFF (sentinel for masked) into a contract stack, block by block."""
+    import rasterio
+
+    with rasterio.open(src_path) as src:
+        if src.count != len(layers) or (src.width, src.height) != (grid.width, grid.height):
+            raise RuntimeError(
+                f"{src_path}: {src.count} bands {src.width}x{src.height}, expected "
+                f"{len(layers)} bands {grid.width}x{grid.height}"
+            )
+        with (
+            atomic_path(dest) as tmp,
+            rasterio.open(tmp, "w", **stack_profile(grid, len(layers))) as dst,
+        ):
+            for i, name in enumerate(layers, start=1):
+                dst.set_band_description(i, name)
+            for window in plan_tiles(grid, len(layers)):
+                block = src.read(window=window, out_dtype="float32")
+                block[block <= _SENTINEL_CUT] = np.nan
+                dst.write(block, window=window)
+
+
+# --------------------------------------------------------------------------- batch exports
+
+
+def export_params(grid: Grid, name: str, *, scale: float) -> dict[str, Any]:
+    """Keyword arguments that make an export produce exactly `grid`.
+
+    crs + crsTransform + "WIDTHxHEIGHT" (and no region or scale) is the combination for which
+    Earth Engine cuts the exact rectangle of that pixel grid; adding `scale` or `region` would
+    make it resample or snap the region differently, and the stack would no longer match the
+    label. `scale` is only checked against the transform.
+    """
+    t = grid.transform
+    if not math.isclose(abs(t.a), scale) or not math.isclose(abs(t.e), scale):
+        raise ValueError(f"grid pixel {t.a} x {t.e} is not the configured scale {scale}")
+    shard = 256
+    side = math.ceil(max(grid.width, grid.height) / shard) * shard
+    return {
+        "description": f"lsd_{re.sub(r'[^A-Za-z0-9_-]', '_', name)}"[:100],
+        "fileNamePrefix": name,
+        "crs": grid.crs.to_string(),
+        "crsTransform": [t.a, t.b, t.c, t.d, t.e, t.f],
+        "dimensions": f"{grid.width}x{grid.height}",
+        "fileFormat": "GeoTIFF",
+        "maxPixels": int(1e10),
+        "shardSize": shard,
+        "fileDimensions": side,  # one file, never split into tiles
+    }
+
+
+def start_export(
+    image: Any,
+    grid: Grid,
+    name: str,
+    *,
+    mode: str,
+    scale: float,
+    bucket: str | None = None,
+    drive_folder: str = "lsd",
+) -> Any:
+    """Create and start the export task; returns the ee.batch.Task."""
+    import ee
+
+    params = export_params(grid, name, scale=scale)
+    if mode == "gcs":
+        if not bucket:
+            raise ValueError("gcs export needs a bucket")
+        task = ee.batch.Export.image.toCloudStorage(unmasked(image), bucket=bucket, **params)
+    elif mode == "drive":
+        task = ee.batch.Export.image.toDrive(unmasked(image), folder=drive_folder, **params)
+    else:
+        raise ValueError(f"unknown export mode {mode}")
+    task.start()
+    return task
+
+
+def wait_for_task(
+    task: Any,
+    *,
+    poll_s: float = 15.0,
+    timeout_s: float = 6 * 3600,
+    sleep: Sleep = time.sleep,
+    on_state: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Poll until the task ends; raise with Earth Engine's message if it did not complete."""
+    waited = 0.0
+    last = None
+    while True:
+        status = with_retries(task.status, sleep=sleep)
+        state = status.get("state", "UNKNOWN")
+        if state != last and on_state:
+            on_state(state)
+        last = state
+        if state == "COMPLETED":
+            return status
+        if state in ("FAILED", "CANCELLED", "CANCEL_REQUESTED"):
+            raise RuntimeError(f"export {state.lower()}: {status.get('error_message', '')}")
+        if waited >= timeout_s:
+            raise RuntimeError(f"export still {state} after {timeout_s:.0f} s")
+        sleep(poll_s)
+        waited += poll_s
+
+
+def download_gcs(bucket: str, name: str, dest: Path, credentials: Any = None) -> Path:
+    """Fetch gs://bucket/name.tif to `dest` with the same credentials Earth Engine used."""
+    from google.cloud import storage
+
+    client = storage.Client(credentials=credentials, project=None)
+    blob = client.bucket(bucket).blob(f"{name}.tif")
+    with atomic_path(dest) as tmp:
+        blob.download_to_filename(str(tmp))
+    return dest

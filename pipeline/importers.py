@@ -348,9 +348,21 @@ def _open_raster(path: Path):
         raise UserError(f"{path}: not a readable PNG/GeoTIFF ({reason})") from None
 
 
+def _check_png(path: Path) -> None:
+    """GDAL fills a truncated PNG with zeros without an error; Pillow's full decode notices."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable PNG/GeoTIFF ({exc})") from None
+
+
 def _read_bands(path: Path) -> tuple[np.ndarray, list[str | None], Any]:
     """Read every non-alpha band; alpha says where a PNG is drawn, not what is there."""
     from rasterio.enums import ColorInterp
+    from rasterio.errors import RasterioError
 
     with _open_raster(path) as ds:
         keep = [i for i, ci in enumerate(ds.colorinterp, 1) if ci != ColorInterp.alpha]
@@ -358,13 +370,12 @@ def _read_bands(path: Path) -> tuple[np.ndarray, list[str | None], Any]:
             raise UserError(f"{path}: has only an alpha band")
         try:
             data = ds.read(keep)
-        except Exception as exc:  # rasterio raises several types for corrupt blocks
+        except (RasterioError, OSError) as exc:  # truncated or corrupt pixel data
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UserError(f"{path}: not a readable PNG/GeoTIFF ({reason})") from None
-        if ds.nodatavals and any(v is not None for v in ds.nodatavals):
-            nodata = [ds.nodatavals[i - 1] for i in keep]
-        else:
-            nodata = [None] * len(keep)
+        if ds.driver == "PNG":
+            _check_png(path)
+        nodata = [ds.nodatavals[i - 1] for i in keep]
         descriptions = [ds.descriptions[i - 1] for i in keep]
         info = {
             "crs": ds.crs,

@@ -316,6 +316,21 @@ def test_cli_tiles_errors(chittagong_dir: Path, bijie_dir: Path, tmp_path: Path)
     # an unreadable PNG, named
     (src / "masks" / "10013.png").write_bytes(b"\x89PNG broken")
     _fails([*tiles, src, dest, "--mapping", "0:0,1:1"], "10013.png", "not a readable")
+    # a truncated PNG (GDAL alone would fill the missing part with zeros) and a truncated TIF
+    trunc = tmp_path / "trunc"
+    (trunc / "images").mkdir(parents=True)
+    (trunc / "masks").mkdir()
+    png = (bijie_dir / "images" / "10009.png").read_bytes()
+    (trunc / "images" / "p.png").write_bytes(png[: len(png) // 3])
+    (trunc / "masks" / "p.png").symlink_to(bijie_dir / "masks" / "10009.png")
+    _fails([*tiles, trunc, tmp_path / "d3", "--mapping", "0:0,1:1"], "p.png", "truncated")
+    image, label = _chittagong_pairs(chittagong_dir)[0]
+    (trunc / "images" / "p.png").unlink()
+    (trunc / "masks" / "p.png").unlink()
+    (trunc / "images" / "t.tif").write_bytes(image.read_bytes()[:300_000])
+    (trunc / "masks" / "t.tif").symlink_to(label)
+    _fails([*tiles, trunc, tmp_path / "d3", "--mapping", "0:255,1:0,2:1"], "t.tif", "readable")
+    assert not (tmp_path / "d3" / "t").exists() and not (tmp_path / "d3" / "p").exists()
     # an unmapped value of a reduced RGB mask, named with the file
     _fails([*tiles, src, tmp_path / "d2", "--mapping", "0:0"], "10009.png", "value(s) 1")
 

@@ -171,3 +171,17 @@ def test_read_json_errors(tmp_path):
     bad.write_text("{")
     with pytest.raises(UserError, match="event.json: not readable JSON"):
         contract.read_json(bad)
+
+
+def test_atomic_outputs_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        contract.write_json(tmp_path / "a.json", {})
+        with contract.atomic_path(tmp_path / "d", directory=True):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

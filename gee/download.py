@@ -75,9 +75,9 @@ def unmasked(image: Any) -> Any:
 def fetch_pixels(image: Any, grid: Grid, window: Any) -> np.ndarray:
     """Pixels of `image` on one window of `grid`: (bands, h, w) float32, NaN where masked."""
     import ee
-    from rasterio.windows import transform as window_transform
+    from rasterio.transform import Affine
 
-    t = window_transform(window, grid.transform)
+    t = grid.transform @ Affine.translation(window.col_off, window.row_off)
     request = {
         "expression": unmasked(image),
         "fileFormat": "NUMPY_NDARRAY",
@@ -236,7 +236,7 @@ def export_params(grid: Grid, name: str, *, scale: float) -> dict[str, Any]:
     shard = 256
     side = math.ceil(max(grid.width, grid.height) / shard) * shard
     return {
-        "description": f"lsd_{re.sub(r'[^A-Za-z0-9_-]', '_', name)}"[:100],
+        "description": re.sub(r"[^A-Za-z0-9_-]", "_", name)[:100],
         "fileNamePrefix": name,
         "crs": grid.crs.to_string(),
         "crsTransform": [t.a, t.b, t.c, t.d, t.e, t.f],

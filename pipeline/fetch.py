@@ -219,7 +219,9 @@ def fetch_event(
                 echo(f"warning: event {spec.event_id}: asset {asset} unavailable; {layer} is NaN")
                 unavailable.add(layer)
         image = gl.build_event_image(spec, cfg, layers, unavailable=frozenset(unavailable))
-        provenance = get_info(gl.event_provenance(spec, cfg, layers))
+        provenance = get_info(
+            gl.event_provenance(spec, cfg, layers, unavailable=frozenset(unavailable))
+        )
     except ee.EEException as exc:
         raise EventFailed(f"event {spec.event_id}: Earth Engine: {_first_line(exc)}") from None
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ee_offline import ee_offline  # noqa: F401  (offline Earth Engine fixture)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

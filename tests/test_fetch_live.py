@@ -1,0 +1,62 @@
+"""Live Earth Engine: fetch one small real event and check the file contract (pytest -m live).
+
+Needs the user's credentials (LSD_EE_SERVICE_ACCOUNT or `earthengine authenticate`) and a
+project (EE_PROJECT or GOOGLE_CLOUD_PROJECT, unless the key names one); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gee.auth import credentials_available
+from gee.config import FetchConfig
+from pipeline.contract import PAPER_LAYERS, open_event, read_label, read_stack
+from pipeline.fetch import fetch_events
+
+pytestmark = pytest.mark.live
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def live_ee():
+    if not credentials_available():
+        pytest.skip(
+            "no Earth Engine credentials: set LSD_EE_SERVICE_ACCOUNT or run `earthengine "
+            "authenticate` (and set EE_PROJECT) to run the live suite"
+        )
+    import ee
+
+    from gee import auth
+
+    ee.Reset()
+    auth.initialize(None)
+    return ee
+
+
+def test_fetch_small_norway_event(live_ee, tmp_path: Path) -> None:
+    shutil.copy(REPO / "examples" / "inventory_norway.geojson", tmp_path / "inv.geojson")
+    csv = tmp_path / "events.csv"
+    csv.write_text(
+        "id,date,lon,lat,role,inventory\n05-norway,2019-07-30,6.11699,61.51734,test,inv.geojson\n"
+    )
+    out = tmp_path / "data"
+    summary = fetch_events(csv, out, cfg=FetchConfig(aoi_km2=0.25), show_progress=False)
+    assert summary.failed == {} and summary.done == ["05-norway"]
+    ev = open_event(out / "05-norway")
+    assert ev.layers == PAPER_LAYERS and ev.grid.crs.to_epsg() == 32632
+    assert (ev.grid.width, ev.grid.height) == (50, 50) and ev.grid.transform.a == 10.0
+    data, _, _ = read_stack(ev.stack)
+    assert data.dtype == np.float32
+    assert np.isfinite(data[PAPER_LAYERS.index("elevation")]).all()
+    elevation = data[PAPER_LAYERS.index("elevation")]
+    assert 0 < np.nanmedian(elevation) < 2500  # a Norwegian fjord-side slope
+    label, _ = read_label(ev.label)
+    assert (label == 1).sum() > 0 and set(np.unique(label)) <= {0, 1}
+    meta = json.loads((out / "05-norway" / "event.json").read_text())
+    assert meta["image_counts"]["s1_post"] > 0 and meta["image_counts"]["s2_post"] > 0
+    assert "provenance" in meta and meta["grid"]["crs"] == "EPSG:32632"

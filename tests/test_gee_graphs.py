@@ -451,6 +451,21 @@ def test_provenance_graph(ee_offline: Any) -> None:
     assert any("s2cloudless" in str(c) for c in constants(root))
 
 
+def test_provenance_with_overrides(ee_offline: Any) -> None:
+    """User's model and DEM are reported as such; unreadable assets are listed, not described."""
+    spec = make_spec(row("5"), flattening="volume", dem_asset="users/someone/norway_dtm10")
+    root = graph_of(layers.event_provenance(spec, CFG, unavailable={"kgClimate"}))
+    facts = root.args["input"] if isinstance(root, Call) else root
+    flat = facts["s1_flattening"]
+    flat = flat.args["input"] if isinstance(flat, Call) else flat
+    assert flat["requested"] == flat["model"] == "volume"
+    assert flat["vegetated_fraction"] is None
+    assert facts["dem_asset"] == "users/someone/norway_dtm10"
+    assert facts["unavailable_layers"] == ["kgClimate"]
+    assert "kg_climate_asset" not in facts
+    assert facts["canopy_height_asset"] == CFG.canopy_height_asset
+
+
 def test_window_counts_graph(ee_offline: Any) -> None:
     spec = make_spec(row("12"))
     root = graph_of(layers.window_counts(spec, CFG))

@@ -364,6 +364,14 @@ def _vector_path(row: _Row, column: str, base: Path, *, polygons: bool = True) -
         read_polygons(path, where=row.where(column))
     elif not path.exists():
         raise row.fail(column, f"file {path} not found")
+    else:
+        # checked now, not hours later on Earth Engine; landcover imports ee, hence the late import
+        from gee.landcover import read_user_points
+
+        try:
+            read_user_points(path)
+        except UserError as exc:
+            raise row.fail(column, str(exc)) from None
     return path
 
 

@@ -295,3 +295,14 @@ def test_dry_run_without_credentials_prints_plan(no_credentials: Path, tmp_path:
     assert "dem: USGS/SRTMGL1_003" in result.output and "dem: COPERNICUS/DEM/GLO30" in result.output
     assert "21 event(s) planned; nothing written" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_bad_landcover_points_named_at_parse_time(tmp_path: Path) -> None:
+    pts = gpd.GeoDataFrame({"class": [2, 9]}, geometry=[Point(6.1, 61.5), Point(6.11, 61.51)])
+    pts.set_crs(4326).to_file(tmp_path / "pts.geojson")
+    csv = tmp_path / "e.csv"
+    csv.write_text("id,date,lon,lat,landcover_points\na,2019-07-30,6.1,61.5,pts.geojson\n")
+    result = CliRunner().invoke(main, ["fetch", "--event", str(csv), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "row 1 (line 2), column 'landcover_points'" in result.output
+    assert "class 9 is not one of" in result.output

@@ -187,11 +187,16 @@ def _check_resume(out: Path, layers: list[str], split: dict[str, Any], opts: Gri
     split_path, grid_path = out / SPLIT_FILE, out / GRID_FILE
     if split_path.exists():
         old = read_json(split_path)
-        for role in ("train", "val", "test"):
-            if not isinstance(old, dict) or sorted(old.get(role, [])) != sorted(split[role]):
+        if not isinstance(old, dict):
+            raise UserError(f"{split_path}: not an lsd split description; {hint}")
+        for role, word in (("val", "validation"), ("test", "test"), ("train", "training")):
+            was, now = sorted(old.get(role, [])), sorted(split[role])
+            if was != now:
+                gone = [i for i in was if i not in now] or ["(none)"]
+                new = [i for i in now if i not in was] or ["(none)"]
                 raise UserError(
-                    f"{split_path}: this RUNS folder was made with a different {role} split "
-                    f"({', '.join(old.get(role, [])) if isinstance(old, dict) else '?'}); {hint}"
+                    f"{split_path}: this RUNS folder was made with other {word} events "
+                    f"(it has {', '.join(gone[:3])}; this call gives {', '.join(new[:3])}); {hint}"
                 )
     if not grid_path.exists():
         return None

@@ -132,7 +132,7 @@ def with_retries(
     *,
     tries: int = RETRY_TRIES,
     base_s: float = RETRY_BASE_S,
-    sleep: Sleep = time.sleep,
+    sleep: Sleep | None = None,
     on_retry: Callable[[BaseException, float], None] | None = None,
 ) -> Any:
     """Call fn, retrying transient errors with exponential backoff (2, 4, 8, 16 s by default)."""
@@ -145,7 +145,7 @@ def with_retries(
             delay = base_s * 2**attempt
             if on_retry:
                 on_retry(exc, delay)
-            sleep(delay)
+            (sleep or time.sleep)(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -166,7 +166,7 @@ def download_stack(
     dest: Path,
     *,
     tile: int = DEFAULT_TILE,
-    sleep: Sleep = time.sleep,
+    sleep: Sleep | None = None,
     fetch: Callable[[Any, Grid, Any], np.ndarray] | None = None,
     progress: Callable[[int], None] | None = None,
     on_retry: Callable[[BaseException, float], None] | None = None,
@@ -279,7 +279,7 @@ def wait_for_task(
     *,
     poll_s: float = 15.0,
     timeout_s: float = 6 * 3600,
-    sleep: Sleep = time.sleep,
+    sleep: Sleep | None = None,
     on_state: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Poll until the task ends; raise with Earth Engine's message if it did not complete."""
@@ -297,7 +297,7 @@ def wait_for_task(
             raise RuntimeError(f"export {state.lower()}: {status.get('error_message', '')}")
         if waited >= timeout_s:
             raise RuntimeError(f"export still {state} after {timeout_s:.0f} s")
-        sleep(poll_s)
+        (sleep or time.sleep)(poll_s)
         waited += poll_s
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +179,7 @@ def fetch_event(
     write_label: bool = True,
     export: str | None = None,
     bucket: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     echo: Echo = _err,
     show_progress: bool = True,
 ) -> Path:
@@ -353,7 +352,7 @@ def fetch_events(
     only: Sequence[str] | None = None,
     project: str | None = None,
     layers: Sequence[str] = PAPER_LAYERS,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     echo: Echo = print,
     show_progress: bool = True,
 ) -> FetchSummary:

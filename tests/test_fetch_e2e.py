@@ -318,3 +318,65 @@ def test_geotiff_export_converts_to_a_stack(tmp_path: Path) -> None:
     assert names == ("a", "b", "c") and g.same_as(grid)
     assert np.isnan(got[1, 5, 7]) and np.isnan(got).sum() == 1
     np.testing.assert_array_equal(got[0], data[0])
+
+
+def _write_export(path: Path, grid: Any) -> None:
+    """What an Earth Engine GeoTIFF export of the event looks like: 15 bands, sentinel = masked."""
+    data = np.full((15, grid.height, grid.width), 3.0, dtype=np.float32)
+    data[4, 0, 0] = SENTINEL
+    profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=15,
+                   dtype="float32", crs=grid.crs, transform=grid.transform)  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+
+
+def test_export_modes_complete_the_event(
+    fake: FakeEE, events_csv: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import ee
+
+    states = iter(["READY", "RUNNING", "COMPLETED"] * 4)
+    monkeypatch.setattr(ee.batch.Task, "start", lambda self: None)
+    monkeypatch.setattr(ee.batch.Task, "status", lambda self: {"state": next(states)})
+    monkeypatch.setattr("time.sleep", lambda s: None)  # the 15 s polls
+    (spec,) = read_events(events_csv, only={"05-norway"})
+    grid = event_grid(spec, 10.0)
+    fetched: list[tuple[str, str]] = []
+
+    def fake_gcs(bucket: str, name: str, dest: Path, credentials: Any = None) -> Path:
+        fetched.append((bucket, name))
+        _write_export(dest, grid)
+        return dest
+
+    monkeypatch.setattr(download, "download_gcs", fake_gcs)
+    out = tmp_path / "gcs"
+    args = ["--event", str(events_csv), "--only", "05-norway", "--export"]
+    result = run_fetch(*args, "gcs", "--bucket", "bk", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert fetched == [("bk", "lsd_05-norway")] and fake.pixel_requests == []
+    data, names, _ = read_stack(out / "05-norway" / "stack.tif")
+    assert names == PAPER_LAYERS and np.isnan(data).sum() == 1 and np.isnan(data[4, 0, 0])
+    assert json.loads((out / "05-norway" / "event.json").read_text())["fetch"]["mode"] == "gcs"
+    assert not list((out / "05-norway").glob("*export*"))
+
+    # Drive: the user downloads the file into the folder, and a rerun finishes the event
+    out = tmp_path / "drive"
+    result = run_fetch(*args, "drive", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "Google Drive folder 'lsd' as lsd_05-norway.tif" in result.output
+    assert "1 exported to Drive" in result.output
+    assert not (out / "05-norway" / "event.json").exists()
+    assert (out / "05-norway" / "export.json").exists()
+    _write_export(out / "05-norway" / "export.tif", grid)
+    result = run_fetch(*args, "drive", "--out", str(out))
+    assert result.exit_code == 0 and "1 fetched" in result.output, result.output
+    assert open_event(out / "05-norway").layers == PAPER_LAYERS
+    assert not (out / "05-norway" / "export.json").exists()
+
+
+def test_gcs_export_needs_a_bucket(events_csv: Path, tmp_path: Path) -> None:
+    result = run_fetch("--event", str(events_csv), "--out", str(tmp_path), "--export", "gcs")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: --export gcs needs --bucket B (a Cloud Storage bucket you can write)"
+    )

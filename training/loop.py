@@ -202,7 +202,7 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def _load_checkpoint(path: Path) -> dict[str, Any] | None:
     """The saved state, or None (after one warning line) when the file cannot be used."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("not an lsd checkpoint")
         return state

@@ -1,0 +1,380 @@
+"""`lsd evaluate`: score every single model and every top-K ensemble of a grid on test events.
+
+Scores are micro (counts summed over all test pixels, then divided), as in the paper, and per
+event, because a grid that wins on one large event can lose on most small ones. The whole output
+folder is written under a temporary name and renamed at the end, so a crash or Ctrl-C never
+leaves CSVs that look complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.contract import EventFolder, atomic_path, list_events
+from pipeline.errors import UserError
+from pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
+from training.ensemble import (
+    DEFAULT_THRESHOLD,
+    SPLIT_FILE,
+    RunEntry,
+    Scores,
+    best_k,
+    common_layers,
+    prepare_events,
+    read_leaderboard,
+    read_split,
+    score_members,
+    select_events,
+    tqdm_progress,
+)
+from training.metrics import Counts
+
+MODELS_CSV = "models.csv"
+ENSEMBLES_CSV = "ensembles.csv"
+PER_EVENT_CSV = "per_event.csv"
+DIAGRAM_PNG = "performance_diagram.png"
+F1_PNG = "f1_by_ensemble_size.png"
+REPORT_MD = "report.md"
+SUMMARY_JSON = "evaluation.json"
+DEFAULT_KS = (10, 20, 40)
+
+COUNT_COLS = ("tp", "fp", "fn", "tn", "precision", "recall", "f1", "iou", "bias")
+# The paper's Table 8 (Ganerod et al. 2023): test F1 of the single best model by validation F1
+# and of the top-10/20/40 ensembles, per layer setting. Kept here so the report can show the
+# structure to compare against without needing the anchors folder.
+PAPER_TABLE8_ROWS = (
+    ("s1", 0.29, 0.44, 0.40, 0.43),
+    ("s2", 0.52, 0.57, 0.61, 0.60),
+    ("s1s2", 0.64, 0.68, 0.69, 0.69),
+    ("all", 0.65, 0.66, 0.66, 0.68),
+)
+
+
+def _num(x: float) -> str:
+    """CSV cell: empty when undefined (precision with nothing predicted, recall with nothing
+    to find) so that spreadsheets and pandas read it as missing rather than as a number."""
+    return "" if not math.isfinite(x) else f"{x:.6g}"
+
+
+def _count_cells(c: Counts) -> list[str]:
+    return [str(c.tp), str(c.fp), str(c.fn), str(c.tn)] + [
+        _num(v) for v in (c.precision, c.recall, c.f1, c.iou, c.bias)
+    ]
+
+
+def _mean_event_f1(per_event: dict[str, list[Counts]], i: int) -> float:
+    """Macro F1 over events that have something to score (a landslide or a prediction)."""
+    vals = [cs[i].f1 for cs in per_event.values() if cs[i].tp + cs[i].fp + cs[i].fn > 0]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise UserError(
+            f"--ks '{text}' must be comma-separated whole numbers, e.g. 10,20,40"
+        ) from None
+    if not ks or any(k < 1 for k in ks):
+        raise UserError(f"--ks '{text}' must list ensemble sizes of at least 1")
+    return ks
+
+
+def _events_by_role(data_dir: Path, role: str) -> list[EventFolder]:
+    return [e for e in list_events(data_dir) if e.role == role]
+
+
+def choose_events(
+    runs_dir: Path, data_dir: Path, ids: Sequence[str] | None
+) -> tuple[list[EventFolder], str, list[EventFolder], str]:
+    """Test and validation events and a sentence on where each list came from.
+
+    Test: --events, else split.json "test", else event.json roles. Validation (for the F1 curve)
+    is best effort: used only if all its events are in the data folder.
+    """
+    split = read_split(runs_dir)
+    if ids:
+        test, test_src = select_events(data_dir, ids, source="--events"), "--events"
+    elif split["test"]:
+        test = select_events(data_dir, split["test"], source=str(runs_dir / SPLIT_FILE))
+        test_src = f"the test list of {runs_dir / SPLIT_FILE}"
+    else:
+        test = _events_by_role(data_dir, "test")
+        test_src = f'events whose event.json role is "test" in {data_dir}'
+        if not test:
+            raise UserError(
+                f"no test events: {runs_dir / SPLIT_FILE} lists none and no event in {data_dir} "
+                "has role test; name them with --events"
+            )
+    val: list[EventFolder] = []
+    val_src = "none"
+    if split["val"]:
+        try:
+            val = select_events(data_dir, split["val"], source=str(runs_dir / SPLIT_FILE))
+            val_src = f"the val list of {runs_dir / SPLIT_FILE}"
+        except UserError:
+            val, val_src = [], f"not available (val events of {SPLIT_FILE} not all in {data_dir})"
+    else:
+        val = _events_by_role(data_dir, "val")
+        if val:
+            val_src = f'events whose event.json role is "val" in {data_dir}'
+    test_ids = {e.event_id for e in test}
+    val = [e for e in val if e.event_id not in test_ids]
+    return test, test_src, val, val_src
+
+
+@dataclass
+class Evaluation:
+    entries: list[RunEntry]
+    test: Scores
+    val: Scores | None
+    test_events: list[str]
+    val_events: list[str]
+    out: Path
+
+
+def evaluate_runs(
+    runs_dir: Path | str,
+    data_dir: Path | str,
+    out: Path | str | None = None,
+    *,
+    events: Sequence[str] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    ks: Sequence[int] = DEFAULT_KS,
+    overwrite: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Evaluation:
+    runs_dir, data_dir = Path(runs_dir), Path(data_dir)
+    out = Path(out) if out is not None else runs_dir / "evaluation"
+    if not 0.0 < threshold < 1.0:
+        raise UserError(f"--threshold {threshold} must be between 0 and 1")
+    entries = read_leaderboard(runs_dir)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: already exists (use --overwrite to replace it)")
+    layers = common_layers([(str(e.bundle), e.meta()) for e in entries])
+    test_f, test_src, val_f, val_src = choose_events(runs_dir, data_dir, events)
+    test_ev = prepare_events(test_f, layers)
+    val_ev = prepare_events(val_f, layers) if val_f else []
+    members = [(e.run_id, (lambda e=e: e.load(device))) for e in entries]
+    test = score_members(
+        members,
+        test_ev,
+        threshold=threshold,
+        device=device,
+        progress=tqdm_progress("test events") if progress else None,
+    )
+    val = None
+    if val_ev:
+        val = score_members(
+            members,
+            val_ev,
+            threshold=threshold,
+            device=device,
+            progress=tqdm_progress("validation events") if progress else None,
+        )
+    result = Evaluation(
+        entries, test, val, [e.event_id for e in test_ev], [e.event_id for e in val_ev], out
+    )
+    with atomic_path(out, directory=True) as tmp:
+        _write_csvs(tmp, result)
+        _write_figures_and_report(
+            tmp,
+            result,
+            ks=ks,
+            threshold=threshold,
+            data_dir=data_dir,
+            test_src=test_src,
+            val_src=val_src,
+            runs_dir=runs_dir,
+        )
+    return result
+
+
+def _write_csvs(folder: Path, ev: Evaluation) -> None:
+    n = len(ev.entries)
+    with (folder / MODELS_CSV).open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "rank",
+                "run_id",
+                "arch",
+                "encoder",
+                "loss",
+                "lr",
+                "val_f1",
+                *COUNT_COLS,
+                "mean_event_f1",
+            ]
+        )
+        for i, (entry, c) in enumerate(zip(ev.entries, ev.test.single, strict=True)):
+            row = entry.row
+            w.writerow(
+                [
+                    i + 1,
+                    entry.run_id,
+                    row.get("arch", ""),
+                    row.get("encoder", ""),
+                    row.get("loss", ""),
+                    row.get("lr", ""),
+                    _num(entry.val_f1),
+                    *_count_cells(c),
+                    _num(_mean_event_f1(ev.test.single_by_event, i)),
+                ]
+            )
+    with (folder / ENSEMBLES_CSV).open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["k", "added_run_id", "val_f1", *COUNT_COLS, "mean_event_f1"])
+        for i in range(n):
+            val_f1 = ev.val.ensemble[i].f1 if ev.val is not None else math.nan
+            w.writerow(
+                [
+                    i + 1,
+                    ev.entries[i].run_id,
+                    _num(val_f1),
+                    *_count_cells(ev.test.ensemble[i]),
+                    _num(_mean_event_f1(ev.test.ensemble_by_event, i)),
+                ]
+            )
+    with (folder / PER_EVENT_CSV).open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["event_id", "kind", "name", "rank", "k", *COUNT_COLS])
+        for event_id in ev.test_events:
+            for i, c in enumerate(ev.test.single_by_event[event_id]):
+                w.writerow([event_id, "single", ev.entries[i].run_id, i + 1, "", *_count_cells(c)])
+            for i, c in enumerate(ev.test.ensemble_by_event[event_id]):
+                w.writerow([event_id, "ensemble", f"top{i + 1}", "", i + 1, *_count_cells(c)])
+
+
+def _write_figures_and_report(
+    folder: Path,
+    ev: Evaluation,
+    *,
+    ks: Sequence[int],
+    threshold: float,
+    data_dir: Path,
+    test_src: str,
+    val_src: str,
+    runs_dir: Path,
+) -> None:
+    n = len(ev.entries)
+    test_f1 = [c.f1 for c in ev.test.ensemble]
+    val_curve = [c.f1 for c in ev.val.ensemble] if ev.val is not None else None
+    shown = [k for k in ks if 1 < k <= n]
+    extra = [k for k in (n,) if k > 1 and k not in shown]
+    auto_k = best_k(val_curve) if val_curve is not None else None
+
+    best = ev.test.single[0]
+    headline: list[tuple[str, Counts, float | None]] = [
+        (f"best single ({ev.entries[0].run_id})", best, ev.entries[0].val_f1)
+    ]
+    points = [Point("best single", best.precision, best.recall, best.f1)]
+    for k in [*shown, *extra]:
+        c = ev.test.ensemble[k - 1]
+        label = f"K={k}" + (" (all)" if k == n else "")
+        headline.append((f"ensemble {label}", c, val_curve[k - 1] if val_curve else None))
+        points.append(Point(label, c.precision, c.recall, c.f1))
+    if auto_k is not None and auto_k > 1 and auto_k not in shown + extra:
+        c = ev.test.ensemble[auto_k - 1]
+        headline.append((f"ensemble K={auto_k} (best val)", c, val_curve[auto_k - 1]))
+        points.append(Point(f"K={auto_k} (best val)", c.precision, c.recall, c.f1))
+
+    skipped = performance_diagram(
+        points,
+        folder / DIAGRAM_PNG,
+        f"Performance diagram, {len(ev.test_events)} test event(s), threshold {threshold:g}",
+    )
+    f1_by_size(
+        test_f1,
+        val_curve,
+        best.f1,
+        shown,
+        folder / F1_PNG,
+        f"F1 against ensemble size ({n} finished runs)",
+    )
+
+    not_shown = [k for k in ks if k > n]
+    lines = [
+        "# lsd evaluation",
+        "",
+        f"- runs: `{runs_dir}` ({n} finished runs, ranked by validation F1)",
+        f"- data: `{data_dir}`",
+        f"- test events ({len(ev.test_events)}, from {test_src}): " + ", ".join(ev.test_events),
+        f"- validation events ({len(ev.val_events)}, from {val_src})"
+        + (": " + ", ".join(ev.val_events) if ev.val_events else ""),
+        f"- threshold on the (mean) landslide probability: {threshold:g}; "
+        "scores are micro (pixel counts summed over all test events, label 255 ignored)",
+        f"- lsd {__version__}",
+        "",
+        "## Best single model against ensembles",
+        "",
+        markdown_table(
+            ["model", "val F1", "precision", "recall", "F1", "IoU", "bias"],
+            [
+                [name, fmt(v), fmt(c.precision), fmt(c.recall), fmt(c.f1), fmt(c.iou), fmt(c.bias)]
+                for name, c, v in headline
+            ],
+        ),
+        "",
+    ]
+    if not_shown:
+        lines += [f"K = {', '.join(map(str, not_shown))} not shown: only {n} runs finished.", ""]
+    if auto_k is not None:
+        lines += [f"The validation curve peaks at K = {auto_k} (`lsd ensemble --k auto`).", ""]
+    lines += [
+        "## Performance diagram",
+        "",
+        f"![performance diagram]({DIAGRAM_PNG})",
+        "",
+        "x = precision (success ratio), y = recall (probability of detection); curves are F1 "
+        "isolines; dashed lines through the origin are frequency bias (predicted over true "
+        "landslide pixels; above the bias-1 diagonal = over-prediction).",
+        "",
+    ]
+    if skipped:
+        lines += [f"Not drawn (nothing predicted, precision undefined): {', '.join(skipped)}.", ""]
+    lines += [
+        "## F1 against ensemble size",
+        "",
+        f"![F1 against ensemble size]({F1_PNG})",
+        "",
+        "## Compare with the paper (Table 8, test F1)",
+        "",
+        "The paper (Ganerod et al. 2023) reports, per layer setting, the test F1 of the single "
+        "model with the best validation F1 and of the top-10, 20 and 40 ensembles:",
+        "",
+        markdown_table(
+            ["setting", "single best", "ens10", "ens20", "ens40"],
+            [[s, *(fmt(x, 2) for x in r)] for s, *r in PAPER_TABLE8_ROWS],
+        ),
+        "",
+        "This run, same structure:",
+        "",
+        markdown_table(
+            ["single best", "ens10", "ens20", "ens40"],
+            [[fmt(best.f1, 2)] + [fmt(test_f1[k - 1], 2) if k <= n else "-" for k in (10, 20, 40)]],
+        ),
+        "",
+        f"Tables: `{MODELS_CSV}` (every model), `{ENSEMBLES_CSV}` (K = 1..{n}), "
+        f"`{PER_EVENT_CSV}` (every model and K per event).",
+        "",
+    ]
+    (folder / REPORT_MD).write_text("\n".join(lines))
+    summary: dict[str, Any] = {
+        "runs": str(runs_dir),
+        "data": str(data_dir),
+        "threshold": threshold,
+        "test_events": ev.test_events,
+        "val_events": ev.val_events,
+        "best_val_k": auto_k,
+        "lsd_version": __version__,
+    }
+    (folder / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")

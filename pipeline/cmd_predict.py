@@ -1,18 +1,133 @@
 """`lsd ensemble`, `lsd evaluate`, `lsd predict` (being built)."""
 
+from pathlib import Path
+
 import click
 
 
-@click.command()
-def ensemble() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
+def _k_option(text: str) -> int | None:
+    """--k accepts a whole number or 'auto'; None means 'choose by validation F1'."""
+    from pipeline.errors import UserError
+
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--k '{text}' must be a whole number or 'auto'") from None
 
 
 @click.command()
-def evaluate() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
+@click.argument("runs", type=click.Path(path_type=Path))
+@click.option(
+    "--k",
+    "k_text",
+    default="auto",
+    show_default=True,
+    help="Ensemble size, or 'auto' = the size with the best validation F1.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Ensemble folder.")
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Threshold on the mean probability, stored in the manifest.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Event folders for --k auto [the data folder recorded in RUNS/grid.json].",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing ensemble folder.")
+def ensemble(
+    runs: Path,
+    k_text: str,
+    out: Path,
+    threshold: float,
+    data: Path | None,
+    device: str,
+    overwrite: bool,
+) -> None:
+    """Bundle the K best runs of RUNS (by validation F1) into a self-contained ENSEMBLE folder."""
+    from training.ensemble import make_ensemble
+    from training.inference import resolve_device
+
+    dev = str(resolve_device(device))
+    manifest = make_ensemble(
+        runs,
+        out,
+        k=_k_option(k_text),
+        threshold=threshold,
+        data_dir=data,
+        overwrite=overwrite,
+        device=dev,
+    )
+    sel = manifest["k_selection"]
+    if sel.get("mode") == "auto":
+        click.echo(f"validation F1 by ensemble size ({len(sel['val_events'])} val events):")
+        for point in sel["curve"]:
+            f1 = point["val_f1"]
+            mark = "  <- chosen" if point["k"] == manifest["k"] else ""
+            click.echo(
+                f"  K={point['k']:>3}  F1 {f1 if f1 is not None else float('nan'):.4f}{mark}"
+            )
+    names = ", ".join(m["name"] for m in manifest["members"])
+    click.echo(f"wrote {out}: K={manifest['k']} members ({names})")
+
+
+@click.command()
+@click.argument("runs", type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Event folders.")
+@click.option(
+    "--events",
+    "events_text",
+    help="Comma-separated test event ids [split.json test, else event.json roles].",
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Output folder [RUNS/evaluation].")
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Threshold on the (mean) probability.",
+)
+@click.option(
+    "--ks",
+    "ks_text",
+    default="10,20,40",
+    show_default=True,
+    help="Ensemble sizes to mark in the figures and the report.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def evaluate(
+    runs: Path,
+    data: Path,
+    events_text: str | None,
+    out: Path | None,
+    threshold: float,
+    ks_text: str,
+    device: str,
+    overwrite: bool,
+) -> None:
+    """Score every model of RUNS and every top-K ensemble on the test events of DATA."""
+    from pipeline.evaluate import evaluate_runs, parse_ks
+    from training.inference import resolve_device
+
+    ks = parse_ks(ks_text)
+    ids = [p.strip() for p in events_text.split(",") if p.strip()] if events_text else None
+    dev = str(resolve_device(device))
+    ev = evaluate_runs(
+        runs, data, out, events=ids, threshold=threshold, ks=ks, overwrite=overwrite, device=dev
+    )
+    best, n = ev.test.single[0], len(ev.entries)
+    click.echo(f"{len(ev.test_events)} test events, {n} models")
+    click.echo(f"  best single ({ev.entries[0].run_id}): F1 {best.f1:.4f}")
+    for k in sorted({*(k for k in ks if k <= n), n}):
+        click.echo(f"  ensemble K={k}: F1 {ev.test.ensemble[k - 1].f1:.4f}")
+    click.echo(f"wrote {ev.out}")
 
 
 @click.command()

@@ -421,3 +421,34 @@ def event_grid(spec: EventSpec, scale: float = DEFAULT_SCALE_M):
         crs=CRS.from_epsg(spec.utm_epsg),
         transform=Affine(scale, 0.0, x0, 0.0, -scale, y1),
     )
+
+
+def make_spec(
+    event_id: str,
+    date: dt.date,
+    aoi_4326,
+    *,
+    pre_days: int | None = None,
+    post_days: int | None = None,
+    orbit: str = "DESCENDING",
+) -> EventSpec:
+    """An EventSpec for an area given in code rather than in a CSV (e.g. `lsd predict --aoi`).
+
+    Uses the same UTM and default-window rules as events.csv, so a mapped area gets the stack a
+    fetched training event would have had.
+    """
+    if orbit not in ORBITS:
+        raise UserError(f"orbit '{orbit}' is not one of {', '.join(ORBITS)}")
+    c = aoi_4326.centroid
+    default_pre, default_post = default_windows(date, c.y)
+    pre = Window(date - dt.timedelta(days=pre_days or default_pre), date)
+    post = Window(date, date + dt.timedelta(days=post_days or default_post))
+    return EventSpec(
+        event_id=event_id,
+        date=date,
+        aoi=aoi_4326,
+        pre=pre,
+        post=post,
+        orbit=orbit,  # type: ignore[arg-type]
+        utm_epsg=utm_epsg(c.x, c.y),
+    )

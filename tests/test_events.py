@@ -306,3 +306,15 @@ def test_bad_landcover_points_named_at_parse_time(tmp_path: Path) -> None:
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert "row 1 (line 2), column 'landcover_points'" in result.output
     assert "class 9 is not one of" in result.output
+
+
+def test_make_spec_matches_the_csv_rules() -> None:
+    from gee.events import make_spec
+
+    (csv_spec,) = read_events(EXAMPLES, only={"05-norway"})
+    spec = make_spec("area", csv_spec.date, csv_spec.aoi)
+    assert (spec.pre, spec.post, spec.utm_epsg) == (csv_spec.pre, csv_spec.post, 32632)
+    assert event_grid(spec, 10.0).same_as(event_grid(csv_spec, 10.0))
+    assert spec.inventory is None and make_spec("a", spec.date, spec.aoi, post_days=5).post.end == (
+        dt.date(2019, 8, 4)
+    )

@@ -88,6 +88,10 @@ def split_events(
             f"only {n} event(s): a train/validation/test split by event needs at least 3 "
             "(or give the validation events explicitly)"
         )
+    if isinstance(val, str | tuple):
+        val = [val] if isinstance(val, str) else list(val)
+    if isinstance(test, str | tuple):
+        test = [test] if isinstance(test, str) else list(test)
     val_ids = _explicit(ids, val, "validation") if isinstance(val, list) else []
     test_ids = _explicit(ids, test, "test") if isinstance(test, list) else []
     both = sorted(set(val_ids) & set(test_ids))

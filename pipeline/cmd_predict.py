@@ -131,6 +131,93 @@ def evaluate(
 
 
 @click.command()
-def predict() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
+@click.option("--stack", type=click.Path(path_type=Path), help="Existing stack.tif to map.")
+@click.option("--aoi", type=click.Path(path_type=Path), help="AOI polygon file (fetches a stack).")
+@click.option("--date", "date_text", help="Event date YYYY-MM-DD (with --aoi).")
+@click.option("--project", help="Earth Engine cloud project (with --aoi).")
+@click.option(
+    "--model", required=True, type=click.Path(path_type=Path), help="Ensemble (or bundle) folder."
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--threshold", type=float, help="Probability threshold [ensemble's own, 0.5].")
+@click.option("--tile", default=512, show_default=True, help="Tile side in pixels.")
+@click.option("--overlap", default=64, show_default=True, help="Tile overlap in pixels.")
+@click.option("--batch-size", default=8, show_default=True, help="Tiles per forward pass.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option(
+    "--min-area-m2",
+    default=500.0,
+    show_default=True,
+    help="Minimum mapping unit: smaller landslide polygons are dropped.",
+)
+@click.option("--mask-water", is_flag=True, help="Drop detections on water (water/landCover).")
+@click.option("--mask-snow", is_flag=True, help="Drop detections on snow (snow/landCover).")
+@click.option("--min-slope", type=float, help="Drop detections flatter than DEG (slope layer).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def predict(
+    stack: Path | None,
+    aoi: Path | None,
+    date_text: str | None,
+    project: str | None,
+    model: Path,
+    out: Path,
+    threshold: float | None,
+    tile: int,
+    overlap: int,
+    batch_size: int,
+    device: str,
+    min_area_m2: float,
+    mask_water: bool,
+    mask_snow: bool,
+    min_slope: float | None,
+    overwrite: bool,
+) -> None:
+    """Map landslides on a stack (or on an AOI and date, fetched first) with an ensemble."""
+    from pipeline.errors import UserError
+    from pipeline.masks import MaskOptions
+    from pipeline.predict import (
+        PredictOptions,
+        aoi_spec,
+        check_output_folder,
+        fetch_for_prediction,
+        load_model,
+        parse_date,
+        predict_stack,
+    )
+
+    if (stack is None) == (aoi is None):
+        raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")
+    if aoi is not None and not date_text:
+        raise UserError("--aoi needs --date YYYY-MM-DD (the event date)")
+    if stack is not None and (date_text or project):
+        raise UserError("--date and --project go with --aoi, not with --stack")
+    opts = PredictOptions(
+        threshold=threshold,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        min_area_m2=min_area_m2,
+        masks=MaskOptions(water=mask_water, snow=mask_snow, min_slope=min_slope),
+        overwrite=overwrite,
+    )
+    check_output_folder(out, overwrite)
+    inputs: dict = {}
+    spec = None
+    if aoi is not None:
+        spec = aoi_spec(aoi, parse_date(date_text))
+    from training.inference import resolve_device
+
+    loaded = load_model(model, device=str(resolve_device(device)))
+    if spec is not None:
+        work = out.parent / f"{out.name}.inputs"
+        stack = fetch_for_prediction(spec, loaded.layers, work, project)
+        inputs = {"aoi": str(aoi), "date": spec.date.isoformat(), "fetched_to": str(stack)}
+    elif not stack.exists():
+        raise UserError(f"{stack}: stack file not found")
+    record = predict_stack(stack, loaded, out, opts, inputs=inputs)
+    click.echo(
+        f"{out}: {record['polygons']['kept']} landslide polygon(s), "
+        f"{record['landslide_pixels']} pixel(s) at threshold {record['threshold']} "
+        f"in {record['timings_s']['total_s']:.1f} s on {record['device']}"
+    )

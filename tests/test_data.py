@@ -65,6 +65,7 @@ def test_split_counts_and_explicit_lists(events):
     assert len(s["train"]) == len(ids) - 3
     s = split_events(events, val=[ids[2]], test=5, seed=1)
     assert s["val"] == [ids[2]] and len(s["test"]) == 5 and ids[2] not in s["test"]
+    assert split_events(events, val=ids[1], test=(ids[2],))["val"] == [ids[1]]
     s = split_events(events, val=2, test=0)
     assert len(s["val"]) == 2 and s["test"] == [] and len(s["train"]) == len(ids) - 2
 
@@ -218,6 +219,7 @@ def test_rotations_and_flips_keep_image_and_label_aligned(arrays, crop):
     for _ in range(8):
         x, y = sampler.batch()
         valid = y != LABEL_IGNORE
+        assert valid.all() or crop > 128, "a window that fits stays on the image"
         assert torch.equal(x[:, 0][valid], y[valid].float()), "image channel 0 is the label"
         assert (x[:, 1][~valid] == 0).all()
         for i in range(x.shape[0]):

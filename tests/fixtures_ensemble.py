@@ -19,9 +19,21 @@ import pytest
 
 # The 14 Landslide4Sense channels (Sentinel-2 bands without B8A, then slope and elevation).
 L4S_LAYERS: tuple[str, ...] = (
-    "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "slope",
+    "B1",
+    "B2",
+    "B3",
+    "B4",
+    "B5",
+    "B6",
+    "B7",
+    "B8",
+    "B9",
+    "B10",
+    "B11",
+    "B12",
+    "slope",
     "elevation",
-)  # fmt: skip
+)
 
 # (run_id, arch, lr, seed): two architectures x two learning rates, small mobile encoder.
 MEMBERS = (
@@ -128,13 +140,22 @@ def build_tiny_runs(data: Path, runs: Path) -> TinyRuns:
             opt.step()
         model.eval()
         f1 = _val_f1(
-            model, t_mean, t_std, [stacks[k] for k in split["val"]],
+            model,
+            t_mean,
+            t_std,
+            [stacks[k] for k in split["val"]],
             [labels[k] for k in split["val"]],
-        )  # fmt: skip
+        )
         meta = BundleMeta(
-            arch=arch, encoder=ENCODER, loss="BCE", lr=lr, layers=list(layers),
-            mean=mean.tolist(), std=std.tolist(), scores={"val_f1": f1},
-        )  # fmt: skip
+            arch=arch,
+            encoder=ENCODER,
+            loss="BCE",
+            lr=lr,
+            layers=list(layers),
+            mean=mean.tolist(),
+            std=std.tolist(),
+            scores={"val_f1": f1},
+        )
         save_bundle(runs / "runs" / run_id / "bundle", model, meta)
         rows.append((run_id, arch, lr, f1))
 
@@ -142,18 +163,53 @@ def build_tiny_runs(data: Path, runs: Path) -> TinyRuns:
     with (runs / "leaderboard.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
-            ["rank", "run_id", "arch", "encoder", "loss", "lr", "val_f1", "val_precision",
-             "val_recall", "val_iou", "best_epoch", "epochs_run", "seconds", "bundle"]
-        )  # fmt: skip
+            [
+                "rank",
+                "run_id",
+                "arch",
+                "encoder",
+                "loss",
+                "lr",
+                "val_f1",
+                "val_precision",
+                "val_recall",
+                "val_iou",
+                "best_epoch",
+                "epochs_run",
+                "seconds",
+                "bundle",
+            ]
+        )
         for rank, (run_id, arch, lr, f1) in enumerate(rows, start=1):
-            w.writerow([rank, run_id, arch, ENCODER, "BCE", lr, f1, "", "", "", 1, 1, 0,
-                        f"runs/{run_id}/bundle"])  # fmt: skip
+            w.writerow(
+                [
+                    rank,
+                    run_id,
+                    arch,
+                    ENCODER,
+                    "BCE",
+                    lr,
+                    f1,
+                    "",
+                    "",
+                    "",
+                    1,
+                    1,
+                    0,
+                    f"runs/{run_id}/bundle",
+                ]
+            )
     (runs / "split.json").write_text(json.dumps({**split, "seed": 0}, indent=2))
     write_json(
         runs / "grid.json",
-        {"setting": "l4s", "layers": list(layers), "mean": mean.tolist(), "std": std.tolist(),
-         "options": {"data": str(data)}},
-    )  # fmt: skip
+        {
+            "setting": "l4s",
+            "layers": list(layers),
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+            "options": {"data": str(data)},
+        },
+    )
     return TinyRuns(runs=runs, data=data, split=split, layers=tuple(layers))
 
 

@@ -258,7 +258,8 @@ def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -
             "layers": layers,
             "mean": mean,
             "std": std,
-            "options": _options_record(opts),
+            # the data folder lets `lsd ensemble --k auto` find the validation events unaided
+            "options": {**_options_record(opts), "data": str(Path(data_dir).resolve())},
         },
     )
     return GridPlan(out, opts, layers, events, split, mean, std, device)

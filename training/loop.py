@@ -170,7 +170,8 @@ def resolve_device(name: str) -> torch.device:
 def evaluate(
     model: nn.Module, val: Sequence[tuple[torch.Tensor, torch.Tensor]], precision: Precision
 ) -> Counts:
-    """Micro confusion over every validation pixel (255 ignored), sigmoid > 0.5 == logit > 0."""
+    """Micro confusion over every validation pixel (255 ignored); landslide where p >= 0.5, as in
+    ensembles and maps (sigmoid(z) >= 0.5 exactly when z >= 0)."""
     was_training = model.training
     model.eval()
     total = Counts()
@@ -181,7 +182,7 @@ def evaluate(
                 x = x.contiguous(memory_format=torch.channels_last)
             with precision.autocast():
                 logits = forward_whole(model, x)
-            total = total + confusion(logits[0, 0].float() > 0, label)
+            total = total + confusion(logits[0, 0].float() >= 0, label)
     finally:
         model.train(was_training)
     return total

@@ -39,6 +39,9 @@ MASK_NODATA = 255
 DEFAULT_MIN_AREA_M2 = 500.0
 EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: metres, equal area
 VECTOR_STRIP_ROWS = 1024
+# GDAL's block cache defaults to 5% of RAM and fills up while large rasters are written and
+# converted; capping it keeps peak memory independent of the raster's area.
+GDAL_CACHE_MB = 128
 QUICKLOOK_MAX_PX = 800
 
 
@@ -415,7 +418,11 @@ def predict_stack(
     stats: dict[str, Any] = {}
     timings: dict[str, float] = {}
 
-    with atomic_path(out_dir, directory=True) as tmp, rasterio.open(stack) as src:
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
+        atomic_path(out_dir, directory=True) as tmp,
+        rasterio.open(stack) as src,
+    ):
         nodata_value = src.nodata
         grid = {
             "width": src.width,

@@ -142,7 +142,7 @@ class _Runner:
         outs: list[np.ndarray] = []
         for m, (model, mean, inv_std) in enumerate(self.members):
             t0 = time.perf_counter()
-            x = torch.nan_to_num((x_raw - mean) * inv_std, nan=0.0)
+            x = torch.sub(x_raw, mean).mul_(inv_std).nan_to_num_(nan=0.0)  # one batch copy
             x, _, _ = pad_to_multiple(x)
             if self.cuda:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,253 @@
+"""Benchmark `lsd predict`: pipeline overhead over pure forward time, and peak memory vs area.
+
+Two measurements, both on synthetic stacks written to a temporary folder (random weights are fine:
+speed and memory do not depend on what the network learnt):
+
+1. time: an M-member ensemble over an N x N, C-layer stack. The full pipeline (`predict_stack`:
+   windowed reads, blending, COG writing, vectorising, quicklook) is timed end to end, then every
+   member's forward pass alone is timed on the same number of tiles in the same batch shapes.
+   overhead = end_to_end / sum(pure forward) - 1; the target is < 0.25.
+2. memory: the pipeline runs in a fresh subprocess per stack size and reports its peak resident
+   set size (ru_maxrss); equal peaks for a small and a large stack show memory does not grow with
+   area. The default uses one small member so the large size finishes in minutes on a laptop.
+
+    python benchmarks/bench_predict.py                       # the issue's full configuration
+    python benchmarks/bench_predict.py --size 1024 --members 2 --memory-sizes 2048 6000
+
+Writes benchmarks/results/predict.json (or --json PATH) and prints the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def write_synthetic_stack(path: Path, size: int, layers: int, seed: int = 0) -> list[str]:
+    """A smooth random field plus noise, written in strips so even 10000^2 needs little memory."""
+    import rasterio
+    from rasterio.windows import Window
+
+    names = [f"L{i}" for i in range(layers)]
+    rng = np.random.default_rng(seed)
+    profile = {
+        "driver": "GTiff", "width": size, "height": size, "count": layers, "dtype": "float32",
+        "nodata": float("nan"), "crs": "EPSG:32633", "tiled": True, "blockxsize": 512,
+        "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER",
+        "transform": rasterio.Affine(10, 0, 500000, 0, -10, 5000000),
+    }  # fmt: skip
+    coarse = rng.normal(size=(layers, size // 64 + 2, size // 64 + 2)).astype(np.float32)
+    with rasterio.open(path, "w", **profile) as dst:
+        for i, n in enumerate(names, start=1):
+            dst.set_band_description(i, n)
+        idx_c = (np.arange(size) // 64)[None, :]
+        for r0 in range(0, size, 128):
+            rows = min(128, size - r0)
+            idx_r = (np.arange(r0, r0 + rows) // 64)[:, None]
+            block = coarse[:, idx_r, idx_c]
+            block += 0.1 * rng.standard_normal(size=block.shape, dtype=np.float32)
+            dst.write(block, window=Window(0, r0, size, rows))
+    return names
+
+
+def make_members(n: int, arch: str, encoder: str, layers: list[str]):
+    import torch
+
+    from training.bundle import BundleMeta
+
+    members = []
+    for i in range(n):
+        torch.manual_seed(i)
+        if arch == "tiny":  # a small local CNN, for memory runs where the network is not the point
+            model = torch.nn.Sequential(
+                torch.nn.Conv2d(len(layers), 16, 3, padding=1), torch.nn.ReLU(),
+                torch.nn.Conv2d(16, 1, 3, padding=1),
+            )  # fmt: skip
+        else:
+            from training.models import build_model
+
+            model = build_model(arch, len(layers), encoder)
+        meta = BundleMeta(arch, encoder, "Dice", 1e-3, layers, [0.0] * len(layers),
+                          [1.0] * len(layers))  # fmt: skip
+        members.append((model.eval(), meta))
+    return members
+
+
+def run_pipeline(stack: Path, members, out: Path, args) -> dict:
+    from pipeline.predict import LoadedModel, PredictOptions, predict_stack
+
+    layers = tuple(members[0][1].layers)
+    model = LoadedModel(members, layers, 0.5, stack.parent, {"benchmark": True})
+    opts = PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                          device=args.device, overwrite=True, progress=False)  # fmt: skip
+    return predict_stack(stack, model, out, opts)
+
+
+def pure_forward_s(members, tiles: int, th: int, tw: int, channels: int, batch: int) -> list[float]:
+    """Each member's forward alone on `tiles` tiles in the pipeline's batch shapes."""
+    import torch
+
+    from training.models import pad_to_multiple
+
+    sizes = [batch] * (tiles // batch) + ([tiles % batch] if tiles % batch else [])
+    x = torch.randn(batch, channels, th, tw)
+    x, _, _ = pad_to_multiple(x)
+    out = []
+    with torch.inference_mode():
+        for model, _ in members:
+            model(x[:1])  # warm-up, as the pipeline's first batch is not special either
+            t0 = time.perf_counter()
+            for n in sizes:
+                model(x[:n])
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def time_run(args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="lsd-bench-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        names = write_synthetic_stack(tmp / "stack.tif", args.size, args.layers)
+        stack_s = time.perf_counter() - t0
+        members = make_members(args.members, args.arch, args.encoder, names)
+        # warm every member once so one-off allocator/oneDNN set-up is not billed to the pipeline
+        with torch.inference_mode():
+            for m, _ in members:
+                m(torch.zeros(1, len(names), 64, 64))
+        t0 = time.perf_counter()
+        record = run_pipeline(tmp / "stack.tif", members, tmp / "out", args)
+        e2e = time.perf_counter() - t0
+        inf = record["inference"]
+        th, tw = inf["tile_shape"]
+        pure = pure_forward_s(members, inf["tiles"], th, tw, len(names), args.batch_size)
+    pure_sum = sum(pure)
+    return {
+        "size": args.size, "layers": args.layers, "members": args.members, "arch": args.arch,
+        "encoder": args.encoder, "tile": args.tile, "overlap": args.overlap,
+        "batch_size": args.batch_size, "threads": args.threads, "tiles": inf["tiles"],
+        "stack_write_s": round(stack_s, 2), "end_to_end_s": round(e2e, 2),
+        "pure_forward_sum_s": round(pure_sum, 2),
+        "in_pipeline_forward_s": inf["forward_s"],
+        "overhead_fraction": round(e2e / pure_sum - 1.0, 4),
+        "pipeline_timings_s": record["timings_s"],
+    }  # fmt: skip
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS of this process image. VmHWM resets at exec, unlike ru_maxrss, which Linux
+    carries over from the parent and would report the parent's peak for a small child."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> None:
+    """Linux >= 4.0: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def memory_child(args) -> None:
+    """Runs in its own process: prints one JSON line with peak RSS for one stack size."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="lsd-bench-mem-") as tmp:
+        tmp = Path(tmp)
+        names = write_synthetic_stack(tmp / "stack.tif", args.size, args.layers)
+        members = make_members(args.members, args.arch, args.encoder, names)
+        base = peak_rss_mib()
+        reset_peak_rss()  # the peak from here on is the prediction's alone
+        start = peak_rss_mib()
+        t0 = time.perf_counter()
+        record = run_pipeline(tmp / "stack.tif", members, tmp / "out", args)
+        secs = time.perf_counter() - t0
+    peak = peak_rss_mib()
+    print(json.dumps({
+        "size": args.size, "layers": args.layers, "members": args.members, "arch": args.arch,
+        "encoder": args.encoder, "tile": args.tile, "peak_rss_mib": round(peak, 1),
+        "peak_rss_before_predict_mib": round(base, 1),
+        "rss_at_predict_start_mib": round(start, 1), "predict_s": round(secs, 1),
+        "tiles": record["inference"]["tiles"],
+    }))  # fmt: skip
+
+
+def memory_runs(args) -> list[dict]:
+    out = []
+    for size in args.memory_sizes:
+        cmd = [sys.executable, __file__, "--memory-child", "--size", str(size),
+               "--layers", str(args.memory_layers), "--members", str(args.memory_members),
+               "--arch", args.memory_arch, "--encoder", args.memory_encoder,
+               "--tile", str(args.tile), "--overlap", str(args.overlap),
+               "--batch-size", str(args.batch_size), "--threads", str(args.threads)]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        row = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"memory: {size} x {size}: peak RSS {row['peak_rss_mib']} MiB "
+              f"({row['predict_s']} s, {row['tiles']} tiles)")  # fmt: skip
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=2048)
+    p.add_argument("--layers", type=int, default=11)
+    p.add_argument("--members", type=int, default=20)
+    p.add_argument("--arch", default="UnetPlusPlus")
+    p.add_argument("--encoder", default="resnet34")
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--memory-sizes", type=int, nargs="*", default=[2500, 10000])
+    p.add_argument("--memory-layers", type=int, default=11)
+    p.add_argument("--memory-members", type=int, default=1)
+    p.add_argument("--memory-arch", default="tiny")
+    p.add_argument("--memory-encoder", default="resnet18")
+    p.add_argument("--skip-time", action="store_true")
+    p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "predict.json")
+    args = p.parse_args()
+    if args.memory_child:
+        memory_child(args)
+        return
+    result: dict = {"host": {"python": platform.python_version(), "machine": platform.machine(),
+                             "cpus": __import__("os").cpu_count()}}  # fmt: skip
+    if args.memory_sizes:  # first, so no child starts from a parent grown by the time run
+        result["memory"] = memory_runs(args)
+        result["memory_limit_mib"] = 2048
+    if not args.skip_time:
+        t = time_run(args)
+        result["time"] = t
+        print(f"time: {t['members']} x {t['arch']}/{t['encoder']} on {t['size']}^2 x "
+              f"{t['layers']} layers, {t['tiles']} tiles: end-to-end {t['end_to_end_s']} s, "
+              f"pure forward {t['pure_forward_sum_s']} s, overhead "
+              f"{100 * t['overhead_fraction']:.1f}% (target < 25%)")  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

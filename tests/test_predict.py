@@ -328,3 +328,38 @@ def test_aoi_without_credentials_says_how(l4s, tmp_path: Path, monkeypatch) -> N
     res = _run("--stack", l4s["stack0"], "--aoi", aoi, "--model", l4s["ensemble"], "--out",
                tmp_path / "o")  # fmt: skip
     assert res.exit_code == 1 and "either --stack" in res.output
+
+
+def test_water_and_snow_masks_use_landcover(l4s, tmp_path: Path) -> None:
+    with rasterio.open(l4s["stack0"]) as src:
+        data = src.read(out_dtype="float32")
+        grid = Grid(src.width, src.height, src.crs, src.transform)
+    landcover = np.full((1, 128, 128), 2.0, np.float32)
+    landcover[0, :, :40] = 5  # water
+    landcover[0, :20, 60:] = 8  # snow
+    stack = tmp_path / "lc" / "stack.tif"
+    write_stack(stack, np.concatenate([data, landcover]), [*L4S_LAYERS, "landCover"], grid)
+    out = tmp_path / "out"
+    res = _run("--stack", stack, "--model", l4s["ensemble"], "--out", out, "--threshold", 0.01,
+               "--mask-water", "--mask-snow", "--min-area-m2", 0)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    mask, _ = _read(out / "mask.tif")
+    prob, _ = _read(out / "probability.tif")
+    assert not (mask[landcover[0] == 5] == 1).any() and not (mask[landcover[0] == 8] == 1).any()
+    rest = (landcover[0] == 2) & (prob >= 0.01)
+    assert rest.any() and (mask[rest] == 1).all()
+    run = json.loads((out / "run.json").read_text())
+    assert run["masks"]["applied"] == {"water": "landCover", "snow": "landCover"}
+    assert run["masks"]["pixels_removed"]["water"] > 0
+
+
+def test_mask_plan_prefers_own_layers() -> None:
+    from pipeline.masks import MaskOptions, plan_masks
+
+    opts = MaskOptions(water=True, snow=True, min_slope=10)
+    assert plan_masks(opts, ("water", "snow", "landCover", "slope")) == {
+        "water": "water", "snow": "snow", "slope": "slope"}  # fmt: skip
+    with pytest.raises(UserError, match="'slope' layer"):
+        plan_masks(MaskOptions(min_slope=5), ("landCover",))
+    with pytest.raises(UserError, match="--mask-snow.*'snow'.*'landCover'"):
+        plan_masks(MaskOptions(snow=True), ("R", "G"))

@@ -71,11 +71,21 @@ def make_members(n: int, arch: str, encoder: str, layers: list[str]):
     members = []
     for i in range(n):
         torch.manual_seed(i)
-        if arch == "tiny":  # a small local CNN, for memory runs where the network is not the point
+        if arch == "tiny":
+            # A small local CNN for memory runs, where the network is not the point. Its weights
+            # are set so that it marks the high parts of the first layer's smooth field: a few
+            # thousand blobs over 10000^2, like a real map, not millions of single-pixel specks
+            # (polygons are kept in memory, so a speckled mask costs memory per polygon).
             model = torch.nn.Sequential(
-                torch.nn.Conv2d(len(layers), 16, 3, padding=1), torch.nn.ReLU(),
-                torch.nn.Conv2d(16, 1, 3, padding=1),
+                torch.nn.Conv2d(len(layers), 8, 3, padding=1), torch.nn.ReLU(),
+                torch.nn.Conv2d(8, 1, 1),
             )  # fmt: skip
+            with torch.no_grad():
+                model[0].weight.zero_()
+                model[0].weight[:, 0] = 1.0 / 9.0
+                model[0].bias.fill_(3.0)  # keep the ReLU linear over the field's range
+                model[2].weight.fill_(4.0 / 8.0)
+                model[2].bias.fill_(-4.0 * (3.0 + 1.5))  # p > 0.5 where the field > 1.5
         else:
             from training.models import build_model
 
@@ -188,7 +198,7 @@ def memory_child(args) -> None:
         "encoder": args.encoder, "tile": args.tile, "peak_rss_mib": round(peak, 1),
         "peak_rss_before_predict_mib": round(base, 1),
         "rss_at_predict_start_mib": round(start, 1), "predict_s": round(secs, 1),
-        "tiles": record["inference"]["tiles"],
+        "tiles": record["inference"]["tiles"], "polygons": record["polygons"],
     }))  # fmt: skip
 
 
@@ -203,7 +213,8 @@ def memory_runs(args) -> list[dict]:
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         row = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"memory: {size} x {size}: peak RSS {row['peak_rss_mib']} MiB "
-              f"({row['predict_s']} s, {row['tiles']} tiles)")  # fmt: skip
+              f"({row['predict_s']} s, {row['tiles']} tiles, "
+              f"{row['polygons']['kept']} polygons)")  # fmt: skip
         out.append(row)
     return out
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -273,7 +274,11 @@ def write_polygons(
         geometry=gpd.GeoSeries(geoms_crs, crs=crs),
         crs=crs,
     )
-    gdf.to_file(path, driver="GPKG", layer="landslides", geometry_type="Polygon")
+    with warnings.catch_warnings():
+        # a stack without georeferencing (e.g. Landslide4Sense) gives polygons in its pixel-sized
+        # frame; run.json records crs: null, so the writer's no-CRS warning adds nothing
+        warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+        gdf.to_file(path, driver="GPKG", layer="landslides", geometry_type="Polygon")
 
 
 def _burn_out(mask_src: Path, mask_dst: Path, removed: Sequence[Any], strip_rows: int) -> None:

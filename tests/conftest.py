@@ -68,4 +68,6 @@ def chittagong_events(chittagong_dir: Path, tmp_path_factory: pytest.TempPathFac
         progress=False,
     )
     return dest
+
+
 from tests.fixtures_ensemble import tiny_runs  # noqa: E402, F401

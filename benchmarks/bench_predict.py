@@ -63,50 +63,47 @@ def write_synthetic_stack(path: Path, size: int, layers: int, seed: int = 0) -> 
     return names
 
 
-def make_members(n: int, arch: str, encoder: str, layers: list[str]):
+def make_members(n: int, arch: str, encoder: str, layers: list[str], folder: Path, *,
+                 empty: bool = False):  # fmt: skip
+    """n random-weight members written as real bundles, returned as `lsd predict` loads them.
+
+    With `empty`, each member's segmentation head is zeroed (probability 0.27 everywhere): the
+    network's weights and activations are real, but the map is empty. Random decoders otherwise
+    draw salt-and-pepper masks with ~5000 blobs per 512 x 512 tile, which no real map resembles
+    and which would make the polygon stage measure noise.
+    """
     import torch
 
-    from training.bundle import BundleMeta
+    from pipeline.predict import LoadedModel
+    from training.bundle import BundleMeta, check_bundle, save_bundle
+    from training.models import build_model
 
-    members = []
+    folders = []
     for i in range(n):
         torch.manual_seed(i)
-        if arch == "tiny":
-            # A small local CNN for memory runs, where the network is not the point. Its weights
-            # are set so that it marks the high parts of the first layer's smooth field: a few
-            # thousand blobs over 10000^2, like a real map, not millions of single-pixel specks
-            # (polygons are kept in memory, so a speckled mask costs memory per polygon).
-            model = torch.nn.Sequential(
-                torch.nn.Conv2d(len(layers), 8, 3, padding=1), torch.nn.ReLU(),
-                torch.nn.Conv2d(8, 1, 1),
-            )  # fmt: skip
+        model = build_model(arch, len(layers), encoder)
+        if empty:
             with torch.no_grad():
-                model[0].weight.zero_()
-                model[0].weight[:, 0] = 1.0 / 9.0
-                model[0].bias.fill_(3.0)  # keep the ReLU linear over the field's range
-                model[2].weight.fill_(4.0 / 8.0)
-                model[2].bias.fill_(-4.0 * (3.0 + 1.5))  # p > 0.5 where the field > 1.5
-        else:
-            from training.models import build_model
-
-            model = build_model(arch, len(layers), encoder)
+                for prm in model.segmentation_head.parameters():
+                    prm.zero_()
+                model.segmentation_head[0].bias.fill_(-1.0)
         meta = BundleMeta(arch, encoder, "Dice", 1e-3, layers, [0.0] * len(layers),
                           [1.0] * len(layers))  # fmt: skip
-        members.append((model.eval(), meta))
-    return members
+        save_bundle(folder / f"m{i:02d}", model, meta)
+        folders.append(folder / f"m{i:02d}")
+    metas = [check_bundle(f) for f in folders]
+    return LoadedModel(folders, metas, tuple(layers), 0.5, folder, {"benchmark": True})
 
 
-def run_pipeline(stack: Path, members, out: Path, args) -> dict:
-    from pipeline.predict import LoadedModel, PredictOptions, predict_stack
+def run_pipeline(stack: Path, model, out: Path, args) -> dict:
+    from pipeline.predict import PredictOptions, predict_stack
 
-    layers = tuple(members[0][1].layers)
-    model = LoadedModel(members, layers, 0.5, stack.parent, {"benchmark": True})
     opts = PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                           device=args.device, overwrite=True, progress=False)  # fmt: skip
     return predict_stack(stack, model, out, opts)
 
 
-def pure_forward_s(members, tiles: int, th: int, tw: int, channels: int, batch: int) -> list[float]:
+def pure_forward_s(model, tiles: int, th: int, tw: int, channels: int, batch: int) -> list[float]:
     """Each member's forward alone on `tiles` tiles in the pipeline's batch shapes."""
     import torch
 
@@ -117,12 +114,14 @@ def pure_forward_s(members, tiles: int, th: int, tw: int, channels: int, batch: 
     x, _, _ = pad_to_multiple(x)
     out = []
     with torch.inference_mode():
-        for model, _ in members:
-            model(x[:1])  # warm-up, as the pipeline's first batch is not special either
+        for i in range(len(model.folders)):
+            [(net, _)] = model.load([i], "cpu")
+            net(x[:1])  # warm-up, as the pipeline's first batch is not special either
             t0 = time.perf_counter()
             for n in sizes:
-                model(x[:n])
+                net(x[:n])
             out.append(time.perf_counter() - t0)
+            del net
     return out
 
 
@@ -135,22 +134,22 @@ def time_run(args) -> dict:
         t0 = time.perf_counter()
         names = write_synthetic_stack(tmp / "stack.tif", args.size, args.layers)
         stack_s = time.perf_counter() - t0
-        members = make_members(args.members, args.arch, args.encoder, names)
-        # warm every member once so one-off allocator/oneDNN set-up is not billed to the pipeline
-        with torch.inference_mode():
-            for m, _ in members:
-                m(torch.zeros(1, len(names), 64, 64))
+        model = make_members(args.members, args.arch, args.encoder, names, tmp / "members")
+        reset_peak_rss()
         t0 = time.perf_counter()
-        record = run_pipeline(tmp / "stack.tif", members, tmp / "out", args)
+        record = run_pipeline(tmp / "stack.tif", model, tmp / "out", args)
         e2e = time.perf_counter() - t0
+        peak = peak_rss_mib()
         inf = record["inference"]
         th, tw = inf["tile_shape"]
-        pure = pure_forward_s(members, inf["tiles"], th, tw, len(names), args.batch_size)
+        pure = pure_forward_s(model, inf["tiles"], th, tw, len(names),
+                              inf["batch_size"])  # fmt: skip
     pure_sum = sum(pure)
     return {
         "size": args.size, "layers": args.layers, "members": args.members, "arch": args.arch,
         "encoder": args.encoder, "tile": args.tile, "overlap": args.overlap,
-        "batch_size": args.batch_size, "threads": args.threads, "tiles": inf["tiles"],
+        "batch_size": inf["batch_size"], "threads": args.threads, "tiles": inf["tiles"],
+        "member_groups": len(inf["member_groups"]), "peak_rss_mib": round(peak, 1),
         "stack_write_s": round(stack_s, 2), "end_to_end_s": round(e2e, 2),
         "pure_forward_sum_s": round(pure_sum, 2),
         "in_pipeline_forward_s": inf["forward_s"],
@@ -185,12 +184,13 @@ def memory_child(args) -> None:
     with tempfile.TemporaryDirectory(prefix="lsd-bench-mem-") as tmp:
         tmp = Path(tmp)
         names = write_synthetic_stack(tmp / "stack.tif", args.size, args.layers)
-        members = make_members(args.members, args.arch, args.encoder, names)
+        model = make_members(args.members, args.arch, args.encoder, names, tmp / "members",
+                             empty=True)  # fmt: skip
         base = peak_rss_mib()
         reset_peak_rss()  # the peak from here on is the prediction's alone
         start = peak_rss_mib()
         t0 = time.perf_counter()
-        record = run_pipeline(tmp / "stack.tif", members, tmp / "out", args)
+        record = run_pipeline(tmp / "stack.tif", model, tmp / "out", args)
         secs = time.perf_counter() - t0
     peak = peak_rss_mib()
     print(json.dumps({
@@ -209,7 +209,9 @@ def memory_runs(args) -> list[dict]:
                "--layers", str(args.memory_layers), "--members", str(args.memory_members),
                "--arch", args.memory_arch, "--encoder", args.memory_encoder,
                "--tile", str(args.tile), "--overlap", str(args.overlap),
-               "--batch-size", str(args.batch_size), "--threads", str(args.threads)]  # fmt: skip
+               "--threads", str(args.threads)]  # fmt: skip
+        if args.batch_size:
+            cmd += ["--batch-size", str(args.batch_size)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         row = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"memory: {size} x {size}: peak RSS {row['peak_rss_mib']} MiB "
@@ -228,14 +230,14 @@ def main() -> None:
     p.add_argument("--encoder", default="resnet34")
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--overlap", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None, help="default: as lsd predict")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--memory-sizes", type=int, nargs="*", default=[2500, 10000])
     p.add_argument("--memory-layers", type=int, default=11)
     p.add_argument("--memory-members", type=int, default=1)
-    p.add_argument("--memory-arch", default="tiny")
-    p.add_argument("--memory-encoder", default="resnet18")
+    p.add_argument("--memory-arch", default="UnetPlusPlus")
+    p.add_argument("--memory-encoder", default="resnet34")
     p.add_argument("--skip-time", action="store_true")
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "predict.json")

@@ -142,7 +142,11 @@ def evaluate(
 @click.option("--threshold", type=float, help="Probability threshold [ensemble's own, 0.5].")
 @click.option("--tile", default=512, show_default=True, help="Tile side in pixels.")
 @click.option("--overlap", default=64, show_default=True, help="Tile overlap in pixels.")
-@click.option("--batch-size", default=8, show_default=True, help="Tiles per forward pass.")
+@click.option(
+    "--batch-size",
+    type=int,
+    help="Tiles per forward pass [default: 8 on a GPU, 1 on a CPU, where batching is no faster].",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option(
     "--min-area-m2",
@@ -164,7 +168,7 @@ def predict(
     threshold: float | None,
     tile: int,
     overlap: int,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
     min_area_m2: float,
     mask_water: bool,
@@ -184,6 +188,7 @@ def predict(
         parse_date,
         predict_stack,
     )
+    from training.inference import resolve_device
 
     if (stack is None) == (aoi is None):
         raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")
@@ -206,9 +211,8 @@ def predict(
     spec = None
     if aoi is not None:
         spec = aoi_spec(aoi, parse_date(date_text))
-    from training.inference import resolve_device
-
-    loaded = load_model(model, device=str(resolve_device(device)))
+    resolve_device(device)  # an unusable --device fails before anything is loaded or fetched
+    loaded = load_model(model)
     if spec is not None:
         work = out.parent / f"{out.name}.inputs"
         stack = fetch_for_prediction(spec, loaded.layers, work, project)

@@ -32,6 +32,8 @@ PROB_FILE = "probability.tif"
 MASK_FILE = "mask.tif"
 STD_FILE = "disagreement.tif"
 POLY_FILE = "landslides.gpkg"
+# Weights a CPU prediction holds at once (two UnetPlusPlus/resnet34 members); see predict_mean_std.
+MEMBER_BUDGET_BYTES = 256 * 2**20
 QUICKLOOK_FILE = "quicklook.png"
 RUN_FILE = "run.json"
 OUTPUTS = (PROB_FILE, MASK_FILE, STD_FILE, POLY_FILE, QUICKLOOK_FILE, RUN_FILE)
@@ -51,7 +53,7 @@ class PredictOptions:
     threshold: float | None = None  # None: the ensemble's own threshold
     tile: int = 512
     overlap: int = 64
-    batch_size: int = 8
+    batch_size: int | None = None  # None: 8 on a GPU, 1 on a CPU
     device: str = "auto"
     min_area_m2: float = DEFAULT_MIN_AREA_M2
     masks: MaskOptions = field(default_factory=MaskOptions)
@@ -61,29 +63,44 @@ class PredictOptions:
 
 @dataclass
 class LoadedModel:
-    """One ensemble or one bundle, seen the same way: members, layers, threshold, provenance."""
+    """One ensemble or one bundle, seen the same way; members are checked but not yet loaded, so
+    a prediction can hold as few of them in memory at once as it must."""
 
-    members: list[tuple[Any, Any]]
+    folders: list[Path]
+    metas: list[Any]  # BundleMeta, in rank order
     layers: tuple[str, ...]
     threshold: float
     path: Path
     manifest: dict[str, Any]
 
+    def weight_bytes(self) -> list[int]:
+        from training.bundle import WEIGHTS_FILE
 
-def load_model(folder: Path | str, device: str = "cpu") -> LoadedModel:
-    """An ensemble folder (manifest.json) or a single model bundle (bundle.json)."""
-    from training.bundle import META_FILE, load_bundle
-    from training.ensemble import MANIFEST_FILE, load_ensemble
+        return [(f / WEIGHTS_FILE).stat().st_size for f in self.folders]
+
+    def load(self, indices: Sequence[int], device: Any) -> list[tuple[Any, Any]]:
+        from training.bundle import load_bundle
+
+        return [load_bundle(self.folders[i], device, checked=self.metas[i]) for i in indices]
+
+
+def load_model(folder: Path | str) -> LoadedModel:
+    """An ensemble folder (manifest.json) or a single model bundle (bundle.json), fully checked
+    (checksums included) before any work starts; errors name the file."""
+    from training.bundle import META_FILE, check_bundle
+    from training.ensemble import MANIFEST_FILE, open_ensemble
 
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: model folder not found")
     if (folder / MANIFEST_FILE).exists() or not (folder / META_FILE).exists():
-        ens = load_ensemble(folder, device=device)
-        return LoadedModel(ens.members, tuple(ens.layers), ens.threshold, folder, ens.manifest)
-    model, meta = load_bundle(folder, device=device)
+        ens = open_ensemble(folder)
+        return LoadedModel(
+            ens.folders, ens.metas, tuple(ens.layers), ens.threshold, folder, ens.manifest
+        )
+    meta = check_bundle(folder)
     manifest = {"single_bundle": str(folder), "arch": meta.arch, "encoder": meta.encoder}
-    return LoadedModel([(model, meta)], tuple(meta.layers), 0.5, folder, manifest)
+    return LoadedModel([folder], [meta], tuple(meta.layers), 0.5, folder, manifest)
 
 
 def check_output_folder(out_dir: Path, overwrite: bool) -> None:
@@ -363,14 +380,12 @@ class _RasterSink:
         self.progress = progress
         self.positive = 0
 
-    def __call__(self, r0: int, probs: np.ndarray) -> None:
+    def __call__(self, r0: int, mean: np.ndarray, std: np.ndarray) -> None:
         from rasterio.windows import Window
 
         t0 = time.perf_counter()
-        rows, width = probs.shape[1:]
+        rows, width = mean.shape
         win = Window(0, r0, width, rows)
-        mean = probs.mean(axis=0)
-        std = probs.std(axis=0) if probs.shape[0] > 1 else np.where(np.isnan(mean), np.nan, 0.0)
         nodata = np.isnan(mean)
         with np.errstate(invalid="ignore"):
             mask = (mean >= self.threshold).astype(np.uint8)
@@ -402,7 +417,7 @@ def predict_stack(
     import rasterio
     from tqdm import tqdm
 
-    from training.inference import check_tiling, predict_rows, resolve_device
+    from training.inference import check_tiling, member_groups, predict_mean_std, resolve_device
 
     t_start = time.perf_counter()
     stack, out_dir = Path(stack), Path(out_dir)
@@ -450,8 +465,12 @@ def predict_stack(
         bar = tqdm(total=src.height, unit="row", desc="predict", disable=not opts.progress)
         sink = _RasterSink(tmp, grid, threshold, src, plan, opts.masks, names, bar)
         try:
-            predict_rows(
-                model.members, read_rows, src.height, src.width, sink, tile=opts.tile,
+            # on a GPU every member lives in device memory; on a CPU members come in groups
+            # whose weights fit MEMBER_BUDGET_BYTES, so memory does not grow with ensemble size
+            budget = float("inf") if device.type == "cuda" else MEMBER_BUDGET_BYTES
+            predict_mean_std(
+                lambda idx: model.load(idx, device), member_groups(model.weight_bytes(), budget),
+                read_rows, src.height, src.width, sink, scratch=tmp, tile=opts.tile,
                 overlap=opts.overlap, batch_size=opts.batch_size, device=device, stats=stats,
             )  # fmt: skip
         finally:
@@ -498,7 +517,7 @@ def predict_stack(
                 "manifest": model.manifest,
                 "members": [
                     {"arch": m.arch, "encoder": m.encoder, "loss": m.loss, "lr": m.lr}
-                    for _, m in model.members
+                    for m in model.metas
                 ],
                 "layers": list(model.layers),
             },
@@ -515,7 +534,7 @@ def predict_stack(
             "landslide_pixels": int(polys.pixels[kept_idx].sum()),
             "tile": opts.tile,
             "overlap": opts.overlap,
-            "batch_size": opts.batch_size,
+            "batch_size": stats.get("batch_size", opts.batch_size),
             "device": str(device),
             "inference": stats,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -363,3 +363,26 @@ def test_mask_plan_prefers_own_layers() -> None:
         plan_masks(MaskOptions(min_slope=5), ("landCover",))
     with pytest.raises(UserError, match="--mask-snow.*'snow'.*'landCover'"):
         plan_masks(MaskOptions(snow=True), ("R", "G"))
+
+
+def test_members_in_groups_match_one_pass(chittagong, tmp_path: Path, monkeypatch) -> None:
+    """A CPU run whose members do not fit the weight budget loads them one group at a time and
+    keeps sums on disk between passes; the maps must equal those of a single pass."""
+    import pipeline.predict as predict_mod
+
+    args = ["--model", chittagong["ensemble"], "--tile", 128, "--overlap", 16, "--device", "cpu"]
+    one = tmp_path / "one"
+    assert _run("--stack", chittagong["stack"], "--out", one, *args).exit_code == 0
+    monkeypatch.setattr(predict_mod, "MEMBER_BUDGET_BYTES", 1)  # every member its own group
+    grouped = tmp_path / "grouped"
+    res = _run("--stack", chittagong["stack"], "--out", grouped, *args)
+    assert res.exit_code == 0, res.output
+    run = json.loads((grouped / "run.json").read_text())
+    assert run["inference"]["member_groups"] == [[0], [1]]
+    assert json.loads((one / "run.json").read_text())["inference"]["member_groups"] == [[0, 1]]
+    for name in ("probability.tif", "disagreement.tif"):
+        a, _ = _read(one / name)
+        b, _ = _read(grouped / name)
+        np.testing.assert_allclose(b, a, atol=2e-6, equal_nan=True)
+    assert (_read(one / "mask.tif")[0] == _read(grouped / "mask.tif")[0]).all()
+    assert sorted(p.name for p in grouped.iterdir()) == sorted(p.name for p in one.iterdir())

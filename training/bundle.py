@@ -73,10 +73,9 @@ def load_meta(folder: Path | str) -> BundleMeta:
     return meta
 
 
-def load_bundle(
-    folder: Path | str, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, BundleMeta]:
-    """Rebuild the model in eval mode; any damage is a UserError naming the file."""
+def check_bundle(folder: Path | str) -> BundleMeta:
+    """Description, weights present, checksum right: what load_bundle checks short of building
+    the model, so a long prediction can vet every member before it starts."""
     folder = Path(folder)
     meta = load_meta(folder)
     weights = folder / WEIGHTS_FILE
@@ -84,6 +83,19 @@ def load_bundle(
         raise UserError(f"{weights}: model weights missing")
     if meta.weights_sha256 and _sha256(weights) != meta.weights_sha256:
         raise UserError(f"{weights}: weights do not match their checksum (damaged or partial copy)")
+    return meta
+
+
+def load_bundle(
+    folder: Path | str, device: str | torch.device = "cpu", *, checked: BundleMeta | None = None
+) -> tuple[nn.Module, BundleMeta]:
+    """Rebuild the model in eval mode; any damage is a UserError naming the file.
+
+    `checked` is the result of an earlier check_bundle on the same folder, to skip hashing again.
+    """
+    folder = Path(folder)
+    meta = checked if checked is not None else check_bundle(folder)
+    weights = folder / WEIGHTS_FILE
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a bad file

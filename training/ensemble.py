@@ -32,7 +32,14 @@ from pipeline.contract import (
     write_json,
 )
 from pipeline.errors import UserError
-from training.bundle import META_FILE, WEIGHTS_FILE, BundleMeta, load_bundle, load_meta
+from training.bundle import (
+    META_FILE,
+    WEIGHTS_FILE,
+    BundleMeta,
+    check_bundle,
+    load_bundle,
+    load_meta,
+)
 from training.metrics import Counts, confusion
 
 ENSEMBLE_FORMAT = "lsd-ensemble/1"
@@ -495,22 +502,46 @@ def member_folders(folder: Path | str, manifest: dict[str, Any]) -> list[Path]:
     return out
 
 
-def load_ensemble(folder: Path | str, device: str = "cpu") -> Ensemble:
-    """Load every member (weights checked against their checksums); errors name the file."""
+@dataclass
+class EnsembleFiles:
+    """A checked ensemble folder whose members are not loaded yet: lets a caller that cannot hold
+    every member in memory at once load them in groups."""
+
+    folders: list[Path]
+    metas: list[BundleMeta]
+    layers: tuple[str, ...]
+    threshold: float
+    path: Path
+    manifest: dict[str, Any]
+
+
+def open_ensemble(folder: Path | str) -> EnsembleFiles:
+    """Manifest, member descriptions and weight checksums checked; errors name the file."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     folders = member_folders(folder, manifest)
-    members = [load_bundle(p, device=device) for p in folders]
-    layers = common_layers([(str(p), meta) for p, (_, meta) in zip(folders, members, strict=True)])
+    metas = [check_bundle(p) for p in folders]
+    layers = common_layers([(str(p), meta) for p, meta in zip(folders, metas, strict=True)])
     if list(manifest.get("layers", layers)) != list(layers):
         raise UserError(f"{folder / MANIFEST_FILE}: layers differ from its members' layers")
+    threshold = float(manifest.get("threshold", DEFAULT_THRESHOLD))
+    return EnsembleFiles(folders, metas, layers, threshold, folder, manifest)
+
+
+def load_ensemble(folder: Path | str, device: str = "cpu") -> Ensemble:
+    """Load every member (weights checked against their checksums); errors name the file."""
+    files = open_ensemble(folder)
+    members = [
+        load_bundle(p, device=device, checked=m)
+        for p, m in zip(files.folders, files.metas, strict=True)
+    ]
     return Ensemble(
         members=members,
-        layers=layers,
-        threshold=float(manifest.get("threshold", DEFAULT_THRESHOLD)),
+        layers=files.layers,
+        threshold=files.threshold,
         k=len(members),
-        path=folder,
-        manifest=manifest,
+        path=files.path,
+        manifest=files.manifest,
     )
 
 

@@ -154,9 +154,9 @@ def with_retries(
 
 def stack_profile(grid: Grid, n_bands: int) -> dict[str, Any]:
     """Same GeoTIFF layout as pipeline.contract.write_stack, so both writers agree."""
-    from pipeline.contract import _profile
+    from pipeline.contract import raster_profile
 
-    return _profile(grid, n_bands, "float32", float("nan"))
+    return raster_profile(grid, n_bands, "float32", float("nan"))
 
 
 def download_stack(

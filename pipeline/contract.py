@@ -237,7 +237,11 @@ def read_label(label_path: Path | str) -> tuple[np.ndarray, Grid]:
     return data.astype(np.uint8, copy=False), grid
 
 
-def _profile(grid: Grid, count: int, dtype: str, nodata: float | int | None) -> dict[str, Any]:
+def raster_profile(
+    grid: Grid, count: int, dtype: str, nodata: float | int | None
+) -> dict[str, Any]:
+    """The GeoTIFF layout every lsd raster shares; writers that stream tiles use it too, so a
+    streamed stack is laid out exactly like one written whole."""
     profile: dict[str, Any] = {
         "driver": "GTiff",
         "width": grid.width,
@@ -271,7 +275,9 @@ def write_stack(
         raise ValueError(f"stack shape {data.shape} does not match grid {grid}")
     with (
         atomic_path(stack_path) as tmp,
-        rasterio.open(tmp, "w", **_profile(grid, len(layers), "float32", float("nan"))) as dst,
+        rasterio.open(
+            tmp, "w", **raster_profile(grid, len(layers), "float32", float("nan"))
+        ) as dst,
     ):
         dst.write(data)
         for i, name in enumerate(layers, start=1):
@@ -286,7 +292,7 @@ def write_label(label_path: Path | str, label: np.ndarray, grid: Grid) -> None:
         raise ValueError(f"label shape {label.shape} does not match grid {grid}")
     with (
         atomic_path(label_path) as tmp,
-        rasterio.open(tmp, "w", **_profile(grid, 1, "uint8", LABEL_IGNORE)) as dst,
+        rasterio.open(tmp, "w", **raster_profile(grid, 1, "uint8", LABEL_IGNORE)) as dst,
     ):
         dst.write(label.astype(np.uint8), 1)
         dst.set_band_description(1, "label")

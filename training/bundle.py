@@ -42,7 +42,8 @@ class BundleMeta:
     weights_sha256: str = ""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Checksums catch bundles damaged or half-copied after they were written."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -55,7 +56,7 @@ def save_bundle(folder: Path | str, model: nn.Module, meta: BundleMeta) -> None:
     with atomic_path(folder, directory=True) as tmp:
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         torch.save(state, tmp / WEIGHTS_FILE)
-        meta.weights_sha256 = _sha256(tmp / WEIGHTS_FILE)
+        meta.weights_sha256 = file_sha256(tmp / WEIGHTS_FILE)
         write_json(tmp / META_FILE, asdict(meta))
 
 
@@ -81,7 +82,7 @@ def check_bundle(folder: Path | str) -> BundleMeta:
     weights = folder / WEIGHTS_FILE
     if not weights.exists():
         raise UserError(f"{weights}: model weights missing")
-    if meta.weights_sha256 and _sha256(weights) != meta.weights_sha256:
+    if meta.weights_sha256 and file_sha256(weights) != meta.weights_sha256:
         raise UserError(f"{weights}: weights do not match their checksum (damaged or partial copy)")
     return meta
 

@@ -12,7 +12,6 @@ moved to another machine; every damaged or missing piece is reported by file nam
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +36,7 @@ from training.bundle import (
     WEIGHTS_FILE,
     BundleMeta,
     check_bundle,
+    file_sha256,
     load_bundle,
     load_meta,
 )
@@ -400,14 +400,6 @@ def make_ensemble(
 # --------------------------------------------------------------------------- the folder
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_ensemble(
     out: Path | str,
     chosen: Sequence[RunEntry],
@@ -430,7 +422,7 @@ def write_ensemble(
                     "name": entry.run_id,
                     "path": f"members/{entry.run_id}",
                     "val_f1": entry.val_f1,
-                    "bundle_sha256": _file_sha256(dest / META_FILE),
+                    "bundle_sha256": file_sha256(dest / META_FILE),
                 }
             )
         manifest = {
@@ -494,7 +486,7 @@ def member_folders(folder: Path | str, manifest: dict[str, Any]) -> list[Path]:
         if not meta.exists():
             raise UserError(f"{meta}: member '{m.get('name')}' is missing from the ensemble")
         want = m.get("bundle_sha256")
-        if want and _file_sha256(meta) != want:
+        if want and file_sha256(meta) != want:
             raise UserError(f"{meta}: does not match the manifest's checksum (damaged or edited)")
         if not (member / WEIGHTS_FILE).exists():
             raise UserError(f"{member / WEIGHTS_FILE}: model weights missing")

@@ -12,14 +12,23 @@ from pipeline import __version__
 from pipeline.errors import UserError
 
 
+class _UsageLine(click.ClickException):
+    exit_code = 2  # click's status for usage mistakes
+
+
 class LsdGroup(click.Group):
-    """Turns a UserError anywhere below into one line on stderr and exit status 1."""
+    """Every mistake below becomes one line on stderr: a UserError exits 1; a malformed command
+    line (bad option value, missing option) exits 2 with click's message and a pointer to --help
+    instead of the usage block."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except UserError as exc:
             raise click.ClickException(str(exc)) from None
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            raise _UsageLine(f"{exc.format_message()} (see '{where} --help')") from None
 
 
 @click.group(cls=LsdGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -185,3 +185,19 @@ def test_atomic_outputs_follow_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_malformed_command_lines_are_one_line():
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    for args, needle in (
+        (["train", "--setting", "s2", "--data", "d", "--out", "o", "--epochs", "abc"], "--epochs"),
+        (["import", "tiles", "a", "b"], "--mapping"),
+        (["nonsense"], "nonsense"),
+    ):
+        res = CliRunner().invoke(main, args)
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 2 and len(lines) == 1, res.output
+        assert needle in lines[0] and "--help" in lines[0]

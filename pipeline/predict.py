@@ -599,7 +599,14 @@ def aoi_spec(aoi_path: Path | str, date: dt.date, max_km2: float = DIRECT_DOWNLO
 def fetch_for_prediction(spec: Any, layers: Sequence[str], work_dir: Path, project: str | None):
     """Fetch only the layers the model needs; the event folder is kept so a rerun skips it."""
     from gee import auth
+    from pipeline.contract import PAPER_LAYERS
 
+    unfetchable = [name for name in layers if name not in PAPER_LAYERS]
+    if unfetchable:
+        raise UserError(
+            f"the model needs layer(s) {', '.join(unfetchable)} that lsd fetch does not make "
+            "(it makes the paper's 15); predict on an existing stack with --stack instead"
+        )
     if not auth.credentials_available():
         raise UserError(auth.HOW_TO)
     from gee.config import FetchConfig

@@ -318,8 +318,15 @@ def test_aoi_without_credentials_says_how(l4s, tmp_path: Path, monkeypatch) -> N
 
     monkeypatch.delenv(auth.SERVICE_ACCOUNT_ENV, raising=False)
     aoi = _aoi_file(tmp_path / "a.gpkg", [box(91.80, 22.40, 91.82, 22.42)], 4326)
+    # Landslide4Sense layers (B1..B12) are not among the layers lsd fetch makes: said first
     res = _run("--aoi", aoi, "--date", "2023-08-10", "--model", l4s["ensemble"], "--out",
                tmp_path / "o")  # fmt: skip
+    assert res.exit_code == 1 and "B1, B2" in res.output and "--stack" in res.output, res.output
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 2, 64, 64)).astype(np.float32)
+    paper = _write_ensemble(tmp_path / "paper_ens", ["dNDVI", "slope"], x,
+                            np.zeros((2, 64, 64), np.uint8), steps=0)  # fmt: skip
+    res = _run("--aoi", aoi, "--date", "2023-08-10", "--model", paper, "--out", tmp_path / "o")
     assert res.exit_code == 1 and "earthengine authenticate" in res.output, res.output
     assert not (tmp_path / "o").exists()
     res = _run("--aoi", aoi, "--date", "2999-08-10", "--model", l4s["ensemble"], "--out",

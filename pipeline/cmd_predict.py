@@ -51,8 +51,8 @@ def ensemble(
     overwrite: bool,
 ) -> None:
     """Bundle the K best runs of RUNS (by validation F1) into a self-contained ENSEMBLE folder."""
+    from training.device import resolve_device
     from training.ensemble import make_ensemble
-    from training.inference import resolve_device
 
     dev = str(resolve_device(device))
     manifest = make_ensemble(
@@ -114,7 +114,7 @@ def evaluate(
 ) -> None:
     """Score every model of RUNS and every top-K ensemble on the test events of DATA."""
     from pipeline.evaluate import evaluate_runs, parse_ks
-    from training.inference import resolve_device
+    from training.device import resolve_device
 
     ks = parse_ks(ks_text)
     ids = [p.strip() for p in events_text.split(",") if p.strip()] if events_text else None
@@ -188,7 +188,7 @@ def predict(
         parse_date,
         predict_stack,
     )
-    from training.inference import resolve_device
+    from training.device import resolve_device
 
     if (stack is None) == (aoi is None):
         raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")

@@ -44,7 +44,7 @@ EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: metres, equ
 VECTOR_STRIP_ROWS = 1024
 # GDAL's block cache defaults to 5% of RAM and fills up while large rasters are written and
 # converted; capping it keeps peak memory independent of the raster's area.
-GDAL_CACHE_MB = 128
+GDAL_CACHE_MB = 64  # blocks are read once, in order: a cache mostly costs memory
 QUICKLOOK_MAX_PX = 800
 
 
@@ -417,7 +417,8 @@ def predict_stack(
     import rasterio
     from tqdm import tqdm
 
-    from training.inference import check_tiling, member_groups, predict_mean_std, resolve_device
+    from training.device import resolve_device
+    from training.inference import check_tiling, member_groups, predict_mean_std
 
     t_start = time.perf_counter()
     stack, out_dir = Path(stack), Path(out_dir)
@@ -458,7 +459,8 @@ def predict_stack(
 
             data = src.read(idx, window=Window(0, r0, src.width, r1 - r0), out_dtype="float32")
             if nodata_value is not None and not np.isnan(nodata_value):
-                data[data == nodata_value] = np.nan
+                for layer in data:  # per layer: no boolean copy of the whole strip
+                    layer[layer == nodata_value] = np.nan
             read_s[0] += time.perf_counter() - t0
             return data
 

@@ -222,7 +222,7 @@ def _check_resume(out: Path, layers: list[str], split: dict[str, Any], opts: Gri
 def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -> GridPlan:
     """Check everything, then record split.json and grid.json; nothing is trained here."""
     from training.data import compute_norm, split_events
-    from training.loop import resolve_device
+    from training.device import resolve_device
 
     opts = check_options(opts)
     device = resolve_device(opts.device)

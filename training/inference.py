@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from training.bundle import BundleMeta
+from training.device import resolve_device
 from training.models import pad_to_multiple
 
 Member = tuple[nn.Module, BundleMeta]
@@ -74,24 +75,6 @@ def check_tiling(tile: int, overlap: int, batch_size: int | None) -> None:
         raise UserError(f"--overlap {overlap} must be >= 0 and less than half of --tile {tile}")
     if batch_size is not None and batch_size < 1:
         raise UserError(f"--batch-size {batch_size} must be at least 1")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' means CUDA when present; an explicit CUDA request on a machine without one is an
-    input mistake, not a crash."""
-    from pipeline.errors import UserError
-
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        msg = f"--device '{name}' is not a device (use auto, cpu, cuda or cuda:N)"
-        raise UserError(msg) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is available here (use cpu or auto)")
-    return dev
 
 
 def _member_layers(members: Sequence[Member]) -> list[str]:
@@ -163,6 +146,15 @@ class _Runner:
         return outs
 
 
+def _all_nan(strip: np.ndarray) -> np.ndarray:
+    """Pixels where every layer is NaN, one layer at a time: np.isnan(strip).all(0) would build a
+    boolean copy of the whole strip (56 MB for 11 layers x 512 x 10000)."""
+    out = np.isnan(strip[0])
+    for layer in strip[1:]:
+        out &= np.isnan(layer)
+    return out
+
+
 def predict_rows(
     members: Sequence[Member],
     read_rows: ReadRows,
@@ -200,7 +192,7 @@ def predict_rows(
         if strip.shape != (len(layers), th, width):
             want = (len(layers), th, width)
             raise ValueError(f"read_rows returned {strip.shape}, expected {want}")
-        nodata = np.isnan(strip).all(axis=0)
+        nodata = _all_nan(strip)
         todo = [x for x in xs if not nodata[:, x : x + tw].all()]
         skipped += len(xs) - len(todo)
         for b in range(0, len(todo), batch_size):

@@ -152,20 +152,6 @@ class Precision:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present; asking for CUDA on a machine without it is a user error."""
-    name = name.strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: no CUDA device is available on this machine")
-        return torch.device(name)
-    raise UserError(f"--device '{name}' is not one of auto, cpu, cuda")
-
-
 @torch.no_grad()
 def evaluate(
     model: nn.Module, val: Sequence[tuple[torch.Tensor, torch.Tensor]], precision: Precision

@@ -205,6 +205,9 @@ def predict_rows(
                 wsum[:, x : x + tw] += weight
                 for m in range(n_members):
                     acc[m, :, x : x + tw] += weight * probs[m][i]
+        # the strip's tiles are copied: release it now, or it stays alive while the next strip
+        # is read and the peak holds two strips (225 MB each for 11 layers x 512 x 10000)
+        del strip
         last = k == len(ys) - 1
         done = th if last else ys[k + 1] - y
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -329,6 +329,14 @@ class EventFolder:
         return role if role in ("train", "val", "test") else None
 
 
+def event_complete(folder: Path | str, *, need_label: bool = True) -> bool:
+    """Writers put event.json last, so its presence beside the rasters marks a finished folder;
+    reruns of fetch and import skip such folders."""
+    folder = Path(folder)
+    needed = (STACK_FILE, EVENT_FILE) + ((LABEL_FILE,) if need_label else ())
+    return all((folder / name).is_file() for name in needed)
+
+
 def open_event(path: Path | str, *, need_label: bool = True) -> EventFolder:
     path = Path(path)
     stack = path / STACK_FILE

@@ -31,6 +31,7 @@ from pipeline.contract import (
     STACK_FILE,
     Grid,
     check_writable,
+    event_complete,
     write_json,
 )
 from pipeline.errors import UserError
@@ -66,11 +67,6 @@ def _err(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------- completeness
-
-
-def is_complete(event_dir: Path, *, write_label: bool = True) -> bool:
-    needed = [STACK_FILE, EVENT_FILE] + ([LABEL_FILE] if write_label else [])
-    return all((event_dir / name).is_file() for name in needed)
 
 
 # --------------------------------------------------------------------------- planning
@@ -392,7 +388,7 @@ def fetch_events(
         for spec in bar:
             bar.set_postfix_str(spec.event_id)
             event_dir = out / spec.event_id
-            if is_complete(event_dir):
+            if event_complete(event_dir):
                 summary.skipped.append(spec.event_id)
                 echo(f"{spec.event_id}: already complete, skipped")
                 continue
@@ -410,7 +406,7 @@ def fetch_events(
                 summary.failed[spec.event_id] = msg
                 echo(f"FAILED {msg}")
                 continue
-            if is_complete(event_dir):
+            if event_complete(event_dir):
                 summary.done.append(spec.event_id)
                 echo(f"{spec.event_id}: done -> {event_dir}")
             else:

@@ -35,6 +35,7 @@ from pipeline.contract import (
     write_label,
     write_stack,
 )
+from pipeline.contract import event_complete as is_finished  # reruns skip finished folders
 from pipeline.errors import UserError
 
 # The dataset's own channel order: Sentinel-2 bands without B8A, then slope, then ALOS elevation.
@@ -57,11 +58,6 @@ MASK_REDUCTION_RULE = "any channel nonzero -> 1, else 0 (multi-band masks only, 
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def is_finished(folder: Path) -> bool:
-    """event.json is written last, so its presence (with the rasters) marks a complete import."""
-    return all((folder / name).is_file() for name in (STACK_FILE, LABEL_FILE, EVENT_FILE))
 
 
 def parse_mapping(text: str) -> dict[int, int]:

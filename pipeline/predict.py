@@ -567,8 +567,9 @@ def parse_date(text: str, *, today: dt.date | None = None) -> dt.date:
 def aoi_spec(aoi_path: Path | str, date: dt.date, max_km2: float = DIRECT_DOWNLOAD_MAX_KM2):
     """An EventSpec for `lsd predict --aoi --date`: the AOI in EPSG:4326 (reprojected from any
     CRS), its UTM zone, and the same default date windows as events.csv rows get."""
-    from gee.events import default_windows, read_polygons, to_crs, utm_epsg
-    from gee.spec import EventSpec, Window
+    import dataclasses
+
+    from gee.events import make_spec, read_polygons, to_crs, utm_epsg
 
     aoi_path = Path(aoi_path)
     gdf = read_polygons(aoi_path, where="--aoi")
@@ -576,8 +577,7 @@ def aoi_spec(aoi_path: Path | str, date: dt.date, max_km2: float = DIRECT_DOWNLO
     if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise UserError(f"--aoi: {aoi_path} does not describe a polygon area")
     centre = geom.centroid
-    epsg = utm_epsg(centre.x, centre.y)
-    km2 = to_crs(geom, 4326, epsg).area / 1e6
+    km2 = to_crs(geom, 4326, utm_epsg(centre.x, centre.y)).area / 1e6
     if km2 <= 0:
         raise UserError(f"--aoi: {aoi_path} has zero area")
     if km2 > max_km2:
@@ -586,16 +586,8 @@ def aoi_spec(aoi_path: Path | str, date: dt.date, max_km2: float = DIRECT_DOWNLO
             f"(max {max_km2:.0f} km2): split it into tiles of at most {max_km2:.0f} km2, "
             "or fetch it with a batch export (lsd fetch) and run lsd predict --stack"
         )
-    before, after = default_windows(date, centre.y)
-    return EventSpec(
-        event_id=aoi_path.stem,
-        date=date,
-        aoi=geom,
-        pre=Window(date - dt.timedelta(days=before), date),
-        post=Window(date, date + dt.timedelta(days=after)),
-        utm_epsg=epsg,
-        extra={"aoi_file": str(aoi_path), "aoi_km2": round(km2, 3)},
-    )
+    spec = make_spec(aoi_path.stem, date, geom)
+    return dataclasses.replace(spec, extra={"aoi_file": str(aoi_path), "aoi_km2": round(km2, 3)})
 
 
 def fetch_for_prediction(spec: Any, layers: Sequence[str], work_dir: Path, project: str | None):

@@ -27,12 +27,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.contract import list_events, read_label, read_stack  # noqa: E402
-from pipeline.importers import L4S_LAYERS, import_landslide4sense  # noqa: E402
-from training.bundle import load_bundle  # noqa: E402
-from training.grid import GridOptions, prepare_grid, run_grid  # noqa: E402
-from training.inference import predict_array  # noqa: E402
-from training.metrics import Counts, confusion  # noqa: E402
+from lsd.contract import list_events, read_label, read_stack  # noqa: E402
+from lsd.pipeline.importers import L4S_LAYERS, import_landslide4sense  # noqa: E402
+from lsd.training.bundle import load_bundle  # noqa: E402
+from lsd.training.grid import GridOptions, prepare_grid, run_grid  # noqa: E402
+from lsd.training.inference import predict_array  # noqa: E402
+from lsd.training.metrics import Counts, confusion  # noqa: E402
 
 
 def ndvi(stack: np.ndarray) -> np.ndarray:

@@ -74,9 +74,9 @@ def make_members(n: int, arch: str, encoder: str, layers: list[str], folder: Pat
     """
     import torch
 
-    from pipeline.predict import LoadedModel
-    from training.bundle import BundleMeta, check_bundle, save_bundle
-    from training.models import build_model
+    from lsd.pipeline.predict import LoadedModel
+    from lsd.training.bundle import BundleMeta, check_bundle, save_bundle
+    from lsd.training.models import build_model
 
     folders = []
     for i in range(n):
@@ -96,7 +96,7 @@ def make_members(n: int, arch: str, encoder: str, layers: list[str], folder: Pat
 
 
 def run_pipeline(stack: Path, model, out: Path, args) -> dict:
-    from pipeline.predict import PredictOptions, predict_stack
+    from lsd.pipeline.predict import PredictOptions, predict_stack
 
     opts = PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                           device=args.device, overwrite=True, progress=False)  # fmt: skip
@@ -107,7 +107,7 @@ def pure_forward_s(model, tiles: int, th: int, tw: int, channels: int, batch: in
     """Each member's forward alone on `tiles` tiles in the pipeline's batch shapes."""
     import torch
 
-    from training.models import pad_to_multiple
+    from lsd.training.models import pad_to_multiple
 
     sizes = [batch] * (tiles // batch) + ([tiles % batch] if tiles % batch else [])
     x = torch.randn(batch, channels, th, tw)

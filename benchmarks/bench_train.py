@@ -26,11 +26,11 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.contract import list_events  # noqa: E402
-from pipeline.importers import import_landslide4sense  # noqa: E402
-from training.data import CropSampler, compute_norm, load_events  # noqa: E402
-from training.losses import build_loss  # noqa: E402
-from training.models import build_model  # noqa: E402
+from lsd.contract import list_events  # noqa: E402
+from lsd.pipeline.importers import import_landslide4sense  # noqa: E402
+from lsd.training.data import CropSampler, compute_norm, load_events  # noqa: E402
+from lsd.training.losses import build_loss  # noqa: E402
+from lsd.training.models import build_model  # noqa: E402
 
 # 11 of the 14 Landslide4Sense layers stand in for the 11 layers of s1s2
 L4S_11 = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12", "slope", "elevation"]

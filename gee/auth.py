@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import UserError
+from lsd.errors import UserError
 
 SERVICE_ACCOUNT_ENV = "LSD_EE_SERVICE_ACCOUNT"
 PROJECT_ENVS = ("EE_PROJECT", "GOOGLE_CLOUD_PROJECT")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.contract import Grid, atomic_path
+from lsd.contract import Grid, atomic_path
 
 # Request limits of ee.data.computePixels (bytes of the response, pixels per side).
 MAX_REQUEST_BYTES = 48 * 1024 * 1024
@@ -154,7 +154,7 @@ def with_retries(
 
 def stack_profile(grid: Grid, n_bands: int) -> dict[str, Any]:
     """Same GeoTIFF layout as pipeline.contract.write_stack, so both writers agree."""
-    from pipeline.contract import raster_profile
+    from lsd.contract import raster_profile
 
     return raster_profile(grid, n_bands, "float32", float("nan"))
 

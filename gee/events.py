@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gee.spec import EventSpec, Window
-from pipeline.errors import UserError
+from lsd.spec import EventSpec, Window
+from lsd.errors import UserError
 
 DEFAULT_AOI_KM2 = 4.0
 DEFAULT_SCALE_M = 10.0
@@ -366,7 +366,7 @@ def _vector_path(row: _Row, column: str, base: Path, *, polygons: bool = True) -
         raise row.fail(column, f"file {path} not found")
     else:
         # checked now, not hours later on Earth Engine; landcover imports ee, hence the late import
-        from gee.landcover import read_user_points
+        from lsd.gee.landcover import read_user_points
 
         try:
             read_user_points(path)
@@ -406,7 +406,7 @@ def event_grid(spec: EventSpec, scale: float = DEFAULT_SCALE_M):
     from rasterio.crs import CRS
     from rasterio.transform import Affine
 
-    from pipeline.contract import Grid
+    from lsd.contract import Grid
 
     minx, miny, maxx, maxy = aoi_in_utm(spec).bounds
     tol = 1e-3

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import ee
 
-from gee.config import (
+from lsd.gee.config import (
     CART_S2_BANDS,
     LANDCOVER_CLASSES,
     WORLDCOVER_BARE,
     WORLDCOVER_REMAP,
     FetchConfig,
 )
-from pipeline.errors import UserError
+from lsd.errors import UserError
 
 CLASS_PROPERTY = "class"
 FEATURE_BANDS: tuple[str, ...] = (*CART_S2_BANDS, "elevation", "preVV", "preVH")

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import ee
 
-from gee.config import S1_COLLECTION, WORLDCOVER_VEGETATED, WORLDCOVER_WATER, FetchConfig
-from gee.spec import EventSpec, Window
+from lsd.gee.config import S1_COLLECTION, WORLDCOVER_VEGETATED, WORLDCOVER_WATER, FetchConfig
+from lsd.spec import EventSpec, Window
 
 HALF_PI = math.pi / 2  # the 90 degree terms of the model factors, in radians
 DEG = math.pi / 180

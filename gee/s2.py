@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ee
 
-from gee.config import (
+from lsd.gee.config import (
     CART_S2_BANDS,
     CLOUD_SCORE_PLUS_COLLECTION,
     S2_CLOUD_PROB_COLLECTION,
@@ -17,8 +17,8 @@ from gee.config import (
     S2_SR_COLLECTION,
     FetchConfig,
 )
-from gee.s1 import date_millis
-from gee.spec import Window
+from lsd.gee.s1 import date_millis
+from lsd.spec import Window
 
 CIRRUS_BIT = 1 << 11  # QA60 bit 11: cirrus
 SCL_WATER = 6

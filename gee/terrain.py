@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ee
 
-from gee.config import GLO30_ASSET, SRTM_ASSET, SRTM_LAT_RANGE, AssetKind, FetchConfig
-from gee.spec import EventSpec
+from lsd.gee.config import GLO30_ASSET, SRTM_ASSET, SRTM_LAT_RANGE, AssetKind, FetchConfig
+from lsd.spec import EventSpec
 
 
 def dem_asset_for(spec: EventSpec) -> str:

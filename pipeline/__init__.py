@@ -1,7 +1,6 @@
-"""Glue between the Earth Engine side (gee/) and the training side (training/), plus the CLI.
+"""The top floor: the `lsd` command line, data sources other than Earth Engine (importers),
+and the fetch/train/evaluate/predict orchestration that joins `lsd.gee` and `lsd.training`.
 
-This package must stay import-light: training/ and gee/ import `pipeline.contract` and
-`pipeline.errors`, so nothing here may import torch or ee at module level.
+Nothing here may import torch or ee at module level: `lsd --help` and `lsd fetch` must not pay
+for torch, and `lsd train` must not need ee.
 """
-
-__version__ = "0.1.0"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import click
 
-from pipeline import __version__
-from pipeline.errors import UserError
+from lsd import __version__
+from lsd.errors import UserError
 
 
 class _UsageLine(click.ClickException):
@@ -38,7 +38,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pipeline import cmd_fetch, cmd_import, cmd_predict, cmd_train
+    from lsd.pipeline import cmd_fetch, cmd_import, cmd_predict, cmd_train
 
     main.add_command(cmd_fetch.fetch)
     main.add_command(cmd_import.import_group)

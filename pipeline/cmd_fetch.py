@@ -52,8 +52,8 @@ def fetch(
     only: str | None,
 ) -> None:
     """Fetch Sentinel-1/2 layer stacks and landslide labels for the events of a CSV."""
-    from gee.config import FetchConfig
-    from pipeline.fetch import fetch_events, summary_lines
+    from lsd.gee.config import FetchConfig
+    from lsd.pipeline.fetch import fetch_events, summary_lines
 
     if aoi_km2 <= 0:
         raise click.BadParameter(f"must be positive, got {aoi_km2}", param_hint="--aoi-km2")

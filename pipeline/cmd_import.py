@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.importers import import_landslide4sense, import_tiles, parse_layers, parse_mapping
+from lsd.pipeline.importers import import_landslide4sense, import_tiles, parse_layers, parse_mapping
 
 _PATH = click.Path(path_type=Path)
 

@@ -7,7 +7,7 @@ import click
 
 def _k_option(text: str) -> int | None:
     """--k accepts a whole number or 'auto'; None means 'choose by validation F1'."""
-    from pipeline.errors import UserError
+    from lsd.errors import UserError
 
     if text.strip().lower() == "auto":
         return None
@@ -51,8 +51,8 @@ def ensemble(
     overwrite: bool,
 ) -> None:
     """Bundle the K best runs of RUNS (by validation F1) into a self-contained ENSEMBLE folder."""
-    from training.device import resolve_device
-    from training.ensemble import make_ensemble
+    from lsd.training.device import resolve_device
+    from lsd.training.ensemble import make_ensemble
 
     dev = str(resolve_device(device))
     manifest = make_ensemble(
@@ -113,8 +113,8 @@ def evaluate(
     overwrite: bool,
 ) -> None:
     """Score every model of RUNS and every top-K ensemble on the test events of DATA."""
-    from pipeline.evaluate import evaluate_runs, parse_ks
-    from training.device import resolve_device
+    from lsd.pipeline.evaluate import evaluate_runs, parse_ks
+    from lsd.training.device import resolve_device
 
     ks = parse_ks(ks_text)
     ids = [p.strip() for p in events_text.split(",") if p.strip()] if events_text else None
@@ -177,9 +177,9 @@ def predict(
     overwrite: bool,
 ) -> None:
     """Map landslides on a stack (or on an AOI and date, fetched first) with an ensemble."""
-    from pipeline.errors import UserError
-    from pipeline.masks import MaskOptions
-    from pipeline.predict import (
+    from lsd.errors import UserError
+    from lsd.pipeline.masks import MaskOptions
+    from lsd.pipeline.predict import (
         PredictOptions,
         aoi_spec,
         check_output_folder,
@@ -188,7 +188,7 @@ def predict(
         parse_date,
         predict_stack,
     )
-    from training.device import resolve_device
+    from lsd.training.device import resolve_device
 
     if (stack is None) == (aoi is None):
         raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import UserError
+from lsd.errors import UserError
 
 
 def _names(value: str | None, flag: str) -> tuple[str, ...] | None:
@@ -107,7 +107,7 @@ def train(
     quiet: bool,
 ) -> None:
     """Train the grid of architectures x losses x learning rates and rank it by validation F1."""
-    from training.grid import GridOptions, prepare_grid, run_grid
+    from lsd.training.grid import GridOptions, prepare_grid, run_grid
 
     opts = GridOptions(
         setting=setting,

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
-from pipeline.contract import EventFolder, atomic_path, list_events
-from pipeline.errors import UserError
-from pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
-from training.ensemble import (
+from lsd import __version__
+from lsd.contract import EventFolder, atomic_path, list_events
+from lsd.errors import UserError
+from lsd.pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
+from lsd.training.ensemble import (
     DEFAULT_THRESHOLD,
     SPLIT_FILE,
     RunEntry,
@@ -34,7 +34,7 @@ from training.ensemble import (
     select_events,
     tqdm_progress,
 )
-from training.metrics import Counts
+from lsd.training.metrics import Counts
 
 MODELS_CSV = "models.csv"
 ENSEMBLES_CSV = "ensembles.csv"

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gee.config import FetchConfig
-from gee.events import describe_spec, event_grid, read_events
-from gee.spec import EventSpec
-from pipeline import __version__, contract
-from pipeline.contract import (
+from lsd.gee.config import FetchConfig
+from lsd.gee.events import describe_spec, event_grid, read_events
+from lsd.spec import EventSpec
+from lsd import __version__, contract
+from lsd.contract import (
     EVENT_FILE,
     LABEL_BACKGROUND,
     LABEL_FILE,
@@ -34,7 +34,7 @@ from pipeline.contract import (
     event_complete,
     write_json,
 )
-from pipeline.errors import UserError
+from lsd.errors import UserError
 
 Echo = Callable[[str], None]
 
@@ -74,7 +74,7 @@ def _err(msg: str) -> None:
 
 def dem_choice(spec: EventSpec) -> str:
     """The DEM the graph builders will use, judged from the AOI's latitude span."""
-    from gee.config import GLO30_ASSET, SRTM_ASSET, SRTM_LAT_RANGE
+    from lsd.gee.config import GLO30_ASSET, SRTM_ASSET, SRTM_LAT_RANGE
 
     if spec.dem_asset:
         return spec.dem_asset
@@ -97,8 +97,8 @@ def grid_json(grid: Grid) -> dict[str, Any]:
 
 def plan_event(spec: EventSpec, cfg: FetchConfig) -> dict[str, Any]:
     """What would be fetched for this event, computed locally (no credentials needed)."""
-    from gee.config import S1_COLLECTION, S2_SR_COLLECTION
-    from gee.events import aoi_in_utm
+    from lsd.gee.config import S1_COLLECTION, S2_SR_COLLECTION
+    from lsd.gee.events import aoi_in_utm
 
     grid = event_grid(spec, cfg.scale)
     lon0, lat0, lon1, lat1 = spec.aoi.bounds
@@ -187,9 +187,9 @@ def fetch_event(
     import ee
     from tqdm import tqdm
 
-    from gee import download
-    from gee import layers as gl
-    from pipeline.labels import rasterize_labels
+    from lsd.gee import download
+    from lsd.gee import layers as gl
+    from lsd.pipeline.labels import rasterize_labels
 
     layers = tuple(layers)
     event_dir = Path(out_dir) / spec.event_id
@@ -306,8 +306,8 @@ def _run_export(
     echo: Echo,
 ) -> Path | None:
     """Run a batch export; return the downloaded GeoTIFF (gcs) or None (drive, user downloads)."""
-    from gee import download
-    from gee.auth import current_credentials
+    from lsd.gee import download
+    from lsd.gee.auth import current_credentials
 
     note = event_dir / EXPORT_NOTE
     name = f"lsd_{spec.event_id}"
@@ -355,7 +355,7 @@ def fetch_events(
     """Fetch every event of the CSV into `out`; failures are collected, not raised."""
     from tqdm import tqdm
 
-    from gee import auth
+    from lsd.gee import auth
 
     cfg = cfg or FetchConfig()
     if export not in (None, "drive", "gcs"):
@@ -423,8 +423,8 @@ def _count_for_plan(
 ) -> None:
     import ee
 
-    from gee import download
-    from gee import layers as gl
+    from lsd.gee import download
+    from lsd.gee import layers as gl
 
     try:
         counts = download.with_retries(gl.window_counts(spec, cfg).getInfo, sleep=sleep)

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import __version__
-from pipeline.contract import (
+from lsd import __version__
+from lsd.contract import (
     EVENT_FILE,
     LABEL_BACKGROUND,
     LABEL_FILE,
@@ -35,8 +35,8 @@ from pipeline.contract import (
     write_label,
     write_stack,
 )
-from pipeline.contract import event_complete as is_finished  # reruns skip finished folders
-from pipeline.errors import UserError
+from lsd.contract import event_complete as is_finished  # reruns skip finished folders
+from lsd.errors import UserError
 
 # The dataset's own channel order: Sentinel-2 bands without B8A, then slope, then ALOS elevation.
 L4S_LAYERS: tuple[str, ...] = (

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.contract import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
+from lsd.contract import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
 
 
 def _burn(geoms: list, grid: Grid) -> np.ndarray:
@@ -36,7 +36,7 @@ def _burn(geoms: list, grid: Grid) -> np.ndarray:
 
 def aoi_mask(aoi_4326, grid: Grid) -> np.ndarray:
     """True where a pixel's centre lies inside the AOI polygon."""
-    from gee.events import to_crs
+    from lsd.gee.events import to_crs
 
     return _burn([to_crs(aoi_4326, 4326, grid.crs)], grid)
 
@@ -56,7 +56,7 @@ def rasterize_labels(
     entirely is almost always a CRS or file mix-up, so it is reported, yet the AOI is labelled 0
     as the user's data says.
     """
-    from gee.events import read_polygons, to_crs
+    from lsd.gee.events import read_polygons, to_crs
 
     label = np.full((grid.height, grid.width), LABEL_IGNORE, dtype=np.uint8)
     if inventory is None:

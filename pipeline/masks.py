@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import UserError
+from lsd.errors import UserError
 
 LANDCOVER_LAYER = "landCover"
 LANDCOVER_WATER = 5

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import __version__
-from pipeline.contract import atomic_path, read_layer_names, write_json
-from pipeline.errors import UserError
-from pipeline.masks import MaskOptions, apply_masks, plan_masks
+from lsd import __version__
+from lsd.contract import atomic_path, read_layer_names, write_json
+from lsd.errors import UserError
+from lsd.pipeline.masks import MaskOptions, apply_masks, plan_masks
 
 PROB_FILE = "probability.tif"
 MASK_FILE = "mask.tif"
@@ -74,12 +74,12 @@ class LoadedModel:
     manifest: dict[str, Any]
 
     def weight_bytes(self) -> list[int]:
-        from training.bundle import WEIGHTS_FILE
+        from lsd.training.bundle import WEIGHTS_FILE
 
         return [(f / WEIGHTS_FILE).stat().st_size for f in self.folders]
 
     def load(self, indices: Sequence[int], device: Any) -> list[tuple[Any, Any]]:
-        from training.bundle import load_bundle
+        from lsd.training.bundle import load_bundle
 
         return [load_bundle(self.folders[i], device, checked=self.metas[i]) for i in indices]
 
@@ -87,8 +87,8 @@ class LoadedModel:
 def load_model(folder: Path | str) -> LoadedModel:
     """An ensemble folder (manifest.json) or a single model bundle (bundle.json), fully checked
     (checksums included) before any work starts; errors name the file."""
-    from training.bundle import META_FILE, check_bundle
-    from training.ensemble import MANIFEST_FILE, open_ensemble
+    from lsd.training.bundle import META_FILE, check_bundle
+    from lsd.training.ensemble import MANIFEST_FILE, open_ensemble
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -417,8 +417,8 @@ def predict_stack(
     import rasterio
     from tqdm import tqdm
 
-    from training.device import resolve_device
-    from training.inference import check_tiling, member_groups, predict_mean_std
+    from lsd.training.device import resolve_device
+    from lsd.training.inference import check_tiling, member_groups, predict_mean_std
 
     t_start = time.perf_counter()
     stack, out_dir = Path(stack), Path(out_dir)
@@ -569,7 +569,7 @@ def aoi_spec(aoi_path: Path | str, date: dt.date, max_km2: float = DIRECT_DOWNLO
     CRS), its UTM zone, and the same default date windows as events.csv rows get."""
     import dataclasses
 
-    from gee.events import make_spec, read_polygons, to_crs, utm_epsg
+    from lsd.gee.events import make_spec, read_polygons, to_crs, utm_epsg
 
     aoi_path = Path(aoi_path)
     gdf = read_polygons(aoi_path, where="--aoi")
@@ -592,8 +592,8 @@ def aoi_spec(aoi_path: Path | str, date: dt.date, max_km2: float = DIRECT_DOWNLO
 
 def fetch_for_prediction(spec: Any, layers: Sequence[str], work_dir: Path, project: str | None):
     """Fetch only the layers the model needs; the event folder is kept so a rerun skips it."""
-    from gee import auth
-    from pipeline.contract import PAPER_LAYERS
+    from lsd.gee import auth
+    from lsd.contract import PAPER_LAYERS
 
     unfetchable = [name for name in layers if name not in PAPER_LAYERS]
     if unfetchable:
@@ -603,8 +603,8 @@ def fetch_for_prediction(spec: Any, layers: Sequence[str], work_dir: Path, proje
         )
     if not auth.credentials_available():
         raise UserError(auth.HOW_TO)
-    from gee.config import FetchConfig
-    from pipeline.fetch import fetch_event
+    from lsd.gee.config import FetchConfig
+    from lsd.pipeline.fetch import fetch_event
 
     auth.initialize(project)
     event_dir = fetch_event(spec, work_dir, FetchConfig(), layers=list(layers), write_label=False)

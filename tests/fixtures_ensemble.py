@@ -59,7 +59,7 @@ def _write_l4s_events(l4s_dir: Path, out: Path) -> Path:
     import h5py
     from affine import Affine
 
-    from pipeline.contract import Grid, write_json, write_label, write_stack
+    from lsd.contract import Grid, write_json, write_label, write_stack
 
     for img in sorted((l4s_dir / "img").glob("image_*.h5")):
         n = img.stem.split("_")[1]
@@ -88,8 +88,8 @@ def _val_f1(model, mean, std, images, labels) -> float:
     """Validation F1 computed by hand (not through training.inference) so tests can compare."""
     import torch
 
-    from training.metrics import Counts, confusion
-    from training.models import forward_whole
+    from lsd.training.metrics import Counts, confusion
+    from lsd.training.models import forward_whole
 
     total = Counts()
     with torch.inference_mode():
@@ -103,9 +103,9 @@ def _val_f1(model, mean, std, images, labels) -> float:
 def build_tiny_runs(data: Path, runs: Path) -> TinyRuns:
     import torch
 
-    from pipeline.contract import list_events, read_label, read_stack, write_json
-    from training.bundle import BundleMeta, save_bundle
-    from training.models import build_model
+    from lsd.contract import list_events, read_label, read_stack, write_json
+    from lsd.training.bundle import BundleMeta, save_bundle
+    from lsd.training.models import build_model
 
     torch.set_num_threads(1)
     events = {e.event_id: e for e in list_events(data)}

@@ -11,9 +11,9 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from pipeline import contract
-from pipeline.contract import Grid
-from pipeline.errors import UserError
+from lsd import contract
+from lsd.contract import Grid
+from lsd.errors import UserError
 
 GRID = Grid(40, 30, CRS.from_epsg(32632), from_origin(360000.0, 6820000.0, 10.0, 10.0))
 
@@ -190,7 +190,7 @@ def test_atomic_outputs_follow_the_umask(tmp_path):
 def test_malformed_command_lines_are_one_line():
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from lsd.pipeline.cli import main
 
     for args, needle in (
         (["train", "--setting", "s2", "--data", "d", "--out", "o", "--epochs", "abc"], "--epochs"),

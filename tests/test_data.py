@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.contract import (
+from lsd.contract import (
     EVENT_FILE,
     LABEL_IGNORE,
     list_events,
@@ -20,8 +20,8 @@ from pipeline.contract import (
     write_json,
     write_stack,
 )
-from pipeline.errors import UserError
-from training.data import CropSampler, EventArrays, compute_norm, load_events, split_events
+from lsd.errors import UserError
+from lsd.training.data import CropSampler, EventArrays, compute_norm, load_events, split_events
 
 LAYERS = ("B2", "B3", "B4", "B8", "B11", "B12", "slope", "elevation")
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.contract import open_event, read_label, read_stack
-from pipeline.errors import UserError
-from training.bundle import load_bundle
-from training.ensemble import ensemble_probability, load_ensemble
-from training.metrics import Counts, confusion
-from training.models import forward_whole
+from lsd.pipeline.cli import main
+from lsd.contract import open_event, read_label, read_stack
+from lsd.errors import UserError
+from lsd.training.bundle import load_bundle
+from lsd.training.ensemble import ensemble_probability, load_ensemble
+from lsd.training.metrics import Counts, confusion
+from lsd.training.models import forward_whole
 
 
 def run_cli(*args: str) -> tuple[int, str]:

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from shapely.geometry import Point, box
 
-from gee.events import aoi_in_utm, event_grid, read_events, to_crs, utm_epsg
-from pipeline.cli import main
-from pipeline.errors import UserError
+from lsd.gee.events import aoi_in_utm, event_grid, read_events, to_crs, utm_epsg
+from lsd.pipeline.cli import main
+from lsd.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "events.csv"
@@ -309,7 +309,7 @@ def test_bad_landcover_points_named_at_parse_time(tmp_path: Path) -> None:
 
 
 def test_make_spec_matches_the_csv_rules() -> None:
-    from gee.events import make_spec
+    from lsd.gee.events import make_spec
 
     (csv_spec,) = read_events(EXAMPLES, only={"05-norway"})
     spec = make_spec("area", csv_spec.date, csv_spec.aoi)

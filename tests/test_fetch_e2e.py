@@ -20,12 +20,12 @@ import rasterio
 from click.testing import CliRunner
 from shapely.geometry import Point
 
-from gee import download
-from gee.config import FetchConfig
-from gee.events import event_grid, read_events
-from pipeline.cli import main
-from pipeline.contract import PAPER_LAYERS, open_event, read_label, read_stack
-from pipeline.fetch import fetch_events
+from lsd.gee import download
+from lsd.gee.config import FetchConfig
+from lsd.gee.events import event_grid, read_events
+from lsd.pipeline.cli import main
+from lsd.contract import PAPER_LAYERS, open_event, read_label, read_stack
+from lsd.pipeline.fetch import fetch_events
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

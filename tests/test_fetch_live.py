@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gee.auth import credentials_available
-from gee.config import FetchConfig
-from pipeline.contract import PAPER_LAYERS, open_event, read_label, read_stack
-from pipeline.fetch import fetch_events
+from lsd.gee.auth import credentials_available
+from lsd.gee.config import FetchConfig
+from lsd.contract import PAPER_LAYERS, open_event, read_label, read_stack
+from lsd.pipeline.fetch import fetch_events
 
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def live_ee():
         )
     import ee
 
-    from gee import auth
+    from lsd.gee import auth
 
     ee.Reset()
     auth.initialize(None)

@@ -20,10 +20,10 @@ from affine import Affine
 from click.testing import CliRunner
 from rasterio.crs import CRS
 
-from pipeline.cli import main
-from pipeline.contract import list_events, read_label, read_stack
-from pipeline.errors import UserError
-from pipeline.importers import (
+from lsd.pipeline.cli import main
+from lsd.contract import list_events, read_label, read_stack
+from lsd.errors import UserError
+from lsd.pipeline.importers import (
     L4S_LAYERS,
     import_landslide4sense,
     import_tiles,

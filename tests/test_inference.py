@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.errors import UserError
-from training.bundle import BundleMeta
-from training.inference import blend_ramp, predict_array, predict_rows, tile_starts
-from training.models import build_model
+from lsd.errors import UserError
+from lsd.training.bundle import BundleMeta
+from lsd.training.inference import blend_ramp, predict_array, predict_rows, tile_starts
+from lsd.training.models import build_model
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,10 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from shapely.geometry import Point, box
 
-from gee.events import read_events, to_crs
-from pipeline.contract import Grid
-from pipeline.errors import UserError
-from pipeline.labels import rasterize_labels
+from lsd.gee.events import read_events, to_crs
+from lsd.contract import Grid
+from lsd.errors import UserError
+from lsd.pipeline.labels import rasterize_labels
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

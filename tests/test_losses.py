@@ -9,10 +9,10 @@ import segmentation_models_pytorch.losses as smp_losses
 import torch
 from torch import nn
 
-from pipeline.contract import LABEL_IGNORE, list_events
-from pipeline.errors import UserError
-from training.data import CropSampler, compute_norm, load_events
-from training.losses import LOSSES, build_loss, canonical_loss
+from lsd.contract import LABEL_IGNORE, list_events
+from lsd.errors import UserError
+from lsd.training.data import CropSampler, compute_norm, load_events
+from lsd.training.losses import LOSSES, build_loss, canonical_loss
 
 LAYERS = ("B2", "B3", "B4", "B8", "B11", "B12", "slope", "elevation")
 

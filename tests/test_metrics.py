@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from training.metrics import Counts, confusion
+from lsd.training.metrics import Counts, confusion
 
 
 def test_confusion_ignores_255_and_scores_are_exact():

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from pipeline.errors import UserError
-from training import bundle as bundle_mod
-from training.bundle import BundleMeta, load_bundle, save_bundle
-from training.models import ARCHITECTURES, build_model, canonical_arch, forward_whole
+from lsd.errors import UserError
+from lsd.training import bundle as bundle_mod
+from lsd.training.bundle import BundleMeta, load_bundle, save_bundle
+from lsd.training.models import ARCHITECTURES, build_model, canonical_arch, forward_whole
 
 
 @pytest.fixture(autouse=True)

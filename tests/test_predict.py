@@ -16,12 +16,12 @@ from click.testing import CliRunner
 from rasterio.features import rasterize
 from shapely.geometry import Point, box
 
-from pipeline.cli import main
-from pipeline.contract import Grid, write_json, write_stack
-from pipeline.errors import UserError
-from pipeline.predict import DIRECT_DOWNLOAD_MAX_KM2, aoi_spec, parse_date
-from training.bundle import BundleMeta, save_bundle
-from training.models import build_model
+from lsd.pipeline.cli import main
+from lsd.contract import Grid, write_json, write_stack
+from lsd.errors import UserError
+from lsd.pipeline.predict import DIRECT_DOWNLOAD_MAX_KM2, aoi_spec, parse_date
+from lsd.training.bundle import BundleMeta, save_bundle
+from lsd.training.models import build_model
 
 L4S_LAYERS = [*(f"B{i}" for i in range(1, 13)), "slope", "elevation"]
 CHIT_LAYERS = ["R", "G", "B", "NIR"]
@@ -314,7 +314,7 @@ def test_aoi_without_credentials_says_how(l4s, tmp_path: Path, monkeypatch) -> N
     monkeypatch.setenv("HOME", str(tmp_path))
     for var in ("LSD_EE_SERVICE_ACCOUNT", "GOOGLE_APPLICATION_CREDENTIALS", "EE_SERVICE_ACCOUNT"):
         monkeypatch.delenv(var, raising=False)
-    from gee import auth
+    from lsd.gee import auth
 
     monkeypatch.delenv(auth.SERVICE_ACCOUNT_ENV, raising=False)
     aoi = _aoi_file(tmp_path / "a.gpkg", [box(91.80, 22.40, 91.82, 22.42)], 4326)
@@ -361,7 +361,7 @@ def test_water_and_snow_masks_use_landcover(l4s, tmp_path: Path) -> None:
 
 
 def test_mask_plan_prefers_own_layers() -> None:
-    from pipeline.masks import MaskOptions, plan_masks
+    from lsd.pipeline.masks import MaskOptions, plan_masks
 
     opts = MaskOptions(water=True, snow=True, min_slope=10)
     assert plan_masks(opts, ("water", "snow", "landCover", "slope")) == {
@@ -375,7 +375,7 @@ def test_mask_plan_prefers_own_layers() -> None:
 def test_members_in_groups_match_one_pass(chittagong, tmp_path: Path, monkeypatch) -> None:
     """A CPU run whose members do not fit the weight budget loads them one group at a time and
     keeps sums on disk between passes; the maps must equal those of a single pass."""
-    import pipeline.predict as predict_mod
+    import lsd.pipeline.predict as predict_mod
 
     args = ["--model", chittagong["ensemble"], "--tile", 128, "--overlap", 16, "--device", "cpu"]
     one = tmp_path / "one"

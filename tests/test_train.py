@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.contract import list_events
-from training.bundle import load_bundle
-from training.data import compute_norm, load_events
-from training.loop import (
+from lsd.contract import list_events
+from lsd.training.bundle import load_bundle
+from lsd.training.data import compute_norm, load_events
+from lsd.training.loop import (
     BestTracker,
     Precision,
     RunConfig,

@@ -15,11 +15,11 @@ import rasterio
 import torch
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.contract import list_events, read_stack, write_label, write_stack
-from training.bundle import load_bundle
-from training.grid import GridOptions, prepare_grid, run_grid
-from training.loop import CHECKPOINT_FILE
+from lsd.pipeline.cli import main
+from lsd.contract import list_events, read_stack, write_label, write_stack
+from lsd.training.bundle import load_bundle
+from lsd.training.grid import GridOptions, prepare_grid, run_grid
+from lsd.training.loop import CHECKPOINT_FILE
 
 LAYERS = "B2,B3,B4,B8,slope,elevation"
 SMALL = [
@@ -278,7 +278,7 @@ def test_bad_data_folders(tmp_path: Path, data: Path):
 
     with rasterio.open(ev / "label.tif") as src:
         grid_label = src.read(1)
-    from pipeline.contract import Grid
+    from lsd.contract import Grid
 
     small = Grid(64, 64, None, rasterio.Affine(10, 0, 0, 0, -10, 0))
     write_label(ev / "label.tif", grid_label[:64, :64], small)

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline import __version__
-from pipeline.contract import atomic_path, read_json, write_json
-from pipeline.errors import UserError
-from training.models import build_model
+from lsd import __version__
+from lsd.contract import atomic_path, read_json, write_json
+from lsd.errors import UserError
+from lsd.training.models import build_model
 
 BUNDLE_FORMAT = "lsd-model/1"
 WEIGHTS_FILE = "model.pt"

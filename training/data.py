@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.contract import LABEL_IGNORE, LABEL_LANDSLIDE, EventFolder, read_label, read_stack
-from pipeline.errors import UserError
+from lsd.contract import LABEL_IGNORE, LABEL_LANDSLIDE, EventFolder, read_label, read_stack
+from lsd.errors import UserError
 
 if TYPE_CHECKING:
     import torch

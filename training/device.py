@@ -8,7 +8,7 @@ import torch
 def resolve_device(device: str | torch.device) -> torch.device:
     """'auto' means CUDA when present; an explicit CUDA request on a machine without one is an
     input mistake, not a crash."""
-    from pipeline.errors import UserError
+    from lsd.errors import UserError
 
     name = str(device)
     if name == "auto":

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import __version__
-from pipeline.contract import (
+from lsd import __version__
+from lsd.contract import (
     EventFolder,
     atomic_path,
     read_json,
@@ -30,8 +30,8 @@ from pipeline.contract import (
     read_stack,
     write_json,
 )
-from pipeline.errors import UserError
-from training.bundle import (
+from lsd.errors import UserError
+from lsd.training.bundle import (
     META_FILE,
     WEIGHTS_FILE,
     BundleMeta,
@@ -40,7 +40,7 @@ from training.bundle import (
     load_bundle,
     load_meta,
 )
-from training.metrics import Counts, confusion
+from lsd.training.metrics import Counts, confusion
 
 ENSEMBLE_FORMAT = "lsd-ensemble/1"
 MANIFEST_FILE = "manifest.json"
@@ -244,7 +244,7 @@ def score_members(
     ensemble of size k (the mean of the first k) is scored right after member k is added.
     Pixels with no data in any layer (NaN probability) count as predicted 'no landslide'.
     """
-    from training.inference import predict_array
+    from lsd.training.inference import predict_array
 
     if not members:
         raise ValueError("no members to score")
@@ -294,7 +294,7 @@ def select_events(data_dir: Path | str, ids: Sequence[str], *, source: str) -> l
     `source` says where the ids came from (--events, split.json ...) so the message tells the
     user which of their inputs disagrees with the data folder.
     """
-    from pipeline.contract import list_events
+    from lsd.contract import list_events
 
     by_id = {e.event_id: e for e in list_events(data_dir)}
     unknown = [i for i in ids if i not in by_id]
@@ -539,6 +539,6 @@ def load_ensemble(folder: Path | str, device: str = "cpu") -> Ensemble:
 
 def ensemble_probability(ens: Ensemble, image: np.ndarray, **predict_kw: Any) -> np.ndarray:
     """Landslide probability of the ensemble: the mean of its members' sigmoid outputs."""
-    from training.inference import predict_array
+    from lsd.training.inference import predict_array
 
     return predict_array(ens.members, image, **predict_kw).mean(axis=0)

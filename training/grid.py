@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.contract import (
+from lsd.contract import (
     EventFolder,
     atomic_path,
     check_writable,
@@ -28,8 +28,8 @@ from pipeline.contract import (
     resolve_setting,
     write_json,
 )
-from pipeline.errors import UserError
-from training.models import ARCHITECTURES
+from lsd.errors import UserError
+from lsd.training.models import ARCHITECTURES
 
 RUNS_DIR = "runs"
 SPLIT_FILE = "split.json"
@@ -45,7 +45,7 @@ FIXED_OPTIONS = ("encoder", "encoder_weights", "crop", "batch_size", "iters_per_
 
 
 def _default_losses() -> tuple[str, ...]:
-    from training.losses import LOSSES
+    from lsd.training.losses import LOSSES
 
     return tuple(LOSSES)
 
@@ -87,7 +87,7 @@ class GridPlan:
 
     def configs(self) -> list[Any]:
         """Runs in the paper's order: architectures, then losses, then learning rates."""
-        from training.loop import RunConfig
+        from lsd.training.loop import RunConfig
 
         o = self.options
         return [
@@ -112,8 +112,8 @@ class GridPlan:
 
 def check_options(opts: GridOptions) -> GridOptions:
     """Names canonicalised and numbers checked; each mistake is one line naming the value."""
-    from training.losses import canonical_loss
-    from training.models import canonical_arch, check_encoder
+    from lsd.training.losses import canonical_loss
+    from lsd.training.models import canonical_arch, check_encoder
 
     opts.archs = tuple(dict.fromkeys(canonical_arch(a) for a in opts.archs))
     opts.losses = tuple(dict.fromkeys(canonical_loss(x) for x in opts.losses))
@@ -135,7 +135,7 @@ def check_options(opts: GridOptions) -> GridOptions:
         if not isinstance(value, int) or value <= 0:
             flag = "--" + name.replace("_", "-")
             raise UserError(f"{flag} must be a positive whole number, got {value}")
-    from training.models import INPUT_MULTIPLE, min_input_size
+    from lsd.training.models import INPUT_MULTIPLE, min_input_size
 
     if opts.crop % INPUT_MULTIPLE:
         raise UserError(f"--crop {opts.crop} must be a multiple of {INPUT_MULTIPLE}")
@@ -221,8 +221,8 @@ def _check_resume(out: Path, layers: list[str], split: dict[str, Any], opts: Gri
 
 def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -> GridPlan:
     """Check everything, then record split.json and grid.json; nothing is trained here."""
-    from training.data import compute_norm, split_events
-    from training.device import resolve_device
+    from lsd.training.data import compute_norm, split_events
+    from lsd.training.device import resolve_device
 
     opts = check_options(opts)
     device = resolve_device(opts.device)
@@ -310,7 +310,7 @@ def run_grid(
     """Run (or resume) every run of the plan in order; returns the final leaderboard rows."""
     from tqdm import tqdm
 
-    from training.loop import RunData, is_finished, train_run
+    from lsd.training.loop import RunData, is_finished, train_run
 
     configs = plan.configs()
     runs = plan.out / RUNS_DIR
@@ -341,8 +341,8 @@ def run_grid(
 
 
 def _load_data(plan: GridPlan) -> Any:
-    from training.data import load_events
-    from training.loop import RunData
+    from lsd.training.data import load_events
+    from lsd.training.loop import RunData
 
     by_id = {e.event_id: e for e in plan.events}
     train = load_events([by_id[i] for i in plan.split["train"]], plan.layers, plan.mean, plan.std)

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.bundle import BundleMeta
-from training.device import resolve_device
-from training.models import pad_to_multiple
+from lsd.training.bundle import BundleMeta
+from lsd.training.device import resolve_device
+from lsd.training.models import pad_to_multiple
 
 Member = tuple[nn.Module, BundleMeta]
 ReadRows = Callable[[int, int], np.ndarray]  # (row0, row1) -> raw (C, row1-row0, W) float32
@@ -67,7 +67,7 @@ def default_batch_size(device: torch.device) -> int:
 
 
 def check_tiling(tile: int, overlap: int, batch_size: int | None) -> None:
-    from pipeline.errors import UserError
+    from lsd.errors import UserError
 
     if tile < 32:
         raise UserError(f"--tile {tile} is too small; use at least 32 (e.g. 512)")

@@ -26,11 +26,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.contract import atomic_path, read_json, write_json
-from pipeline.errors import UserError
-from training.bundle import BundleMeta, load_bundle, save_bundle
-from training.metrics import Counts, confusion
-from training.models import build_model, forward_whole
+from lsd.contract import atomic_path, read_json, write_json
+from lsd.errors import UserError
+from lsd.training.bundle import BundleMeta, load_bundle, save_bundle
+from lsd.training.metrics import Counts, confusion
+from lsd.training.models import build_model, forward_whole
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.csv"
@@ -228,8 +228,8 @@ def train_run(
     `on_epoch(epoch, row)` is called after each epoch's checkpoint is safely on disk, which is
     the point where stopping the process loses nothing.
     """
-    from training.data import CropSampler
-    from training.losses import build_loss
+    from lsd.training.data import CropSampler
+    from lsd.training.losses import build_loss
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

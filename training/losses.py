@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from pipeline.contract import LABEL_IGNORE, LABEL_LANDSLIDE
-from pipeline.errors import UserError
+from lsd.contract import LABEL_IGNORE, LABEL_LANDSLIDE
+from lsd.errors import UserError
 
 LOSSES: tuple[str, ...] = ("BCE", "Dice", "Focal", "Jaccard", "Lovasz")
 

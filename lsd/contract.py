@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import UserError
+from lsd.errors import UserError
 
 STACK_FILE = "stack.tif"
 LABEL_FILE = "label.tif"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,15 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lsd.contract import list_events, read_label, read_stack
+from lsd.pipeline.importers import L4S_LAYERS, import_landslide4sense
+from lsd.training.bundle import load_bundle
+from lsd.training.grid import GridOptions, prepare_grid, run_grid
+from lsd.training.inference import predict_array
+from lsd.training.metrics import Counts, confusion
 
-from lsd.contract import list_events, read_label, read_stack  # noqa: E402
-from lsd.pipeline.importers import L4S_LAYERS, import_landslide4sense  # noqa: E402
-from lsd.training.bundle import load_bundle  # noqa: E402
-from lsd.training.grid import GridOptions, prepare_grid, run_grid  # noqa: E402
-from lsd.training.inference import predict_array  # noqa: E402
-from lsd.training.metrics import Counts, confusion  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def ndvi(stack: np.ndarray) -> np.ndarray:

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def write_synthetic_stack(path: Path, size: int, layers: int, seed: int = 0) -> list[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,14 +22,13 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lsd.contract import list_events
+from lsd.pipeline.importers import import_landslide4sense
+from lsd.training.data import CropSampler, compute_norm, load_events
+from lsd.training.losses import build_loss
+from lsd.training.models import build_model
 
-from lsd.contract import list_events  # noqa: E402
-from lsd.pipeline.importers import import_landslide4sense  # noqa: E402
-from lsd.training.data import CropSampler, compute_norm, load_events  # noqa: E402
-from lsd.training.losses import build_loss  # noqa: E402
-from lsd.training.models import build_model  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # 11 of the 14 Landslide4Sense layers stand in for the 11 layers of s1s2
 L4S_11 = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12", "slope", "elevation"]

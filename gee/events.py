@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsd.spec import EventSpec, Window
 from lsd.errors import UserError
+from lsd.spec import EventSpec, Window
 
 DEFAULT_AOI_KM2 = 4.0
 DEFAULT_SCALE_M = 10.0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import ee
 
+from lsd.errors import UserError
 from lsd.gee.config import (
     CART_S2_BANDS,
     LANDCOVER_CLASSES,
@@ -19,7 +20,6 @@ from lsd.gee.config import (
     WORLDCOVER_REMAP,
     FetchConfig,
 )
-from lsd.errors import UserError
 
 CLASS_PROPERTY = "class"
 FEATURE_BANDS: tuple[str, ...] = (*CART_S2_BANDS, "elevation", "preVV", "preVH")

@@ -13,11 +13,11 @@ from functools import cached_property
 import ee
 import shapely.geometry
 
+from lsd.contract import PAPER_LAYERS
+from lsd.errors import UserError
 from lsd.gee import landcover, s1, s2, terrain
 from lsd.gee.config import FetchConfig
 from lsd.spec import EventSpec
-from lsd.contract import PAPER_LAYERS
-from lsd.errors import UserError
 
 S1_LAYERS = frozenset(PAPER_LAYERS[:9])
 AUX_ASSET_LAYERS = ("kgClimate", "canopyHeight")

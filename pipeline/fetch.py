@@ -17,9 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsd.gee.config import FetchConfig
-from lsd.gee.events import describe_spec, event_grid, read_events
-from lsd.spec import EventSpec
 from lsd import __version__, contract
 from lsd.contract import (
     EVENT_FILE,
@@ -35,6 +32,9 @@ from lsd.contract import (
     write_json,
 )
 from lsd.errors import UserError
+from lsd.gee.config import FetchConfig
+from lsd.gee.events import describe_spec, event_grid, read_events
+from lsd.spec import EventSpec
 
 Echo = Callable[[str], None]
 

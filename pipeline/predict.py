@@ -592,8 +592,8 @@ def aoi_spec(aoi_path: Path | str, date: dt.date, max_km2: float = DIRECT_DOWNLO
 
 def fetch_for_prediction(spec: Any, layers: Sequence[str], work_dir: Path, project: str | None):
     """Fetch only the layers the model needs; the event folder is kept so a rerun skips it."""
-    from lsd.gee import auth
     from lsd.contract import PAPER_LAYERS
+    from lsd.gee import auth
 
     unfetchable = [name for name in layers if name not in PAPER_LAYERS]
     if unfetchable:

@@ -13,9 +13,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lsd.pipeline.cli import main
 from lsd.contract import open_event, read_label, read_stack
 from lsd.errors import UserError
+from lsd.pipeline.cli import main
 from lsd.training.bundle import load_bundle
 from lsd.training.ensemble import ensemble_probability, load_ensemble
 from lsd.training.metrics import Counts, confusion

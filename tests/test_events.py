@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from shapely.geometry import Point, box
 
+from lsd.errors import UserError
 from lsd.gee.events import aoi_in_utm, event_grid, read_events, to_crs, utm_epsg
 from lsd.pipeline.cli import main
-from lsd.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "events.csv"

@@ -20,11 +20,11 @@ import rasterio
 from click.testing import CliRunner
 from shapely.geometry import Point
 
+from lsd.contract import PAPER_LAYERS, open_event, read_label, read_stack
 from lsd.gee import download
 from lsd.gee.config import FetchConfig
 from lsd.gee.events import event_grid, read_events
 from lsd.pipeline.cli import main
-from lsd.contract import PAPER_LAYERS, open_event, read_label, read_stack
 from lsd.pipeline.fetch import fetch_events
 
 REPO = Path(__file__).resolve().parents[1]

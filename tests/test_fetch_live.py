@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lsd.contract import PAPER_LAYERS, open_event, read_label, read_stack
 from lsd.gee.auth import credentials_available
 from lsd.gee.config import FetchConfig
-from lsd.contract import PAPER_LAYERS, open_event, read_label, read_stack
 from lsd.pipeline.fetch import fetch_events
 
 pytestmark = pytest.mark.live

@@ -19,6 +19,8 @@ import pyproj
 import pytest
 from shapely.geometry import Point, Polygon
 
+from lsd.contract import PAPER_LAYERS
+from lsd.errors import UserError
 from lsd.gee import layers, s1
 from lsd.gee.config import (
     CLOUD_SCORE_PLUS_COLLECTION,
@@ -32,8 +34,6 @@ from lsd.gee.config import (
 )
 from lsd.gee.landcover import FEATURE_BANDS
 from lsd.spec import EventSpec, Window
-from lsd.contract import PAPER_LAYERS
-from lsd.errors import UserError
 from tests.ee_offline import Call, Lambda, calls, constants, filters_by_collection, graph_of
 
 EVENTS_CSV = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "paper_events.csv"

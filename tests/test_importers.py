@@ -20,9 +20,9 @@ from affine import Affine
 from click.testing import CliRunner
 from rasterio.crs import CRS
 
-from lsd.pipeline.cli import main
 from lsd.contract import list_events, read_label, read_stack
 from lsd.errors import UserError
+from lsd.pipeline.cli import main
 from lsd.pipeline.importers import (
     L4S_LAYERS,
     import_landslide4sense,

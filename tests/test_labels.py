@@ -11,9 +11,9 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from shapely.geometry import Point, box
 
-from lsd.gee.events import read_events, to_crs
 from lsd.contract import Grid
 from lsd.errors import UserError
+from lsd.gee.events import read_events, to_crs
 from lsd.pipeline.labels import rasterize_labels
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from rasterio.features import rasterize
 from shapely.geometry import Point, box
 
-from lsd.pipeline.cli import main
 from lsd.contract import Grid, write_json, write_stack
 from lsd.errors import UserError
+from lsd.pipeline.cli import main
 from lsd.pipeline.predict import DIRECT_DOWNLOAD_MAX_KM2, aoi_spec, parse_date
 from lsd.training.bundle import BundleMeta, save_bundle
 from lsd.training.models import build_model

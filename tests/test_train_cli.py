@@ -15,8 +15,8 @@ import rasterio
 import torch
 from click.testing import CliRunner
 
-from lsd.pipeline.cli import main
 from lsd.contract import list_events, read_stack, write_label, write_stack
+from lsd.pipeline.cli import main
 from lsd.training.bundle import load_bundle
 from lsd.training.grid import GridOptions, prepare_grid, run_grid
 from lsd.training.loop import CHECKPOINT_FILE

@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsd.contract import list_events, read_label, read_stack
-from lsd.pipeline.importers import L4S_LAYERS, import_landslide4sense
+from lsd.events import list_events
+from lsd.pipeline.sources import import_landslide4sense
+from lsd.pipeline.sources.landslide4sense import L4S_LAYERS
+from lsd.rasters import read_label, read_stack
 from lsd.training.bundle import load_bundle
 from lsd.training.grid import GridOptions, prepare_grid, run_grid
 from lsd.training.inference import predict_array

@@ -73,8 +73,9 @@ def make_members(n: int, arch: str, encoder: str, layers: list[str], folder: Pat
     """
     import torch
 
+    from lsd.bundles import BundleMeta, check_bundle
     from lsd.pipeline.predict import LoadedModel
-    from lsd.training.bundle import BundleMeta, check_bundle, save_bundle
+    from lsd.training.bundle import save_bundle
     from lsd.training.models import build_model
 
     folders = []

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lsd.contract import list_events
-from lsd.pipeline.importers import import_landslide4sense
+from lsd.events import list_events
+from lsd.pipeline.sources import import_landslide4sense
 from lsd.training.data import CropSampler, compute_norm, load_events
 from lsd.training.losses import build_loss
 from lsd.training.models import build_model

@@ -1,4 +1,5 @@
-"""Earth Engine side: builds ee graphs for the paper's layer stack and runs the exports.
+"""Earth Engine side (`lsd.gee`): builds ee graphs for the layer stack and fetches event folders.
 
-Imports ee, never torch. Writes event folders through `pipeline.contract`.
+Imports ee and the ground floor (`lsd`), never torch or `lsd.training`. `lsd.gee.source` is the
+Earth Engine implementation of the data-source protocol (`lsd.sources`).
 """

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lsd.errors import UserError
+from lsd.errors import InputNotFound, InvalidFile, InvalidValue, ServiceUnavailable
 
 SERVICE_ACCOUNT_ENV = "LSD_EE_SERVICE_ACCOUNT"
 PROJECT_ENVS = ("EE_PROJECT", "GOOGLE_CLOUD_PROJECT")
@@ -22,7 +22,7 @@ HOW_TO = (
     f"or set {SERVICE_ACCOUNT_ENV} to a service-account key file"
 )
 
-_credentials: Any = None  # kept in memory only, for the GCS download of --export gcs
+_credentials: Any = None  # kept in memory only, for the Cloud Storage download of an export
 
 
 def user_credentials_path() -> Path:
@@ -30,7 +30,7 @@ def user_credentials_path() -> Path:
 
 
 def credentials_available() -> bool:
-    """Cheap local check (no network) used by --dry-run and the live tests to decide what to do."""
+    """Cheap local check (no network) used by dry runs and the live tests to decide what to do."""
     key = os.environ.get(SERVICE_ACCOUNT_ENV)
     if key:
         return Path(key).is_file()
@@ -56,12 +56,12 @@ def _service_account(path_text: str) -> tuple[Any, str | None]:
     try:
         info = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{where}: key file not found") from None
+        raise InputNotFound(f"{where}: key file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise UserError(f"{where}: not a readable service-account JSON key") from None
+        raise InvalidFile(f"{where}: not a readable service-account JSON key") from None
     email = info.get("client_email") if isinstance(info, dict) else None
     if not email or "private_key" not in info:
-        raise UserError(f"{where}: not a service-account key (no client_email/private_key)")
+        raise InvalidFile(f"{where}: not a service-account key (no client_email/private_key)")
     return ee.ServiceAccountCredentials(email, key_data=json.dumps(info)), info.get("project_id")
 
 
@@ -88,13 +88,14 @@ def initialize(project: str | None = None) -> None:
     except ee.EEException as exc:
         text = str(exc)
         if "authenticate" in text or "authorize" in text.lower():
-            raise UserError(HOW_TO) from None
+            raise ServiceUnavailable(HOW_TO) from None
         if "project" in text.lower():
-            raise UserError(
-                "no Google Cloud project for Earth Engine: pass --project P "
-                "or set EE_PROJECT (the project must have the Earth Engine API enabled)"
+            raise InvalidValue(
+                "no Google Cloud project for Earth Engine: name one or set EE_PROJECT "
+                "(the project must have the Earth Engine API enabled)",
+                field="project",
             ) from None
-        raise UserError(f"Earth Engine sign-in failed: {text.splitlines()[0]}") from None
+        raise ServiceUnavailable(f"Earth Engine sign-in failed: {text.splitlines()[0]}") from None
     _credentials = creds
 
 

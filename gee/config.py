@@ -1,4 +1,4 @@
-"""Settings of the Earth Engine graph builders, kept free of ee so that `--dry-run`, config
+"""Settings of the Earth Engine graph builders, kept free of ee so that dry runs, config
 parsing and docs can import them without the ee client.
 
 Every default here is documented in docs/layers.md; change both together.
@@ -9,17 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# The paper's land-cover classes (Ganerod et al.), as the integer codes of the landCover layer.
-LANDCOVER_CLASSES: dict[int, str] = {
-    1: "urban/artificial",
-    2: "forest, trees, scrub, herbaceous",
-    3: "pasture, grass",
-    4: "sparsely vegetated",
-    5: "water",
-    6: "wetland",
-    7: "bare rock",
-    8: "glacier and snow",
-}
+from lsd.spec import EventSpec
 
 # ESA WorldCover v200 class -> paper class. WorldCover has a single "bare / sparse vegetation"
 # class (60); it is split into 4 (sparsely vegetated) and 7 (bare rock) by the pre-event NDVI
@@ -49,6 +39,18 @@ WORLDCOVER_WATER = 80
 SRTM_ASSET = "USGS/SRTMGL1_003"
 GLO30_ASSET = "COPERNICUS/DEM/GLO30"
 SRTM_LAT_RANGE = (-56.0, 60.0)
+
+
+def dem_asset_for(spec: EventSpec) -> str:
+    """The DEM asset id for this event: the user's override, else SRTM inside its coverage
+    (56 S .. 60 N, judged from the whole AOI), else Copernicus GLO-30. Decided on the client,
+    so a dry run shows it and event.json records it before anything runs on the server."""
+    if spec.dem_asset:
+        return spec.dem_asset
+    _, min_lat, _, max_lat = spec.aoi.bounds
+    lo, hi = SRTM_LAT_RANGE
+    return SRTM_ASSET if (min_lat >= lo and max_lat <= hi) else GLO30_ASSET
+
 
 S1_COLLECTION = "COPERNICUS/S1_GRD"
 S2_SR_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from lsd.contract import Grid, atomic_path
+from lsd.files import atomic_path
+from lsd.rasters import Grid, stack_profile
 
 # Request limits of ee.data.computePixels (bytes of the response, pixels per side).
 MAX_REQUEST_BYTES = 48 * 1024 * 1024
@@ -150,13 +151,6 @@ def with_retries(
 
 
 # --------------------------------------------------------------------------- writing stacks
-
-
-def stack_profile(grid: Grid, n_bands: int) -> dict[str, Any]:
-    """Same GeoTIFF layout as pipeline.contract.write_stack, so both writers agree."""
-    from lsd.contract import raster_profile
-
-    return raster_profile(grid, n_bands, "float32", float("nan"))
 
 
 def download_stack(

@@ -12,16 +12,11 @@ from pathlib import Path
 
 import ee
 
-from lsd.errors import UserError
-from lsd.gee.config import (
-    CART_S2_BANDS,
-    LANDCOVER_CLASSES,
-    WORLDCOVER_BARE,
-    WORLDCOVER_REMAP,
-    FetchConfig,
-)
+from lsd.gee.config import CART_S2_BANDS, WORLDCOVER_BARE, WORLDCOVER_REMAP, FetchConfig
+from lsd.layers import LANDCOVER_BARE_ROCK, LANDCOVER_CLASSES
+from lsd.vectors import CLASS_COLUMN, read_class_points
 
-CLASS_PROPERTY = "class"
+CLASS_PROPERTY = CLASS_COLUMN
 FEATURE_BANDS: tuple[str, ...] = (*CART_S2_BANDS, "elevation", "preVV", "preVH")
 SPLIT_COLUMN = "split"
 
@@ -38,7 +33,7 @@ def paper_classes(worldcover: ee.Image, pre_ndvi: ee.Image, cfg: FetchConfig) ->
     dst = [WORLDCOVER_REMAP[k] for k in src]
     classes = worldcover.remap(src, dst)
     bare_rock = worldcover.eq(WORLDCOVER_BARE).And(pre_ndvi.lt(cfg.bare_rock_ndvi))
-    return classes.where(bare_rock, 7).rename(CLASS_PROPERTY).toInt()
+    return classes.where(bare_rock, LANDCOVER_BARE_ROCK).rename(CLASS_PROPERTY).toInt()
 
 
 def features_image(
@@ -68,43 +63,11 @@ def worldcover_points(
     )
 
 
-def read_user_points(path: Path) -> list[tuple[float, float, int]]:
-    """(lon, lat, class) rows of the user's point file, checked; UserError names the problem."""
-    import geopandas as gpd
-
-    try:
-        frame = gpd.read_file(path)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault here
-        raise UserError(f"{path}: cannot read land-cover points ({exc})") from exc
-    if CLASS_PROPERTY not in frame.columns:
-        raise UserError(f"{path}: no '{CLASS_PROPERTY}' column (the land-cover class, 1-8)")
-    if len(frame) == 0:
-        raise UserError(f"{path}: no land-cover points")
-    if frame.crs is None:
-        raise UserError(f"{path}: no coordinate reference system")
-    frame = frame.to_crs(4326)
-    rows: list[tuple[float, float, int]] = []
-    for i, (geom, value) in enumerate(zip(frame.geometry, frame[CLASS_PROPERTY], strict=True)):
-        if geom is None or geom.geom_type != "Point":
-            kind = "empty" if geom is None else geom.geom_type
-            raise UserError(f"{path}: row {i + 1}: geometry is {kind}, expected a Point")
-        try:
-            code = int(value)
-        except (TypeError, ValueError):
-            code = -1
-        if code not in LANDCOVER_CLASSES or code != value:
-            raise UserError(
-                f"{path}: row {i + 1}: class {value!r} is not one of {sorted(LANDCOVER_CLASSES)}"
-            )
-        rows.append((float(geom.x), float(geom.y), code))
-    return rows
-
-
 def user_points(features: ee.Image, path: Path, cfg: FetchConfig) -> ee.FeatureCollection:
     """The user's points, each with its class and the feature values under it."""
     points = ee.FeatureCollection(
         [ee.Feature(ee.Geometry.Point([x, y]), {CLASS_PROPERTY: c}) for x, y, c in
-         read_user_points(path)]
+         read_class_points(path)]
     )  # fmt: skip
     return features.sampleRegions(
         collection=points, properties=[CLASS_PROPERTY], scale=cfg.scale, geometries=True

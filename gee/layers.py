@@ -13,14 +13,15 @@ from functools import cached_property
 import ee
 import shapely.geometry
 
-from lsd.contract import PAPER_LAYERS
-from lsd.errors import UserError
+from lsd.errors import InvalidValue
 from lsd.gee import landcover, s1, s2, terrain
-from lsd.gee.config import FetchConfig
+from lsd.gee.config import FetchConfig, dem_asset_for
+from lsd.layers import PAPER_LAYERS, S1_LAYERS
 from lsd.spec import EventSpec
 
-S1_LAYERS = frozenset(PAPER_LAYERS[:9])
-AUX_ASSET_LAYERS = ("kgClimate", "canopyHeight")
+# Layers read from third-party assets, and the FetchConfig field (also the provenance key) that
+# names each asset.
+AUX_ASSET_FIELDS = {"kgClimate": "kg_climate_asset", "canopyHeight": "canopy_height_asset"}
 
 
 def aoi_geometry(spec: EventSpec) -> ee.Geometry:
@@ -33,13 +34,14 @@ def check_layers(layers: Iterable[str]) -> list[str]:
     names = list(layers)
     unknown = [n for n in names if n not in PAPER_LAYERS]
     if unknown:
-        raise UserError(
+        raise InvalidValue(
             f"layer {unknown[0]!r} cannot be fetched from Earth Engine; "
-            f"known layers: {', '.join(PAPER_LAYERS)}"
+            f"known layers: {', '.join(PAPER_LAYERS)}",
+            field="layers",
         )
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
-        raise UserError(f"layer {dup!r} is requested twice")
+        raise InvalidValue(f"layer {dup!r} is requested twice", field="layers")
     return names
 
 
@@ -54,7 +56,7 @@ class EventGraph:
     # -- terrain
     @cached_property
     def dem_id(self) -> str:
-        return terrain.dem_asset_for(self.spec)
+        return dem_asset_for(self.spec)
 
     @cached_property
     def dem(self) -> ee.Image:
@@ -148,7 +150,7 @@ class EventGraph:
             green = self.s2_greenest
             image = green["post"].select("NDVI").subtract(green["pre"].select("NDVI"))
         else:  # pragma: no cover - check_layers rejects these first
-            raise UserError(f"layer {name!r} cannot be fetched from Earth Engine")
+            raise InvalidValue(f"layer {name!r} cannot be fetched from Earth Engine")
         return image.toFloat().rename(name)
 
 
@@ -179,7 +181,7 @@ def event_provenance(
     names = set(check_layers(layers)) - set(unavailable)
     graph = EventGraph(spec, cfg)
     out: dict[str, object] = {"layers": [n for n in layers]}
-    needs_s1 = bool(names & S1_LAYERS) or "landCover" in names
+    needs_s1 = bool(names.intersection(S1_LAYERS)) or "landCover" in names
     needs_s2 = bool(names & {"dNDVI", "landCover"})
     needs_dem = needs_s1 or bool(names & {"elevation", "slope"})
     if needs_s1:
@@ -206,10 +208,9 @@ def event_provenance(
         out["s2_composite"] = "greenest pixel (qualityMosaic on NDVI)"
     if needs_dem:
         out["dem_asset"] = graph.dem_id
-    if "kgClimate" in names:
-        out["kg_climate_asset"] = cfg.kg_climate_asset
-    if "canopyHeight" in names:
-        out["canopy_height_asset"] = cfg.canopy_height_asset
+    for layer, attr in AUX_ASSET_FIELDS.items():
+        if layer in names:
+            out[attr] = getattr(cfg, attr)
     if "landCover" in names:
         cart = graph.cart
         source = (
@@ -252,8 +253,16 @@ def asset_available(asset_id: str) -> bool:
     return terrain.asset_available(asset_id)
 
 
-def unavailable_aux_layers(cfg: FetchConfig, layers: Sequence[str] = PAPER_LAYERS) -> set[str]:
-    """The auxiliary layers among `layers` whose configured asset cannot be read (server calls;
-    pass the result as build_event_image(..., unavailable=...) and warn the user)."""
-    assets = {"kgClimate": cfg.kg_climate_asset, "canopyHeight": cfg.canopy_height_asset}
-    return {n for n in AUX_ASSET_LAYERS if n in layers and not asset_available(assets[n])}
+def aux_assets(cfg: FetchConfig) -> dict[str, str]:
+    """Auxiliary layers that come from third-party assets, which may be missing or unshared."""
+    return {layer: getattr(cfg, attr) for layer, attr in AUX_ASSET_FIELDS.items()}
+
+
+def unavailable_aux_layers(
+    cfg: FetchConfig, layers: Sequence[str] = PAPER_LAYERS
+) -> dict[str, str]:
+    """{layer: asset} for the auxiliary layers among `layers` whose asset cannot be read (server
+    calls). Such a layer becomes NaN rather than failing the event: pass the keys as
+    build_event_image(..., unavailable=...) and warn the user."""
+    assets = aux_assets(cfg)
+    return {n: a for n, a in assets.items() if n in layers and not asset_available(a)}

@@ -8,18 +8,7 @@ from __future__ import annotations
 
 import ee
 
-from lsd.gee.config import GLO30_ASSET, SRTM_ASSET, SRTM_LAT_RANGE, AssetKind, FetchConfig
-from lsd.spec import EventSpec
-
-
-def dem_asset_for(spec: EventSpec) -> str:
-    """The DEM asset id for this event: the user's override, else SRTM inside its coverage
-    (56 S .. 60 N, judged from the whole AOI), else Copernicus GLO-30."""
-    if spec.dem_asset:
-        return spec.dem_asset
-    _, min_lat, _, max_lat = spec.aoi.bounds
-    lo, hi = SRTM_LAT_RANGE
-    return SRTM_ASSET if (min_lat >= lo and max_lat <= hi) else GLO30_ASSET
+from lsd.gee.config import GLO30_ASSET, AssetKind, FetchConfig
 
 
 def dem_image(asset_id: str) -> ee.Image:

@@ -1,17 +1,36 @@
-"""One event as the Earth Engine side sees it, after events.csv has been parsed and checked.
+"""An event as every data source is asked for it: where, when, which windows, and its grid.
 
-Kept free of ee so that parsing, planning (`--dry-run`) and tests run without the ee client.
+Kept free of ee and torch so that parsing events.csv, planning (a dry run), prediction on a new
+area and every data source (Earth Engine, importers, later STAC) share one description and one
+rule for the UTM zone, the pixel grid and the default date windows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lsd.errors import InvalidValue
+from lsd.rasters import Grid
+
 Orbit = Literal["DESCENDING", "ASCENDING", "BOTH"]
 Flattening = Literal["auto", "volume", "surface"]
+ORBITS: tuple[str, ...] = ("DESCENDING", "ASCENDING", "BOTH")
+FLATTENINGS: tuple[str, ...] = ("auto", "volume", "surface")
+ROLES: tuple[str, ...] = ("train", "val", "test")
+
+DEFAULT_AOI_KM2 = 4.0
+DEFAULT_SCALE_M = 10.0
+DEFAULT_WINDOW_DAYS = 60
+# Above this latitude a winter event gets a year each side: the low sun and snow leave no usable
+# optical image in two months, and the paper itself used 12-month windows for some events.
+HIGH_LATITUDE = 55.0
+WINTER_WINDOW_DAYS = 365
+NORTH_WINTER_MONTHS = frozenset({11, 12, 1, 2, 3, 4})
+SOUTH_WINTER_MONTHS = frozenset({5, 6, 7, 8, 9, 10})
 
 
 @dataclass(frozen=True)
@@ -41,3 +60,141 @@ class EventSpec:
     utm_epsg: int = 0  # local UTM zone of the AOI centroid, e.g. 32632
     row: int = 0  # 1-based data row in events.csv, for messages
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def utm_epsg(lon: float, lat: float) -> int:
+    """EPSG code of the WGS 84 UTM zone holding (lon, lat), with the Norway and Svalbard exceptions.
+
+    The exceptions matter because a stack is written in the zone users' other data (national
+    inventories, DEMs) normally use there: zone 32V is widened over south-west Norway and
+    Svalbard uses only the odd zones 31, 33, 35, 37.
+    """
+    if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+        raise ValueError(f"not a lon/lat position: {lon}, {lat}")
+    zone = min(int(math.floor((lon + 180.0) / 6.0)) + 1, 60)
+    if 56.0 <= lat < 64.0 and 3.0 <= lon < 12.0:
+        zone = 32
+    elif 72.0 <= lat < 84.0 and 0.0 <= lon < 42.0:
+        zone = 31 if lon < 9.0 else 33 if lon < 21.0 else 35 if lon < 33.0 else 37
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def square_aoi(lon: float, lat: float, km2: float, epsg: int, scale: float = DEFAULT_SCALE_M):
+    """A square of `km2` around the point, built in UTM and returned in EPSG:4326.
+
+    The centre is rounded to the nearest `scale` metres in UTM so that a square whose side is a
+    whole number of pixels (2 km for the default 4 km2) fills its grid exactly, instead of
+    spilling one extra row and column after the outward snap. The shift is at most half a pixel.
+    """
+    from pyproj import Transformer
+    from shapely.geometry import Polygon
+
+    to_utm = Transformer.from_crs(4326, epsg, always_xy=True)
+    to_ll = Transformer.from_crs(epsg, 4326, always_xy=True)
+    x, y = to_utm.transform(lon, lat)
+    x, y = round(x / scale) * scale, round(y / scale) * scale
+    half = math.sqrt(km2) * 1000.0 / 2.0
+    xs, ys = (x - half, x + half), (y - half, y + half)
+    corners = [(xs[0], ys[0]), (xs[1], ys[0]), (xs[1], ys[1]), (xs[0], ys[1])]
+    return Polygon([to_ll.transform(cx, cy) for cx, cy in corners])
+
+
+def aoi_in_utm(spec: EventSpec):
+    """The event's AOI in its UTM zone (metres), where areas and the pixel grid are measured."""
+    return to_crs(spec.aoi, 4326, spec.utm_epsg)
+
+
+def to_crs(geom, src: Any, dst: Any):
+    import shapely
+    from pyproj import Transformer
+
+    fn = Transformer.from_crs(src, dst, always_xy=True).transform
+    return shapely.transform(geom, fn, interleaved=False)
+
+
+def default_windows(date: dt.date, lat: float) -> tuple[int, int]:
+    """Days before and after the event: 60 each, a year each in a high-latitude winter."""
+    winter = NORTH_WINTER_MONTHS if lat >= 0 else SOUTH_WINTER_MONTHS
+    if abs(lat) >= HIGH_LATITUDE and date.month in winter:
+        return WINTER_WINDOW_DAYS, WINTER_WINDOW_DAYS
+    return DEFAULT_WINDOW_DAYS, DEFAULT_WINDOW_DAYS
+
+
+def event_grid(spec: EventSpec, scale: float = DEFAULT_SCALE_M):
+    """The stack's pixel grid: the AOI's UTM bounds snapped outward to multiples of `scale`.
+
+    Snapping to multiples (not to the AOI corner) keeps every event on the same global lattice
+    per zone, so neighbouring or repeated fetches line up pixel for pixel. A tolerance of a
+    thousandth of a pixel absorbs the round trip through EPSG:4326, which would otherwise add a
+    spurious row or column when a bound sits exactly on a multiple.
+    """
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    minx, miny, maxx, maxy = aoi_in_utm(spec).bounds
+    tol = 1e-3
+    x0 = math.floor(minx / scale + tol) * scale
+    y0 = math.floor(miny / scale + tol) * scale
+    x1 = math.ceil(maxx / scale - tol) * scale
+    y1 = math.ceil(maxy / scale - tol) * scale
+    width, height = round((x1 - x0) / scale), round((y1 - y0) / scale)
+    return Grid(
+        width=max(width, 1),
+        height=max(height, 1),
+        crs=CRS.from_epsg(spec.utm_epsg),
+        transform=Affine(scale, 0.0, x0, 0.0, -scale, y1),
+    )
+
+
+def make_spec(
+    event_id: str,
+    date: dt.date,
+    aoi_4326,
+    *,
+    pre_days: int | None = None,
+    post_days: int | None = None,
+    orbit: str = "DESCENDING",
+) -> EventSpec:
+    """An EventSpec for an area given in code rather than in a CSV (e.g. `lsd predict --aoi`).
+
+    Uses the same UTM and default-window rules as events.csv, so a mapped area gets the stack a
+    fetched training event would have had.
+    """
+    if orbit not in ORBITS:
+        raise InvalidValue(f"orbit '{orbit}' is not one of {', '.join(ORBITS)}", field="orbit")
+    c = aoi_4326.centroid
+    default_pre, default_post = default_windows(date, c.y)
+    pre = Window(date - dt.timedelta(days=pre_days or default_pre), date)
+    post = Window(date, date + dt.timedelta(days=post_days or default_post))
+    return EventSpec(
+        event_id=event_id,
+        date=date,
+        aoi=aoi_4326,
+        pre=pre,
+        post=post,
+        orbit=orbit,  # type: ignore[arg-type]
+        utm_epsg=utm_epsg(c.x, c.y),
+    )
+
+
+def describe_spec(spec: EventSpec) -> dict[str, Any]:
+    """The parsed row as plain JSON values, for event.json and the dry-run plan."""
+    return {
+        "event_id": spec.event_id,
+        "date": spec.date.isoformat(),
+        "csv_row": spec.row,
+        "aoi_wkt": spec.aoi.wkt,
+        "utm_epsg": spec.utm_epsg,
+        "pre_window": list(spec.pre.as_strings()),
+        "post_window": list(spec.post.as_strings()),
+        "orbit": spec.orbit,
+        "dem": spec.dem_asset,
+        "inventory": str(spec.inventory) if spec.inventory else None,
+        "landcover_points": str(spec.landcover_points) if spec.landcover_points else None,
+        "flattening": spec.flattening,
+        "role": spec.role,
+        "extra": dict(spec.extra),
+    }

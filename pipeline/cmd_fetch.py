@@ -1,6 +1,6 @@
 """`lsd fetch`: download the paper's layer stack and labels for every event of an events.csv.
 
-ee is imported only inside the command (through pipeline.fetch), so `lsd --help` stays fast.
+ee is imported only inside the command (through lsd.pipeline.fetch), so `lsd --help` stays fast.
 """
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
+from lsd.pipeline.options import LsdCommand
 
-@click.command()
+
+@click.command(cls=LsdCommand)
 @click.option(
     "--event",
     "events_csv",

@@ -1,7 +1,7 @@
 """`lsd import`: bring labelled datasets from elsewhere into lsd event folders.
 
-The work lives in pipeline/importers.py so tests and fixtures can call it without the CLI; this
-module only parses options and reports.
+Each dataset is a data source (pipeline/sources/); this module only parses options, runs the
+source through the shared driver and reports.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
-from lsd.pipeline.importers import import_landslide4sense, import_tiles, parse_layers, parse_mapping
+from lsd.pipeline.options import PATH, LsdGroup, progress_option
 
-_PATH = click.Path(path_type=Path)
+_PATH = PATH
 
 
-@click.group("import")
+@click.group("import", cls=LsdGroup)
 def import_group() -> None:
     """Convert labelled datasets (Landslide4Sense, image/mask tiles) into event folders."""
 
@@ -23,13 +23,15 @@ def import_group() -> None:
 @import_group.command("landslide4sense")
 @click.argument("src", type=_PATH)
 @click.argument("dest", type=_PATH)
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@progress_option
 def landslide4sense(src: Path, dest: Path, progress: bool) -> None:
     """Import Landslide4Sense patches (SRC/img/image_N.h5 + SRC/mask/mask_N.h5) into DEST.
 
     Each patch becomes DEST/l4s_image_N/ with 14 layers B1..B12 (no B8A), slope, elevation.
     The patches are not georeferenced: rasters get no CRS and a nominal 10 m pixel grid.
     """
+    from lsd.pipeline.sources import import_landslide4sense
+
     folders = import_landslide4sense(src, dest, progress=progress)
     click.echo(f"{len(folders)} event folder(s) in {dest}")
 
@@ -59,7 +61,7 @@ def landslide4sense(src: Path, dest: Path, progress: bool) -> None:
     "descriptions, else R,G,B for RGB PNGs, else band1..bandN).",
 )
 @click.option("--prefix", default="", help="Text put before each event id (the image stem).")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@progress_option
 def tiles(
     src: Path,
     dest: Path,
@@ -72,6 +74,9 @@ def tiles(
     progress: bool,
 ) -> None:
     """Import image/mask pairs (PNG or GeoTIFF) from SRC into DEST, one event per image."""
+    from lsd.pipeline.sources import import_tiles
+    from lsd.pipeline.sources.tiles import parse_layers, parse_mapping
+
     folders = import_tiles(
         src,
         dest,

@@ -1,7 +1,7 @@
 """`lsd train`: the model grid over a folder of event stacks.
 
 Options are parsed here into plain values; every check that can fail on user input happens in
-`training.grid.prepare_grid` before any training, so a mistake costs seconds, not hours.
+`lsd.training.grid.prepare_grid` before any training, so a mistake costs seconds, not hours.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from lsd.errors import UserError
+from lsd.errors import InvalidValue
+from lsd.pipeline.options import LsdCommand, device_option
 
 
 def _names(value: str | None, flag: str) -> tuple[str, ...] | None:
@@ -18,7 +19,7 @@ def _names(value: str | None, flag: str) -> tuple[str, ...] | None:
         return None
     names = tuple(p.strip() for p in value.split(",") if p.strip())
     if not names:
-        raise UserError(f"{flag} is empty: give one or more comma-separated names")
+        raise InvalidValue(f"{flag} is empty: give one or more comma-separated names")
     return names
 
 
@@ -31,9 +32,11 @@ def _lrs(value: str | None) -> tuple[float, ...] | None:
         try:
             lr = float(part)
         except ValueError:
-            raise UserError(f"learning rate '{part}' is not a positive number") from None
+            raise InvalidValue(
+                f"learning rate '{part}' is not a positive number", field="lrs"
+            ) from None
         if not lr > 0 or lr == float("inf"):
-            raise UserError(f"learning rate '{part}' is not a positive number")
+            raise InvalidValue(f"learning rate '{part}' is not a positive number", field="lrs")
         out.append(lr)
     return tuple(out)
 
@@ -47,11 +50,11 @@ def _split(value: str | None, flag: str) -> int | list[str] | None:
         return int(value)
     ids = [p.strip() for p in value.split(",") if p.strip()]
     if not ids:
-        raise UserError(f"{flag} '{value}' is neither a number of events nor event ids")
+        raise InvalidValue(f"{flag} '{value}' is neither a number of events nor event ids")
     return ids
 
 
-@click.command()
+@click.command(cls=LsdCommand)
 @click.option("--setting", required=True, help="s1, s2, s1s2, all, a user setting, or 'a,b,c'.")
 @click.option(
     "--data", "data_dir", required=True, type=click.Path(path_type=Path),
@@ -81,9 +84,7 @@ def _split(value: str | None, flag: str) -> int | list[str] | None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val", "val", help="Validation events: a count or comma-separated event ids.")
 @click.option("--test", "test", help="Test events: a count or comma-separated event ids.")
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
+@device_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(
     setting: str,
@@ -107,9 +108,16 @@ def train(
     quiet: bool,
 ) -> None:
     """Train the grid of architectures x losses x learning rates and rank it by validation F1."""
+    from lsd.runs import LEADERBOARD_FILE
     from lsd.training.grid import GridOptions, prepare_grid, run_grid
 
+    axes = {
+        "archs": _names(archs, "--archs"),
+        "losses": _names(losses, "--losses"),
+        "lrs": _lrs(lrs),
+    }
     opts = GridOptions(
+        **{k: v for k, v in axes.items() if v is not None},
         setting=setting,
         settings_file=str(settings_file) if settings_file else None,
         encoder=encoder,
@@ -124,12 +132,6 @@ def train(
         test=_split(test, "--test"),
         device=device,
     )
-    if (a := _names(archs, "--archs")) is not None:
-        opts.archs = a
-    if (x := _names(losses, "--losses")) is not None:
-        opts.losses = x
-    if (r := _lrs(lrs)) is not None:
-        opts.lrs = r
     plan = prepare_grid(data_dir, out_dir, opts)
     n = len(plan.configs())
     click.echo(
@@ -143,5 +145,5 @@ def train(
         best = rows[0]
         click.echo(
             f"best: {best['run_id']} val F1 {float(best['val_f1']):.4f}; "
-            f"leaderboard: {plan.out / 'leaderboard.csv'}"
+            f"leaderboard: {plan.out / LEADERBOARD_FILE}"
         )

@@ -17,23 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from lsd import __version__
-from lsd.contract import EventFolder, atomic_path, list_events
-from lsd.errors import UserError
+from lsd.bundles import DEFAULT_THRESHOLD, check_threshold, common_layers
+from lsd.errors import InvalidValue, OutputExists, UserError
+from lsd.events import EventFolder, list_events, select_events
+from lsd.files import atomic_path
 from lsd.pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
-from lsd.training.ensemble import (
-    DEFAULT_THRESHOLD,
-    SPLIT_FILE,
-    RunEntry,
-    Scores,
-    best_k,
-    common_layers,
-    prepare_events,
-    read_leaderboard,
-    read_split,
-    score_members,
-    select_events,
-    tqdm_progress,
-)
+from lsd.runs import SPLIT_FILE, RunEntry, read_leaderboard, read_split
+from lsd.training.ensemble import Scores, best_k, prepare_events, score_members, tqdm_progress
 from lsd.training.metrics import Counts
 
 MODELS_CSV = "models.csv"
@@ -79,11 +69,11 @@ def parse_ks(text: str) -> tuple[int, ...]:
     try:
         ks = tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
-        raise UserError(
-            f"--ks '{text}' must be comma-separated whole numbers, e.g. 10,20,40"
+        raise InvalidValue(
+            f"'{text}' must be comma-separated whole numbers, e.g. 10,20,40", field="ks"
         ) from None
     if not ks or any(k < 1 for k in ks):
-        raise UserError(f"--ks '{text}' must list ensemble sizes of at least 1")
+        raise InvalidValue(f"'{text}' must list ensemble sizes of at least 1", field="ks")
     return ks
 
 
@@ -96,12 +86,13 @@ def choose_events(
 ) -> tuple[list[EventFolder], str, list[EventFolder], str]:
     """Test and validation events and a sentence on where each list came from.
 
-    Test: --events, else split.json "test", else event.json roles. Validation (for the F1 curve)
-    is best effort: used only if all its events are in the data folder.
+    Test: the ids given, else split.json "test", else event.json roles. Validation (for the F1
+    curve) is best effort: used only if all its events are in the data folder.
     """
     split = read_split(runs_dir)
     if ids:
-        test, test_src = select_events(data_dir, ids, source="--events"), "--events"
+        test = select_events(data_dir, ids, source="events", field="events")
+        test_src = "the test events given"
     elif split["test"]:
         test = select_events(data_dir, split["test"], source=str(runs_dir / SPLIT_FILE))
         test_src = f"the test list of {runs_dir / SPLIT_FILE}"
@@ -109,9 +100,10 @@ def choose_events(
         test = _events_by_role(data_dir, "test")
         test_src = f'events whose event.json role is "test" in {data_dir}'
         if not test:
-            raise UserError(
+            raise InvalidValue(
                 f"no test events: {runs_dir / SPLIT_FILE} lists none and no event in {data_dir} "
-                "has role test; name them with --events"
+                "has role test; name the test events",
+                field="events",
             )
     val: list[EventFolder] = []
     val_src = "none"
@@ -154,16 +146,17 @@ def evaluate_runs(
 ) -> Evaluation:
     runs_dir, data_dir = Path(runs_dir), Path(data_dir)
     out = Path(out) if out is not None else runs_dir / "evaluation"
-    if not 0.0 < threshold < 1.0:
-        raise UserError(f"--threshold {threshold} must be between 0 and 1")
+    threshold = check_threshold(threshold)
     entries = read_leaderboard(runs_dir)
     if out.exists() and not overwrite:
-        raise UserError(f"{out}: already exists (use --overwrite to replace it)")
+        raise OutputExists(f"{out}: already exists")
     layers = common_layers([(str(e.bundle), e.meta()) for e in entries])
     test_f, test_src, val_f, val_src = choose_events(runs_dir, data_dir, events)
     test_ev = prepare_events(test_f, layers)
     val_ev = prepare_events(val_f, layers) if val_f else []
-    members = [(e.run_id, (lambda e=e: e.load(device))) for e in entries]
+    from lsd.training.bundle import load_bundle
+
+    members = [(e.run_id, (lambda e=e: load_bundle(e.bundle, device))) for e in entries]
     test = score_members(
         members,
         test_ev,

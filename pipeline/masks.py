@@ -18,11 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from lsd.errors import UserError
-
-LANDCOVER_LAYER = "landCover"
-LANDCOVER_WATER = 5
-LANDCOVER_SNOW = 8
+from lsd.errors import InvalidValue, LayerMissing
+from lsd.layers import LANDCOVER_LAYER, LANDCOVER_SNOW, LANDCOVER_WATER
 
 
 @dataclass(frozen=True)
@@ -41,9 +38,10 @@ def _class_source(kind: str, own_layer: str, code: int, stack_layers: tuple[str,
         return own_layer
     if LANDCOVER_LAYER in stack_layers:
         return LANDCOVER_LAYER
-    raise UserError(
-        f"--mask-{kind} needs a '{own_layer}' layer or a '{LANDCOVER_LAYER}' layer "
-        f"(class {code}) in the stack; the stack has neither"
+    raise LayerMissing(
+        f"the {kind} mask needs a '{own_layer}' layer or a '{LANDCOVER_LAYER}' layer "
+        f"(class {code}) in the stack; the stack has neither",
+        field=f"mask_{kind}",
     )
 
 
@@ -60,9 +58,15 @@ def plan_masks(opts: MaskOptions, stack_layers: tuple[str, ...]) -> dict[str, st
         plan["snow"] = _class_source("snow", "snow", LANDCOVER_SNOW, stack_layers)
     if opts.min_slope is not None:
         if not 0.0 <= opts.min_slope < 90.0:
-            raise UserError(f"--min-slope {opts.min_slope} must be between 0 and 90 degrees")
+            raise InvalidValue(
+                f"minimum slope {opts.min_slope} must be between 0 and 90 degrees",
+                field="min_slope",
+            )
         if "slope" not in stack_layers:
-            raise UserError("--min-slope needs a 'slope' layer (degrees) in the stack; it has none")
+            raise LayerMissing(
+                "the slope mask needs a 'slope' layer (degrees) in the stack; it has none",
+                field="min_slope",
+            )
         plan["slope"] = "slope"
     return plan
 

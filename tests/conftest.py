@@ -46,7 +46,7 @@ CHITTAGONG_LAYERS = ["R", "G", "B", "NIR"]
 @pytest.fixture(scope="session")
 def l4s_events(l4s_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """All 21 Landslide4Sense patches as event folders (l4s_image_N); returns the data folder."""
-    from lsd.pipeline.importers import import_landslide4sense
+    from lsd.pipeline.sources import import_landslide4sense
 
     dest = tmp_path_factory.mktemp("l4s_events")
     import_landslide4sense(l4s_dir, dest, progress=False)
@@ -56,7 +56,7 @@ def l4s_events(l4s_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def chittagong_events(chittagong_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """All 100 Chittagong chips as event folders (EPSG:4326, layers R,G,B,NIR, 0 -> 255)."""
-    from lsd.pipeline.importers import import_tiles
+    from lsd.pipeline.sources import import_tiles
 
     dest = tmp_path_factory.mktemp("chittagong_events")
     import_tiles(

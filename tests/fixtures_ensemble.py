@@ -59,7 +59,8 @@ def _write_l4s_events(l4s_dir: Path, out: Path) -> Path:
     import h5py
     from affine import Affine
 
-    from lsd.contract import Grid, write_json, write_label, write_stack
+    from lsd.files import write_json
+    from lsd.rasters import Grid, write_label, write_stack
 
     for img in sorted((l4s_dir / "img").glob("image_*.h5")):
         n = img.stem.split("_")[1]
@@ -103,8 +104,11 @@ def _val_f1(model, mean, std, images, labels) -> float:
 def build_tiny_runs(data: Path, runs: Path) -> TinyRuns:
     import torch
 
-    from lsd.contract import list_events, read_label, read_stack, write_json
-    from lsd.training.bundle import BundleMeta, save_bundle
+    from lsd.bundles import BundleMeta
+    from lsd.events import list_events
+    from lsd.files import write_json
+    from lsd.rasters import read_label, read_stack
+    from lsd.training.bundle import save_bundle
     from lsd.training.models import build_model
 
     torch.set_num_threads(1)

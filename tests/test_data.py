@@ -10,17 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from lsd.contract import (
-    EVENT_FILE,
-    LABEL_IGNORE,
-    list_events,
-    read_json,
-    read_label,
-    read_stack,
-    write_json,
-    write_stack,
-)
 from lsd.errors import UserError
+from lsd.events import EVENT_FILE, list_events
+from lsd.files import read_json, write_json
+from lsd.rasters import LABEL_IGNORE, read_label, read_stack, write_stack
 from lsd.training.data import CropSampler, EventArrays, compute_norm, load_events, split_events
 
 LAYERS = ("B2", "B3", "B4", "B8", "B11", "B12", "slope", "elevation")

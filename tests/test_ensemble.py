@@ -13,13 +13,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lsd.contract import open_event, read_label, read_stack
+from lsd.bundles import ModelFiles, open_models
 from lsd.errors import UserError
+from lsd.events import read_event
 from lsd.pipeline.cli import main
-from lsd.training.bundle import load_bundle
-from lsd.training.ensemble import ensemble_probability, load_ensemble
+from lsd.rasters import read_label, read_stack
+from lsd.training.bundle import load_bundle, load_members
+from lsd.training.inference import predict_array
 from lsd.training.metrics import Counts, confusion
 from lsd.training.models import forward_whole
+
+
+def ensemble_probability(files: ModelFiles, image: np.ndarray) -> np.ndarray:
+    """The ensemble's landslide probability: the mean of its members' sigmoid outputs."""
+    members = load_members(files, range(len(files.folders)))
+    return predict_array(members, image).mean(axis=0)
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -81,7 +89,7 @@ def test_auto_k_is_argmax_of_independent_val_curve(tiny_runs, auto_ensemble):
     out, _ = auto_ensemble
     manifest = json.loads((out / "manifest.json").read_text())
     order = leaderboard_order(tiny_runs.runs)
-    val = [open_event(tiny_runs.data / e) for e in tiny_runs.split["val"]]
+    val = [read_event(tiny_runs.data / e) for e in tiny_runs.split["val"]]
     images = [read_stack(e.stack, tiny_runs.layers)[0] for e in val]
     labels = [read_label(e.label)[0] for e in val]
     probs = [
@@ -108,24 +116,24 @@ def test_auto_k_is_argmax_of_independent_val_curve(tiny_runs, auto_ensemble):
 def test_copy_elsewhere_loads_and_predicts_the_same(tiny_runs, auto_ensemble, tmp_path):
     out, _ = auto_ensemble
     image = read_stack(tiny_runs.data / tiny_runs.split["test"][0] / "stack.tif")[0]
-    before = ensemble_probability(load_ensemble(out), image)
+    before = ensemble_probability(open_models(out), image)
     moved = tmp_path / "elsewhere" / "my-ensemble"
     shutil.copytree(out, moved)
     hidden = out.with_name("hidden")
     out.rename(hidden)  # the original is gone while the copy is used
     try:
-        ens = load_ensemble(moved)
+        ens = open_models(moved)
         after = ensemble_probability(ens, image)
     finally:
         hidden.rename(out)
-    assert ens.k == len(ens.members) and ens.threshold == 0.5
+    assert len(ens.folders) == ens.manifest["k"] and ens.threshold == 0.5
     assert ens.layers == tiny_runs.layers
     np.testing.assert_array_equal(before, after)
 
 
 def test_ensemble_probability_is_mean_of_members(tiny_runs, auto_ensemble):
     out, _ = auto_ensemble
-    ens = load_ensemble(out)
+    ens = open_models(out)
     image = read_stack(tiny_runs.data / tiny_runs.split["test"][1] / "stack.tif")[0]
     got = ensemble_probability(ens, image)
     folders = [out / m["path"] for m in ens.manifest["members"]]
@@ -207,16 +215,16 @@ def test_damaged_ensemble_folder_named(auto_ensemble, tmp_path):
     weights = member / "model.pt"
     weights.write_bytes(weights.read_bytes()[:1000])  # a partial copy
     with pytest.raises(UserError, match=re.escape(str(weights))):
-        load_ensemble(copy)
+        open_models(copy)
     weights.unlink()
     with pytest.raises(UserError, match=re.escape(f"{weights}: model weights missing")):
-        load_ensemble(copy)
+        open_models(copy)
 
     meta = member / "bundle.json"
     meta.write_text(meta.read_text().replace('"lr"', '"lr" ', 1))
     with pytest.raises(UserError, match=re.escape(f"{meta}: does not match the manifest")):
-        load_ensemble(copy)
+        open_models(copy)
 
     (copy / "manifest.json").unlink()
     with pytest.raises(UserError, match=re.escape(f"{copy / 'manifest.json'}: missing")):
-        load_ensemble(copy)
+        open_models(copy)

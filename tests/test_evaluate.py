@@ -12,8 +12,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from lsd.contract import read_grid, read_label, read_stack, write_label, write_stack
 from lsd.pipeline.cli import main
+from lsd.rasters import read_grid, read_label, read_stack, write_label, write_stack
 
 COUNTS = ("tp", "fp", "fn", "tn")
 

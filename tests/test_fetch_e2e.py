@@ -20,12 +20,15 @@ import rasterio
 from click.testing import CliRunner
 from shapely.geometry import Point
 
-from lsd.contract import PAPER_LAYERS, open_event, read_label, read_stack
+from lsd.eventcsv import read_events
+from lsd.events import read_event
 from lsd.gee import download
 from lsd.gee.config import FetchConfig
-from lsd.gee.events import event_grid, read_events
+from lsd.layers import PAPER_LAYERS
 from lsd.pipeline.cli import main
 from lsd.pipeline.fetch import fetch_events
+from lsd.rasters import read_label, read_stack
+from lsd.spec import event_grid
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -121,7 +124,7 @@ def test_fetch_writes_contract_folders(fake: FakeEE, events_csv: Path, tmp_path:
     assert len(fake.pixel_requests) == 3  # 200 x 200 px: one tile each
 
     for eid, epsg in (("05-norway", 32632), ("22-italy", 32632), ("20-peru", 32719)):
-        ev = open_event(out / eid)
+        ev = read_event(out / eid)
         assert ev.layers == PAPER_LAYERS
         assert ev.grid.crs.to_epsg() == epsg
         assert (ev.grid.width, ev.grid.height) == (200, 200)
@@ -136,14 +139,16 @@ def test_fetch_writes_contract_folders(fake: FakeEE, events_csv: Path, tmp_path:
         assert np.isnan(data[2]).sum() > 0 and (np.isnan(data[2]) == ((data[0] % 7) == 0)).all()
         assert (data[14] == 14).all()
         meta = json.loads((out / eid / "event.json").read_text())
-        assert meta["id"] == eid and ev.role == meta["role"]
-        assert meta["provenance"]["landcover"]["accuracy"] == 0.87
-        assert meta["provenance"]["s1_pre"]["relative_orbits"] == [37]
-        assert meta["image_counts"]["s2_post"] == 11
-        assert meta["unavailable_layers"] == ["canopyHeight"]
+        assert meta["format"] == "lsd-event/1" and meta["source"]["kind"] == "earthengine"
+        assert meta["event_id"] == eid and ev.role == meta["role"]
+        source = meta["source"]
+        assert source["provenance"]["landcover"]["accuracy"] == 0.87
+        assert source["provenance"]["s1_pre"]["relative_orbits"] == [37]
+        assert source["image_counts"]["s2_post"] == 11
+        assert source["unavailable_layers"] == ["canopyHeight"]
         assert meta["grid"]["crs"] == f"EPSG:{epsg}" and meta["grid"]["width"] == 200
-        assert meta["event"]["extra"]["location"] in ("Norway", "Italy", "Peru")
-        assert meta["lsd_version"]
+        assert source["event"]["extra"]["location"] in ("Norway", "Italy", "Peru")
+        assert meta["written_by"].startswith("lsd ") and meta["label"]["written"]
         text = (out / eid / "event.json").read_text()
         assert "private_key" not in text and "refresh_token" not in text
 
@@ -356,7 +361,7 @@ def test_export_modes_complete_the_event(
     assert fetched == [("bk", "lsd_05-norway")] and fake.pixel_requests == []
     data, names, _ = read_stack(out / "05-norway" / "stack.tif")
     assert names == PAPER_LAYERS and np.isnan(data).sum() == 1 and np.isnan(data[4, 0, 0])
-    assert json.loads((out / "05-norway" / "event.json").read_text())["fetch"]["mode"] == "gcs"
+    assert json.loads((out / "05-norway" / "event.json").read_text())["source"]["mode"] == "gcs"
     assert not list((out / "05-norway").glob("*export*"))
 
     # Drive: the user downloads the file into the folder, and a rerun finishes the event
@@ -370,7 +375,7 @@ def test_export_modes_complete_the_event(
     _write_export(out / "05-norway" / "export.tif", grid)
     result = run_fetch(*args, "drive", "--out", str(out))
     assert result.exit_code == 0 and "1 fetched" in result.output, result.output
-    assert open_event(out / "05-norway").layers == PAPER_LAYERS
+    assert read_event(out / "05-norway").layers == PAPER_LAYERS
     assert not (out / "05-norway" / "export.json").exists()
 
 
@@ -378,5 +383,5 @@ def test_gcs_export_needs_a_bucket(events_csv: Path, tmp_path: Path) -> None:
     result = run_fetch("--event", str(events_csv), "--out", str(tmp_path), "--export", "gcs")
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "Error: --export gcs needs --bucket B (a Cloud Storage bucket you can write)"
+        "Error: --bucket: an export to Cloud Storage needs a bucket you can write"
     )

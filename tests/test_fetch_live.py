@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsd.contract import PAPER_LAYERS, open_event, read_label, read_stack
+from lsd.events import read_event
 from lsd.gee.auth import credentials_available
 from lsd.gee.config import FetchConfig
+from lsd.layers import PAPER_LAYERS
 from lsd.pipeline.fetch import fetch_events
+from lsd.rasters import read_label, read_stack
 
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +49,7 @@ def test_fetch_small_norway_event(live_ee, tmp_path: Path) -> None:
     out = tmp_path / "data"
     summary = fetch_events(csv, out, cfg=FetchConfig(aoi_km2=0.25), show_progress=False)
     assert summary.failed == {} and summary.done == ["05-norway"]
-    ev = open_event(out / "05-norway")
+    ev = read_event(out / "05-norway")
     assert ev.layers == PAPER_LAYERS and ev.grid.crs.to_epsg() == 32632
     assert (ev.grid.width, ev.grid.height) == (50, 50) and ev.grid.transform.a == 10.0
     data, _, _ = read_stack(ev.stack)

@@ -19,7 +19,6 @@ import pyproj
 import pytest
 from shapely.geometry import Point, Polygon
 
-from lsd.contract import PAPER_LAYERS
 from lsd.errors import UserError
 from lsd.gee import layers, s1
 from lsd.gee.config import (
@@ -33,6 +32,7 @@ from lsd.gee.config import (
     FetchConfig,
 )
 from lsd.gee.landcover import FEATURE_BANDS
+from lsd.layers import PAPER_LAYERS
 from lsd.spec import EventSpec, Window
 from tests.ee_offline import Call, Lambda, calls, constants, filters_by_collection, graph_of
 
@@ -526,8 +526,8 @@ def test_asset_available(ee_offline: Any, monkeypatch: pytest.MonkeyPatch) -> No
     assert layers.asset_available(CFG.canopy_height_asset)
     assert not layers.asset_available("forbidden")
     assert not layers.asset_available(CFG.kg_climate_asset)
-    assert layers.unavailable_aux_layers(CFG) == {"kgClimate"}
-    assert layers.unavailable_aux_layers(CFG, ["elevation"]) == set()
+    assert layers.unavailable_aux_layers(CFG) == {"kgClimate": CFG.kg_climate_asset}
+    assert layers.unavailable_aux_layers(CFG, ["elevation"]) == {}
 
 
 def test_graph_builders_do_not_contact_the_server(ee_offline: Any) -> None:

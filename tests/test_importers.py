@@ -20,16 +20,14 @@ from affine import Affine
 from click.testing import CliRunner
 from rasterio.crs import CRS
 
-from lsd.contract import list_events, read_label, read_stack
 from lsd.errors import UserError
+from lsd.events import event_complete as is_finished
+from lsd.events import list_events
 from lsd.pipeline.cli import main
-from lsd.pipeline.importers import (
-    L4S_LAYERS,
-    import_landslide4sense,
-    import_tiles,
-    is_finished,
-    parse_mapping,
-)
+from lsd.pipeline.sources import import_landslide4sense, import_tiles
+from lsd.pipeline.sources.landslide4sense import L4S_LAYERS
+from lsd.pipeline.sources.tiles import parse_mapping
+from lsd.rasters import read_label, read_stack
 from tests.conftest import CHITTAGONG_LAYERS, CHITTAGONG_MAPPING
 
 L4S_TRANSFORM = Affine(10.0, 0.0, 0.0, 0.0, -10.0, 0.0)
@@ -80,14 +78,15 @@ def test_landslide4sense_all_patches_round_trip(l4s_dir: Path, l4s_events: Path)
         with rasterio.open(folder / "label.tif") as ds:
             assert ds.dtypes == ("uint8",)
         meta = json.loads((folder / "event.json").read_text())
+        assert meta["format"] == "lsd-event/1" and meta["event_id"] == folder.name
         assert meta["georeferenced"] is False
-        assert meta["crs"] is None
-        assert meta["nominal_resolution_m"] == 10.0
-        assert meta["dataset"] == "Landslide4Sense"
+        assert meta["grid"]["crs"] is None
+        assert meta["source"]["nominal_resolution_m"] == 10.0
+        assert meta["source"]["dataset"] == "Landslide4Sense"
         assert Path(meta["source"]["image"]).name == image.name
-        assert meta["label_codes"]["1"] == "landslide"
+        assert meta["label"]["codes"]["1"] == "landslide"
         assert meta["layers"] == list(L4S_LAYERS)
-        assert meta["imported_by"].startswith("lsd ")
+        assert meta["written_by"].startswith("lsd ")
     assert with_slides == 18  # the README: 3 of the 21 patches hold no landslide pixel
 
 
@@ -112,8 +111,8 @@ def test_chittagong_all_chips_round_trip(chittagong_dir: Path, chittagong_events
         assert np.array_equal(label, _apply(CHITTAGONG_MAPPING, src_lab))
         with_slides += int((label == 1).any())
         meta = json.loads((folder / "event.json").read_text())
-        assert meta["georeferenced"] is True and meta["crs"] == "EPSG:4326"
-        assert meta["source_label_mapping"] == {"0": 255, "1": 0, "2": 1}
+        assert meta["georeferenced"] is True and meta["grid"]["crs"] == "EPSG:4326"
+        assert meta["label"]["source_mapping"] == {"0": 255, "1": 0, "2": 1}
     assert with_slides == 56  # the README: 56 chips hold landslide pixels
 
 
@@ -138,7 +137,7 @@ def test_bijie_png_rgb_masks_reduced_by_any_channel(bijie_dir: Path, tmp_path: P
         assert grid.crs is None
         assert grid.transform == Affine(1.0, 0.0, 0.0, 0.0, -1.0, float(grid.height))
         meta = json.loads((folder / "event.json").read_text())
-        assert meta["georeferenced"] is False and meta["mask_reduction"]
+        assert meta["georeferenced"] is False and meta["label"]["mask_reduction"]
         assert "no georeferencing" in meta["georeferencing_note"]
 
 

@@ -11,10 +11,11 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from shapely.geometry import Point, box
 
-from lsd.contract import Grid
 from lsd.errors import UserError
-from lsd.gee.events import read_events, to_crs
-from lsd.pipeline.labels import rasterize_labels
+from lsd.eventcsv import read_events
+from lsd.labels import rasterize_labels
+from lsd.rasters import Grid
+from lsd.spec import to_crs
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

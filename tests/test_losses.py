@@ -9,8 +9,9 @@ import segmentation_models_pytorch.losses as smp_losses
 import torch
 from torch import nn
 
-from lsd.contract import LABEL_IGNORE, list_events
 from lsd.errors import UserError
+from lsd.events import list_events
+from lsd.rasters import LABEL_IGNORE
 from lsd.training.data import CropSampler, compute_norm, load_events
 from lsd.training.losses import LOSSES, build_loss, canonical_loss
 

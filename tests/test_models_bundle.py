@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from lsd.bundles import META_FILE, WEIGHTS_FILE, BundleMeta
 from lsd.errors import UserError
-from lsd.training import bundle as bundle_mod
-from lsd.training.bundle import BundleMeta, load_bundle, save_bundle
+from lsd.training.bundle import load_bundle, save_bundle
 from lsd.training.models import ARCHITECTURES, build_model, canonical_arch, forward_whole
 
 
@@ -72,12 +72,12 @@ def test_bundle_round_trip(tmp_path):
 def test_damaged_bundles_name_the_file(tmp_path):
     model = build_model("Linknet", 2, encoder="resnet18")
     save_bundle(tmp_path / "b", model, _meta())
-    weights = tmp_path / "b" / bundle_mod.WEIGHTS_FILE
+    weights = tmp_path / "b" / WEIGHTS_FILE
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="model.pt: weights do not match their checksum"):
         load_bundle(tmp_path / "b")
-    meta_path = tmp_path / "b" / bundle_mod.META_FILE
+    meta_path = tmp_path / "b" / META_FILE
     raw = json.loads(meta_path.read_text())
     raw["weights_sha256"] = ""
     meta_path.write_text(json.dumps(raw))

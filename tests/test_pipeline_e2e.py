@@ -14,8 +14,8 @@ import rasterio
 import torch
 from click.testing import CliRunner
 
-from lsd.contract import read_grid
 from lsd.pipeline.cli import main
+from lsd.rasters import read_grid
 
 
 @pytest.fixture(autouse=True)

@@ -16,11 +16,13 @@ from click.testing import CliRunner
 from rasterio.features import rasterize
 from shapely.geometry import Point, box
 
-from lsd.contract import Grid, write_json, write_stack
+from lsd.bundles import BundleMeta
 from lsd.errors import UserError
+from lsd.files import write_json
+from lsd.pipeline.aoi import DIRECT_DOWNLOAD_MAX_KM2, aoi_spec, parse_date
 from lsd.pipeline.cli import main
-from lsd.pipeline.predict import DIRECT_DOWNLOAD_MAX_KM2, aoi_spec, parse_date
-from lsd.training.bundle import BundleMeta, save_bundle
+from lsd.rasters import Grid, write_stack
+from lsd.training.bundle import save_bundle
 from lsd.training.models import build_model
 
 L4S_LAYERS = [*(f"B{i}" for i in range(1, 13)), "slope", "elevation"]
@@ -321,7 +323,9 @@ def test_aoi_without_credentials_says_how(l4s, tmp_path: Path, monkeypatch) -> N
     # Landslide4Sense layers (B1..B12) are not among the layers lsd fetch makes: said first
     res = _run("--aoi", aoi, "--date", "2023-08-10", "--model", l4s["ensemble"], "--out",
                tmp_path / "o")  # fmt: skip
-    assert res.exit_code == 1 and "B1, B2" in res.output and "--stack" in res.output, res.output
+    assert res.exit_code == 1 and "B1, B2" in res.output and "existing stack" in res.output, (
+        res.output
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 2, 64, 64)).astype(np.float32)
     paper = _write_ensemble(tmp_path / "paper_ens", ["dNDVI", "slope"], x,
@@ -368,7 +372,7 @@ def test_mask_plan_prefers_own_layers() -> None:
         "water": "water", "snow": "snow", "slope": "slope"}  # fmt: skip
     with pytest.raises(UserError, match="'slope' layer"):
         plan_masks(MaskOptions(min_slope=5), ("landCover",))
-    with pytest.raises(UserError, match="--mask-snow.*'snow'.*'landCover'"):
+    with pytest.raises(UserError, match="snow mask.*'snow'.*'landCover'"):
         plan_masks(MaskOptions(snow=True), ("R", "G"))
 
 

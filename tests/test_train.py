@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lsd.contract import list_events
+from lsd.events import list_events
+from lsd.runs import run_id
 from lsd.training.bundle import load_bundle
 from lsd.training.data import compute_norm, load_events
 from lsd.training.loop import (
@@ -20,7 +21,6 @@ from lsd.training.loop import (
     RunData,
     evaluate,
     is_finished,
-    run_id,
     train_run,
 )
 

@@ -15,11 +15,12 @@ import rasterio
 import torch
 from click.testing import CliRunner
 
-from lsd.contract import list_events, read_stack, write_label, write_stack
+from lsd.events import list_events
 from lsd.pipeline.cli import main
+from lsd.rasters import read_stack, write_label, write_stack
+from lsd.runs import CHECKPOINT_FILE
 from lsd.training.bundle import load_bundle
 from lsd.training.grid import GridOptions, prepare_grid, run_grid
-from lsd.training.loop import CHECKPOINT_FILE
 
 LAYERS = "B2,B3,B4,B8,slope,elevation"
 SMALL = [
@@ -278,7 +279,7 @@ def test_bad_data_folders(tmp_path: Path, data: Path):
 
     with rasterio.open(ev / "label.tif") as src:
         grid_label = src.read(1)
-    from lsd.contract import Grid
+    from lsd.rasters import Grid
 
     small = Grid(64, 64, None, rasterio.Affine(10, 0, 0, 0, -10, 0))
     write_label(ev / "label.tif", grid_label[:64, :64], small)
@@ -316,11 +317,11 @@ def test_unwritable_output_and_mismatched_resume(trained: Path, tmp_path: Path, 
     before = snapshot(runs)
     args = train_args(l4s_events, runs)
     other_layers = [*args[:2], "B2,B3,B4", *args[3:]]
-    assert_one_line_error(lsd(*other_layers), "layers", "--out")
+    assert_one_line_error(lsd(*other_layers), "--setting", "layers", "new RUNS folder")
     split = json.loads((runs / "split.json").read_text())
     other_val = split["train"][0]
-    assert_one_line_error(lsd(*args, "--val", other_val), "validation", other_val, "--out")
-    assert_one_line_error(lsd(*args, "--encoder", "mobilenet_v2"), "--encoder", "--out")
+    assert_one_line_error(lsd(*args, "--val", other_val), "validation", other_val, "RUNS folder")
+    assert_one_line_error(lsd(*args, "--encoder", "mobilenet_v2"), "--encoder", "RUNS folder")
     assert snapshot(runs) == before
 
 

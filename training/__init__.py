@@ -1,4 +1,6 @@
-"""Local side: datasets, models, losses, training loop, grid, ensemble, metrics.
+"""Local side (`lsd.training`): datasets, models, losses, the loop, the grid and its executors,
+ensembles, inference and metrics.
 
-Imports torch, never ee. Reads event folders through `pipeline.contract`.
+Imports torch and the ground floor (`lsd`), never ee or `lsd.gee`. Reads event folders and
+writes RUNS folders and bundles only through the ground floor's formats.
 """

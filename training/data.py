@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lsd.contract import LABEL_IGNORE, LABEL_LANDSLIDE, EventFolder, read_label, read_stack
-from lsd.errors import UserError
+from lsd.errors import InvalidValue, LayerMissing
+from lsd.events import EventFolder
+from lsd.rasters import LABEL_IGNORE, LABEL_LANDSLIDE, read_label, read_stack, require_layers
+from lsd.spec import ROLES
+from lsd.training.normalise import normalise_array_
 
 if TYPE_CHECKING:
     import torch
 
-ROLES = ("train", "val", "test")
 DEFAULT_HOLDOUT_FRACTION = 0.15
 
 
@@ -45,7 +47,9 @@ def _explicit(ids: list[str], chosen: list[str], what: str) -> list[str]:
     out: list[str] = []
     for event_id in chosen:
         if event_id not in known:
-            raise UserError(f"{what} event '{event_id}' is not among the {len(ids)} events found")
+            raise InvalidValue(
+                f"{what} event '{event_id}' is not among the {len(ids)} events found"
+            )
         if event_id not in out:
             out.append(event_id)
     return out
@@ -53,7 +57,7 @@ def _explicit(ids: list[str], chosen: list[str], what: str) -> list[str]:
 
 def _count(value: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UserError(f"number of {what} events must be a whole number >= 0, got {value!r}")
+        raise InvalidValue(f"number of {what} events must be a whole number >= 0, got {value!r}")
     return value
 
 
@@ -74,7 +78,7 @@ def split_events(
     ids = sorted(e.event_id for e in events)
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
-        raise UserError(f"event id(s) appear twice: {', '.join(dupes)}")
+        raise InvalidValue(f"event id(s) appear twice: {', '.join(dupes)}")
     n = len(ids)
 
     if val is None and test is None and any(e.role is not None for e in events):
@@ -84,7 +88,7 @@ def split_events(
 
     default = max(1, round(DEFAULT_HOLDOUT_FRACTION * n))
     if val is None and test is None and n < 3:
-        raise UserError(
+        raise InvalidValue(
             f"only {n} event(s): a train/validation/test split by event needs at least 3 "
             "(or give the validation events explicitly)"
         )
@@ -96,7 +100,7 @@ def split_events(
     test_ids = _explicit(ids, test, "test") if isinstance(test, list) else []
     both = sorted(set(val_ids) & set(test_ids))
     if both:
-        raise UserError(f"event '{both[0]}' is listed both for validation and for test")
+        raise InvalidValue(f"event '{both[0]}' is listed both for validation and for test")
 
     taken = set(val_ids) | set(test_ids)
     pool = [i for i in ids if i not in taken]
@@ -104,7 +108,7 @@ def split_events(
     n_val = 0 if isinstance(val, list) else _count(default if val is None else val, "validation")
     n_test = 0 if isinstance(test, list) else _count(default if test is None else test, "test")
     if n_val + n_test >= len(pool) and n_val + n_test > 0:
-        raise UserError(
+        raise InvalidValue(
             f"{n_val} validation + {n_test} test events leave no training event "
             f"({len(pool)} events are not listed explicitly)"
         )
@@ -121,23 +125,23 @@ def split_events(
 
 def _checked(parts: dict[str, list[str]], *, source: str) -> dict[str, list[str]]:
     if not parts["train"]:
-        raise UserError(f"{source} leaves no training event")
+        raise InvalidValue(f"{source} leaves no training event")
     if not parts["val"]:
-        raise UserError(f"{source} leaves no validation event (give validation events)")
+        raise InvalidValue(f"{source} leaves no validation event (give validation events)")
     return parts
 
 
 # --------------------------------------------------------------------------- normalisation
 
 
-def _check_layers(events: Sequence[EventFolder], layers: Sequence[str]) -> None:
+def check_event_layers(
+    events: Sequence[EventFolder], layers: Sequence[str], needed_by: str = ""
+) -> None:
     """Fail before reading any pixels when a stack lacks a layer the setting needs."""
     if not layers:
-        raise UserError("no layers to train on: the setting is empty")
+        raise LayerMissing("no layers to train on: the setting is empty")
     for ev in events:
-        absent = [name for name in layers if name not in ev.layers]
-        if absent:
-            raise UserError(f"{ev.stack}: lacks layer(s) {', '.join(absent)}")
+        require_layers(ev.stack, ev.layers, layers, needed_by)
 
 
 def compute_norm(
@@ -150,8 +154,8 @@ def compute_norm(
     cancellation of a naive sum of squares.
     """
     if not events:
-        raise UserError("no training events to compute normalisation statistics from")
-    _check_layers(events, layers)
+        raise InvalidValue("no training events to compute normalisation statistics from")
+    check_event_layers(events, layers)
     n_layers = len(layers)
     count = np.zeros(n_layers, dtype=np.float64)
     mean = np.zeros(n_layers, dtype=np.float64)
@@ -162,7 +166,7 @@ def compute_norm(
             band = data[i]
             valid = band[~np.isnan(band)].astype(np.float64)
             if valid.size == 0:
-                raise UserError(
+                raise InvalidValue(
                     f"event '{ev.event_id}': layer '{name}' has no data (all NaN); "
                     f"choose a setting without {name} or drop the event"
                 )
@@ -186,15 +190,11 @@ def load_events(
     """Read and normalise each event's layers (in the order given) and its label."""
     if len(mean) != len(layers) or len(std) != len(layers):
         raise ValueError(f"{len(layers)} layers but {len(mean)} means and {len(std)} stds")
-    _check_layers(events, layers)
-    m = np.asarray(mean, dtype=np.float32)[:, None, None]
-    s = np.asarray(std, dtype=np.float32)[:, None, None]
+    check_event_layers(events, layers)
     out: list[EventArrays] = []
     for ev in events:
         data, _, _ = read_stack(ev.stack, layers)
-        data -= m
-        data /= s
-        np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        normalise_array_(data, mean, std)
         label, _ = read_label(ev.label)
         out.append(EventArrays(event_id=ev.event_id, image=data, label=label))
     return out
@@ -230,7 +230,7 @@ class CropSampler:
         import torch
 
         if not events:
-            raise UserError("no training events to sample crops from")
+            raise InvalidValue("no training events to sample crops from")
         if crop < 1 or batch_size < 1:
             raise ValueError(f"crop ({crop}) and batch_size ({batch_size}) must be >= 1")
         channels = {ev.image.shape[0] for ev in events}

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import torch
 
+from lsd.errors import DeviceUnavailable, InvalidValue
+
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """'auto' means CUDA when present; an explicit CUDA request on a machine without one is an
     input mistake, not a crash."""
-    from lsd.errors import UserError
-
     name = str(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
     except RuntimeError:
-        msg = f"--device '{name}' is not a device (use auto, cpu, cuda or cuda:N)"
-        raise UserError(msg) from None
+        msg = f"'{name}' is not a device (use auto, cpu, cuda or cuda:N)"
+        raise InvalidValue(msg, field="device") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is available here (use cpu or auto)")
+        raise DeviceUnavailable(
+            f"device {name}: no CUDA device is available here (use cpu or auto)", field="device"
+        )
     return dev

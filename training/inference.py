@@ -14,9 +14,9 @@ windowed raster reads and writes. Both share one code path so they give identica
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from lsd.training.bundle import BundleMeta
+from lsd.errors import InvalidValue
+from lsd.training.bundle import Member
 from lsd.training.device import resolve_device
-from lsd.training.models import pad_to_multiple
+from lsd.training.models import model_min_side, pad_to_multiple
+from lsd.training.normalise import norm_tensors, normalise
+from lsd.training.precision import Precision
 
-Member = tuple[nn.Module, BundleMeta]
+MIN_TILE = 32
 ReadRows = Callable[[int, int], np.ndarray]  # (row0, row1) -> raw (C, row1-row0, W) float32
 EmitRows = Callable[[int, np.ndarray], None]  # (row0, probs (M, rows, W)) for finished rows
 
@@ -66,15 +69,28 @@ def default_batch_size(device: torch.device) -> int:
     return 8 if device.type == "cuda" else 1
 
 
-def check_tiling(tile: int, overlap: int, batch_size: int | None) -> None:
-    from lsd.errors import UserError
+@dataclass(frozen=True)
+class TileOptions:
+    """How a stack is cut for inference; checked once, when made."""
 
-    if tile < 32:
-        raise UserError(f"--tile {tile} is too small; use at least 32 (e.g. 512)")
-    if overlap < 0 or overlap >= tile // 2:
-        raise UserError(f"--overlap {overlap} must be >= 0 and less than half of --tile {tile}")
-    if batch_size is not None and batch_size < 1:
-        raise UserError(f"--batch-size {batch_size} must be at least 1")
+    tile: int = 512
+    overlap: int = 64
+    batch_size: int | None = None  # tiles per forward pass; None: default_batch_size(device)
+
+    def __post_init__(self) -> None:
+        if self.tile < MIN_TILE:
+            raise InvalidValue(
+                f"tile {self.tile} is too small; use at least {MIN_TILE} (e.g. 512)", field="tile"
+            )
+        if self.overlap < 0 or self.overlap >= self.tile // 2:
+            raise InvalidValue(
+                f"overlap {self.overlap} must be >= 0 and less than half of the tile {self.tile}",
+                field="overlap",
+            )
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InvalidValue(
+                f"batch size {self.batch_size} must be at least 1", field="batch_size"
+            )
 
 
 def _member_layers(members: Sequence[Member]) -> list[str]:
@@ -95,17 +111,13 @@ class _Runner:
         self, members: Sequence[Member], channels: int, batch_size: int, device: torch.device
     ) -> None:
         self.device = device
-        self.cuda = device.type == "cuda"
+        self.precision = Precision.for_device(device)
         self.members: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
         for model, meta in members:
             model.eval()
             model.to(device)
-            if self.cuda:
-                model.to(memory_format=torch.channels_last)
-            mean = torch.tensor(meta.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-            std = torch.tensor(meta.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-            std = torch.where(std > 0, std, torch.ones_like(std))
-            self.members.append((model, mean, 1.0 / std))
+            self.precision.prepare_model(model)
+            self.members.append((model, *norm_tensors(meta.mean, meta.std, device)))
         self.batch_size = batch_size
         self.channels = channels
         self.buffer: np.ndarray | None = None
@@ -118,26 +130,20 @@ class _Runner:
             self.buffer = np.empty(shape, dtype=np.float32)
         return self.buffer
 
-    def _autocast(self):
-        if self.cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     @torch.inference_mode()
     def run(self, raw: np.ndarray) -> list[np.ndarray]:
         """Sigmoid probabilities of each member for a (N, C, th, tw) batch of raw tiles."""
         n, _, th, tw = raw.shape
         x_raw = torch.from_numpy(raw)
-        if self.cuda:
+        if self.device.type == "cuda":
             x_raw = x_raw.pin_memory().to(self.device, non_blocking=True)
         outs: list[np.ndarray] = []
-        for m, (model, mean, inv_std) in enumerate(self.members):
+        for m, (model, mean, std) in enumerate(self.members):
             t0 = time.perf_counter()
-            x = torch.sub(x_raw, mean).mul_(inv_std).nan_to_num_(nan=0.0)  # one batch copy
-            x, _, _ = pad_to_multiple(x)
-            if self.cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
+            x = normalise(x_raw, mean, std)  # one batch copy
+            x, _, _ = pad_to_multiple(x, min_side=model_min_side(model))
+            x = self.precision.prepare_input(x)
+            with self.precision.autocast():
                 logits = model(x)
             prob = torch.sigmoid(logits[:, 0, :th, :tw].float()).cpu().numpy()
             self.forward_s[m] += time.perf_counter() - t0
@@ -162,9 +168,7 @@ def predict_rows(
     width: int,
     emit: EmitRows,
     *,
-    tile: int = 512,
-    overlap: int = 64,
-    batch_size: int | None = None,
+    tiles: TileOptions | None = None,
     device: str | torch.device = "cpu",
     stats: dict[str, Any] | None = None,
 ) -> None:
@@ -174,9 +178,10 @@ def predict_rows(
     row blocks that together cover the image exactly once, top to bottom; NaN where every layer of
     the input pixel is NaN. `stats`, when given, receives forward seconds per member and counts.
     """
-    check_tiling(tile, overlap, batch_size)
+    tiles = tiles or TileOptions()
+    tile, overlap = tiles.tile, tiles.overlap
     dev = resolve_device(device)
-    batch_size = batch_size or default_batch_size(dev)
+    batch_size = tiles.batch_size or default_batch_size(dev)
     layers = _member_layers(members)
     runner = _Runner(members, len(layers), batch_size, dev)
     n_members = len(members)
@@ -235,9 +240,7 @@ def predict_array(
     members: Sequence[Member],
     image: np.ndarray,
     *,
-    tile: int = 512,
-    overlap: int = 64,
-    batch_size: int | None = None,
+    tiles: TileOptions | None = None,
     device: str | torch.device = "cpu",
     stats: dict[str, Any] | None = None,
 ) -> np.ndarray:
@@ -265,9 +268,7 @@ def predict_array(
         height,
         width,
         emit,
-        tile=tile,
-        overlap=overlap,
-        batch_size=batch_size,
+        tiles=tiles,
         device=device,
         stats=stats,
     )
@@ -302,9 +303,7 @@ def predict_mean_std(
     emit: EmitMeanStd,
     *,
     scratch: Path,
-    tile: int = 512,
-    overlap: int = 64,
-    batch_size: int | None = None,
+    tiles: TileOptions | None = None,
     device: str | torch.device = "cpu",
     stats: dict[str, Any] | None = None,
 ) -> None:
@@ -322,8 +321,7 @@ def predict_mean_std(
     def run(members: Sequence[Member], sink: EmitRows) -> None:
         st: dict[str, Any] = {}
         predict_rows(
-            members, read_rows, height, width, sink, tile=tile, overlap=overlap,
-            batch_size=batch_size, device=device, stats=st,
+            members, read_rows, height, width, sink, tiles=tiles, device=device, stats=st,
         )  # fmt: skip
         per_group.append(st)
 

@@ -10,9 +10,7 @@ that is what the leaderboard and the ensemble are ranked by.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import csv
 import math
 import sys
 import time
@@ -26,25 +24,25 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lsd.contract import atomic_path, read_json, write_json
+from lsd.bundles import BundleMeta
 from lsd.errors import UserError
-from lsd.training.bundle import BundleMeta, load_bundle, save_bundle
+from lsd.files import atomic_path, read_json
+from lsd.runs import (
+    BUNDLE_DIR,
+    CHECKPOINT_FILE,
+    DONE_FILE,
+    METRICS_FILE,
+    run_id,
+    write_done,
+    write_metrics,
+)
+from lsd.training.bundle import load_bundle, save_bundle
 from lsd.training.metrics import Counts, confusion
 from lsd.training.models import build_model, forward_whole
+from lsd.training.precision import Precision
 
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.csv"
-BUNDLE_DIR = "bundle"
-DONE_FILE = "done.json"
-METRIC_COLUMNS = (
-    "epoch", "train_loss", "val_precision", "val_recall", "val_f1", "val_iou", "seconds", "lr",
-)  # fmt: skip
 CHECKPOINT_FORMAT = "lsd-checkpoint/1"
-
-
-def run_id(arch: str, loss: str, lr: float) -> str:
-    """Folder name of a run; `g` formatting keeps 0.001 as '0.001' rather than '1e-03'."""
-    return f"{arch}-{loss}-lr{lr:g}"
+EpochHook = Callable[[int, dict[str, Any]], None]
 
 
 def warn(message: str) -> None:
@@ -53,12 +51,9 @@ def warn(message: str) -> None:
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything that decides what one run learns; defaults are the paper's protocol."""
+class TrainOptions:
+    """How every run of a grid trains; the defaults are the paper's protocol (docs/train.md)."""
 
-    arch: str
-    loss: str
-    lr: float
     encoder: str = "resnet34"
     encoder_weights: str | None = None
     crop: int = 256
@@ -67,6 +62,15 @@ class RunConfig:
     epochs: int = 500
     patience: int = 50
     seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(TrainOptions):
+    """Everything that decides what one run learns."""
+
+    arch: str
+    loss: str
+    lr: float
 
     @property
     def run_id(self) -> str:
@@ -130,28 +134,6 @@ class BestTracker:
         return self.bad_epochs >= self.patience
 
 
-@dataclass
-class Precision:
-    """How the forward pass runs: fp32 on CPU; bf16 autocast on CUDA, else fp16 + GradScaler."""
-
-    device: torch.device
-    dtype: torch.dtype | None
-    scaler: Any
-
-    @classmethod
-    def for_device(cls, device: torch.device) -> Precision:
-        if device.type != "cuda":
-            return cls(device, None, None)
-        if torch.cuda.is_bf16_supported():
-            return cls(device, torch.bfloat16, None)
-        return cls(device, torch.float16, torch.amp.GradScaler("cuda"))
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
-
 @torch.no_grad()
 def evaluate(
     model: nn.Module, val: Sequence[tuple[torch.Tensor, torch.Tensor]], precision: Precision
@@ -163,23 +145,13 @@ def evaluate(
     total = Counts()
     try:
         for image, label in val:
-            x = image.unsqueeze(0)
-            if precision.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = precision.prepare_input(image.unsqueeze(0))
             with precision.autocast():
                 logits = forward_whole(model, x)
             total = total + confusion(logits[0, 0].float() >= 0, label)
     finally:
         model.train(was_training)
     return total
-
-
-def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row[k] for k in METRIC_COLUMNS})
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -214,6 +186,156 @@ def is_finished(run_dir: Path) -> bool:
         return False
 
 
+# --------------------------------------------------------------------------- the run
+
+
+class _Run:
+    """The live state of one run: model, optimiser, sampler and the bookkeeping of its epochs,
+    with the checkpoint that saves and restores all of it."""
+
+    def __init__(self, cfg: RunConfig, data: RunData, run_dir: Path, device: torch.device):
+        from lsd.training.data import CropSampler
+        from lsd.training.losses import build_loss
+
+        self.cfg, self.data, self.run_dir, self.device = cfg, data, run_dir, device
+        self.precision = Precision.for_device(device, training=True)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.arch, len(data.layers), cfg.encoder, cfg.encoder_weights)
+        self.model = self.precision.prepare_model(model.to(device))
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.loss_fn = build_loss(cfg.loss)
+        self.sampler = CropSampler(
+            list(data.train), crop=cfg.crop, batch_size=cfg.batch_size, seed=cfg.seed,
+            device=str(device),
+        )  # fmt: skip
+        self.val = data.val_on(device)
+        self.tracker = BestTracker(cfg.patience)
+        self.best_state = _cpu_state(self.model)
+        self.rows: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.stop_reason = ""
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / CHECKPOINT_FILE
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.sampler.load_state_dict(state["sampler"])
+        scaler = self.precision.scaler
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.epoch = int(state["epoch"])
+        self.tracker = BestTracker(
+            self.cfg.patience, state["best_f1"], state["best_epoch"], state["bad_epochs"]
+        )
+        self.best_state = state["best_state"]
+        self.rows = list(state["rows"])
+        self.stop_reason = state.get("stop_reason", "")
+
+    def save(self) -> None:
+        scaler = self.precision.scaler
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model": _cpu_state(self.model),
+            "optimiser": self.optimiser.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device)
+            if self.device.type == "cuda"
+            else None,
+            "epoch": self.epoch,
+            "best_f1": self.tracker.best_f1,
+            "best_epoch": self.tracker.best_epoch,
+            "bad_epochs": self.tracker.bad_epochs,
+            "best_state": self.best_state,
+            "rows": copy.deepcopy(self.rows),
+            "stop_reason": self.stop_reason,
+        }
+        with atomic_path(self.checkpoint) as tmp:
+            torch.save(state, tmp)
+        write_metrics(self.run_dir / METRICS_FILE, self.rows)
+
+    def next_stop_reason(self) -> str:
+        if self.stop_reason:
+            return self.stop_reason
+        if self.epoch >= self.cfg.epochs:
+            return "epochs"
+        return "patience" if self.tracker.exhausted else ""
+
+    def train_epoch(self, bar: tqdm) -> dict[str, Any]:
+        """One epoch of steps, then validation; returns the epoch's metrics row."""
+        cfg, precision, model = self.cfg, self.precision, self.model
+        self.epoch += 1
+        bar.reset(total=cfg.iters_per_epoch)
+        bar.set_postfix(epoch=self.epoch, best_f1=f"{max(self.tracker.best_f1, 0.0):.4f}")
+        started = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        for _ in range(cfg.iters_per_epoch):
+            x, y = self.sampler.batch()
+            x = precision.prepare_input(x)
+            self.optimiser.zero_grad(set_to_none=True)
+            with precision.autocast():
+                logits = model(x)
+            loss = self.loss_fn(logits.float(), y)
+            if precision.scaler is not None:
+                precision.scaler.scale(loss).backward()
+                precision.scaler.step(self.optimiser)
+                precision.scaler.update()
+            else:
+                loss.backward()
+                self.optimiser.step()
+            loss_sum += loss.detach()
+            bar.update()
+        train_loss = float(loss_sum) / cfg.iters_per_epoch
+        counts = evaluate(model, self.val, precision)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        row = {
+            "epoch": self.epoch,
+            "train_loss": train_loss,
+            "val_precision": counts.precision,
+            "val_recall": counts.recall,
+            "val_f1": counts.f1,
+            "val_iou": counts.iou,
+            "seconds": round(time.perf_counter() - started, 3),
+            "lr": cfg.lr,
+            "counts": [counts.tp, counts.fp, counts.fn, counts.tn],
+        }
+        self.rows.append(row)
+        if self.tracker.update(self.epoch, counts.f1):
+            self.best_state = _cpu_state(model)
+        if not math.isfinite(train_loss):
+            self.stop_reason = "diverged"
+        return row
+
+
+def _start(cfg: RunConfig, data: RunData, run_dir: Path, device: torch.device) -> _Run:
+    """A fresh run, or the one its checkpoint describes; a checkpoint that is unreadable or
+    does not fit these options is dropped (with a warning) and the run starts over."""
+    run = _Run(cfg, data, run_dir, device)
+    state = _load_checkpoint(run.checkpoint) if run.checkpoint.exists() else None
+    if state is None:
+        run.checkpoint.unlink(missing_ok=True)
+        return run
+    try:
+        run.restore(state)
+        return run
+    except Exception as exc:  # a checkpoint from other options or a damaged one
+        warn(f"{run.checkpoint}: checkpoint does not fit this run ({type(exc).__name__}); "
+             "restarting this run from scratch")  # fmt: skip
+        run.checkpoint.unlink(missing_ok=True)
+        return _Run(cfg, data, run_dir, device)
+
+
 def train_run(
     cfg: RunConfig,
     data: RunData,
@@ -221,68 +343,18 @@ def train_run(
     *,
     device: torch.device | str = "cpu",
     progress: bool = True,
-    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> dict[str, Any]:
     """Train one run (resuming from its checkpoint when there is one) and return done.json.
 
     `on_epoch(epoch, row)` is called after each epoch's checkpoint is safely on disk, which is
     the point where stopping the process loses nothing.
     """
-    from lsd.training.data import CropSampler
-    from lsd.training.losses import build_loss
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
-    precision = Precision.for_device(device)
-    ckpt_path = run_dir / CHECKPOINT_FILE
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, len(data.layers), cfg.encoder, cfg.encoder_weights).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loss_fn = build_loss(cfg.loss)
-    sampler = CropSampler(
-        list(data.train), crop=cfg.crop, batch_size=cfg.batch_size, seed=cfg.seed,
-        device=str(device),
-    )  # fmt: skip
-    val = data.val_on(device)
-
-    tracker = BestTracker(cfg.patience)
-    best_state = _cpu_state(model)
-    rows: list[dict[str, Any]] = []
-    epoch = 0
-    stop_reason = ""
-    state = _load_checkpoint(ckpt_path) if ckpt_path.exists() else None
-    if state is None:
-        ckpt_path.unlink(missing_ok=True)
-    else:
-        try:
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            sampler.load_state_dict(state["sampler"])
-            if precision.scaler is not None and state.get("scaler"):
-                precision.scaler.load_state_dict(state["scaler"])
-            torch.set_rng_state(state["torch_rng"])
-            if device.type == "cuda" and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(state["cuda_rng"], device)
-            epoch = int(state["epoch"])
-            tracker = BestTracker(
-                cfg.patience, state["best_f1"], state["best_epoch"], state["bad_epochs"]
-            )
-            best_state = state["best_state"]
-            rows = list(state["rows"])
-            stop_reason = state.get("stop_reason", "")
-        except Exception as exc:  # a checkpoint from other options or a damaged one
-            warn(f"{ckpt_path}: checkpoint does not fit this run ({type(exc).__name__}); "
-                 "restarting this run from scratch")  # fmt: skip
-            ckpt_path.unlink(missing_ok=True)
-            return train_run(cfg, data, run_dir, device=device, progress=progress,
-                             on_epoch=on_epoch)  # fmt: skip
-    if rows:
-        write_metrics(run_dir / METRICS_FILE, rows)
+    run = _start(cfg, data, run_dir, torch.device(device))
+    if run.rows:
+        write_metrics(run_dir / METRICS_FILE, run.rows)
     else:
         (run_dir / METRICS_FILE).unlink(missing_ok=True)
 
@@ -291,126 +363,31 @@ def train_run(
         file=sys.stderr, dynamic_ncols=True,
     )  # fmt: skip
     try:
-        while not stop_reason:
-            if epoch >= cfg.epochs:
-                stop_reason = "epochs"
-                break
-            if tracker.exhausted:
-                stop_reason = "patience"
-                break
-            epoch += 1
-            bar.reset(total=cfg.iters_per_epoch)
-            bar.set_postfix(epoch=epoch, best_f1=f"{max(tracker.best_f1, 0.0):.4f}")
-            started = time.perf_counter()
-            model.train()
-            loss_sum = torch.zeros((), device=device)
-            for _ in range(cfg.iters_per_epoch):
-                x, y = sampler.batch()
-                if device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                optimiser.zero_grad(set_to_none=True)
-                with precision.autocast():
-                    logits = model(x)
-                loss = loss_fn(logits.float(), y)
-                if precision.scaler is not None:
-                    precision.scaler.scale(loss).backward()
-                    precision.scaler.step(optimiser)
-                    precision.scaler.update()
-                else:
-                    loss.backward()
-                    optimiser.step()
-                loss_sum += loss.detach()
-                bar.update()
-            train_loss = float(loss_sum) / cfg.iters_per_epoch
-            counts = evaluate(model, val, precision)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_precision": counts.precision,
-                "val_recall": counts.recall,
-                "val_f1": counts.f1,
-                "val_iou": counts.iou,
-                "seconds": round(time.perf_counter() - started, 3),
-                "lr": cfg.lr,
-                "counts": [counts.tp, counts.fp, counts.fn, counts.tn],
-            }
-            rows.append(row)
-            if tracker.update(epoch, counts.f1):
-                best_state = _cpu_state(model)
-            if not math.isfinite(train_loss):
-                stop_reason = "diverged"
-            _save_checkpoint(
-                ckpt_path, model, optimiser, sampler, precision, device, epoch, tracker,
-                best_state, rows, stop_reason,
-            )  # fmt: skip
-            write_metrics(run_dir / METRICS_FILE, rows)
+        while not (reason := run.next_stop_reason()):
+            row = run.train_epoch(bar)
+            run.save()
             if on_epoch is not None:
-                on_epoch(epoch, row)
+                on_epoch(run.epoch, row)
+        run.stop_reason = reason
     finally:
         bar.close()
-
-    return _finish(cfg, data, run_dir, model, best_state, tracker, rows, stop_reason)
-
-
-def _save_checkpoint(
-    path: Path,
-    model: nn.Module,
-    optimiser: torch.optim.Optimizer,
-    sampler: Any,
-    precision: Precision,
-    device: torch.device,
-    epoch: int,
-    tracker: BestTracker,
-    best_state: dict[str, torch.Tensor],
-    rows: list[dict[str, Any]],
-    stop_reason: str,
-) -> None:
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "model": _cpu_state(model),
-        "optimiser": optimiser.state_dict(),
-        "sampler": sampler.state_dict(),
-        "scaler": precision.scaler.state_dict() if precision.scaler is not None else None,
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "epoch": epoch,
-        "best_f1": tracker.best_f1,
-        "best_epoch": tracker.best_epoch,
-        "bad_epochs": tracker.bad_epochs,
-        "best_state": best_state,
-        "rows": copy.deepcopy(rows),
-        "stop_reason": stop_reason,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    return _finish(run)
 
 
-def _finish(
-    cfg: RunConfig,
-    data: RunData,
-    run_dir: Path,
-    model: nn.Module,
-    best_state: dict[str, torch.Tensor],
-    tracker: BestTracker,
-    rows: list[dict[str, Any]],
-    stop_reason: str,
-) -> dict[str, Any]:
+def _finish(run: _Run) -> dict[str, Any]:
     """Bundle the best weights, then done.json last, then drop the checkpoint."""
-    model.load_state_dict(best_state)
+    cfg, data, tracker, rows = run.cfg, run.data, run.tracker, run.rows
+    run.model.load_state_dict(run.best_state)
     best = next(r for r in rows if r["epoch"] == tracker.best_epoch)
-    seconds = round(sum(r["seconds"] for r in rows), 3)
-    bias = Counts(*best["counts"]).bias
     scores = {
         "val_precision": best["val_precision"],
         "val_recall": best["val_recall"],
         "val_f1": best["val_f1"],
         "val_iou": best["val_iou"],
-        "val_bias": bias,
+        "val_bias": Counts(*best["counts"]).bias,
         "best_epoch": tracker.best_epoch,
         "epochs_run": len(rows),
-        "seconds": seconds,
+        "seconds": round(sum(r["seconds"] for r in rows), 3),
     }
     extra = {
         "crop": cfg.crop,
@@ -422,14 +399,14 @@ def _finish(
         "setting": data.setting,
         "split": data.split,
         "optimiser": "Adam",
-        "stop_reason": stop_reason,
+        "stop_reason": run.stop_reason,
     }
     meta = BundleMeta(
         arch=cfg.arch, encoder=cfg.encoder, loss=cfg.loss, lr=cfg.lr, layers=list(data.layers),
         mean=[float(m) for m in data.mean], std=[float(s) for s in data.std], scores=scores,
         extra=extra,
     )  # fmt: skip
-    save_bundle(run_dir / BUNDLE_DIR, model, meta)
+    save_bundle(run.run_dir / BUNDLE_DIR, run.model, meta)
     done = {
         "run_id": cfg.run_id,
         "arch": cfg.arch,
@@ -437,9 +414,9 @@ def _finish(
         "loss": cfg.loss,
         "lr": cfg.lr,
         **scores,
-        "stop_reason": stop_reason,
+        "stop_reason": run.stop_reason,
         "bundle": BUNDLE_DIR,
     }
-    write_json(run_dir / DONE_FILE, done)
-    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    write_done(run.run_dir, done)
+    run.checkpoint.unlink(missing_ok=True)
     return done

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from lsd.contract import LABEL_IGNORE, LABEL_LANDSLIDE
-from lsd.errors import UserError
+from lsd.errors import InvalidValue
+from lsd.rasters import LABEL_IGNORE, LABEL_LANDSLIDE
 
 LOSSES: tuple[str, ...] = ("BCE", "Dice", "Focal", "Jaccard", "Lovasz")
 
@@ -35,7 +35,7 @@ def canonical_loss(name: str) -> str:
     for loss in LOSSES:
         if loss.lower() == key:
             return loss
-    raise UserError(f"unknown loss '{name}'; choose from {', '.join(LOSSES)}")
+    raise InvalidValue(f"unknown loss '{name}'; choose from {', '.join(LOSSES)}", field="losses")
 
 
 # Each implementation gets flat float32 logits, flat 0/1 targets (0 where ignored) and flat 0/1

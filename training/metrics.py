@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lsd.contract import LABEL_IGNORE, LABEL_LANDSLIDE
+from lsd.rasters import LABEL_IGNORE, LABEL_LANDSLIDE
 
 
 @dataclass

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lsd.errors import UserError
+from lsd.errors import InputNotFound, InvalidFile, InvalidValue
 
 ARCHITECTURES: tuple[str, ...] = (
     "Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "PAN", "DeepLabV3",
@@ -40,7 +40,9 @@ def canonical_arch(name: str) -> str:
             return arch
     if key in _ALIASES:
         return _ALIASES[key]
-    raise UserError(f"unknown architecture '{name}'; choose from {', '.join(ARCHITECTURES)}")
+    raise InvalidValue(
+        f"unknown architecture '{name}'; choose from {', '.join(ARCHITECTURES)}", field="archs"
+    )
 
 
 def check_encoder(name: str) -> str:
@@ -50,7 +52,7 @@ def check_encoder(name: str) -> str:
     if name not in known:
         close = [k for k in known if name.lower() in k.lower()][:5]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UserError(f"unknown encoder '{name}'{hint}")
+        raise InvalidValue(f"unknown encoder '{name}'{hint}", field="encoder")
     return name
 
 
@@ -73,14 +75,14 @@ def build_model(
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
-            raise UserError(f"{path}: encoder weights file not found") from None
+            raise InputNotFound(f"{path}: encoder weights file not found") from None
         except Exception as exc:  # torch raises several types for a bad file
-            raise UserError(f"{path}: not a readable torch state dict ({exc})") from None
+            raise InvalidFile(f"{path}: not a readable torch state dict ({exc})") from None
         own = model.encoder.state_dict()
         # keep tensors whose shapes fit; the stem convolution differs when in_channels != 3
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         if not fitting:
-            raise UserError(f"{path}: no tensor matches encoder '{encoder}'")
+            raise InvalidFile(f"{path}: no tensor matches encoder '{encoder}'")
         model.encoder.load_state_dict(fitting, strict=False)
     return model
 

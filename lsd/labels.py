@@ -1,4 +1,4 @@
-"""Burn a landslide inventory into label.tif on the stack's grid (no ee: pure local work).
+"""Burn a landslide inventory into label.tif on the stack's grid: the same rule for every source.
 
 Codes follow the file contract: 1 landslide, 0 not landslide, 255 unknown. Pixels outside the AOI
 polygon get 255, because nobody mapped landslides there: counting them as "not landslide" would
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lsd.contract import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
+from lsd.rasters import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
+from lsd.spec import to_crs
+from lsd.vectors import read_polygons
 
 
 def _burn(geoms: list, grid: Grid) -> np.ndarray:
@@ -36,8 +38,6 @@ def _burn(geoms: list, grid: Grid) -> np.ndarray:
 
 def aoi_mask(aoi_4326, grid: Grid) -> np.ndarray:
     """True where a pixel's centre lies inside the AOI polygon."""
-    from lsd.gee.events import to_crs
-
     return _burn([to_crs(aoi_4326, 4326, grid.crs)], grid)
 
 
@@ -56,8 +56,6 @@ def rasterize_labels(
     entirely is almost always a CRS or file mix-up, so it is reported, yet the AOI is labelled 0
     as the user's data says.
     """
-    from lsd.gee.events import read_polygons, to_crs
-
     label = np.full((grid.height, grid.width), LABEL_IGNORE, dtype=np.uint8)
     if inventory is None:
         return label

@@ -1,9 +1,9 @@
-"""Read and check events.csv, turning each row into an EventSpec.
+"""events.csv: the user's list of landslide events, parsed and checked into EventSpecs.
 
-No ee import here: `lsd fetch --dry-run`, the tests and the label writer need the parsed events
-without the Earth Engine client or credentials. Every problem a user can make in the CSV becomes
-a UserError naming the file, the 1-based data row, its CSV line and the column, because a list of
-twenty events is edited by hand and the user has to find the cell at fault.
+Every problem a user can make in the CSV becomes one error naming the file, the 1-based data row,
+its CSV line and the column, because a list of twenty events is edited by hand and the user has to
+find the cell at fault. No ee import here: a dry run, the tests and every data source read the
+same parsed events without the Earth Engine client.
 """
 
 from __future__ import annotations
@@ -17,22 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsd.errors import UserError
-from lsd.spec import EventSpec, Window
-
-DEFAULT_AOI_KM2 = 4.0
-DEFAULT_SCALE_M = 10.0
-DEFAULT_WINDOW_DAYS = 60
-# Above this latitude a winter event gets a year each side: the low sun and snow leave no usable
-# optical image in two months, and the paper itself used 12-month windows for some events.
-HIGH_LATITUDE = 55.0
-WINTER_WINDOW_DAYS = 365
-NORTH_WINTER_MONTHS = frozenset({11, 12, 1, 2, 3, 4})
-SOUTH_WINTER_MONTHS = frozenset({5, 6, 7, 8, 9, 10})
-
-ORBITS = ("DESCENDING", "ASCENDING", "BOTH")
-FLATTENINGS = ("auto", "volume", "surface")
-ROLES = ("train", "val", "test")
+from lsd.errors import InputNotFound, InvalidFile, InvalidValue, UserError
+from lsd.spec import (
+    DEFAULT_AOI_KM2,
+    DEFAULT_SCALE_M,
+    FLATTENINGS,
+    ORBITS,
+    ROLES,
+    EventSpec,
+    Window,
+    default_windows,
+    square_aoi,
+    utm_epsg,
+)
+from lsd.vectors import read_class_points, read_polygons
 
 # Columns this parser understands; anything else is carried along in EventSpec.extra.
 KNOWN_COLUMNS = frozenset(
@@ -44,93 +42,6 @@ KNOWN_COLUMNS = frozenset(
 )  # fmt: skip
 ID_ALIASES = ("id", "event_id")
 _ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-
-
-# --------------------------------------------------------------------------- geometry helpers
-
-
-def utm_epsg(lon: float, lat: float) -> int:
-    """EPSG code of the WGS 84 UTM zone holding (lon, lat), with the Norway and Svalbard exceptions.
-
-    The exceptions matter because a stack is written in the zone users' other data (national
-    inventories, DEMs) normally use there: zone 32V is widened over south-west Norway and
-    Svalbard uses only the odd zones 31, 33, 35, 37.
-    """
-    if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
-        raise ValueError(f"not a lon/lat position: {lon}, {lat}")
-    zone = min(int(math.floor((lon + 180.0) / 6.0)) + 1, 60)
-    if 56.0 <= lat < 64.0 and 3.0 <= lon < 12.0:
-        zone = 32
-    elif 72.0 <= lat < 84.0 and 0.0 <= lon < 42.0:
-        zone = 31 if lon < 9.0 else 33 if lon < 21.0 else 35 if lon < 33.0 else 37
-    return (32600 if lat >= 0 else 32700) + zone
-
-
-def square_aoi(lon: float, lat: float, km2: float, epsg: int, scale: float = DEFAULT_SCALE_M):
-    """A square of `km2` around the point, built in UTM and returned in EPSG:4326.
-
-    The centre is rounded to the nearest `scale` metres in UTM so that a square whose side is a
-    whole number of pixels (2 km for the default 4 km2) fills its grid exactly, instead of
-    spilling one extra row and column after the outward snap. The shift is at most half a pixel.
-    """
-    from pyproj import Transformer
-    from shapely.geometry import Polygon
-
-    to_utm = Transformer.from_crs(4326, epsg, always_xy=True)
-    to_ll = Transformer.from_crs(epsg, 4326, always_xy=True)
-    x, y = to_utm.transform(lon, lat)
-    x, y = round(x / scale) * scale, round(y / scale) * scale
-    half = math.sqrt(km2) * 1000.0 / 2.0
-    xs, ys = (x - half, x + half), (y - half, y + half)
-    corners = [(xs[0], ys[0]), (xs[1], ys[0]), (xs[1], ys[1]), (xs[0], ys[1])]
-    return Polygon([to_ll.transform(cx, cy) for cx, cy in corners])
-
-
-def aoi_in_utm(spec: EventSpec):
-    """The event's AOI in its UTM zone (metres), where areas and the pixel grid are measured."""
-    return to_crs(spec.aoi, 4326, spec.utm_epsg)
-
-
-def to_crs(geom, src: Any, dst: Any):
-    import shapely
-    from pyproj import Transformer
-
-    fn = Transformer.from_crs(src, dst, always_xy=True).transform
-    return shapely.transform(geom, fn, interleaved=False)
-
-
-def default_windows(date: dt.date, lat: float) -> tuple[int, int]:
-    """Days before and after the event: 60 each, a year each in a high-latitude winter."""
-    winter = NORTH_WINTER_MONTHS if lat >= 0 else SOUTH_WINTER_MONTHS
-    if abs(lat) >= HIGH_LATITUDE and date.month in winter:
-        return WINTER_WINDOW_DAYS, WINTER_WINDOW_DAYS
-    return DEFAULT_WINDOW_DAYS, DEFAULT_WINDOW_DAYS
-
-
-def read_polygons(path: Path, *, where: str):
-    """The polygons of a vector file in EPSG:4326, or a UserError starting with `where`.
-
-    Lines and points are dropped: a landslide inventory or an AOI is an area, and a file with no
-    area at all is a mistake worth one clear line rather than an empty label.
-    """
-    import geopandas as gpd
-
-    if not path.exists():
-        raise UserError(f"{where}: file {path} not found")
-    try:
-        gdf = gpd.read_file(path)
-    except Exception as exc:  # fiona/pyogrio raise many types; all mean "cannot read"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{where}: {path} is not a readable vector file ({first})") from None
-    if gdf.crs is None:
-        raise UserError(f"{where}: {path} has no coordinate reference system (add a .prj)")
-    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-    gdf = gdf[gdf.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
-    if gdf.empty:
-        raise UserError(f"{where}: {path} contains no polygon")
-    gdf = gdf.to_crs(4326)
-    gdf["geometry"] = gdf.geometry.make_valid()
-    return gdf
 
 
 # --------------------------------------------------------------------------- CSV parsing
@@ -151,8 +62,8 @@ class _Row:
     def get(self, column: str) -> str:
         return (self.values.get(column) or "").strip()
 
-    def fail(self, column: str, problem: str) -> UserError:
-        return UserError(f"{self.where(column)}: {problem}")
+    def fail(self, column: str, problem: str) -> InvalidFile:
+        return InvalidFile(f"{self.where(column)}: {problem}")
 
     def parse(self, column: str, fn: Callable[[str], Any], what: str) -> Any:
         text = self.get(column)
@@ -192,34 +103,36 @@ def read_events(
     """Parse and check every row of events.csv; `only` keeps the named ids (all checked first)."""
     csv_path = Path(csv_path)
     if not aoi_km2 > 0:
-        raise UserError(f"--aoi-km2 must be positive, got {aoi_km2}")
+        raise InvalidValue(f"AOI area must be positive, got {aoi_km2} km2", field="aoi_km2")
     if not csv_path.exists():
-        raise UserError(f"{csv_path}: events file not found")
+        raise InputNotFound(f"{csv_path}: events file not found")
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{csv_path}: not a readable UTF-8 CSV file ({exc})") from None
+        raise InvalidFile(f"{csv_path}: not a readable UTF-8 CSV file ({exc})") from None
     reader = csv.DictReader(text.splitlines(keepends=True))
     header = [h.strip() for h in (reader.fieldnames or [])]
     if not header:
-        raise UserError(f"{csv_path}: empty file; needs a header with at least id and date")
+        raise InvalidFile(f"{csv_path}: empty file; needs a header with at least id and date")
     reader.fieldnames = header
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
-        raise UserError(f"{csv_path}: column(s) named twice in the header: {', '.join(dupes)}")
+        raise InvalidFile(f"{csv_path}: column(s) named twice in the header: {', '.join(dupes)}")
     id_col = next((c for c in ID_ALIASES if c in header), None)
     for col, present in (("id", id_col), ("date", "date" in header)):
         if not present:
-            raise UserError(f"{csv_path}: missing column '{col}' (header: {', '.join(header)})")
+            raise InvalidFile(f"{csv_path}: missing column '{col}' (header: {', '.join(header)})")
     if not ("polygon" in header or ("lon" in header and "lat" in header)):
-        raise UserError(f"{csv_path}: missing columns 'lon' and 'lat' (or 'polygon') for the area")
+        raise InvalidFile(
+            f"{csv_path}: missing columns 'lon' and 'lat' (or 'polygon') for the area"
+        )
 
     specs: list[EventSpec] = []
     seen: dict[str, int] = {}
     for number, values in enumerate(reader, start=1):
         row = _Row(csv_path, number, reader.line_num, values)
         if None in values:  # more cells than header columns
-            raise UserError(
+            raise InvalidFile(
                 f"{csv_path}: row {number} (line {row.line}) has more cells than the header"
             )
         if not any((v or "").strip() for v in values.values()):
@@ -232,11 +145,11 @@ def read_events(
         seen[spec.event_id] = number
         specs.append(spec)
     if not specs:
-        raise UserError(f"{csv_path}: no events (only a header)")
+        raise InvalidFile(f"{csv_path}: no events (only a header)")
     if only:
         unknown = sorted(set(only) - set(seen))
         if unknown:
-            raise UserError(f"--only names id(s) not in {csv_path}: {', '.join(unknown)}")
+            raise InvalidValue(f"id(s) not in {csv_path}: {', '.join(unknown)}", field="only")
         specs = [s for s in specs if s.event_id in only]
     return specs
 
@@ -365,90 +278,9 @@ def _vector_path(row: _Row, column: str, base: Path, *, polygons: bool = True) -
     elif not path.exists():
         raise row.fail(column, f"file {path} not found")
     else:
-        # checked now, not hours later on Earth Engine; landcover imports ee, hence the late import
-        from lsd.gee.landcover import read_user_points
-
+        # checked now, not hours later on Earth Engine
         try:
-            read_user_points(path)
+            read_class_points(path)
         except UserError as exc:
             raise row.fail(column, str(exc)) from None
     return path
-
-
-def describe_spec(spec: EventSpec) -> dict[str, Any]:
-    """The parsed row as plain JSON values, for event.json and the dry-run plan."""
-    return {
-        "id": spec.event_id,
-        "date": spec.date.isoformat(),
-        "csv_row": spec.row,
-        "aoi_wkt": spec.aoi.wkt,
-        "utm_epsg": spec.utm_epsg,
-        "pre_window": list(spec.pre.as_strings()),
-        "post_window": list(spec.post.as_strings()),
-        "orbit": spec.orbit,
-        "dem": spec.dem_asset,
-        "inventory": str(spec.inventory) if spec.inventory else None,
-        "landcover_points": str(spec.landcover_points) if spec.landcover_points else None,
-        "flattening": spec.flattening,
-        "role": spec.role,
-        "extra": dict(spec.extra),
-    }
-
-
-def event_grid(spec: EventSpec, scale: float = DEFAULT_SCALE_M):
-    """The stack's pixel grid: the AOI's UTM bounds snapped outward to multiples of `scale`.
-
-    Snapping to multiples (not to the AOI corner) keeps every event on the same global lattice
-    per zone, so neighbouring or repeated fetches line up pixel for pixel. A tolerance of a
-    thousandth of a pixel absorbs the round trip through EPSG:4326, which would otherwise add a
-    spurious row or column when a bound sits exactly on a multiple.
-    """
-    from rasterio.crs import CRS
-    from rasterio.transform import Affine
-
-    from lsd.contract import Grid
-
-    minx, miny, maxx, maxy = aoi_in_utm(spec).bounds
-    tol = 1e-3
-    x0 = math.floor(minx / scale + tol) * scale
-    y0 = math.floor(miny / scale + tol) * scale
-    x1 = math.ceil(maxx / scale - tol) * scale
-    y1 = math.ceil(maxy / scale - tol) * scale
-    width, height = round((x1 - x0) / scale), round((y1 - y0) / scale)
-    return Grid(
-        width=max(width, 1),
-        height=max(height, 1),
-        crs=CRS.from_epsg(spec.utm_epsg),
-        transform=Affine(scale, 0.0, x0, 0.0, -scale, y1),
-    )
-
-
-def make_spec(
-    event_id: str,
-    date: dt.date,
-    aoi_4326,
-    *,
-    pre_days: int | None = None,
-    post_days: int | None = None,
-    orbit: str = "DESCENDING",
-) -> EventSpec:
-    """An EventSpec for an area given in code rather than in a CSV (e.g. `lsd predict --aoi`).
-
-    Uses the same UTM and default-window rules as events.csv, so a mapped area gets the stack a
-    fetched training event would have had.
-    """
-    if orbit not in ORBITS:
-        raise UserError(f"orbit '{orbit}' is not one of {', '.join(ORBITS)}")
-    c = aoi_4326.centroid
-    default_pre, default_post = default_windows(date, c.y)
-    pre = Window(date - dt.timedelta(days=pre_days or default_pre), date)
-    post = Window(date, date + dt.timedelta(days=post_days or default_post))
-    return EventSpec(
-        event_id=event_id,
-        date=date,
-        aoi=aoi_4326,
-        pre=pre,
-        post=post,
-        orbit=orbit,  # type: ignore[arg-type]
-        utm_epsg=utm_epsg(c.x, c.y),
-    )

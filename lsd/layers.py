@@ -1,0 +1,101 @@
+"""The layer vocabulary every floor shares: the paper's layer names, band settings, class codes.
+
+A stack's layers are identified by name (its band descriptions), never by position, so a setting
+is just a list of names; these tables are the one place the names and the land-cover codes are
+spelled out.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from lsd.errors import InputNotFound, InvalidFile, InvalidValue
+
+# The paper's stack (Ganerod et al., Table 2), in its order.
+PAPER_LAYERS: tuple[str, ...] = (
+    "preVV", "postVV", "dVV", "preVH", "postVH", "dVH", "layover", "shadow", "liaDeg",
+    "elevation", "slope", "kgClimate", "canopyHeight", "landCover", "dNDVI",
+)  # fmt: skip
+S1_LAYERS: tuple[str, ...] = PAPER_LAYERS[:9]
+S2_LAYERS: tuple[str, ...] = ("landCover", "dNDVI")
+
+BUILTIN_SETTINGS: dict[str, tuple[str, ...]] = {
+    "s1": S1_LAYERS,
+    "s2": S2_LAYERS,
+    "s1s2": S1_LAYERS + S2_LAYERS,
+    "all": PAPER_LAYERS,
+}
+
+# The paper's land-cover classes, as the integer codes of the landCover layer.
+LANDCOVER_LAYER = "landCover"
+LANDCOVER_CLASSES: dict[int, str] = {
+    1: "urban/artificial",
+    2: "forest, trees, scrub, herbaceous",
+    3: "pasture, grass",
+    4: "sparsely vegetated",
+    5: "water",
+    6: "wetland",
+    7: "bare rock",
+    8: "glacier and snow",
+}
+LANDCOVER_WATER = 5
+LANDCOVER_SNOW = 8
+LANDCOVER_BARE_ROCK = 7
+
+
+def load_settings_file(path: Path | str) -> dict[str, tuple[str, ...]]:
+    """Read user settings from a TOML file with a `[settings]` table of name = [layers]."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputNotFound(f"{path}: settings file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidFile(f"{path}: not a readable TOML settings file ({exc})") from None
+    table = doc.get("settings")
+    if not isinstance(table, dict) or not table:
+        raise InvalidFile(f'{path}: needs a [settings] table, e.g. mine = ["dNDVI", "slope"]')
+    out: dict[str, tuple[str, ...]] = {}
+    for name, layers in table.items():
+        if (
+            not isinstance(layers, list)
+            or not layers
+            or not all(isinstance(x, str) and x for x in layers)
+        ):
+            raise InvalidFile(f"{path}: setting '{name}' must be a non-empty list of layer names")
+        out[name] = tuple(layers)
+    return out
+
+
+def resolve_setting(spec: str, settings_file: Path | str | None = None) -> tuple[str, ...]:
+    """Turn a setting into layer names: a user setting, a built-in one, or 'a,b,c'."""
+    spec = spec.strip()
+    user = load_settings_file(settings_file) if settings_file else {}
+    if spec in user:
+        layers = user[spec]
+    elif spec in BUILTIN_SETTINGS:
+        layers = BUILTIN_SETTINGS[spec]
+    elif "," in spec:
+        layers = tuple(p.strip() for p in spec.split(",") if p.strip())
+    elif spec:
+        # a single layer name is a valid one-layer setting only if it is not a typo of a setting
+        known = ", ".join(sorted(set(BUILTIN_SETTINGS) | set(user)))
+        if spec.lower() in {k.lower() for k in BUILTIN_SETTINGS}:
+            raise InvalidValue(
+                f"unknown setting '{spec}' (settings are case-sensitive: {known})", field="setting"
+            )
+        layers = (spec,)
+    else:
+        layers = ()
+    if not layers:
+        raise InvalidValue(
+            "the setting is empty: give s1, s2, s1s2, all, a user setting or 'a,b,c'",
+            field="setting",
+        )
+    dupes = sorted({x for x in layers if layers.count(x) > 1})
+    if dupes:
+        raise InvalidValue(
+            f"setting '{spec}' names layer(s) twice: {', '.join(dupes)}", field="setting"
+        )
+    return layers

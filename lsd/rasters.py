@@ -1,0 +1,201 @@
+"""stack.tif and label.tif: the two rasters of an event folder, read and written only here.
+
+A stack is float32, one band per layer, band descriptions are the layer names, NaN is no data. A
+label is uint8 on the same grid: 1 landslide, 0 not, 255 ignored. Layers are found by name, so a
+stack may hold more layers than a setting uses, in any order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsd.errors import InputNotFound, InvalidFile, LayerMissing
+from lsd.files import atomic_path
+
+LABEL_BACKGROUND = 0
+LABEL_LANDSLIDE = 1
+LABEL_IGNORE = 255
+LABEL_CODES: dict[str, str] = {
+    str(LABEL_BACKGROUND): "not landslide",
+    str(LABEL_LANDSLIDE): "landslide",
+    str(LABEL_IGNORE): "ignored (unknown or unlabelled)",
+}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where a raster sits: size, CRS (None when the source had no georeferencing), transform."""
+
+    width: int
+    height: int
+    crs: Any
+    transform: Any
+
+    def same_as(self, other: Grid) -> bool:
+        return (
+            self.width == other.width
+            and self.height == other.height
+            and (self.crs == other.crs)
+            and self.transform.almost_equals(other.transform)
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The grid as JSON values, for event.json and run records."""
+        t = self.transform
+        return {
+            "crs": self.crs.to_string() if self.crs is not None else None,
+            "width": self.width,
+            "height": self.height,
+            "transform": [t.a, t.b, t.c, t.d, t.e, t.f],
+            "pixel_m": abs(t.a),
+            "bounds": [t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f],
+        }
+
+
+def _open(path: Path):
+    import rasterio
+
+    if not path.exists():
+        raise InputNotFound(f"{path}: file not found")
+    try:
+        return rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InvalidFile(f"{path}: not a readable raster ({str(exc).splitlines()[0]})") from None
+
+
+def require_layers(
+    where: Path | str, available: Sequence[str], needed: Sequence[str], needed_by: str = ""
+) -> None:
+    """The one check that a stack holds every layer something needs; the message names them.
+
+    `needed_by` completes "... that {needed_by} needs" (e.g. "the model", "setting 's2'").
+    """
+    absent = [n for n in needed if n not in available]
+    if absent:
+        why = f" that {needed_by} needs" if needed_by else ""
+        raise LayerMissing(
+            f"{where}: lacks layer(s) {', '.join(absent)}{why}; it has {', '.join(available)}"
+        )
+
+
+def read_layer_names(stack_path: Path | str) -> tuple[str, ...]:
+    """Layer names come from band descriptions; a stack without them cannot be trusted."""
+    stack_path = Path(stack_path)
+    with _open(stack_path) as src:
+        names = tuple(src.descriptions)
+    missing = [i + 1 for i, n in enumerate(names) if not n]
+    if missing:
+        raise InvalidFile(
+            f"{stack_path}: band(s) {', '.join(map(str, missing))} have no layer name "
+            "(band description); lsd needs every band named"
+        )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidFile(f"{stack_path}: layer name(s) used twice: {', '.join(dupes)}")
+    return names
+
+
+def read_grid(path: Path | str) -> Grid:
+    with _open(Path(path)) as src:
+        return Grid(src.width, src.height, src.crs, src.transform)
+
+
+def read_stack(
+    stack_path: Path | str, layers: Sequence[str] | None = None
+) -> tuple[np.ndarray, tuple[str, ...], Grid]:
+    """Read the named layers (all when None) as float32 (C, H, W), in the order asked for."""
+    stack_path = Path(stack_path)
+    names = read_layer_names(stack_path)
+    wanted = tuple(layers) if layers is not None else names
+    require_layers(stack_path, names, wanted)
+    with _open(stack_path) as src:
+        idx = [names.index(n) + 1 for n in wanted]
+        data = src.read(idx, out_dtype="float32")
+        if src.nodata is not None and not np.isnan(src.nodata):
+            data[data == src.nodata] = np.nan
+        grid = Grid(src.width, src.height, src.crs, src.transform)
+    return data, wanted, grid
+
+
+def read_label(label_path: Path | str) -> tuple[np.ndarray, Grid]:
+    label_path = Path(label_path)
+    with _open(label_path) as src:
+        if src.count != 1:
+            raise InvalidFile(f"{label_path}: a label must have one band, found {src.count}")
+        data = src.read(1)
+        grid = Grid(src.width, src.height, src.crs, src.transform)
+    bad = np.setdiff1d(np.unique(data), [LABEL_BACKGROUND, LABEL_LANDSLIDE, LABEL_IGNORE])
+    if bad.size:
+        raise InvalidFile(
+            f"{label_path}: label values must be 0, 1 or 255; found {', '.join(map(str, bad[:5]))}"
+        )
+    return data.astype(np.uint8, copy=False), grid
+
+
+def raster_profile(
+    grid: Grid, count: int, dtype: str, nodata: float | int | None
+) -> dict[str, Any]:
+    """The GeoTIFF layout every lsd raster shares; writers that stream tiles use it too, so a
+    streamed stack is laid out exactly like one written whole."""
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": count,
+        "dtype": dtype,
+        "nodata": nodata,
+        "compress": "deflate",
+        "predictor": 3 if dtype == "float32" else 2,
+        "interleave": "band",
+    }
+    if grid.crs is not None:
+        profile["crs"] = grid.crs
+    if grid.transform is not None:
+        profile["transform"] = grid.transform
+    if grid.width >= 512 and grid.height >= 512:
+        profile.update(tiled=True, blockxsize=512, blockysize=512)
+    return profile
+
+
+def stack_profile(grid: Grid, n_layers: int) -> dict[str, Any]:
+    """The profile of a stack.tif, for writers that stream it block by block."""
+    return raster_profile(grid, n_layers, "float32", float("nan"))
+
+
+def write_stack(
+    stack_path: Path | str, data: np.ndarray, layers: Sequence[str], grid: Grid
+) -> None:
+    """Write a (C, H, W) float32 stack with band descriptions, atomically."""
+    import rasterio
+
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim != 3 or data.shape[0] != len(layers):
+        raise ValueError(f"stack shape {data.shape} does not match {len(layers)} layer names")
+    if data.shape[1:] != (grid.height, grid.width):
+        raise ValueError(f"stack shape {data.shape} does not match grid {grid}")
+    with (
+        atomic_path(stack_path) as tmp,
+        rasterio.open(tmp, "w", **stack_profile(grid, len(layers))) as dst,
+    ):
+        dst.write(data)
+        for i, name in enumerate(layers, start=1):
+            dst.set_band_description(i, name)
+
+
+def write_label(label_path: Path | str, label: np.ndarray, grid: Grid) -> None:
+    import rasterio
+
+    label = np.asarray(label)
+    if label.shape != (grid.height, grid.width):
+        raise ValueError(f"label shape {label.shape} does not match grid {grid}")
+    with (
+        atomic_path(label_path) as tmp,
+        rasterio.open(tmp, "w", **raster_profile(grid, 1, "uint8", LABEL_IGNORE)) as dst,
+    ):
+        dst.write(label.astype(np.uint8), 1)
+        dst.set_band_description(1, "label")

@@ -1,0 +1,87 @@
+"""`lsd predict --aoi --date`: the area and date of a new event, and its stack fetched for a model.
+
+The area gets the same UTM zone and date windows as an events.csv row (lsd.spec.make_spec), so a
+mapped area is given the stack a fetched training event would have had.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+from lsd.errors import InvalidFile, InvalidValue, ServiceUnavailable
+from lsd.events import STACK_FILE
+from lsd.layers import PAPER_LAYERS
+from lsd.sources import EventFailed
+from lsd.spec import EventSpec, make_spec, to_crs, utm_epsg
+from lsd.vectors import read_polygons
+
+# A direct (synchronous) Earth Engine download is limited in bytes per request; beyond this area a
+# 15-layer float32 stack at 10 m is better fetched with a batch export or AOI tiles.
+DIRECT_DOWNLOAD_MAX_KM2 = 100.0
+
+
+def parse_date(text: str, *, today: dt.date | None = None) -> dt.date:
+    try:
+        date = dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidValue(f"'{text}' is not a date in YYYY-MM-DD form", field="date") from None
+    today = today or dt.date.today()
+    if date > today:
+        raise InvalidValue(
+            f"{date} is in the future (today is {today}); no imagery exists yet", field="date"
+        )
+    return date
+
+
+def aoi_spec(
+    aoi_path: Path | str, date: dt.date, max_km2: float = DIRECT_DOWNLOAD_MAX_KM2
+) -> EventSpec:
+    """An EventSpec for the AOI file: in EPSG:4326 (reprojected from any CRS), its UTM zone, and
+    the default date windows an events.csv row gets."""
+    aoi_path = Path(aoi_path)
+    where = f"AOI {aoi_path}"
+    gdf = read_polygons(aoi_path, where=where)
+    geom = gdf.geometry.union_all()
+    if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise InvalidFile(f"{where}: does not describe a polygon area")
+    centre = geom.centroid
+    km2 = to_crs(geom, 4326, utm_epsg(centre.x, centre.y)).area / 1e6
+    if km2 <= 0:
+        raise InvalidFile(f"{where}: has zero area")
+    if km2 > max_km2:
+        raise InvalidValue(
+            f"{where}: covers {km2:.0f} km2, too large for a direct download "
+            f"(max {max_km2:.0f} km2): split it into tiles of at most {max_km2:.0f} km2, "
+            "or fetch it with a batch export (lsd fetch) and map the stack",
+            field="aoi",
+        )
+    spec = make_spec(aoi_path.stem, date, geom)
+    return dataclasses.replace(spec, extra={"aoi_file": str(aoi_path), "aoi_km2": round(km2, 3)})
+
+
+def fetch_for_prediction(
+    spec: EventSpec, layers: Sequence[str], work_dir: Path, project: str | None
+) -> Path:
+    """Fetch only the layers the model needs; the event folder is kept so a rerun skips it."""
+    from lsd.gee import auth
+    from lsd.gee.source import EarthEngineSource
+    from lsd.pipeline.sources import build_events
+
+    unfetchable = [name for name in layers if name not in PAPER_LAYERS]
+    if unfetchable:
+        raise InvalidValue(
+            f"the model needs layer(s) {', '.join(unfetchable)} that Earth Engine fetching does "
+            "not make (it makes the paper's 15); map an existing stack instead",
+            field="aoi",
+        )
+    if not auth.credentials_available():
+        raise ServiceUnavailable(auth.HOW_TO)
+    auth.initialize(project)
+    source = EarthEngineSource([spec], layers=tuple(layers), write_label=False)
+    summary = build_events(source, work_dir, need_label=False, progress=False)
+    if summary.failed:
+        raise EventFailed(next(iter(summary.failed.values())))
+    return work_dir / spec.event_id / STACK_FILE

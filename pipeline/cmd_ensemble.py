@@ -1,0 +1,80 @@
+"""`lsd ensemble`: the K best runs of a grid as one self-contained ensemble folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lsd.errors import InvalidValue
+from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
+
+
+def _k_option(text: str) -> int | None:
+    """--k accepts a whole number or 'auto'; None means 'choose by validation F1'."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidValue(f"'{text}' must be a whole number or 'auto'", field="k") from None
+
+
+@click.command(cls=LsdCommand)
+@click.argument("runs", type=click.Path(path_type=Path))
+@click.option(
+    "--k",
+    "k_text",
+    default="auto",
+    show_default=True,
+    help="Ensemble size, or 'auto' = the size with the best validation F1.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Ensemble folder.")
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Threshold on the mean probability, stored in the manifest.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Event folders for --k auto [the data folder recorded in RUNS/grid.json].",
+)
+@device_option
+@overwrite_option
+def ensemble(
+    runs: Path,
+    k_text: str,
+    out: Path,
+    threshold: float,
+    data: Path | None,
+    device: str,
+    overwrite: bool,
+) -> None:
+    """Bundle the K best runs of RUNS (by validation F1) into a self-contained ENSEMBLE folder."""
+    from lsd.training.device import resolve_device
+    from lsd.training.ensemble import make_ensemble
+
+    dev = str(resolve_device(device))
+    manifest = make_ensemble(
+        runs,
+        out,
+        k=_k_option(k_text),
+        threshold=threshold,
+        data_dir=data,
+        overwrite=overwrite,
+        device=dev,
+    )
+    sel = manifest["k_selection"]
+    if sel.get("mode") == "auto":
+        click.echo(f"validation F1 by ensemble size ({len(sel['val_events'])} val events):")
+        for point in sel["curve"]:
+            f1 = point["val_f1"]
+            mark = "  <- chosen" if point["k"] == manifest["k"] else ""
+            click.echo(
+                f"  K={point['k']:>3}  F1 {f1 if f1 is not None else float('nan'):.4f}{mark}"
+            )
+    names = ", ".join(m["name"] for m in manifest["members"])
+    click.echo(f"wrote {out}: K={manifest['k']} members ({names})")

@@ -1,0 +1,89 @@
+"""What every `lsd` command shares: how errors become one line, and the common options.
+
+Library code raises typed errors (lsd.errors) whose messages speak of data and values; where a
+value came from an option, the error names the option's parameter in `field`. Only here do
+parameters become flags: `LsdCommand` puts the flag in front of the message ("--crop 100 must be
+a multiple of 32"), adds how to replace an existing output, and exits non-zero with one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lsd.errors import OutputExists, UserError
+
+PATH = click.Path(path_type=Path)
+
+
+class UsageLine(click.ClickException):
+    exit_code = 2  # click's status for usage mistakes
+
+
+def _flag(command: click.Command, field: str) -> str | None:
+    """The flag of the option whose parameter (or flag) is named `field`, e.g. "--batch-size"."""
+    dashed = "--" + field.replace("_", "-")
+    for param in command.params:
+        if isinstance(param, click.Option) and (param.name == field or dashed in param.opts):
+            return dashed if dashed in param.opts else max(param.opts, key=len)
+        if isinstance(param, click.Argument) and param.name == field:
+            return param.human_readable_name
+    return None
+
+
+def error_line(exc: UserError, command: click.Command | None) -> str:
+    """The message with the option that caused it named the way the user typed it."""
+    msg = exc.message
+    flag = _flag(command, exc.field) if command is not None and exc.field else None
+    if flag:
+        words = exc.field.replace("_", " ")
+        starts = msg.lower().startswith(words + " ")
+        msg = flag + msg[len(words) :] if starts else f"{flag}: {msg}"
+    if isinstance(exc, OutputExists) and command is not None and _flag(command, "overwrite"):
+        msg += " (use --overwrite to replace it)"
+    return msg
+
+
+class LsdCommand(click.Command):
+    """A command whose user errors are one line naming the flag at fault."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise click.ClickException(error_line(exc, self)) from None
+
+
+class LsdGroup(click.Group):
+    """Every mistake below becomes one line on stderr: a UserError exits 1; a malformed command
+    line (bad option value, missing option) exits 2 with click's message and a pointer to --help
+    instead of the usage block."""
+
+    command_class = LsdCommand
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise click.ClickException(error_line(exc, None)) from None
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            raise UsageLine(f"{exc.format_message()} (see '{where} --help')") from None
+
+
+LsdGroup.group_class = LsdGroup
+
+
+def device_option(f):
+    return click.option(
+        "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+    )(f)
+
+
+def overwrite_option(f):
+    return click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")(f)
+
+
+def progress_option(f):
+    return click.option("--progress/--no-progress", default=True, help="Show a progress bar.")(f)

@@ -1,0 +1,166 @@
+"""Data sources and the one driver that runs them (lsd.sources.DataSource).
+
+The driver owns what every source shares: items are listed (and checked) before anything is
+written, the output folder is checked for writing, finished event folders are skipped, progress
+is shown, and a failure either stops the run (a source whose failures are the user's files) or is
+reported while the rest go on (a source behind a network service). A source only knows how to
+build one folder.
+
+Registered sources, by the name the CLI and docs use:
+
+    earthengine      lsd.gee.source.EarthEngineSource      events.csv -> Earth Engine layers
+    landslide4sense  lsd.pipeline.sources.landslide4sense  Landslide4Sense HDF5 patches
+    tiles            lsd.pipeline.sources.tiles            image/mask pairs (PNG, GeoTIFF)
+
+To add one: write a module with a class that has `name`, `keep_going`, `items()`, `plan(item)`
+and `build(item, folder)` (writing through lsd.events.write_event), add it to SOURCES, and give
+it a command in pipeline/cmd_import.py (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsd.errors import InvalidValue, UserError
+from lsd.events import event_complete
+from lsd.files import check_writable
+from lsd.sources import DataSource
+
+Echo = Callable[[str], None]
+
+SOURCES: dict[str, str] = {
+    "earthengine": "lsd.gee.source:EarthEngineSource",
+    "landslide4sense": "lsd.pipeline.sources.landslide4sense:Landslide4SenseSource",
+    "tiles": "lsd.pipeline.sources.tiles:TileSource",
+}
+
+
+def source_class(name: str) -> type:
+    """The class registered under `name`, imported only when asked for (ee, h5py ...)."""
+    try:
+        module, attr = SOURCES[name].split(":")
+    except KeyError:
+        raise InvalidValue(
+            f"unknown data source '{name}'; choose from {', '.join(SOURCES)}", field="source"
+        ) from None
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass
+class BuildSummary:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # waiting on a step of the user's
+    failed: dict[str, str] = field(default_factory=dict)
+    planned: list[dict[str, Any]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def plan_lines(plan: dict[str, Any]) -> str:
+    """A source's plan for one event as indented 'key: value' lines under its id."""
+    title = plan.get("event_id", "?")
+    if plan.get("summary"):
+        title += f" ({plan['summary']})"
+    lines = [title]
+    for key, value in plan.items():
+        if key in ("event_id", "summary") or value is None:
+            continue
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
+
+
+def plan_events(source: DataSource, *, echo: Echo = print) -> BuildSummary:
+    """What building every item would do; nothing is written."""
+    summary = BuildSummary()
+    for item in source.items():
+        plan = source.plan(item)
+        summary.planned.append(plan)
+        echo(plan_lines(plan))
+    return summary
+
+
+def build_events(
+    source: DataSource,
+    dest: Path | str,
+    *,
+    need_label: bool = True,
+    progress: bool = True,
+    echo: Echo | None = None,
+    desc: str | None = None,
+) -> BuildSummary:
+    """Build every item of `source` into `dest/<event_id>/`, skipping finished folders.
+
+    `echo`, when given, gets one line per event (done, skipped, failed); without it only the
+    progress bar reports. With `source.keep_going` a failed event is collected in the summary
+    and the others go on; otherwise the first failure is raised.
+    """
+    from tqdm import tqdm
+
+    items = source.items()
+    dest = check_writable(dest)
+    summary = BuildSummary()
+    say = echo or (lambda _msg: None)
+    with tqdm(
+        items, desc=desc or source.name, unit="event", disable=not progress, file=sys.stderr
+    ) as bar:
+        for item in bar:
+            folder = dest / item.event_id
+            summary.folders.append(folder)
+            bar.set_postfix_str(item.event_id, refresh=False)
+            if event_complete(folder, need_label=need_label):
+                summary.skipped.append(item.event_id)
+                say(f"{item.event_id}: already complete, skipped")
+                continue
+            try:
+                source.build(item, folder)
+            except Exception as exc:  # one broken event must not stop the rest, if it may not
+                if not source.keep_going:
+                    raise
+                msg = (
+                    str(exc)
+                    if isinstance(exc, UserError)
+                    else (f"event {item.event_id}: {type(exc).__name__}: {_first_line(exc)}")
+                )
+                summary.failed[item.event_id] = msg
+                say(f"FAILED {msg}")
+                continue
+            if event_complete(folder, need_label=need_label):
+                summary.done.append(item.event_id)
+                say(f"{item.event_id}: done -> {folder}")
+            else:
+                summary.pending.append(item.event_id)
+    return summary
+
+
+def import_landslide4sense(src: Path | str, dest: Path | str, progress: bool = True) -> list[Path]:
+    """Every Landslide4Sense patch under `src` as `dest/l4s_image_N/`; returns the folders."""
+    from lsd.pipeline.sources.landslide4sense import Landslide4SenseSource
+
+    source = Landslide4SenseSource(src)
+    return build_events(source, dest, progress=progress, desc="import landslide4sense").folders
+
+
+def import_tiles(
+    src: Path | str, dest: Path | str, mapping: dict[int, int], *, progress: bool = True, **kw: Any
+) -> list[Path]:
+    """Image/mask pairs under `src` as `dest/<prefix><image stem>/` (see TileSource)."""
+    from lsd.pipeline.sources.tiles import TileSource
+
+    source = TileSource(src, mapping, **kw)
+    return build_events(source, dest, progress=progress, desc="import tiles").folders

@@ -1,16 +1,14 @@
 """A tiny but real model grid on Landslide4Sense patches, for ensemble/evaluate/predict tests.
 
 `tiny_runs` trains four small members (two architectures, two learning rates) for a few Adam
-steps each and lays them out exactly as `lsd train` does (leaderboard.csv, split.json, grid.json,
-runs/<run_id>/bundle). The members are weak, but they are real models on real rasters, which is
-what the ensemble and evaluation code has to handle. Session-scoped: train once, share read-only;
-tests that damage files copy the folder first.
+steps each and lays them out through lsd.runs, exactly as `lsd train` does (leaderboard.csv,
+split.json, grid.json, runs/<run_id>/bundle). The members are weak, but they are real models on
+real rasters, which is what the ensemble and evaluation code has to handle. Session-scoped:
+train once, share read-only; tests that damage files copy the folder first.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +57,8 @@ def _write_l4s_events(l4s_dir: Path, out: Path) -> Path:
     import h5py
     from affine import Affine
 
-    from lsd.files import write_json
-    from lsd.rasters import Grid, write_label, write_stack
+    from lsd.events import event_record, write_event
+    from lsd.rasters import Grid
 
     for img in sorted((l4s_dir / "img").glob("image_*.h5")):
         n = img.stem.split("_")[1]
@@ -69,11 +67,11 @@ def _write_l4s_events(l4s_dir: Path, out: Path) -> Path:
         with h5py.File(l4s_dir / "mask" / f"mask_{n}.h5", "r") as f:
             mask = np.asarray(f["mask"][:], dtype=np.uint8)
         grid = Grid(data.shape[2], data.shape[1], None, Affine.identity())
-        folder = out / f"l4s-{n}"
-        folder.mkdir(parents=True)
-        write_stack(folder / "stack.tif", data, L4S_LAYERS, grid)
-        write_label(folder / "label.tif", mask, grid)
-        write_json(folder / "event.json", {"event_id": folder.name, "source": str(img)})
+        event_id = f"l4s-{n}"
+        record = event_record(
+            event_id, layers=L4S_LAYERS, grid=grid, source={"kind": "test", "image": str(img)}
+        )
+        write_event(out / event_id, record, grid=grid, stack=data, label=mask)
     return out
 
 
@@ -106,8 +104,15 @@ def build_tiny_runs(data: Path, runs: Path) -> TinyRuns:
 
     from lsd.bundles import BundleMeta
     from lsd.events import list_events
-    from lsd.files import write_json
     from lsd.rasters import read_label, read_stack
+    from lsd.runs import (
+        BUNDLE_DIR,
+        run_folder,
+        write_done,
+        write_grid_record,
+        write_leaderboard,
+        write_split,
+    )
     from lsd.training.bundle import save_bundle
     from lsd.training.models import build_model
 
@@ -160,52 +165,28 @@ def build_tiny_runs(data: Path, runs: Path) -> TinyRuns:
             std=std.tolist(),
             scores={"val_f1": f1},
         )
-        save_bundle(runs / "runs" / run_id / "bundle", model, meta)
+        save_bundle(run_folder(runs, run_id) / BUNDLE_DIR, model, meta)
         rows.append((run_id, arch, lr, f1))
 
-    rows.sort(key=lambda r: -r[3])
-    with (runs / "leaderboard.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "rank",
-                "run_id",
-                "arch",
-                "encoder",
-                "loss",
-                "lr",
-                "val_f1",
-                "val_precision",
-                "val_recall",
-                "val_iou",
-                "best_epoch",
-                "epochs_run",
-                "seconds",
-                "bundle",
-            ]
-        )
-        for rank, (run_id, arch, lr, f1) in enumerate(rows, start=1):
-            w.writerow(
-                [
-                    rank,
-                    run_id,
-                    arch,
-                    ENCODER,
-                    "BCE",
-                    lr,
-                    f1,
-                    "",
-                    "",
-                    "",
-                    1,
-                    1,
-                    0,
-                    f"runs/{run_id}/bundle",
-                ]
-            )
-    (runs / "split.json").write_text(json.dumps({**split, "seed": 0}, indent=2))
-    write_json(
-        runs / "grid.json",
+    # the RUNS records through the one module that owns them, as the grid writes them
+    for run_id, arch, lr, f1 in rows:
+        done = {
+            "run_id": run_id,
+            "arch": arch,
+            "encoder": ENCODER,
+            "loss": "BCE",
+            "lr": lr,
+            "val_f1": f1,
+            "best_epoch": 1,
+            "epochs_run": 1,
+            "seconds": 0,
+            "bundle": "bundle",
+        }
+        write_done(run_folder(runs, run_id), done)  # fmt: skip
+    write_leaderboard(runs)
+    write_split(runs, split, seed=0)
+    write_grid_record(
+        runs,
         {
             "setting": "l4s",
             "layers": list(layers),

@@ -33,6 +33,7 @@ from lsd.runs import (
     write_leaderboard,
     write_split,
 )
+from lsd.spec import ROLES
 from lsd.training.executors import DataRef, EpochHook, Executor, InProcessExecutor, RunTask
 from lsd.training.loop import RunConfig, TrainOptions
 from lsd.training.models import ARCHITECTURES
@@ -226,7 +227,7 @@ def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -
     val = _split_arg(opts.val, "val", ids)
     test = _split_arg(opts.test, "test", ids)
     split = split_events(events, val=val, test=test, seed=opts.seed)
-    split = {role: sorted(split.get(role, [])) for role in ("train", "val", "test")}
+    split = {role: sorted(split.get(role, [])) for role in ROLES}
     old = _check_resume(out, layers, split, opts)
     if old is not None and "mean" in old and "std" in old:
         mean, std = [float(m) for m in old["mean"]], [float(s) for s in old["std"]]

@@ -16,7 +16,7 @@ import shapely.geometry
 from lsd.errors import InvalidValue
 from lsd.gee import landcover, s1, s2, terrain
 from lsd.gee.config import FetchConfig, dem_asset_for
-from lsd.layers import PAPER_LAYERS, S1_LAYERS
+from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS, S1_LAYERS
 from lsd.spec import EventSpec
 
 # Layers read from third-party assets, and the FetchConfig field (also the provenance key) that
@@ -181,58 +181,66 @@ def event_provenance(
     names = set(check_layers(layers)) - set(unavailable)
     graph = EventGraph(spec, cfg)
     out: dict[str, object] = {"layers": [n for n in layers]}
-    needs_s1 = bool(names.intersection(S1_LAYERS)) or "landCover" in names
-    needs_s2 = bool(names & {"dNDVI", "landCover"})
-    needs_dem = needs_s1 or bool(names & {"elevation", "slope"})
+    needs_s1 = bool(names.intersection(S1_LAYERS)) or LANDCOVER_LAYER in names
+    needs_s2 = bool(names & {"dNDVI", LANDCOVER_LAYER})
     if needs_s1:
-        model_requested = spec.flattening
-        use_volume, model, fraction = graph.flattening
-        out["s1_pre"] = s1.collection_summary(graph.s1_raw["pre"])
-        out["s1_post"] = s1.collection_summary(graph.s1_raw["post"])
-        out["s1_orbit"] = spec.orbit
-        out["s1_flattening"] = ee.Dictionary(
-            {
-                "requested": model_requested,
-                "model": model,
-                "vegetated_fraction": fraction,
-                "volume_threshold": cfg.flattening_volume_fraction,
-                "method": "angular flattening, Vollrath, Mullissa & Reiche 2020",
-                "layover_shadow": "max over post-window scenes",
-                "lia": "median over post-window scenes",
-            }
-        )
+        out.update(_s1_provenance(graph))
     if needs_s2:
         out["s2_pre"] = s2.collection_summary(graph.s2_masked["pre"])
         out["s2_post"] = s2.collection_summary(graph.s2_masked["post"])
         out["s2_masking"] = s2.masking_method(cfg)
         out["s2_composite"] = "greenest pixel (qualityMosaic on NDVI)"
-    if needs_dem:
+    if needs_s1 or names & {"elevation", "slope"}:
         out["dem_asset"] = graph.dem_id
     for layer, attr in AUX_ASSET_FIELDS.items():
         if layer in names:
             out[attr] = getattr(cfg, attr)
-    if "landCover" in names:
-        cart = graph.cart
-        source = (
-            f"points file {spec.landcover_points}"
-            if spec.landcover_points is not None
-            else f"{cfg.worldcover_asset} remapped, stratified sample"
-        )
-        out["landcover"] = ee.Dictionary(
-            {
-                "classifier": "smileCart",
-                "training_source": source,
-                "holdout": cfg.cart_holdout,
-                "accuracy": cart.accuracy,
-                "kappa": cart.kappa,
-                "n_train": cart.n_train,
-                "n_test": cart.n_test,
-                "classes": landcover.class_table(),
-            }
-        )
+    if LANDCOVER_LAYER in names:
+        out["landcover"] = _landcover_provenance(graph)
     if unavailable:
         out["unavailable_layers"] = sorted(set(unavailable))
     return ee.Dictionary(out)
+
+
+def _s1_provenance(graph: EventGraph) -> dict[str, object]:
+    use_volume, model, fraction = graph.flattening
+    return {
+        "s1_pre": s1.collection_summary(graph.s1_raw["pre"]),
+        "s1_post": s1.collection_summary(graph.s1_raw["post"]),
+        "s1_orbit": graph.spec.orbit,
+        "s1_flattening": ee.Dictionary(
+            {
+                "requested": graph.spec.flattening,
+                "model": model,
+                "vegetated_fraction": fraction,
+                "volume_threshold": graph.cfg.flattening_volume_fraction,
+                "method": "angular flattening, Vollrath, Mullissa & Reiche 2020",
+                "layover_shadow": "max over post-window scenes",
+                "lia": "median over post-window scenes",
+            }
+        ),
+    }
+
+
+def _landcover_provenance(graph: EventGraph) -> ee.Dictionary:
+    spec, cfg, cart = graph.spec, graph.cfg, graph.cart
+    source = (
+        f"points file {spec.landcover_points}"
+        if spec.landcover_points is not None
+        else f"{cfg.worldcover_asset} remapped, stratified sample"
+    )
+    return ee.Dictionary(
+        {
+            "classifier": "smileCart",
+            "training_source": source,
+            "holdout": cfg.cart_holdout,
+            "accuracy": cart.accuracy,
+            "kappa": cart.kappa,
+            "n_train": cart.n_train,
+            "n_test": cart.n_test,
+            "classes": landcover.class_table(),
+        }
+    )
 
 
 def window_counts(spec: EventSpec, cfg: FetchConfig) -> ee.Dictionary:

@@ -247,6 +247,38 @@ def _write_csvs(folder: Path, ev: Evaluation) -> None:
                 w.writerow([event_id, "ensemble", f"top{i + 1}", "", i + 1, *_count_cells(c)])
 
 
+@dataclass
+class _Headline:
+    """The rows the report leads with: the best single model and the marked ensemble sizes."""
+
+    rows: list[tuple[str, Counts, float | None]]  # (name, test counts, val F1)
+    points: list[Point]  # the same, for the performance diagram
+    shown: list[int]  # ensemble sizes asked for that exist
+    auto_k: int | None  # the size with the best validation F1
+    val_curve: list[float] | None
+
+
+def _headline(ev: Evaluation, ks: Sequence[int]) -> _Headline:
+    n = len(ev.entries)
+    val_curve = [c.f1 for c in ev.val.ensemble] if ev.val is not None else None
+    shown = [k for k in ks if 1 < k <= n]
+    extra = [k for k in (n,) if k > 1 and k not in shown]
+    auto_k = best_k(val_curve) if val_curve is not None else None
+    best = ev.test.single[0]
+    rows: list[tuple[str, Counts, float | None]] = [
+        (f"best single ({ev.entries[0].run_id})", best, ev.entries[0].val_f1)
+    ]
+    points = [Point("best single", best.precision, best.recall, best.f1)]
+    marked = [(k, f"K={k}" + (" (all)" if k == n else "")) for k in [*shown, *extra]]
+    if auto_k is not None and auto_k > 1 and auto_k not in shown + extra:
+        marked.append((auto_k, f"K={auto_k} (best val)"))
+    for k, label in marked:
+        c = ev.test.ensemble[k - 1]
+        rows.append((f"ensemble {label}", c, val_curve[k - 1] if val_curve else None))
+        points.append(Point(label, c.precision, c.recall, c.f1))
+    return _Headline(rows, points, shown, auto_k, val_curve)
+
+
 def _write_figures_and_report(
     folder: Path,
     ev: Evaluation,
@@ -259,45 +291,17 @@ def _write_figures_and_report(
     runs_dir: Path,
 ) -> None:
     n = len(ev.entries)
-    test_f1 = [c.f1 for c in ev.test.ensemble]
-    val_curve = [c.f1 for c in ev.val.ensemble] if ev.val is not None else None
-    shown = [k for k in ks if 1 < k <= n]
-    extra = [k for k in (n,) if k > 1 and k not in shown]
-    auto_k = best_k(val_curve) if val_curve is not None else None
-
+    head = _headline(ev, ks)
     best = ev.test.single[0]
-    headline: list[tuple[str, Counts, float | None]] = [
-        (f"best single ({ev.entries[0].run_id})", best, ev.entries[0].val_f1)
-    ]
-    points = [Point("best single", best.precision, best.recall, best.f1)]
-    for k in [*shown, *extra]:
-        c = ev.test.ensemble[k - 1]
-        label = f"K={k}" + (" (all)" if k == n else "")
-        headline.append((f"ensemble {label}", c, val_curve[k - 1] if val_curve else None))
-        points.append(Point(label, c.precision, c.recall, c.f1))
-    if auto_k is not None and auto_k > 1 and auto_k not in shown + extra:
-        c = ev.test.ensemble[auto_k - 1]
-        headline.append((f"ensemble K={auto_k} (best val)", c, val_curve[auto_k - 1]))
-        points.append(Point(f"K={auto_k} (best val)", c.precision, c.recall, c.f1))
-
     skipped = performance_diagram(
-        points,
+        head.points,
         folder / DIAGRAM_PNG,
         f"Performance diagram, {len(ev.test_events)} test event(s), threshold {threshold:g}",
     )
-    f1_by_size(
-        test_f1,
-        val_curve,
-        best.f1,
-        shown,
-        folder / F1_PNG,
-        f"F1 against ensemble size ({n} finished runs)",
-    )
-
-    not_shown = [k for k in ks if k > n]
-    lines = [
-        "# lsd evaluation",
-        "",
+    test_f1 = [c.f1 for c in ev.test.ensemble]
+    f1_by_size(test_f1, head.val_curve, best.f1, head.shown, folder / F1_PNG,
+               f"F1 against ensemble size ({n} finished runs)")  # fmt: skip
+    intro = [
         f"- runs: `{runs_dir}` ({n} finished runs, ranked by validation F1)",
         f"- data: `{data_dir}`",
         f"- test events ({len(ev.test_events)}, from {test_src}): " + ", ".join(ev.test_events),
@@ -306,22 +310,46 @@ def _write_figures_and_report(
         f"- threshold on the (mean) landslide probability: {threshold:g}; "
         "scores are micro (pixel counts summed over all test events, label 255 ignored)",
         f"- lsd {__version__}",
-        "",
-        "## Best single model against ensembles",
-        "",
+    ]
+    lines = _report_lines(intro, head, [k for k in ks if k > n], skipped, best.f1, test_f1)
+    (folder / REPORT_MD).write_text("\n".join(lines))
+    summary: dict[str, Any] = {
+        "runs": str(runs_dir),
+        "data": str(data_dir),
+        "threshold": threshold,
+        "test_events": ev.test_events,
+        "val_events": ev.val_events,
+        "best_val_k": head.auto_k,
+        "lsd_version": __version__,
+    }
+    (folder / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _report_lines(
+    intro: list[str],
+    head: _Headline,
+    not_shown: list[int],
+    skipped: list[str],
+    best_f1: float,
+    test_f1: list[float],
+) -> list[str]:
+    """report.md, section by section; long because it is the report's text, not logic."""
+    n = len(test_f1)
+    lines = ["# lsd evaluation", "", *intro, "", "## Best single model against ensembles", ""]
+    lines += [
         markdown_table(
             ["model", "val F1", "precision", "recall", "F1", "IoU", "bias"],
             [
                 [name, fmt(v), fmt(c.precision), fmt(c.recall), fmt(c.f1), fmt(c.iou), fmt(c.bias)]
-                for name, c, v in headline
+                for name, c, v in head.rows
             ],
         ),
         "",
     ]
     if not_shown:
         lines += [f"K = {', '.join(map(str, not_shown))} not shown: only {n} runs finished.", ""]
-    if auto_k is not None:
-        lines += [f"The validation curve peaks at K = {auto_k} (`lsd ensemble --k auto`).", ""]
+    if head.auto_k is not None:
+        lines += [f"The validation curve peaks at K = {head.auto_k} (`lsd ensemble --k auto`).", ""]
     lines += [
         "## Performance diagram",
         "",
@@ -353,21 +381,11 @@ def _write_figures_and_report(
         "",
         markdown_table(
             ["single best", "ens10", "ens20", "ens40"],
-            [[fmt(best.f1, 2)] + [fmt(test_f1[k - 1], 2) if k <= n else "-" for k in (10, 20, 40)]],
+            [[fmt(best_f1, 2)] + [fmt(test_f1[k - 1], 2) if k <= n else "-" for k in (10, 20, 40)]],
         ),
         "",
         f"Tables: `{MODELS_CSV}` (every model), `{ENSEMBLES_CSV}` (K = 1..{n}), "
         f"`{PER_EVENT_CSV}` (every model and K per event).",
         "",
     ]
-    (folder / REPORT_MD).write_text("\n".join(lines))
-    summary: dict[str, Any] = {
-        "runs": str(runs_dir),
-        "data": str(data_dir),
-        "threshold": threshold,
-        "test_events": ev.test_events,
-        "val_events": ev.val_events,
-        "best_val_k": auto_k,
-        "lsd_version": __version__,
-    }
-    (folder / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+    return lines

@@ -62,7 +62,6 @@ def vectorise(mask_path: Path, prob_path: Path, strip_rows: int = VECTOR_STRIP_R
     from rasterio.windows import Window
     from scipy import ndimage
     from shapely.geometry import shape
-    from shapely.ops import unary_union
 
     uf = _UnionFind()
     geoms: list[Any] = [None]
@@ -101,6 +100,19 @@ def vectorise(mask_path: Path, prob_path: Path, strip_rows: int = VECTOR_STRIP_R
                 for a, b in set(zip(prev_last[both].tolist(), glob[0][both].tolist(), strict=True)):
                     uf.union(a, b)
             prev_last = glob[-1].copy()
+
+    return _merge(uf, geoms, pixels, sums, maxes)
+
+
+def _merge(
+    uf: _UnionFind,
+    geoms: list[Any],
+    pixels: list[np.ndarray],
+    sums: list[np.ndarray],
+    maxes: list[np.ndarray],
+) -> Polygons:
+    """One polygon per union-find group: pieces unioned, statistics combined."""
+    from shapely.ops import unary_union
 
     pix = np.concatenate(pixels)
     psum = np.concatenate(sums)

@@ -43,28 +43,7 @@ def performance_diagram(points: Sequence[Point], path: Path | str, title: str) -
     """Draw the diagram; returns the labels of points left out because a score is undefined."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 7), dpi=120)
-    grid = np.linspace(0.001, 1, 400)
-    sr, pod = np.meshgrid(grid, grid)
-    f1 = 2 * sr * pod / (sr + pod)
-    filled = ax.contourf(sr, pod, f1, levels=np.linspace(0, 1, 11), cmap="Blues", alpha=0.35)
-    lines = ax.contour(sr, pod, f1, levels=F1_LEVELS, colors="steelblue", linewidths=0.8)
-    ax.clabel(lines, fmt="F1 %.1f", fontsize=8, inline=True)
-    cbar = fig.colorbar(filled, ax=ax, shrink=0.8, pad=0.03)
-    cbar.set_label("F1")
-    for bias in BIAS_LINES:
-        x_end, y_end = (1.0, bias) if bias <= 1 else (1.0 / bias, 1.0)
-        ax.plot([0, x_end], [0, y_end], ls="--", lw=0.8, color="dimgray")
-        ax.text(
-            0.9 * x_end,
-            0.9 * y_end,
-            f"bias {bias:g}",
-            fontsize=7,
-            color="dimgray",
-            ha="center",
-            va="center",
-            rotation=math.degrees(math.atan2(y_end, x_end)),
-            bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.5},
-        )
+    _diagram_background(fig, ax)
     markers = ["o", "s", "D", "^", "v", "P", "X", "*", "h", "<"]
     drawn = [p for p in points if math.isfinite(p.precision) and math.isfinite(p.recall)]
     skipped = [p.label for p in points if p not in drawn]
@@ -90,11 +69,6 @@ def performance_diagram(points: Sequence[Point], path: Path | str, title: str) -
             bbox={"fc": "white", "ec": "gray", "alpha": 0.8, "pad": 1.5, "lw": 0.5},
             arrowprops={"arrowstyle": "-", "color": "gray", "lw": 0.7},
         )
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_aspect("equal")
-    ax.set_xlabel("success ratio = precision")
-    ax.set_ylabel("probability of detection = recall")
     ax.set_title(title, fontsize=11, pad=18)
     if drawn:
         ax.legend(loc="best", fontsize=8, framealpha=0.9)
@@ -102,6 +76,38 @@ def performance_diagram(points: Sequence[Point], path: Path | str, title: str) -
     fig.savefig(path)
     plt.close(fig)
     return skipped
+
+
+def _diagram_background(fig, ax) -> None:
+    """F1 shading and isolines, frequency-bias rays, axes: the part that is the same for every
+    diagram."""
+    grid = np.linspace(0.001, 1, 400)
+    sr, pod = np.meshgrid(grid, grid)
+    f1 = 2 * sr * pod / (sr + pod)
+    filled = ax.contourf(sr, pod, f1, levels=np.linspace(0, 1, 11), cmap="Blues", alpha=0.35)
+    lines = ax.contour(sr, pod, f1, levels=F1_LEVELS, colors="steelblue", linewidths=0.8)
+    ax.clabel(lines, fmt="F1 %.1f", fontsize=8, inline=True)
+    cbar = fig.colorbar(filled, ax=ax, shrink=0.8, pad=0.03)
+    cbar.set_label("F1")
+    for bias in BIAS_LINES:
+        x_end, y_end = (1.0, bias) if bias <= 1 else (1.0 / bias, 1.0)
+        ax.plot([0, x_end], [0, y_end], ls="--", lw=0.8, color="dimgray")
+        ax.text(
+            0.9 * x_end,
+            0.9 * y_end,
+            f"bias {bias:g}",
+            fontsize=7,
+            color="dimgray",
+            ha="center",
+            va="center",
+            rotation=math.degrees(math.atan2(y_end, x_end)),
+            bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.5},
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("success ratio = precision")
+    ax.set_ylabel("probability of detection = recall")
 
 
 def _label_spots(

@@ -161,6 +161,29 @@ def _all_nan(strip: np.ndarray) -> np.ndarray:
     return out
 
 
+def _add_strip(
+    runner: _Runner,
+    strip: np.ndarray,
+    starts: Sequence[int],
+    weight: np.ndarray,
+    acc: np.ndarray,
+    wsum: np.ndarray,
+) -> None:
+    """Run the tiles of one strip that start at `starts`, in batches, and add each member's
+    blended probabilities into `acc` (M, th, W) and the blend weights into `wsum`."""
+    th, tw = weight.shape
+    for b in range(0, len(starts), runner.batch_size):
+        chunk = starts[b : b + runner.batch_size]
+        buf = runner.batch_buffer(th, tw)[: len(chunk)]
+        for i, x in enumerate(chunk):
+            buf[i] = strip[:, :, x : x + tw]
+        probs = runner.run(buf)
+        for i, x in enumerate(chunk):
+            wsum[:, x : x + tw] += weight
+            for m in range(len(probs)):
+                acc[m, :, x : x + tw] += weight * probs[m][i]
+
+
 def predict_rows(
     members: Sequence[Member],
     read_rows: ReadRows,
@@ -184,11 +207,10 @@ def predict_rows(
     batch_size = tiles.batch_size or default_batch_size(dev)
     layers = _member_layers(members)
     runner = _Runner(members, len(layers), batch_size, dev)
-    n_members = len(members)
     th, tw = min(tile, height), min(tile, width)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     weight = blend_weight(th, tw, overlap)
-    acc = np.zeros((n_members, th, width), dtype=np.float32)
+    acc = np.zeros((len(members), th, width), dtype=np.float32)
     wsum = np.zeros((th, width), dtype=np.float32)
     skipped = 0
 
@@ -200,16 +222,7 @@ def predict_rows(
         nodata = _all_nan(strip)
         todo = [x for x in xs if not nodata[:, x : x + tw].all()]
         skipped += len(xs) - len(todo)
-        for b in range(0, len(todo), batch_size):
-            chunk = todo[b : b + batch_size]
-            buf = runner.batch_buffer(th, tw)[: len(chunk)]
-            for i, x in enumerate(chunk):
-                buf[i] = strip[:, :, x : x + tw]
-            probs = runner.run(buf)
-            for i, x in enumerate(chunk):
-                wsum[:, x : x + tw] += weight
-                for m in range(n_members):
-                    acc[m, :, x : x + tw] += weight * probs[m][i]
+        _add_strip(runner, strip, todo, weight, acc, wsum)
         # the strip's tiles are copied: release it now, or it stays alive while the next strip
         # is read and the peak holds two strips (225 MB each for 11 layers x 512 x 10000)
         del strip

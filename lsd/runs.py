@@ -104,6 +104,15 @@ def write_done(run_dir: Path | str, done: dict[str, Any]) -> None:
     write_json(Path(run_dir) / DONE_FILE, done)
 
 
+def read_done(run_dir: Path | str) -> dict[str, Any]:
+    """A finished run's record; an error naming the file when it is missing or damaged."""
+    path = Path(run_dir) / DONE_FILE
+    rec = read_json(path)
+    if not isinstance(rec, dict) or "val_f1" not in rec:
+        raise InvalidFile(f"{path}: not an lsd run record (no val_f1)")
+    return rec
+
+
 def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
@@ -120,13 +129,12 @@ def finished_runs(runs_dir: Path | str) -> list[dict[str, Any]]:
         return rows
     for done in sorted(runs.glob(f"*/{DONE_FILE}")):
         try:
-            rec = read_json(done)
+            rec = read_done(done.parent)
         except (InputNotFound, InvalidFile):
             continue
-        if isinstance(rec, dict) and "val_f1" in rec:
-            rec["bundle"] = f"{RUNS_DIR}/{done.parent.name}/{rec.get('bundle', BUNDLE_DIR)}"
-            rec["run_id"] = done.parent.name
-            rows.append(rec)
+        rec["bundle"] = f"{RUNS_DIR}/{done.parent.name}/{rec.get('bundle', BUNDLE_DIR)}"
+        rec["run_id"] = done.parent.name
+        rows.append(rec)
     return rows
 
 

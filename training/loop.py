@@ -26,12 +26,13 @@ from tqdm import tqdm
 
 from lsd.bundles import BundleMeta
 from lsd.errors import UserError
-from lsd.files import atomic_path, read_json
+from lsd.files import atomic_path
 from lsd.runs import (
     BUNDLE_DIR,
     CHECKPOINT_FILE,
     DONE_FILE,
     METRICS_FILE,
+    read_done,
     run_id,
     write_done,
     write_metrics,
@@ -177,7 +178,7 @@ def is_finished(run_dir: Path) -> bool:
     if not done.exists():
         return False
     try:
-        read_json(done)
+        read_done(run_dir)
         load_bundle(run_dir / BUNDLE_DIR)
         return True
     except UserError as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsd.events import event_complete, event_record, write_event
+from lsd.events import event_record, write_event
 from lsd.files import write_json
 from lsd.gee.config import S1_COLLECTION, S2_SR_COLLECTION, FetchConfig, dem_asset_for
 from lsd.labels import rasterize_labels
@@ -318,8 +318,3 @@ def _run_export(
     dest = folder / ".export-download.tif"
     download.download_gcs(src.bucket or "", name, dest, credentials=current_credentials())
     return dest
-
-
-def is_pending(folder: Path) -> bool:
-    """A Drive export waits for the user: the folder is not complete but has an export note."""
-    return not event_complete(folder) and (folder / EXPORT_NOTE).is_file()

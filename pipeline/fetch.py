@@ -15,7 +15,7 @@ from lsd.errors import InvalidValue, UserError
 from lsd.eventcsv import read_events
 from lsd.gee.config import FetchConfig
 from lsd.layers import PAPER_LAYERS
-from lsd.pipeline.sources import BuildSummary, build_events, plan_events
+from lsd.pipeline.sources import BuildSummary, build_events, plan_events, source_class
 
 Echo = Callable[[str], None]
 
@@ -37,7 +37,7 @@ def fetch_events(
 ) -> BuildSummary:
     """Fetch every event of the CSV into `out`; failures are collected, not raised."""
     from lsd.gee import auth
-    from lsd.gee.source import EXPORT_MODES, EarthEngineSource
+    from lsd.gee.source import EXPORT_MODES
 
     cfg = cfg or FetchConfig()
     if export not in (None, *EXPORT_MODES):
@@ -47,7 +47,7 @@ def fetch_events(
             "an export to Cloud Storage needs a bucket you can write", field="bucket"
         )
     specs = read_events(csv, aoi_km2=cfg.aoi_km2, scale=cfg.scale, only=set(only or ()) or None)
-    source = EarthEngineSource(
+    source = source_class("earthengine")(
         specs, cfg, tuple(layers), export=export, bucket=bucket, sleep=sleep, echo=echo,
         show_progress=show_progress,
     )  # fmt: skip

@@ -150,9 +150,7 @@ def build_events(
 
 def import_landslide4sense(src: Path | str, dest: Path | str, progress: bool = True) -> list[Path]:
     """Every Landslide4Sense patch under `src` as `dest/l4s_image_N/`; returns the folders."""
-    from lsd.pipeline.sources.landslide4sense import Landslide4SenseSource
-
-    source = Landslide4SenseSource(src)
+    source = source_class("landslide4sense")(src)
     return build_events(source, dest, progress=progress, desc="import landslide4sense").folders
 
 
@@ -160,7 +158,5 @@ def import_tiles(
     src: Path | str, dest: Path | str, mapping: dict[int, int], *, progress: bool = True, **kw: Any
 ) -> list[Path]:
     """Image/mask pairs under `src` as `dest/<prefix><image stem>/` (see TileSource)."""
-    from lsd.pipeline.sources.tiles import TileSource
-
-    source = TileSource(src, mapping, **kw)
+    source = source_class("tiles")(src, mapping, **kw)
     return build_events(source, dest, progress=progress, desc="import tiles").folders

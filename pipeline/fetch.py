@@ -8,7 +8,9 @@ unfinished events.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsd.errors import InvalidValue, UserError
@@ -18,6 +20,19 @@ from lsd.layers import PAPER_LAYERS
 from lsd.pipeline.sources import BuildSummary, build_events, plan_events
 
 Echo = Callable[[str], None]
+
+
+@dataclass
+class FetchSummary(BuildSummary):
+    """The driver's summary plus what the user should know about events that did complete
+    (scenes left out, layers that are NaN): repeated at the end, where it is read."""
+
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """A dry run's findings that would fail events (empty windows, missing assets)."""
+        return [p for plan in self.planned for p in plan.get("problems", [])]
 
 
 def fetch_events(
@@ -34,7 +49,8 @@ def fetch_events(
     sleep: Callable[[float], None] | None = None,
     echo: Echo = print,
     show_progress: bool = True,
-) -> BuildSummary:
+    graphs: Path | None = None,
+) -> FetchSummary:
     """Fetch every event of the CSV into `out`; failures are collected, not raised."""
     from lsd.gee import auth
     from lsd.gee.source import EXPORT_MODES, EarthEngineSource
@@ -49,7 +65,7 @@ def fetch_events(
     specs = read_events(csv, aoi_km2=cfg.aoi_km2, scale=cfg.scale, only=set(only or ()) or None)
     source = EarthEngineSource(
         specs, cfg, tuple(layers), export=export, bucket=bucket, sleep=sleep, echo=echo,
-        show_progress=show_progress,
+        show_progress=show_progress, graphs_dir=Path(graphs) if graphs else None,
     )  # fmt: skip
     if dry_run:
         try:
@@ -57,9 +73,46 @@ def fetch_events(
             source.counts_online = True
         except UserError as exc:
             echo(f"{exc}; showing the plan without image counts")
-        return plan_events(source, echo=echo)
+        if graphs and not source.counts_online:
+            with _offline_ee():
+                return _with_warnings(plan_events(source, echo=echo), source.warnings)
+        return _with_warnings(plan_events(source, echo=echo), source.warnings)
     auth.initialize(project)
-    return build_events(source, out, progress=show_progress, echo=echo, desc="events")
+    summary = build_events(source, out, progress=show_progress, echo=echo, desc="events")
+    return _with_warnings(summary, source.warnings)
+
+
+def _with_warnings(summary: BuildSummary, warnings: list[str]) -> FetchSummary:
+    return FetchSummary(**vars(summary), warnings=list(warnings))
+
+
+@contextlib.contextmanager
+def _offline_ee() -> Iterator[None]:
+    """Let a dry run without credentials still build (and write) graphs: the ee client builds
+    and serialises graphs without a server once it knows the algorithm signatures, which its
+    wheel ships (the list its own tests use). Restored afterwards."""
+    import ee
+    from ee import apitestcase
+
+    if ee.data.is_initialized():  # a notebook's (or a test's) session: use it as it is
+        yield
+        return
+    saved = (
+        ee.data._install_cloud_api_resource, ee.data.getAlgorithms,
+        ee.deprecation._FetchDataCatalogStac,
+    )  # fmt: skip
+    ee.data._install_cloud_api_resource = lambda: None
+    ee.data.getAlgorithms = apitestcase.GetAlgorithms
+    ee.deprecation._FetchDataCatalogStac = lambda: {}  # no catalog look-up over the network
+    ee.Initialize(None, "", project="lsd-dry-run")
+    try:
+        yield
+    finally:
+        ee.Reset()
+        (
+            ee.data._install_cloud_api_resource, ee.data.getAlgorithms,
+            ee.deprecation._FetchDataCatalogStac,
+        ) = saved  # fmt: skip
 
 
 def summary_lines(summary: BuildSummary) -> list[str]:
@@ -68,4 +121,5 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         f"{len(summary.pending)} exported to Drive, {len(summary.failed)} failed"
     ]
     lines += [f"  failed: {msg}" for msg in summary.failed.values()]
+    lines += [f"  warning: {msg}" for msg in getattr(summary, "warnings", [])]
     return lines

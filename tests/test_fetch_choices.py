@@ -278,3 +278,15 @@ def test_sign_conventions_worked_numbers() -> None:
     assert flattened_db("vollrath", "volume", 0)[1] == pytest.approx(
         flattened_db("gee_s1_ard", "volume", 0)[1]
     )
+
+
+def test_orbit_values_in_events_csv(tmp_path: Path) -> None:
+    csv = tmp_path / "events.csv"
+    csv.write_text(
+        "id,date,lon,lat,orbit\na,2022-03-27,177.4694,-38.9681,auto\n"
+        "b,2022-03-27,177.4694,-38.9681,Both\nc,2022-03-27,177.4694,-38.9681,\n"
+    )
+    assert [s.orbit for s in read_events(csv)] == ["AUTO", "BOTH", "AUTO"]
+    csv.write_text("id,date,lon,lat,orbit\na,2022-03-27,177.4694,-38.9681,north\n")
+    with pytest.raises(InvalidFile, match="'north' is not one of AUTO, DESCENDING, ASCENDING"):
+        read_events(csv)

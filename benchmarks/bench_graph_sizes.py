@@ -29,12 +29,10 @@ import argparse
 import json
 import math
 import platform
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.ee_offline: the offline ee client
 
 AGGREGATIONS = (
     "Image.reduceRegion", "Image.stratifiedSample", "Image.sampleRegions",
@@ -68,15 +66,14 @@ def samples(n: int) -> dict:
 
 
 def measure(obj) -> dict[str, int]:
-    from lsd.gee.graphs import encode, graph_bytes
-    from tests.ee_offline import calls, decode
+    from lsd.gee.graphs import encode, function_calls, graph_bytes
 
     encoded = encode(obj)
-    root = decode(encoded)
+    counts = function_calls(encoded)
     return {
         "bytes": graph_bytes(obj),
         "nodes": len(encoded["values"]),
-        "aggregations": sum(len(calls(root, name)) for name in AGGREGATIONS),
+        "aggregations": sum(counts.get(name, 0) for name in AGGREGATIONS),
     }
 
 
@@ -85,8 +82,8 @@ def run(args: argparse.Namespace) -> dict:
     from lsd.gee import layers
     from lsd.gee.config import FetchConfig
     from lsd.gee.event_facts import Constants, assumed_resolution
+    from lsd.gee.graphs import offline_client
     from lsd.layers import PAPER_LAYERS
-    from tests.ee_offline import offline_ee
 
     cfg = FetchConfig(cart_tile_input=args.cart_input)
     cart = {"tree": tree_string(args.tree_nodes), "train": samples(args.points),
@@ -95,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
                        0.7, cart)  # fmt: skip
     rows = []
     t0 = time.perf_counter()
-    with offline_ee():
+    with offline_client():
         for spec in read_events(REPO / "examples" / "events.csv"):
             resolved = assumed_resolution(spec, cfg)
             before = layers.build_event_image(spec, cfg, PAPER_LAYERS, resolved=resolved)

@@ -10,8 +10,9 @@ files. Format `lsd-ee-graph/1`, owned here.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,54 @@ def groups_of(layers: Sequence[str]) -> dict[str, list[str]]:
         if chosen:
             out[group] = chosen
     return out
+
+
+@contextlib.contextmanager
+def offline_client() -> Iterator[None]:
+    """The ee client able to build and serialise graphs without a server (a dry run without
+    credentials, the graph benchmark): it needs only the algorithm signatures, which its wheel
+    ships (the list its own tests use). A session already open is used as it is; otherwise
+    the client is restored afterwards."""
+    from ee import apitestcase
+
+    if ee.data.is_initialized():
+        yield
+        return
+    saved = (
+        ee.data._install_cloud_api_resource, ee.data.getAlgorithms,
+        ee.deprecation._FetchDataCatalogStac,
+    )  # fmt: skip
+    ee.data._install_cloud_api_resource = lambda: None
+    ee.data.getAlgorithms = apitestcase.GetAlgorithms
+    ee.deprecation._FetchDataCatalogStac = lambda: {}  # no catalog look-up over the network
+    ee.Initialize(None, "", project="lsd-offline")
+    try:
+        yield
+    finally:
+        ee.Reset()
+        (
+            ee.data._install_cloud_api_resource, ee.data.getAlgorithms,
+            ee.deprecation._FetchDataCatalogStac,
+        ) = saved  # fmt: skip
+
+
+def function_calls(encoded: dict[str, Any]) -> dict[str, int]:
+    """How often each function is invoked in a serialised graph (shared sub-graphs once)."""
+    counts: dict[str, int] = {}
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            name = node.get("functionInvocationValue", {}).get("functionName")
+            if name:
+                counts[name] = counts.get(name, 0) + 1
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(encoded.get("values", {}))
+    return counts
 
 
 def encode(obj: Any) -> dict[str, Any]:

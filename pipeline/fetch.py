@@ -8,8 +8,7 @@ unfinished events.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,7 +73,9 @@ def fetch_events(
         except UserError as exc:
             echo(f"{exc}; showing the plan without image counts")
         if graphs and not source.counts_online:
-            with _offline_ee():
+            from lsd.gee.graphs import offline_client
+
+            with offline_client():
                 return _with_warnings(plan_events(source, echo=echo), source.warnings)
         return _with_warnings(plan_events(source, echo=echo), source.warnings)
     auth.initialize(project)
@@ -84,35 +85,6 @@ def fetch_events(
 
 def _with_warnings(summary: BuildSummary, warnings: list[str]) -> FetchSummary:
     return FetchSummary(**vars(summary), warnings=list(warnings))
-
-
-@contextlib.contextmanager
-def _offline_ee() -> Iterator[None]:
-    """Let a dry run without credentials still build (and write) graphs: the ee client builds
-    and serialises graphs without a server once it knows the algorithm signatures, which its
-    wheel ships (the list its own tests use). Restored afterwards."""
-    import ee
-    from ee import apitestcase
-
-    if ee.data.is_initialized():  # a notebook's (or a test's) session: use it as it is
-        yield
-        return
-    saved = (
-        ee.data._install_cloud_api_resource, ee.data.getAlgorithms,
-        ee.deprecation._FetchDataCatalogStac,
-    )  # fmt: skip
-    ee.data._install_cloud_api_resource = lambda: None
-    ee.data.getAlgorithms = apitestcase.GetAlgorithms
-    ee.deprecation._FetchDataCatalogStac = lambda: {}  # no catalog look-up over the network
-    ee.Initialize(None, "", project="lsd-dry-run")
-    try:
-        yield
-    finally:
-        ee.Reset()
-        (
-            ee.data._install_cloud_api_resource, ee.data.getAlgorithms,
-            ee.deprecation._FetchDataCatalogStac,
-        ) = saved  # fmt: skip
 
 
 def summary_lines(summary: BuildSummary) -> list[str]:

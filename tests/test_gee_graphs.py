@@ -390,10 +390,15 @@ def test_orbit_both_composites_each_pass_on_its_own(ee_offline: Any) -> None:
     assert passes == {"DESCENDING", "ASCENDING"}
     # each pass flattened with its own look direction
     lambdas = flatten_lambdas(root)
-    looks = {c.args["image1"].args["value"] for body in lambdas
-             for c in calls(body, "Image.subtract") if is_constant_image(c.args["image1"],
-             c.args["image1"].args.get("value", -1))}  # fmt: skip
-    assert {round(math.degrees(v)) for v in looks} == {100, 260}
+
+    def look_of(body: Lambda) -> float:
+        """phi_i of phi_r = phi_i - aspect, a constant image in the per-scene function."""
+        (phi_r,) = [c for c in calls(body, "Image.subtract")
+                    if c.args["image2"].name == "Image.select"
+                    and c.args["image2"].args["bandSelectors"] == ["aspect"]]  # fmt: skip
+        return math.degrees(phi_r.args["image1"].args["value"])
+
+    assert {round(look_of(body)) for body in lambdas} == {100, 260}
     # preVV: mean of the two per-pass composites; layover: flagged only where both passes are
     assert calls(root, "reduce.mean") and calls(root, "reduce.min")
     # liaDeg from one pass (the first), not a median across geometries

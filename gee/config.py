@@ -1,15 +1,24 @@
 """Settings of the Earth Engine graph builders, kept free of ee so that dry runs, config
 parsing and docs can import them without the ee client.
 
-Every default here is documented in docs/layers.md; change both together.
+Every default here is documented in docs/layers.md, with the seed line it follows (the paper's
+Table 2, the dataset author's Code Editor script for dNDVI, or adugnag/gee_s1_ard); where lsd
+departs from a seed, the seed's way is the default and the departure is a setting. Change both
+together.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import tomllib
+import types
+import typing
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from lsd.spec import EventSpec
+from lsd.errors import InputNotFound, InvalidFile
+from lsd.spec import EventSpec, aoi_centroid
 
 # ESA WorldCover v200 class -> paper class. WorldCover has a single "bare / sparse vegetation"
 # class (60); it is split into 4 (sparsely vegetated) and 7 (bare rock) by the pre-event NDVI
@@ -35,22 +44,15 @@ WORLDCOVER_BARE = 60
 WORLDCOVER_VEGETATED: tuple[int, ...] = (10, 20, 30, 40, 90, 95)
 WORLDCOVER_WATER = 80
 
-# SRTM GL1 covers 56 S .. 60 N; outside it the Copernicus GLO-30 DEM is used.
+# DEMs. SRTM GL1 covers 56 S .. 60 N; outside it the Copernicus GLO-30 DEM is used. Above 60 N
+# the paper used local 10 m DEMs; the Earth Engine catalog holds no 10 m ArcticDEM, only the 5 m
+# mosaic below (deprecated there, a surface model with voids) and 2 m strips, so GLO-30 stays
+# the default and the mosaic is an option (FetchConfig.high_latitude_dem).
 SRTM_ASSET = "USGS/SRTMGL1_003"
 GLO30_ASSET = "COPERNICUS/DEM/GLO30"
+ARCTICDEM_ASSET = "UMN/PGC/ArcticDEM/V2/5m"
 SRTM_LAT_RANGE = (-56.0, 60.0)
-
-
-def dem_asset_for(spec: EventSpec) -> str:
-    """The DEM asset id for this event: the user's override, else SRTM inside its coverage
-    (56 S .. 60 N, judged from the whole AOI), else Copernicus GLO-30. Decided on the client,
-    so a dry run shows it and event.json records it before anything runs on the server."""
-    if spec.dem_asset:
-        return spec.dem_asset
-    _, min_lat, _, max_lat = spec.aoi.bounds
-    lo, hi = SRTM_LAT_RANGE
-    return SRTM_ASSET if (min_lat >= lo and max_lat <= hi) else GLO30_ASSET
-
+ARCTIC_LAT = 60.0
 
 S1_COLLECTION = "COPERNICUS/S1_GRD"
 S2_SR_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
@@ -58,10 +60,41 @@ S2_L1C_COLLECTION = "COPERNICUS/S2_HARMONIZED"
 S2_CLOUD_PROB_COLLECTION = "COPERNICUS/S2_CLOUD_PROBABILITY"
 CLOUD_SCORE_PLUS_COLLECTION = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
 
+# Global forest canopy height 2019 (Potapov et al. 2021, GEDI + Landsat, 30 m), as the GEE
+# community catalog lists it (gee-community-catalog.org/projects/gfch): heights 0-60 m, then
+# 101 water, 102 snow/ice, 103 no data. The boreal prototype fills north of the GEDI range.
+CANOPY_HEIGHT_ASSET = "projects/sat-io/open-datasets/GLAD/GEDI_V27"
+CANOPY_HEIGHT_BOREAL_ASSET = "projects/sat-io/open-datasets/GLAD/GEDI_V25_Boreal"
+CANOPY_HEIGHT_MAX_M = 60  # codes above are classes (water, snow/ice, no data), not heights
+
+# Koppen-Geiger classes of the map the paper names (Rubel et al. 2017, 1986-2010, 5 arc
+# minutes, koeppen-geiger.vu-wien.ac.at): the raster's codes 1-32.
+KG_CLASSES: dict[int, str] = dict(enumerate(
+    ("Af", "Am", "As", "Aw", "BSh", "BSk", "BWh", "BWk", "Cfa", "Cfb", "Cfc", "Csa", "Csb",
+     "Csc", "Cwa", "Cwb", "Cwc", "Dfa", "Dfb", "Dfc", "Dfd", "Dsa", "Dsb", "Dsc", "Dsd", "Dwa",
+     "Dwb", "Dwc", "Dwd", "EF", "ET", "Ocean"), start=1))  # fmt: skip
+
 # Bands of the pre-event S2 composite that CART sees (with elevation, preVV and preVH).
 CART_S2_BANDS: tuple[str, ...] = ("B2", "B3", "B4", "B8", "B11", "B12")
 
 AssetKind = Literal["image", "collection"]
+
+
+def dem_asset_for(spec: EventSpec, cfg: FetchConfig | None = None) -> str:
+    """The DEM asset id for this event: the user's override, else SRTM inside its coverage
+    (56 S .. 60 N, judged from the whole AOI), else Copernicus GLO-30 (or the ArcticDEM mosaic
+    above 60 N when asked for). Decided on the client, so a dry run shows it and event.json
+    records it before anything runs on the server."""
+    if spec.dem_asset:
+        return spec.dem_asset
+    _, min_lat, _, max_lat = spec.aoi.bounds
+    lo, hi = SRTM_LAT_RANGE
+    if min_lat >= lo and max_lat <= hi:
+        return SRTM_ASSET
+    arctic = cfg is not None and cfg.high_latitude_dem == "arcticdem"
+    if arctic and aoi_centroid(spec.aoi)[1] >= ARCTIC_LAT:
+        return ARCTICDEM_ASSET
+    return GLO30_ASSET
 
 
 @dataclass(frozen=True)
@@ -70,33 +103,109 @@ class FetchConfig:
 
     scale: float = 10.0  # output pixel size, metres
     aoi_km2: float = 4.0  # default AOI area around a point event
-    # Koppen-Geiger 1 km climate classes (Beck et al. 2018), from the GEE community catalogue.
-    kg_climate_asset: str = "projects/sat-io/open-datasets/Beck/KG_V1_present_1km"
+    # Auxiliary layers. No Earth Engine catalog page offers the paper's Koppen-Geiger map, so
+    # kgClimate needs an asset of your own (docs/layers.md); None = the layer is NaN.
+    kg_climate_asset: str | None = None
     kg_climate_kind: AssetKind = "image"
-    # Global forest canopy height 2019 (Potapov et al. 2021, UMD GLAD, 30 m), tiles in a collection.
-    canopy_height_asset: str = "users/potapovpeter/GEDI_V27"
+    canopy_height_asset: str = CANOPY_HEIGHT_ASSET
     canopy_height_kind: AssetKind = "collection"
+    canopy_height_fill_asset: str | None = CANOPY_HEIGHT_BOREAL_ASSET  # None = no boreal fill
     worldcover_asset: str = "ESA/WorldCover/v200"
-    # Sentinel-2 cloud masking
+    # Sentinel-2 scenes and cloud masking (seed: the dataset author's Code Editor script)
+    s2_level: Literal["auto", "L2A", "L1C"] = "auto"  # auto: L1C when a window lacks L2A
     s2_cloud: Literal["s2cloudless", "cloudscoreplus"] = "s2cloudless"
     cloud_prob: int = 65  # s2cloudless probability (%) above which a pixel may be cloud
-    cdi_threshold: float = (
-        -0.5
-    )  # cloud displacement index below which it is cloud (not bright land)
-    cloud_buffer_m: float = 50.0  # dilation of the cloud mask
-    shadow_nir_dark: float = 0.15  # NIR reflectance below which a pixel may be cloud shadow
-    shadow_project_km: float = 1.0  # how far shadows are cast from clouds along the sun azimuth
+    cdi_threshold: float = -0.5  # cloud displacement index below which it is cloud
+    cirrus_b10: float = 0.01  # B10 (cirrus band) reflectance above which a pixel is cirrus
+    cloud_open_px: int = 3  # erosion of the cloud mask, pixels of cloud_morph_scale_m
+    cloud_grow_px: int = 16  # then dilation, pixels of cloud_morph_scale_m
+    cloud_morph_scale_m: float = 20.0
+    shadow_search_px: int = 50  # shadows cast this many pixels of shadow_search_scale_m
+    shadow_search_scale_m: float = 100.0
+    shadow_nir_dark: float | None = None  # None: mask the whole cast zone; x: only NIR < x
     cs_plus_threshold: float = 0.6  # Cloud Score+ cs_cdf at or above which a pixel is clear
-    snow_erode_m: float = 300.0  # erosion of the SCL snow mask (drops small bright non-snow spots)
-    # Sentinel-1 terrain flattening
-    flattening_volume_fraction: float = (
-        0.5  # vegetated share of the AOI at/above which auto = volume
-    )
-    look_direction_buffer_m: float = 10_000.0  # area around the AOI for the look direction estimate
+    snow_mode: Literal["grow", "erode"] = "grow"  # grow: mask snow + 300 m (seed)
+    snow_buffer_m: float = 300.0
+    l1c_snow_ndsi: float = 0.4  # L1C scenes have no SCL: snow = NDSI above this and bright NIR
+    # Sentinel-1 terrain flattening (seed: Vollrath et al. 2020 and adugnag/gee_s1_ard)
+    look_convention: Literal["vollrath", "gee_s1_ard"] = "vollrath"
+    mask_distortions: bool = True  # VV/VH NoData where layover or shadow (paper, Table 2)
+    flattening_volume_fraction: float = 0.5  # vegetated share of the AOI at which auto = volume
+    look_direction_buffer_m: float = 10_000.0  # area around the AOI for the look direction
+    # DEM
+    dem_resample: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    high_latitude_dem: Literal["glo30", "arcticdem"] = "glo30"
     # CART land cover
     cart_points_per_class: int = 100
     cart_holdout: float = 0.3
     cart_buffer_m: float = 2_000.0  # AOI buffer from which CART training points are drawn
     cart_max_nodes: int | None = None  # None = unlimited (Earth Engine's default)
+    cart_tile_input: Literal["tree", "samples"] = "tree"  # what each tile request carries
     bare_rock_ndvi: float = 0.1  # WorldCover 60 pixels below this pre-event NDVI train as bare rock
     seed: int = 0
+
+    @classmethod
+    def from_toml(cls, path: Path | str, **overrides: Any) -> FetchConfig:
+        """Settings from the `[fetch]` table of a TOML file, each checked against its type;
+        `overrides` (e.g. the AOI size given on the command line) win over the file."""
+        path = Path(path)
+        try:
+            doc = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputNotFound(f"{path}: fetch settings file not found") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidFile(f"{path}: not a readable TOML file ({exc})") from None
+        table = doc.get("fetch")
+        if not isinstance(table, dict):
+            raise InvalidFile(f'{path}: needs a [fetch] table, e.g. snow_mode = "erode"')
+        return cls.from_mapping(table, where=str(path), **overrides)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], *, where: str, **overrides: Any) -> FetchConfig:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        checked: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in fields:
+                raise InvalidFile(
+                    f"{where}: unknown fetch setting '{key}'; known: {', '.join(fields)}"
+                )
+            checked[key] = _check_setting(key, value, hints[key], where)
+        checked.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**checked)
+
+
+def _check_setting(key: str, value: Any, hint: Any, where: str) -> Any:
+    """`value` if it fits the field's type (int accepted for float fields), else one error."""
+    options = _flatten((hint,))
+    if type(None) in options and value in (None, ""):
+        return None  # TOML has no null: an empty string switches an optional setting off
+    for option in options:
+        if typing.get_origin(option) is Literal and value in typing.get_args(option):
+            return value
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    allowed = [
+        " or ".join(repr(a) for a in typing.get_args(o))
+        if typing.get_origin(o) is Literal
+        else getattr(o, "__name__", str(o))
+        for o in options
+    ]
+    raise InvalidFile(f"{where}: fetch setting '{key}' = {value!r} must be {' or '.join(allowed)}")
+
+
+def _flatten(options: tuple[Any, ...]) -> list[Any]:
+    """The alternatives of a type hint (`float | None` -> float, None)."""
+    out: list[Any] = []
+    for o in options:
+        if typing.get_origin(o) in (typing.Union, types.UnionType):
+            out.extend(_flatten(typing.get_args(o)))
+        else:
+            out.append(o)
+    return out

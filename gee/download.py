@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lsd.files import atomic_path
+from lsd.layers import LAYER_NOTES
 from lsd.rasters import Grid, stack_profile
 
 # Request limits of ee.data.computePixels (bytes of the response, pixels per side).
@@ -177,8 +178,7 @@ def download_stack(
         atomic_path(dest) as tmp,
         rasterio.open(tmp, "w", **stack_profile(grid, len(layers))) as dst,
     ):
-        for i, name in enumerate(layers, start=1):
-            dst.set_band_description(i, name)
+        describe_bands(dst, layers)
         for window in windows:
             block = with_retries(
                 lambda w=window: fetch(image, grid, w), sleep=sleep, on_retry=on_retry
@@ -189,6 +189,15 @@ def download_stack(
             dst.write(block, window=window)
             if progress:
                 progress(1)
+
+
+def describe_bands(dst: Any, layers: Sequence[str]) -> None:
+    """Band descriptions are the layer names (how stacks are read); what the values mean, e.g.
+    that layover 1 is distorted, goes into each band's 'meaning' metadata."""
+    for i, name in enumerate(layers, start=1):
+        dst.set_band_description(i, name)
+        if name in LAYER_NOTES:
+            dst.update_tags(i, meaning=LAYER_NOTES[name])
 
 
 def geotiff_to_stack(src_path: Path, dest: Path, layers: Sequence[str], grid: Grid) -> None:
@@ -205,8 +214,7 @@ def geotiff_to_stack(src_path: Path, dest: Path, layers: Sequence[str], grid: Gr
             atomic_path(dest) as tmp,
             rasterio.open(tmp, "w", **stack_profile(grid, len(layers))) as dst,
         ):
-            for i, name in enumerate(layers, start=1):
-                dst.set_band_description(i, name)
+            describe_bands(dst, layers)
             for window in plan_tiles(grid, len(layers)):
                 block = src.read(window=window, out_dtype="float32")
                 block[block <= _SENTINEL_CUT] = np.nan

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ee
 
@@ -59,7 +60,7 @@ def worldcover_points(
         region=region,
         scale=cfg.scale,
         seed=cfg.seed,
-        geometries=True,
+        geometries=False,
     )
 
 
@@ -70,7 +71,7 @@ def user_points(features: ee.Image, path: Path, cfg: FetchConfig) -> ee.FeatureC
          read_class_points(path)]
     )  # fmt: skip
     return features.sampleRegions(
-        collection=points, properties=[CLASS_PROPERTY], scale=cfg.scale, geometries=True
+        collection=points, properties=[CLASS_PROPERTY], scale=cfg.scale, geometries=False
     )
 
 
@@ -81,6 +82,14 @@ class CartResult:
     kappa: ee.ComputedObject
     n_train: ee.Number
     n_test: ee.Number
+    tree: ee.ComputedObject  # the trained tree as text (Classifier.explain)
+    train: ee.FeatureCollection  # the training points, properties only
+
+
+def cart_classifier(cfg: FetchConfig) -> ee.Classifier:
+    if cfg.cart_max_nodes:
+        return ee.Classifier.smileCart(cfg.cart_max_nodes)
+    return ee.Classifier.smileCart()
 
 
 def train_cart(features: ee.Image, points: ee.FeatureCollection, cfg: FetchConfig) -> CartResult:
@@ -88,12 +97,7 @@ def train_cart(features: ee.Image, points: ee.FeatureCollection, cfg: FetchConfi
     split = points.randomColumn(SPLIT_COLUMN, cfg.seed)
     train = split.filter(ee.Filter.lt(SPLIT_COLUMN, 1 - cfg.cart_holdout))
     test = split.filter(ee.Filter.gte(SPLIT_COLUMN, 1 - cfg.cart_holdout))
-    cart = (
-        ee.Classifier.smileCart(cfg.cart_max_nodes)
-        if cfg.cart_max_nodes
-        else ee.Classifier.smileCart()
-    )
-    classifier = cart.train(
+    classifier = cart_classifier(cfg).train(
         features=train, classProperty=CLASS_PROPERTY, inputProperties=list(FEATURE_BANDS)
     )
     classified = features.classify(classifier).rename("landCover")
@@ -107,7 +111,41 @@ def train_cart(features: ee.Image, points: ee.FeatureCollection, cfg: FetchConfi
         kappa=ee.Algorithms.If(has_test, matrix.kappa(), None),
         n_train=train.size(),
         n_test=test.size(),
+        tree=ee.Dictionary(classifier.explain()).get("tree"),
+        train=train.select([*FEATURE_BANDS, CLASS_PROPERTY], None, False),
     )
+
+
+def cart_constants(result: CartResult) -> ee.Dictionary:
+    """What the per-event request returns about CART: the training points (so each tile can
+    retrain on exactly them), the tree they give, and the holdout scores for event.json."""
+    return ee.Dictionary(
+        {
+            "train": result.train,
+            "tree": result.tree,
+            "accuracy": result.accuracy,
+            "kappa": result.kappa,
+            "n_train": result.n_train,
+            "n_test": result.n_test,
+        }
+    )
+
+
+def classify_from_constants(
+    features: ee.Image, constants: dict[str, Any], cfg: FetchConfig
+) -> ee.Image:
+    """landCover for one tile from the per-event CART constants, with no sampling: the tree
+    itself (cart_tile_input 'tree'), or smileCart retrained on the constant training points."""
+    if cfg.cart_tile_input == "tree":
+        classifier = ee.Classifier.decisionTree(constants["tree"])
+    else:
+        points = ee.FeatureCollection(
+            [ee.Feature(None, f["properties"]) for f in constants["train"]["features"]]
+        )
+        classifier = cart_classifier(cfg).train(
+            features=points, classProperty=CLASS_PROPERTY, inputProperties=list(FEATURE_BANDS)
+        )
+    return features.classify(classifier).rename("landCover")
 
 
 def class_table() -> dict[str, str]:

@@ -1,14 +1,21 @@
-"""Entry points: the ee graph of an event's layer stack, its provenance and its image counts.
+"""Entry points: the ee graph of an event's layer stack, its per-event constants and provenance.
 
 Nothing here calls the server (no getInfo): the caller decides when to pay for a round trip,
 and tests build every graph offline. Each piece (S1, S2, DEM, CART) is built at most once per
 call and only if a requested layer needs it.
+
+A graph is built in one of two ways. Without constants (`EventGraph(spec, cfg, resolved)`),
+the per-event values (look direction, vegetated share, CART training) are computed inside the
+graph: that is the constants request itself, and what a dry run without a session shows. With
+constants from that request, the tile graphs carry them as numbers and a tree, so each download
+tile does per-pixel work only (lsd.gee.event_facts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import cached_property
+from typing import Any
 
 import ee
 import shapely.geometry
@@ -16,17 +23,31 @@ import shapely.geometry
 from lsd.errors import InvalidValue
 from lsd.gee import landcover, s1, s2, terrain
 from lsd.gee.config import FetchConfig, dem_asset_for
+from lsd.gee.event_facts import (
+    CONSTANTS_TAG,
+    Constants,
+    Resolved,
+    assumed_resolution,
+    s1_windows,
+    window_of,
+)
 from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS, S1_LAYERS
-from lsd.spec import EventSpec
+from lsd.spec import EventSpec, buffered_aoi
 
 # Layers read from third-party assets, and the FetchConfig field (also the provenance key) that
 # names each asset.
 AUX_ASSET_FIELDS = {"kgClimate": "kg_climate_asset", "canopyHeight": "canopy_height_asset"}
+BACKSCATTER = ("preVV", "postVV", "preVH", "postVH")
+
+
+def geometry(shape: Any) -> ee.Geometry:
+    """A planar EPSG:4326 geometry from shapely, so its edges are the straight lines shapely had
+    (an AOI crossing 180 degrees arrives split in two parts, lsd.spec.normalize_aoi)."""
+    return ee.Geometry(shapely.geometry.mapping(shape), "EPSG:4326", False)
 
 
 def aoi_geometry(spec: EventSpec) -> ee.Geometry:
-    """The AOI as a planar EPSG:4326 geometry, so its edges are the straight lines shapely had."""
-    return ee.Geometry(shapely.geometry.mapping(spec.aoi), "EPSG:4326", False)
+    return geometry(spec.aoi)
 
 
 def check_layers(layers: Iterable[str]) -> list[str]:
@@ -48,19 +69,31 @@ def check_layers(layers: Iterable[str]) -> list[str]:
 class EventGraph:
     """Lazily built pieces of one event's graph, shared between the layers that need them."""
 
-    def __init__(self, spec: EventSpec, cfg: FetchConfig) -> None:
+    def __init__(
+        self,
+        spec: EventSpec,
+        cfg: FetchConfig,
+        resolved: Resolved | None = None,
+        constants: Constants | None = None,
+    ) -> None:
         self.spec = spec
         self.cfg = cfg
+        self.resolved = resolved or assumed_resolution(spec, cfg)
+        self.constants = constants
         self.aoi = aoi_geometry(spec)
+
+    def region(self, metres: float) -> ee.Geometry:
+        """The AOI grown by `metres`, built on the client (exact, and split at 180 degrees)."""
+        return geometry(buffered_aoi(self.spec, metres))
 
     # -- terrain
     @cached_property
     def dem_id(self) -> str:
-        return dem_asset_for(self.spec)
+        return dem_asset_for(self.spec, self.cfg)
 
     @cached_property
     def dem(self) -> ee.Image:
-        return terrain.dem_image(self.dem_id)
+        return terrain.dem_image(self.dem_id, self.aoi, self.cfg)
 
     @cached_property
     def worldcover(self) -> ee.Image:
@@ -68,39 +101,89 @@ class EventGraph:
 
     # -- Sentinel-1
     @cached_property
-    def s1_raw(self) -> dict[str, ee.ImageCollection]:
-        spec = self.spec
-        return {
-            "pre": s1.s1_collection(self.aoi, spec.pre, spec.orbit),
-            "post": s1.s1_collection(self.aoi, spec.post, spec.orbit),
-        }
+    def flattening(self) -> tuple[Any, Any, Any]:
+        fraction = self.constants.vegetated_fraction if self.constants else None
+        wc = self.worldcover if self.spec.flattening == "auto" and fraction is None else None
+        return s1.flattening_choice(self.spec, self.cfg, wc, self.aoi, fraction)
 
     @cached_property
-    def flattening(self) -> tuple[ee.ComputedObject, ee.String, ee.ComputedObject]:
-        wc = self.worldcover if self.spec.flattening == "auto" else None
-        return s1.flattening_choice(self.spec, self.cfg, wc, self.aoi)
+    def terrain_angles(self) -> ee.Image:
+        return s1.terrain_angles(self.dem)
+
+    def s1_raw(self, orbit: str, key: str) -> ee.ImageCollection:
+        return s1.s1_collection(self.aoi, window_of(self.spec, key), orbit)
+
+    def look(self, orbit: str) -> float | ee.Number:
+        """The pass's look direction: the per-event constant, or computed over its scenes."""
+        if self.constants and orbit in self.constants.look_direction:
+            return self.constants.look_direction[orbit]
+        scenes = self.s1_raw(orbit, "pre").merge(self.s1_raw(orbit, "post"))
+        return s1.look_direction(scenes, self.region(self.cfg.look_direction_buffer_m))
 
     @cached_property
-    def s1_flat(self) -> dict[str, ee.ImageCollection]:
+    def s1_pass(self) -> dict[str, dict[str, Any]]:
+        """Per pass: flattened scenes per window, their dB composites and geometry layers."""
+        out: dict[str, dict[str, Any]] = {}
         use_volume = self.flattening[0]
-        terrain_angles = s1.terrain_angles(self.dem)
-        region = self.aoi.buffer(self.cfg.look_direction_buffer_m, 100)
-        return {
-            k: s1.flattened_collection(col, terrain_angles, use_volume, region)
-            for k, col in self.s1_raw.items()
-        }
+        for orbit in self.resolved.passes:
+            phi_i = self.look(orbit)
+            flat = {
+                k: s1.flattened_collection(
+                    self.s1_raw(orbit, k), self.terrain_angles, use_volume, phi_i,
+                    self.cfg.look_convention,
+                )
+                for k in ("pre", "post")
+            }  # fmt: skip
+            layover = flat["post"].select("layover").max()
+            shadow = flat["post"].select("shadow").max()
+            out[orbit] = {
+                "flat": flat,
+                "db": {k: s1.db_composite(c) for k, c in flat.items()},
+                "layover": layover,
+                "shadow": shadow,
+                "distorted": layover.Or(shadow),
+                "lia": flat["post"].select("lia").median(),
+            }
+        return out
 
-    @cached_property
-    def s1_db(self) -> dict[str, ee.Image]:
-        return {k: s1.db_composite(col) for k, col in self.s1_flat.items()}
+    def _combine(self, images: list[ee.Image]) -> ee.Image:
+        """One image from per-pass images: itself for one pass, their mean for BOTH (each pass
+        composited on its own geometry first, so no composite mixes two geometries)."""
+        return images[0] if len(images) == 1 else ee.ImageCollection(images).mean()
+
+    def _masked(self, image: ee.Image, orbit: str) -> ee.Image:
+        if not self.cfg.mask_distortions:
+            return image
+        return image.updateMask(self.s1_pass[orbit]["distorted"].Not())
+
+    def backscatter(self, key: str, pol: str, masked: bool = True) -> ee.Image:
+        parts = []
+        for orbit, products in self.s1_pass.items():
+            image = products["db"][key].select(pol)
+            parts.append(self._masked(image, orbit) if masked else image)
+        return self._combine(parts)
+
+    def change(self, pol: str) -> ee.Image:
+        parts = []
+        for orbit, products in self.s1_pass.items():
+            db = products["db"]
+            diff = db["post"].select(pol).subtract(db["pre"].select(pol))
+            parts.append(self._masked(diff, orbit))
+        return self._combine(parts)
+
+    def distortion(self, name: str) -> ee.Image:
+        """layover or shadow, 1 = distorted: with two passes, where both are (only there are
+        the combined VV/VH NoData)."""
+        flags = [products[name] for products in self.s1_pass.values()]
+        return flags[0] if len(flags) == 1 else ee.ImageCollection(flags).min()
 
     # -- Sentinel-2
     @cached_property
     def s2_masked(self) -> dict[str, ee.ImageCollection]:
-        spec, cfg = self.spec, self.cfg
+        level = self.resolved.s2_level
         return {
-            "pre": s2.masked_collection(self.aoi, spec.pre, cfg),
-            "post": s2.masked_collection(self.aoi, spec.post, cfg),
+            k: s2.masked_collection(self.aoi, window_of(self.spec, k), self.cfg, level)  # type: ignore[arg-type]
+            for k in ("pre", "post")
         }
 
     @cached_property
@@ -109,33 +192,43 @@ class EventGraph:
 
     # -- CART land cover
     @cached_property
+    def cart_features(self) -> ee.Image:
+        vv = self.backscatter("pre", "VV", masked=False)
+        vh = self.backscatter("pre", "VH", masked=False)
+        return landcover.features_image(self.s2_greenest["pre"], self.dem, vv, vh)
+
+    @cached_property
     def cart(self) -> landcover.CartResult:
-        cfg = self.cfg
-        pre = self.s2_greenest["pre"]
-        features = landcover.features_image(
-            pre, self.dem, self.s1_db["pre"].select("VV"), self.s1_db["pre"].select("VH")
-        )
+        """CART trained in the graph (the constants request)."""
+        cfg, features = self.cfg, self.cart_features
         if self.spec.landcover_points is not None:
             points = landcover.user_points(features, self.spec.landcover_points, cfg)
         else:
-            classes = landcover.paper_classes(self.worldcover, pre.select("NDVI"), cfg)
-            region = self.aoi.buffer(cfg.cart_buffer_m, 100)
+            classes = landcover.paper_classes(
+                self.worldcover, self.s2_greenest["pre"].select("NDVI"), cfg
+            )
+            region = self.region(cfg.cart_buffer_m)
             points = landcover.worldcover_points(features, classes, region, cfg)
         return landcover.train_cart(features, points, cfg)
+
+    def land_cover(self) -> ee.Image:
+        if self.constants and self.constants.cart:
+            return landcover.classify_from_constants(
+                self.cart_features, self.constants.cart, self.cfg
+            )
+        return self.cart.classified
 
     # -- layers
     def layer(self, name: str) -> ee.Image:
         """One layer as a single band called `name`."""
-        db, flat = (self.s1_db, self.s1_flat) if name in S1_LAYERS else ({}, {})
-        if name in ("preVV", "postVV", "preVH", "postVH"):
-            image = db[name[:-2]].select(name[-2:])
+        if name in BACKSCATTER:
+            image = self.backscatter(name[:-2], name[-2:])
         elif name in ("dVV", "dVH"):
-            pol = name[1:]
-            image = db["post"].select(pol).subtract(db["pre"].select(pol))
+            image = self.change(name[1:])
         elif name in ("layover", "shadow"):
-            image = flat["post"].select(name).max()
+            image = self.distortion(name)
         elif name == "liaDeg":
-            image = flat["post"].select("lia").median()
+            image = self.s1_pass[self.resolved.passes[0]]["lia"]
         elif name == "elevation":
             image = self.dem
         elif name == "slope":
@@ -145,7 +238,7 @@ class EventGraph:
         elif name == "canopyHeight":
             image = terrain.canopy_height(self.cfg)
         elif name == "landCover":
-            image = self.cart.classified
+            image = self.land_cover()
         elif name == "dNDVI":
             green = self.s2_greenest
             image = green["post"].select("NDVI").subtract(green["pre"].select("NDVI"))
@@ -159,101 +252,118 @@ def build_event_image(
     cfg: FetchConfig,
     layers: Sequence[str] = PAPER_LAYERS,
     unavailable: Iterable[str] = frozenset(),
+    resolved: Resolved | None = None,
+    constants: Constants | None = None,
 ) -> ee.Image:
     """The requested layers, in the requested order, one float32 band each, masked where there
     is no data. Layers named in `unavailable` (e.g. an auxiliary asset the user cannot read)
     come back fully masked, so the stack keeps its shape and the download gives NaN there."""
     names = check_layers(layers)
     missing = set(unavailable)
-    graph = EventGraph(spec, cfg)
+    graph = EventGraph(spec, cfg, resolved, constants)
     bands = [terrain.masked_layer(n) if n in missing else graph.layer(n) for n in names]
     return ee.Image.cat(bands).toFloat()
+
+
+def constants_request(
+    spec: EventSpec, cfg: FetchConfig, layers: Sequence[str], resolved: Resolved
+) -> ee.Dictionary:
+    """The per-event values the tiles will carry, computed once: look direction per pass, the
+    vegetated share (auto flattening), and CART's training points, tree and holdout scores."""
+    names = set(check_layers(layers))
+    graph = EventGraph(spec, cfg, resolved)
+    out: dict[str, Any] = {"request": CONSTANTS_TAG}
+    if s1_windows(names):
+        out["look_direction"] = {p: graph.look(p) for p in resolved.passes}
+        if spec.flattening == "auto":
+            out["vegetated_fraction"] = graph.flattening[2]
+    if LANDCOVER_LAYER in names:
+        out["cart"] = landcover.cart_constants(graph.cart)
+    return ee.Dictionary(out)
 
 
 def event_provenance(
     spec: EventSpec,
     cfg: FetchConfig,
-    layers: Sequence[str] = PAPER_LAYERS,
+    layers: Sequence[str],
+    resolved: Resolved,
+    constants: Constants | None,
     unavailable: Iterable[str] = frozenset(),
-) -> ee.Dictionary:
-    """Server-side facts for event.json, for the pieces the requested layers use; the caller
-    fetches them with one getInfo."""
+) -> dict[str, Any]:
+    """How each requested layer was made, for event.json: plain values, no server call."""
     names = set(check_layers(layers)) - set(unavailable)
-    graph = EventGraph(spec, cfg)
-    out: dict[str, object] = {"layers": [n for n in layers]}
-    needs_s1 = bool(names.intersection(S1_LAYERS)) or LANDCOVER_LAYER in names
-    needs_s2 = bool(names & {"dNDVI", LANDCOVER_LAYER})
-    if needs_s1:
-        out.update(_s1_provenance(graph))
-    if needs_s2:
-        out["s2_pre"] = s2.collection_summary(graph.s2_masked["pre"])
-        out["s2_post"] = s2.collection_summary(graph.s2_masked["post"])
-        out["s2_masking"] = s2.masking_method(cfg)
+    out: dict[str, Any] = {"layers": list(layers)}
+    if names & set(S1_LAYERS) or LANDCOVER_LAYER in names:
+        out.update(_s1_provenance(spec, cfg, resolved, constants))
+    if names & {"dNDVI", LANDCOVER_LAYER}:
+        out["s2_level"] = resolved.s2_level
+        out["s2_masking"] = s2.masking_method(cfg, resolved.s2_level)  # type: ignore[arg-type]
         out["s2_composite"] = "greenest pixel (qualityMosaic on NDVI)"
-    if needs_s1 or names & {"elevation", "slope"}:
-        out["dem_asset"] = graph.dem_id
+    if names & set(S1_LAYERS) or names & {"elevation", "slope", LANDCOVER_LAYER}:
+        out["dem_asset"] = dem_asset_for(spec, cfg)
+        out["dem_resample"] = cfg.dem_resample
     for layer, attr in AUX_ASSET_FIELDS.items():
         if layer in names:
             out[attr] = getattr(cfg, attr)
-    if LANDCOVER_LAYER in names:
-        out["landcover"] = _landcover_provenance(graph)
+    if "canopyHeight" in names:
+        out["canopy_height_fill_asset"] = cfg.canopy_height_fill_asset
+        out["canopy_height_codes_masked"] = "values above 60 (101 water, 102 snow/ice, 103 no data)"
+    if LANDCOVER_LAYER in names and constants and constants.cart:
+        out["landcover"] = _landcover_provenance(spec, cfg, constants.cart)
     if unavailable:
         out["unavailable_layers"] = sorted(set(unavailable))
-    return ee.Dictionary(out)
+    return out
 
 
-def _s1_provenance(graph: EventGraph) -> dict[str, object]:
-    use_volume, model, fraction = graph.flattening
+def _s1_provenance(
+    spec: EventSpec, cfg: FetchConfig, resolved: Resolved, constants: Constants | None
+) -> dict[str, Any]:
+    import math
+
+    fraction = constants.vegetated_fraction if constants else None
+    if spec.flattening in ("volume", "surface"):
+        model = spec.flattening
+    elif fraction is not None:
+        model = "volume" if fraction >= cfg.flattening_volume_fraction else "surface"
+    else:
+        model = None
+    looks = constants.look_direction if constants else {}
     return {
-        "s1_pre": s1.collection_summary(graph.s1_raw["pre"]),
-        "s1_post": s1.collection_summary(graph.s1_raw["post"]),
-        "s1_orbit": graph.spec.orbit,
-        "s1_flattening": ee.Dictionary(
-            {
-                "requested": graph.spec.flattening,
-                "model": model,
-                "vegetated_fraction": fraction,
-                "volume_threshold": graph.cfg.flattening_volume_fraction,
-                "method": "angular flattening, Vollrath, Mullissa & Reiche 2020",
-                "layover_shadow": "max over post-window scenes",
-                "lia": "median over post-window scenes",
-            }
-        ),
+        "s1_orbit": spec.orbit,
+        "s1_passes": list(resolved.passes),
+        "s1_look_direction_deg": {p: round(math.degrees(v) % 360, 3) for p, v in looks.items()},
+        "s1_flattening": {
+            "requested": spec.flattening,
+            "model": model,
+            "vegetated_fraction": fraction,
+            "volume_threshold": cfg.flattening_volume_fraction,
+            "method": "angular flattening, Vollrath, Mullissa & Reiche 2020",
+            "convention": cfg.look_convention,
+            "distortions_masked": cfg.mask_distortions,
+            "layover_shadow": "max over post-window scenes"
+            + ("; with two passes, where both are distorted" if len(resolved.passes) > 1 else ""),
+            "lia": f"median over post-window scenes of {resolved.passes[0]}",
+        },
     }
 
 
-def _landcover_provenance(graph: EventGraph) -> ee.Dictionary:
-    spec, cfg, cart = graph.spec, graph.cfg, graph.cart
+def _landcover_provenance(spec: EventSpec, cfg: FetchConfig, cart: dict[str, Any]) -> dict:
     source = (
         f"points file {spec.landcover_points}"
         if spec.landcover_points is not None
         else f"{cfg.worldcover_asset} remapped, stratified sample"
     )
-    return ee.Dictionary(
-        {
-            "classifier": "smileCart",
-            "training_source": source,
-            "holdout": cfg.cart_holdout,
-            "accuracy": cart.accuracy,
-            "kappa": cart.kappa,
-            "n_train": cart.n_train,
-            "n_test": cart.n_test,
-            "classes": landcover.class_table(),
-        }
-    )
-
-
-def window_counts(spec: EventSpec, cfg: FetchConfig) -> ee.Dictionary:
-    """Scenes found per sensor and window: {"s1_pre", "s1_post", "s2_pre", "s2_post"}."""
-    aoi = aoi_geometry(spec)
-    return ee.Dictionary(
-        {
-            "s1_pre": s1.s1_collection(aoi, spec.pre, spec.orbit).size(),
-            "s1_post": s1.s1_collection(aoi, spec.post, spec.orbit).size(),
-            "s2_pre": s2.s2_sr_collection(aoi, spec.pre).size(),
-            "s2_post": s2.s2_sr_collection(aoi, spec.post).size(),
-        }
-    )
+    return {
+        "classifier": "smileCart",
+        "training_source": source,
+        "holdout": cfg.cart_holdout,
+        "accuracy": cart.get("accuracy"),
+        "kappa": cart.get("kappa"),
+        "n_train": cart.get("n_train"),
+        "n_test": cart.get("n_test"),
+        "tile_input": cfg.cart_tile_input,
+        "classes": landcover.class_table(),
+    }
 
 
 def asset_available(asset_id: str) -> bool:
@@ -261,16 +371,16 @@ def asset_available(asset_id: str) -> bool:
     return terrain.asset_available(asset_id)
 
 
-def aux_assets(cfg: FetchConfig) -> dict[str, str]:
+def aux_assets(cfg: FetchConfig) -> dict[str, str | None]:
     """Auxiliary layers that come from third-party assets, which may be missing or unshared."""
     return {layer: getattr(cfg, attr) for layer, attr in AUX_ASSET_FIELDS.items()}
 
 
 def unavailable_aux_layers(
     cfg: FetchConfig, layers: Sequence[str] = PAPER_LAYERS
-) -> dict[str, str]:
-    """{layer: asset} for the auxiliary layers among `layers` whose asset cannot be read (server
-    calls). Such a layer becomes NaN rather than failing the event: pass the keys as
-    build_event_image(..., unavailable=...) and warn the user."""
+) -> dict[str, str | None]:
+    """{layer: asset} for the auxiliary layers among `layers` whose asset is not configured or
+    cannot be read (server calls). Such a layer becomes NaN rather than failing the event: pass
+    the keys as build_event_image(..., unavailable=...) and warn the user."""
     assets = aux_assets(cfg)
-    return {n: a for n, a in assets.items() if n in layers and not asset_available(a)}
+    return {n: a for n, a in assets.items() if n in layers and (not a or not asset_available(a))}

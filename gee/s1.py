@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import ee
 
 from lsd.gee.config import S1_COLLECTION, WORLDCOVER_VEGETATED, WORLDCOVER_WATER, FetchConfig
-from lsd.spec import EventSpec, Window
+from lsd.spec import PASSES, EventSpec, Window
 
 HALF_PI = math.pi / 2  # the 90 degree terms of the model factors, in radians
 DEG = math.pi / 180
@@ -103,7 +103,8 @@ def date_millis(day: Any) -> int:
 
 
 def s1_collection(aoi: ee.Geometry, window: Window, orbit: str) -> ee.ImageCollection:
-    """IW GRD scenes with VV and VH over the AOI in [start, end); orbit BOTH = either pass."""
+    """IW GRD scenes with VV and VH over the AOI in [start, end) of one pass (DESCENDING or
+    ASCENDING); any other value (BOTH, AUTO before it is resolved) applies no pass filter."""
     col = (
         ee.ImageCollection(S1_COLLECTION)
         .filterBounds(aoi)
@@ -112,7 +113,7 @@ def s1_collection(aoi: ee.Geometry, window: Window, orbit: str) -> ee.ImageColle
         .filter(ee.Filter.listContains("transmitterReceiverPolarisation", "VV"))
         .filter(ee.Filter.listContains("transmitterReceiverPolarisation", "VH"))
     )
-    if orbit != "BOTH":
+    if orbit in PASSES:
         col = col.filter(ee.Filter.eq("orbitProperties_pass", orbit))
     return col
 
@@ -124,51 +125,97 @@ def terrain_angles(dem: ee.Image) -> ee.Image:
     return slope.addBands(aspect)
 
 
-def look_direction(image: ee.Image, region: ee.Geometry) -> ee.Number:
+def look_direction(col: ee.ImageCollection, region: ee.Geometry) -> ee.Number:
     """Azimuth (radians, clockwise from north) towards which the ellipsoid incidence angle falls,
-    i.e. towards the sensor: the aspect of the `angle` band, as a circular mean over the region.
+    i.e. towards the sensor: the aspect of the `angle` band, as a circular mean over the region
+    and every scene of one pass.
 
-    Averaging sin and cos rather than the angle itself keeps the mean right if the azimuths
-    straddle north.
+    One value per pass and event, not per scene as in the seeds: scenes of one pass share the
+    orbit's inclination, so their headings over a few kilometres differ by a fraction of a
+    degree, and one value lets every download tile carry it as a constant. Averaging sin and
+    cos rather than the angle keeps the mean right if azimuths straddle north.
     """
-    aspect = ee.Terrain.aspect(image.select("angle")).multiply(DEG)
-    components = aspect.sin().rename("s").addBands(aspect.cos().rename("c"))
-    means = components.reduceRegion(
-        reducer=ee.Reducer.mean(), geometry=region, scale=LOOK_DIRECTION_SCALE_M, bestEffort=True
+
+    def components(img: ee.Image) -> ee.Image:
+        aspect = ee.Terrain.aspect(ee.Image(img).select("angle")).multiply(DEG)
+        return aspect.sin().rename("s").addBands(aspect.cos().rename("c"))
+
+    means = (
+        col.map(components)
+        .mean()
+        .reduceRegion(
+            reducer=ee.Reducer.mean(),
+            geometry=region,
+            scale=LOOK_DIRECTION_SCALE_M,
+            bestEffort=True,
+        )
     )
     return ee.Number(means.get("s")).atan2(ee.Number(means.get("c")))
 
 
+def relative_look(phi_i: Raster, aspect: Raster, convention: str) -> Raster:
+    """phi_r, the look direction relative to the terrain aspect.
+
+    'vollrath' (Vollrath et al. 2020 and their library): phi_r = phi_i - aspect, with
+    ee.Terrain.aspect (downslope azimuth) as is; alpha_r is then positive on slopes facing the
+    sensor, and layover falls on those slopes, as it physically must. 'gee_s1_ard' (its HEAD,
+    after issue #4): aspect negated ('made uphill'), phi_r = phi_i + aspect, which mirrors
+    east- and west-facing slopes; the library compensates by multiplying gamma0 by the factor.
+    """
+    if convention == "gee_s1_ard":
+        return phi_i.add(aspect)
+    return phi_i.subtract(aspect)
+
+
 def flatten_image(
-    image: ee.Image, terrain: ee.Image, use_volume: ee.ComputedObject, region: ee.Geometry
+    image: ee.Image,
+    terrain: ee.Image,
+    use_volume: bool | ee.ComputedObject,
+    phi_i: float | ee.ComputedObject,
+    convention: str = "vollrath",
 ) -> ee.Image:
     """One S1 scene -> flattened gamma0 VV, VH (linear power) plus layover, shadow, lia bands."""
     theta = image.select("angle").multiply(DEG)
-    phi_i = ee.Image.constant(look_direction(image, region))
-    phi_r = phi_i.subtract(terrain.select("aspect"))
+    phi_r = relative_look(ee.Image.constant(phi_i), terrain.select("aspect"), convention)
     alpha_s = terrain.select("slope")
     alpha_r = range_slope(alpha_s, phi_r)
     alpha_az = azimuth_slope(alpha_s, phi_r)
 
     sigma0 = ee.Image.constant(10).pow(image.select(["VV", "VH"]).divide(10)).rename(["VV", "VH"])
     gamma0 = sigma0.divide(theta.cos())
-    factor = ee.Image(
+    factor = model_factor(theta, alpha_r, alpha_az, use_volume)
+    flat = gamma0.multiply(factor) if convention == "gee_s1_ard" else gamma0.divide(factor)
+    layover = layover_mask(theta, alpha_r).rename("layover")
+    shadow = shadow_mask(theta, alpha_r).rename("shadow")
+    lia = local_incidence_deg(theta, alpha_r, alpha_az).rename("lia")
+    out = flat.rename(["VV", "VH"]).addBands(layover).addBands(shadow).addBands(lia)
+    return ee.Image(out.copyProperties(image, ["system:time_start", "system:index"]))
+
+
+def model_factor(
+    theta: ee.Image, alpha_r: ee.Image, alpha_az: ee.Image, use_volume: bool | ee.ComputedObject
+) -> ee.Image:
+    """The volume or surface model factor; a Python bool (the per-event constant) picks one on
+    the client, an ee value (computed in the graph) on the server."""
+    if isinstance(use_volume, bool):
+        if use_volume:
+            return volume_factor(theta, alpha_r)
+        return surface_factor(theta, alpha_r, alpha_az)
+    return ee.Image(
         ee.Algorithms.If(
             use_volume, volume_factor(theta, alpha_r), surface_factor(theta, alpha_r, alpha_az)
         )
     )
-    flat = gamma0.divide(factor).rename(["VV", "VH"])
-    layover = layover_mask(theta, alpha_r).rename("layover")
-    shadow = shadow_mask(theta, alpha_r).rename("shadow")
-    lia = local_incidence_deg(theta, alpha_r, alpha_az).rename("lia")
-    out = flat.addBands(layover).addBands(shadow).addBands(lia)
-    return ee.Image(out.copyProperties(image, ["system:time_start", "system:index"]))
 
 
 def flattened_collection(
-    col: ee.ImageCollection, terrain: ee.Image, use_volume: ee.ComputedObject, region: ee.Geometry
+    col: ee.ImageCollection,
+    terrain: ee.Image,
+    use_volume: bool | ee.ComputedObject,
+    phi_i: float | ee.ComputedObject,
+    convention: str = "vollrath",
 ) -> ee.ImageCollection:
-    return col.map(lambda img: flatten_image(ee.Image(img), terrain, use_volume, region))
+    return col.map(lambda img: flatten_image(ee.Image(img), terrain, use_volume, phi_i, convention))
 
 
 def to_db(linear: ee.Image) -> ee.Image:
@@ -195,22 +242,30 @@ def vegetated_fraction(worldcover: ee.Image, aoi: ee.Geometry, scale: float) -> 
 
 
 def flattening_choice(
-    spec: EventSpec, cfg: FetchConfig, worldcover: ee.Image | None, aoi: ee.Geometry
-) -> tuple[ee.ComputedObject, ee.String, ee.ComputedObject]:
+    spec: EventSpec,
+    cfg: FetchConfig,
+    worldcover: ee.Image | None,
+    aoi: ee.Geometry,
+    fraction: float | None = None,
+) -> tuple[bool | ee.ComputedObject, str | ee.String, float | ee.ComputedObject | None]:
     """(use_volume, model name, vegetated fraction or None) for this event.
 
     `auto` picks the volume model when at least cfg.flattening_volume_fraction of the AOI's land
     is vegetated by WorldCover, else the surface model; volume/surface in the event row win.
+    With the fraction already known (a per-event constant) the choice is made here, on the
+    client; without it the graph computes it.
     """
     if spec.flattening in ("volume", "surface"):
-        use_volume = ee.Number(1 if spec.flattening == "volume" else 0)
-        return use_volume, ee.String(spec.flattening), None
+        return spec.flattening == "volume", spec.flattening, None
+    if fraction is not None:
+        use = fraction >= cfg.flattening_volume_fraction
+        return use, "volume" if use else "surface", fraction
     if worldcover is None:
         raise ValueError("auto flattening needs the WorldCover image")
-    fraction = vegetated_fraction(worldcover, aoi, cfg.scale)
-    use_volume = fraction.gte(cfg.flattening_volume_fraction)
+    computed = vegetated_fraction(worldcover, aoi, cfg.scale)
+    use_volume = computed.gte(cfg.flattening_volume_fraction)
     model = ee.String(ee.Algorithms.If(use_volume, "volume", "surface"))
-    return use_volume, model, fraction
+    return use_volume, model, computed
 
 
 def collection_summary(col: ee.ImageCollection) -> ee.Dictionary:

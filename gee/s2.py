@@ -2,10 +2,13 @@
 
 Landslides strip vegetation, so the stack carries the change of the greenest-pixel NDVI between
 the windows. Clouds, their shadows and snow all lower NDVI and would fake that change, hence the
-masking before the composite.
+masking before the composite. The defaults are those of the dataset author's Code Editor script
+for dNDVI (its maskImage and maskSnow functions); docs/layers.md cites each one.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import ee
 
@@ -20,12 +23,13 @@ from lsd.gee.config import (
 from lsd.gee.s1 import date_millis
 from lsd.spec import Window
 
-CIRRUS_BIT = 1 << 11  # QA60 bit 11: cirrus
+Level = Literal["L2A", "L1C"]
 SCL_WATER = 6
 SCL_SNOW = 11
-SR_SCALE = 10_000  # S2 SR reflectance is stored as reflectance x 10000
-SHADOW_SEARCH_SCALE_M = 100  # the shadow projection runs on a coarse grid, as in s2cloudless
+REFLECTANCE_SCALE = 10_000  # S2 reflectance (SR and TOA) is stored as reflectance x 10000
+L1C_SNOW_NIR = 0.11  # NIR reflectance a snow pixel exceeds (with NDSI), for L1C scenes
 COMPOSITE_BANDS: tuple[str, ...] = (*CART_S2_BANDS, "NDVI")
+LEVEL_COLLECTIONS: dict[str, str] = {"L2A": S2_SR_COLLECTION, "L1C": S2_L1C_COLLECTION}
 
 
 def _same_index() -> ee.Filter:
@@ -36,73 +40,79 @@ def _window(col: ee.ImageCollection, aoi: ee.Geometry, window: Window) -> ee.Ima
     return col.filterBounds(aoi).filterDate(date_millis(window.start), date_millis(window.end))
 
 
+def scenes(aoi: ee.Geometry, window: Window, level: Level = "L2A") -> ee.ImageCollection:
+    """Scenes of one processing level over the AOI in [start, end), before any join."""
+    return _window(ee.ImageCollection(LEVEL_COLLECTIONS[level]), aoi, window)
+
+
 def s2_sr_collection(aoi: ee.Geometry, window: Window) -> ee.ImageCollection:
-    """Surface reflectance scenes over the AOI in [start, end), before any join."""
-    return _window(ee.ImageCollection(S2_SR_COLLECTION), aoi, window)
+    return scenes(aoi, window, "L2A")
 
 
 def join_first(
     primary: ee.ImageCollection, secondary: ee.ImageCollection, key: str
 ) -> ee.ImageCollection:
     """Attach the secondary scene with the same system:index as property `key`; scenes without a
-    partner are dropped, since they could not be masked."""
+    partner are dropped, since they could not be masked (the fetch counts and reports them)."""
     joined = ee.Join.saveFirst(key).apply(
         primary=primary, secondary=secondary, condition=_same_index()
     )
     return ee.ImageCollection(joined)
 
 
-def s2cloudless_inputs(
-    aoi: ee.Geometry, window: Window, sr: ee.ImageCollection
+def maskable(
+    aoi: ee.Geometry, window: Window, level: Level, cfg: FetchConfig
 ) -> ee.ImageCollection:
-    """SR scenes carrying their s2cloudless probability ('cloud_prob') and L1C scene ('l1c')."""
+    """The scenes that can be masked: joined with their cloud probability ('cloud_prob') and,
+    for L2A, their L1C scene ('l1c', for the CDI and the cirrus band); or with Cloud Score+."""
+    primary = scenes(aoi, window, level)
+    if cfg.s2_cloud == "cloudscoreplus":
+        cs = _window(ee.ImageCollection(CLOUD_SCORE_PLUS_COLLECTION), aoi, window)
+        return join_first(primary, cs, "cs_plus")
     prob = _window(ee.ImageCollection(S2_CLOUD_PROB_COLLECTION), aoi, window)
-    l1c = _window(ee.ImageCollection(S2_L1C_COLLECTION), aoi, window)
-    return join_first(join_first(sr, prob, "cloud_prob"), l1c, "l1c")
+    joined = join_first(primary, prob, "cloud_prob")
+    if level == "L2A":
+        l1c = _window(ee.ImageCollection(S2_L1C_COLLECTION), aoi, window)
+        joined = join_first(joined, l1c, "l1c")
+    return joined
 
 
-def cloud_score_plus_inputs(
-    aoi: ee.Geometry, window: Window, sr: ee.ImageCollection
-) -> ee.ImageCollection:
-    cs = _window(ee.ImageCollection(CLOUD_SCORE_PLUS_COLLECTION), aoi, window)
-    return join_first(sr, cs, "cs_plus")
+def cloud_mask(image: ee.Image, level: Level, cfg: FetchConfig) -> ee.Image:
+    """1 on cloud and cloud shadow, by the script's rule.
 
-
-def s2cloudless_clear(image: ee.Image, cfg: FetchConfig) -> ee.Image:
-    """1 where the scene is free of cloud and cloud shadow, by s2cloudless + CDI + QA60.
-
-    A high cloud probability alone also flags bright bare ground (fresh landslide scars among
-    them); the cloud displacement index separates real clouds, which show parallax between the
-    S2 bands, from bright surfaces, which do not.
+    Cloud: s2cloudless probability above cloud_prob and cloud displacement index below
+    cdi_threshold (bright ground, fresh scars among it, shows no parallax between S2 bands, so
+    the CDI keeps it), or cirrus-band (B10) reflectance above cirrus_b10; B10 rather than QA60,
+    whose cirrus bit is empty from 2022-01-25 on. The cloud mask is opened (erode, dilate) at
+    cloud_morph_scale_m; shadows are cast from it away from the sun over shadow_search_px pixels
+    of shadow_search_scale_m (5 km), and the whole cast zone is masked unless shadow_nir_dark
+    limits it to dark NIR pixels.
     """
+    l1c = ee.Image(image.get("l1c")) if level == "L2A" else image
     prob = ee.Image(image.get("cloud_prob")).select("probability")
-    cdi = ee.Algorithms.Sentinel2.CDI(ee.Image(image.get("l1c")))
-    cirrus = image.select("QA60").bitwiseAnd(CIRRUS_BIT).neq(0)
-    clouds = prob.gt(cfg.cloud_prob).And(cdi.lt(cfg.cdi_threshold)).Or(cirrus).rename("clouds")
-
-    # Shadows: dark NIR pixels that are not water, lying within shadow_project_km of a cloud in
-    # the direction away from the sun. directionalDistanceTransform measures its angle
-    # counter-clockwise from east; the solar azimuth is clockwise from north.
-    sun_towards = ee.Number(90).subtract(ee.Number(image.get("MEAN_SOLAR_AZIMUTH_ANGLE")))
-    max_pixels = int(round(cfg.shadow_project_km * 1000 / SHADOW_SEARCH_SCALE_M))
-    dark = (
-        image.select("B8")
-        .lt(cfg.shadow_nir_dark * SR_SCALE)
-        .And(image.select("SCL").neq(SCL_WATER))
+    cdi = ee.Algorithms.Sentinel2.CDI(l1c)
+    cirrus = l1c.select("B10").divide(REFLECTANCE_SCALE).gt(cfg.cirrus_b10)
+    clouds = prob.gt(cfg.cloud_prob).And(cdi.lt(cfg.cdi_threshold)).Or(cirrus)
+    clouds = (
+        clouds.focalMin(radius=cfg.cloud_open_px, kernelType="circle", units="pixels")
+        .focalMax(radius=cfg.cloud_grow_px, kernelType="circle", units="pixels")
+        .reproject(crs=cdi.projection(), scale=cfg.cloud_morph_scale_m)
     )
+    # directionalDistanceTransform measures its angle counter-clockwise from east; the solar
+    # azimuth is clockwise from north: 90 - azimuth points away from the sun.
+    away = ee.Number(90).subtract(ee.Number(image.get("MEAN_SOLAR_AZIMUTH_ANGLE")))
     cast = (
-        clouds.directionalDistanceTransform(sun_towards, max_pixels)
-        .reproject(crs=image.select("B8").projection(), scale=SHADOW_SEARCH_SCALE_M)
+        clouds.directionalDistanceTransform(away, cfg.shadow_search_px)
+        .reproject(crs=cdi.projection(), scale=cfg.shadow_search_scale_m)
         .select("distance")
         .mask()
     )
-    shadows = cast.And(dark)
-    cloudy = (
-        clouds.Or(shadows)
-        .focalMax(radius=cfg.cloud_buffer_m, kernelType="circle", units="meters")
-        .rename("cloudy")
-    )
-    return cloudy.Not()
+    if cfg.shadow_nir_dark is None:
+        return clouds.Or(cast).rename("cloudy")
+    dark = image.select("B8").lt(cfg.shadow_nir_dark * REFLECTANCE_SCALE)
+    if level == "L2A":
+        dark = dark.And(image.select("SCL").neq(SCL_WATER))
+    return clouds.Or(cast.And(dark)).rename("cloudy")
 
 
 def cloud_score_plus_clear(image: ee.Image, cfg: FetchConfig) -> ee.Image:
@@ -110,37 +120,49 @@ def cloud_score_plus_clear(image: ee.Image, cfg: FetchConfig) -> ee.Image:
     return ee.Image(image.get("cs_plus")).select("cs_cdf").gte(cfg.cs_plus_threshold)
 
 
-def snow_free(image: ee.Image, cfg: FetchConfig) -> ee.Image:
-    """0 on snow (SCL 11) after eroding the snow mask by snow_erode_m.
+def snow(image: ee.Image, level: Level, cfg: FetchConfig) -> ee.Image:
+    """1 on snow: scene class SCL 11 (L2A), or for L1C, which has no scene classification,
+    NDSI = (B3 - B11) / (B3 + B11) above l1c_snow_ndsi with NIR above 0.11."""
+    if level == "L2A":
+        return image.select("SCL").eq(SCL_SNOW)
+    ndsi = image.normalizedDifference(["B3", "B11"])
+    nir = image.select("B8").divide(REFLECTANCE_SCALE)
+    return ndsi.gt(cfg.l1c_snow_ndsi).And(nir.gt(L1C_SNOW_NIR))
 
-    The erosion drops small, isolated 'snow' patches: the scene classifier also calls fresh,
-    bright landslide scars snow, and masking them would erase the very change we look for.
+
+def snow_free(image: ee.Image, level: Level, cfg: FetchConfig) -> ee.Image:
+    """0 on snow and, by default (snow_mode 'grow'), within snow_buffer_m of it.
+
+    'grow' is the script's maskSnow: it erodes the not-snow mask by 300 m, i.e. grows snow by
+    300 m, so thin snow patches and the rim of every snowfield (bright, half-melted, mixed
+    pixels whose NDVI falls with the melt, not with a landslide) are masked. 'erode' instead
+    erodes the snow mask by snow_buffer_m, keeping small 'snow' patches (the classifier calls
+    some fresh scars snow) at the cost of snow remnants in the composites.
     """
-    snow = (
-        image.select("SCL")
-        .eq(SCL_SNOW)
-        .focalMin(radius=cfg.snow_erode_m, kernelType="circle", units="meters")
-    )
-    return snow.Not()
+    flags = snow(image, level, cfg)
+    if cfg.snow_mode == "erode":
+        grown = flags.focalMin(radius=cfg.snow_buffer_m, kernelType="circle", units="meters")
+        return grown.Not()
+    return flags.Not().focalMin(radius=cfg.snow_buffer_m, kernelType="circle", units="meters")
 
 
 def add_ndvi(image: ee.Image) -> ee.Image:
     return image.addBands(image.normalizedDifference(["B8", "B4"]).rename("NDVI"))
 
 
-def masked_collection(aoi: ee.Geometry, window: Window, cfg: FetchConfig) -> ee.ImageCollection:
+def masked_collection(
+    aoi: ee.Geometry, window: Window, cfg: FetchConfig, level: Level = "L2A"
+) -> ee.ImageCollection:
     """Cloud-, shadow- and snow-masked scenes of a window with an NDVI band."""
-    sr = s2_sr_collection(aoi, window)
-    if cfg.s2_cloud == "cloudscoreplus":
-        joined = cloud_score_plus_inputs(aoi, window, sr)
-        clear_fn = cloud_score_plus_clear
-    else:
-        joined = s2cloudless_inputs(aoi, window, sr)
-        clear_fn = s2cloudless_clear
+    joined = maskable(aoi, window, level, cfg)
 
     def mask_one(img: ee.Image) -> ee.Image:
         img = ee.Image(img)
-        keep = clear_fn(img, cfg).And(snow_free(img, cfg))
+        if cfg.s2_cloud == "cloudscoreplus":
+            clear = cloud_score_plus_clear(img, cfg)
+        else:
+            clear = cloud_mask(img, level, cfg).Not()
+        keep = clear.And(snow_free(img, level, cfg))
         return add_ndvi(img.updateMask(keep)).select(list(COMPOSITE_BANDS))
 
     return joined.map(mask_one)
@@ -151,23 +173,27 @@ def greenest(col: ee.ImageCollection) -> ee.Image:
     return col.qualityMosaic("NDVI")
 
 
-def masking_method(cfg: FetchConfig) -> str:
+def masking_method(cfg: FetchConfig, level: Level = "L2A") -> str:
     """One line for event.json saying how clouds and snow were masked."""
     if cfg.s2_cloud == "cloudscoreplus":
         clouds = f"Cloud Score+ cs_cdf >= {cfg.cs_plus_threshold}"
     else:
-        clouds = (
-            f"s2cloudless probability > {cfg.cloud_prob} and CDI < {cfg.cdi_threshold}, or QA60 "
-            f"cirrus; shadows projected {cfg.shadow_project_km} km from clouds over dark NIR "
-            f"(< {cfg.shadow_nir_dark}) non-water pixels; dilated {cfg.cloud_buffer_m} m"
+        shadow = (
+            "the whole cast zone"
+            if cfg.shadow_nir_dark is None
+            else f"pixels with NIR < {cfg.shadow_nir_dark} in it"
         )
-    return f"{clouds}; snow = SCL 11 eroded {cfg.snow_erode_m} m"
+        clouds = (
+            f"s2cloudless probability > {cfg.cloud_prob} and CDI < {cfg.cdi_threshold}, or B10 "
+            f"> {cfg.cirrus_b10}; opened {cfg.cloud_open_px} px and grown {cfg.cloud_grow_px} "
+            f"px at {cfg.cloud_morph_scale_m:g} m; shadows cast "
+            f"{cfg.shadow_search_px * cfg.shadow_search_scale_m / 1000:g} km away from the sun, "
+            f"{shadow} masked"
+        )
+    rule = "SCL 11" if level == "L2A" else f"NDSI > {cfg.l1c_snow_ndsi} and NIR > {L1C_SNOW_NIR}"
+    verb = "grown" if cfg.snow_mode == "grow" else "eroded"
+    return f"{clouds}; snow = {rule} {verb} {cfg.snow_buffer_m:g} m"
 
 
-def collection_summary(col: ee.ImageCollection) -> ee.Dictionary:
-    dates = col.aggregate_array("system:time_start").map(
-        lambda t: ee.Date(t).format("YYYY-MM-dd'T'HH:mm:ss")
-    )
-    return ee.Dictionary(
-        {"ids": col.aggregate_array("system:index"), "dates": dates, "count": col.size()}
-    )
+def scene_ids(col: ee.ImageCollection) -> ee.List:
+    return col.aggregate_array("system:index")

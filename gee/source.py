@@ -18,12 +18,12 @@ from typing import Any
 
 from lsd.events import event_record, write_event
 from lsd.files import write_json
-from lsd.gee.config import S1_COLLECTION, S2_SR_COLLECTION, FetchConfig, dem_asset_for
+from lsd.gee.config import S1_COLLECTION, FetchConfig, dem_asset_for
 from lsd.labels import rasterize_labels
 from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS, S1_LAYERS
 from lsd.rasters import Grid
 from lsd.sources import EventFailed
-from lsd.spec import EventSpec, aoi_in_utm, describe_spec, event_grid
+from lsd.spec import EventSpec, aoi_in_utm, describe_spec, event_grid, unwrap_lon
 
 Echo = Callable[[str], None]
 Sleep = Callable[[float], None]
@@ -49,49 +49,23 @@ def _first_line(exc: BaseException) -> str:
 def plan_event(spec: EventSpec, cfg: FetchConfig) -> dict[str, Any]:
     """What would be fetched for this event, computed locally (no credentials needed)."""
     grid = event_grid(spec, cfg.scale)
-    lon0, lat0, lon1, lat1 = spec.aoi.bounds
+    lon0, lat0, lon1, lat1 = unwrap_lon(spec.aoi).bounds
     return {
         "event_id": spec.event_id,
         "summary": f"{spec.date.isoformat()}, role {spec.role or '-'}",
         "aoi_bounds_lonlat": [round(v, 6) for v in (lon0, lat0, lon1, lat1)],
+        "aoi_parts": len(getattr(spec.aoi, "geoms", [spec.aoi])),
         "aoi_km2": round(aoi_in_utm(spec).area / 1e6, 6),
         "utm_epsg": spec.utm_epsg,
         "grid": f"{grid.width} x {grid.height} px at {cfg.scale:g} m",
         "pre_window": "..".join(spec.pre.as_strings()),
         "post_window": "..".join(spec.post.as_strings()),
-        "collections": [S1_COLLECTION, S2_SR_COLLECTION, f"cloud mask: {cfg.s2_cloud}"],
+        "collections": [S1_COLLECTION, f"Sentinel-2 {cfg.s2_level}", f"cloud mask: {cfg.s2_cloud}"],
         "orbit": spec.orbit,
-        "dem": dem_asset_for(spec),
+        "dem": dem_asset_for(spec, cfg),
         "inventory": str(spec.inventory) if spec.inventory else None,
         "role": spec.role,
     }
-
-
-def window_problems(spec: EventSpec, counts: dict[str, Any], layers: Sequence[str]) -> list[str]:
-    """Empty windows that the requested layers need, as one user-facing sentence each."""
-    wanted = set(layers)
-    needs = set()
-    if wanted & set(S1_LAYERS) or LANDCOVER_LAYER in wanted:
-        needs |= {"s1_pre", "s1_post"} if wanted & set(S1_LAYERS) else {"s1_pre"}
-    if LANDCOVER_LAYER in wanted or "dNDVI" in wanted:
-        needs.add("s2_pre")
-    if "dNDVI" in wanted:
-        needs.add("s2_post")
-    problems = []
-    for key in ("s1_pre", "s1_post", "s2_pre", "s2_post"):
-        if key not in needs or int(counts.get(key) or 0) != 0:
-            continue
-        sensor, kind = key.split("_")
-        window = spec.pre if kind == "pre" else spec.post
-        name = "Sentinel-1" if sensor == "s1" else "Sentinel-2"
-        one_orbit = sensor == "s1" and spec.orbit != "BOTH"
-        extra = f" ({spec.orbit} passes)" if one_orbit else ""
-        hint = f"widen it with {kind}_days" + (" or set orbit BOTH" if one_orbit else "")
-        problems.append(
-            f"event {spec.event_id}: no {name} images{extra} in {kind} window "
-            f"{'..'.join(window.as_strings())}; {hint}"
-        )
-    return problems
 
 
 # --------------------------------------------------------------------------- the source
@@ -110,7 +84,9 @@ class EarthEngineSource:
     sleep: Sleep | None = None
     echo: Echo = _err
     show_progress: bool = True
-    counts_online: bool = False  # a dry run asks the server for image counts when signed in
+    counts_online: bool = False  # a dry run asks the server for scenes and assets when signed in
+    graphs_dir: Path | None = None  # write each request's graph there (lsd.gee.graphs)
+    warnings: list[str] = field(default_factory=list)  # for the run's summary
 
     name = "earthengine"
     keep_going = True
@@ -119,13 +95,33 @@ class EarthEngineSource:
         return self.specs
 
     def plan(self, spec: EventSpec) -> dict[str, Any]:
+        """The local plan; signed in, also what the server says (scenes, choices, problems).
+        With graphs_dir, each request's graph is written; without a session the choices the
+        server would make (pass, level) are assumed and the constants stay in the graph."""
+        import ee
+
         plan = plan_event(spec, self.cfg)
+        run = EventRun(self, spec)
         if self.counts_online:
-            plan["counts"] = self._count_line(spec)
+            try:
+                run.check()
+                if not run.problems and self.graphs_dir:
+                    run.fetch_constants()
+            except ee.EEException as exc:
+                run.problems.append(f"event {spec.event_id}: Earth Engine: {_first_line(exc)}")
+            plan.update(run.plan_lines())
+        if self.graphs_dir:
+            run.write_graphs()
+            where = str(self.graphs_dir / spec.event_id)
+            plan["graphs"] = where if self.counts_online else f"{where} (choices assumed)"
         return plan
 
     def build(self, spec: EventSpec, folder: Path) -> None:
         fetch_event(self, spec, folder)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.echo(f"warning: {message}")
 
     # ---------------------------------------------------------------- server calls
 
@@ -144,50 +140,129 @@ class EarthEngineSource:
             obj.getInfo, sleep=self.sleep, on_retry=self.retry_note(event_id)
         )
 
-    def _count_line(self, spec: EventSpec) -> str:
-        import ee
-
-        from lsd.gee import layers as gl
-
-        try:
-            counts = self.get_info(gl.window_counts(spec, self.cfg), spec.event_id)
-        except ee.EEException as exc:
-            return f"not counted ({_first_line(exc)})"
-        line = ", ".join(f"{k} {counts.get(k)}" for k in sorted(counts))
-        problems = window_problems(spec, counts, self.layers)
-        if problems:
-            line += " | EMPTY: " + "; ".join(p.split(": ", 1)[1] for p in problems)
-        return line
-
 
 # --------------------------------------------------------------------------- one event
 
 
-@dataclass
-class _ServerFacts:
-    counts: dict[str, Any]
-    unavailable: frozenset[str]
-    image: Any  # ee.Image of the requested layers
-    provenance: dict[str, Any]
+class EventRun:
+    """One event's requests in order: facts, assets, constants, then the tile image."""
 
+    def __init__(self, src: EarthEngineSource, spec: EventSpec) -> None:
+        from lsd.gee.event_facts import assumed_resolution
 
-def _server_facts(src: EarthEngineSource, spec: EventSpec) -> _ServerFacts:
-    """Image counts (failing early on an empty window), auxiliary assets, graph, provenance."""
-    from lsd.gee import layers as gl
+        self.src, self.spec, self.cfg = src, spec, src.cfg
+        self.facts: dict[str, Any] = {}
+        self.resolved = assumed_resolution(spec, src.cfg)
+        self.problems: list[str] = []
+        self.notes: list[str] = []  # warnings of this event
+        self.dropped: dict[str, list[str]] = {}
+        self.unavailable: dict[str, str | None] = {}
+        self.constants: Any = None
 
-    counts = src.get_info(gl.window_counts(spec, src.cfg), spec.event_id)
-    problems = window_problems(spec, counts, src.layers)
-    if problems:
-        raise EventFailed("; ".join(problems))
-    missing = gl.unavailable_aux_layers(src.cfg, src.layers)
-    for layer, asset in sorted(missing.items()):
-        src.echo(f"warning: event {spec.event_id}: asset {asset} unavailable; {layer} is NaN")
-    unavailable = frozenset(missing)
-    image = gl.build_event_image(spec, src.cfg, src.layers, unavailable=unavailable)
-    provenance = src.get_info(
-        gl.event_provenance(spec, src.cfg, src.layers, unavailable=unavailable), spec.event_id
-    )
-    return _ServerFacts(counts, unavailable, image, provenance)
+    def check(self) -> None:
+        """The facts request and the asset checks: choices, problems and warnings."""
+        from lsd.gee import event_facts as ef
+        from lsd.gee import layers as gl
+
+        spec, cfg, layers = self.spec, self.cfg, self.src.layers
+        request = ef.facts_request(spec, cfg, layers, gl.aoi_geometry(spec))
+        self.facts = self.src.get_info(request, spec.event_id)
+        outcome = ef.resolve(spec, cfg, layers, self.facts)
+        self.resolved, self.dropped = outcome.resolved, outcome.dropped
+        self.problems += outcome.problems
+        self.notes += outcome.warnings
+        self._check_assets()
+
+    def _check_assets(self) -> None:
+        from lsd.gee import layers as gl
+
+        spec, layers = self.spec, self.src.layers
+        needed = {}
+        if spec.dem_asset:
+            needed[spec.dem_asset] = "the event's dem"
+        auto_model = spec.flattening == "auto" and bool(set(layers) & set(S1_LAYERS))
+        if LANDCOVER_LAYER in layers or auto_model:
+            needed[self.cfg.worldcover_asset] = "worldcover_asset"
+        for asset, why in needed.items():
+            if not gl.asset_available(asset):
+                self.problems.append(
+                    f"event {spec.event_id}: asset {asset} ({why}) does not exist or your "
+                    "account cannot read it"
+                )
+        self.unavailable = gl.unavailable_aux_layers(self.cfg, layers)
+        for layer, asset in sorted(self.unavailable.items()):
+            if asset:
+                self.problems_or_notes(
+                    f"event {spec.event_id}: asset {asset} does not exist or your account cannot "
+                    f"read it; {layer} is NaN"
+                )
+            else:
+                self.notes.append(
+                    f"event {spec.event_id}: no {layer} asset is configured (docs/layers.md, "
+                    f"'{layer}'); {layer} is NaN"
+                )
+
+    def problems_or_notes(self, message: str) -> None:
+        """A missing auxiliary asset fails a dry run (fix it before downloading) but only
+        warns in a fetch, where the layer becomes NaN and the stack keeps its shape."""
+        (self.problems if self.src.counts_online else self.notes).append(message)
+
+    def plan_lines(self) -> dict[str, Any]:
+        from lsd.gee import event_facts as ef
+
+        counts = ef.counts_from_facts(self.facts, self.resolved)
+        out: dict[str, Any] = {
+            "counts": ", ".join(f"{k} {counts[k]}" for k in sorted(counts)) or "-",
+            "s1_passes": ", ".join(self.resolved.passes),
+            "s2_level": self.resolved.s2_level,
+        }
+        if self.notes:
+            out["warnings"] = list(self.notes)
+        if self.problems:
+            out["problems"] = list(self.problems)
+        return out
+
+    def fetch_constants(self) -> None:
+        from lsd.gee import event_facts as ef
+        from lsd.gee import layers as gl
+
+        names = set(self.src.layers) - set(self.unavailable)
+        if not (ef.s1_windows(names) or LANDCOVER_LAYER in names):
+            self.constants = ef.Constants()
+            return
+        request = gl.constants_request(self.spec, self.cfg, sorted(names), self.resolved)
+        self.constants = ef.parse_constants(self.src.get_info(request, self.spec.event_id))
+
+    def image(self) -> Any:
+        from lsd.gee import layers as gl
+
+        return gl.build_event_image(
+            self.spec, self.cfg, self.src.layers, unavailable=frozenset(self.unavailable),
+            resolved=self.resolved, constants=self.constants,
+        )  # fmt: skip
+
+    def provenance(self) -> dict[str, Any]:
+        from lsd.gee import event_facts as ef
+        from lsd.gee import layers as gl
+
+        out = gl.event_provenance(
+            self.spec, self.cfg, self.src.layers, self.resolved, self.constants,
+            unavailable=frozenset(self.unavailable),
+        )  # fmt: skip
+        out.update(ef.scene_summary(self.facts, self.resolved))
+        if any(self.dropped.values()):
+            out["s2_dropped_no_cloud_probability"] = self.dropped
+        if self.notes:
+            out["warnings"] = list(self.notes)
+        return out
+
+    def write_graphs(self) -> None:
+        from lsd.gee import graphs
+
+        graphs.write_event_graphs(
+            self.src.graphs_dir / self.spec.event_id, self.spec, self.cfg, self.src.layers,
+            self.resolved, self.constants, frozenset(self.unavailable),
+        )  # fmt: skip
 
 
 def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
@@ -198,9 +273,17 @@ def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
     import ee
 
     grid = event_grid(spec, src.cfg.scale)
+    run = EventRun(src, spec)
     try:
-        facts = _server_facts(src, spec)
-        stack = _stack_writer(src, spec, facts.image, grid, folder)
+        run.check()
+        if run.problems:
+            raise EventFailed("; ".join(run.problems))
+        for note in run.notes:
+            src.warn(note)
+        run.fetch_constants()
+        if src.graphs_dir:
+            run.write_graphs()
+        stack = _stack_writer(src, spec, run.image(), grid, folder)
         if stack is None:
             return  # Drive: the user downloads the file; a rerun finishes the event
         label = None
@@ -208,15 +291,15 @@ def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
             label = rasterize_labels(
                 spec.inventory, spec.aoi, grid, warn=src.echo, event_id=spec.event_id
             )
-        write_event(folder, _record(src, spec, grid, facts), grid=grid, stack=stack, label=label)
+        write_event(folder, _record(src, spec, grid, run), grid=grid, stack=stack, label=label)
     except ee.EEException as exc:
         raise EventFailed(f"event {spec.event_id}: Earth Engine: {_first_line(exc)}") from None
     (folder / EXPORT_NOTE).unlink(missing_ok=True)
 
 
-def _record(
-    src: EarthEngineSource, spec: EventSpec, grid: Grid, facts: _ServerFacts
-) -> dict[str, Any]:
+def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) -> dict[str, Any]:
+    from lsd.gee import event_facts as ef
+
     source = {
         "kind": EarthEngineSource.name,
         "event": describe_spec(spec),
@@ -225,9 +308,11 @@ def _record(
             "post": list(spec.post.as_strings()),
             "end_exclusive": True,
         },
-        "image_counts": facts.counts,
-        "unavailable_layers": sorted(facts.unavailable),
-        "provenance": facts.provenance,
+        "image_counts": ef.counts_from_facts(run.facts, run.resolved),
+        "s1_passes": list(run.resolved.passes),
+        "s2_level": run.resolved.s2_level,
+        "unavailable_layers": sorted(run.unavailable),
+        "provenance": run.provenance(),
         "mode": src.export or "computePixels",
         "config": dataclasses.asdict(src.cfg),
     }

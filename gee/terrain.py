@@ -8,21 +8,50 @@ from __future__ import annotations
 
 import ee
 
-from lsd.gee.config import GLO30_ASSET, AssetKind, FetchConfig
+from lsd.gee.config import (
+    ARCTICDEM_ASSET,
+    CANOPY_HEIGHT_MAX_M,
+    GLO30_ASSET,
+    SRTM_ASSET,
+    AssetKind,
+    FetchConfig,
+)
 
 
-def dem_image(asset_id: str) -> ee.Image:
-    """Elevation (m) as a single band named 'elevation'.
+def dem_image(asset_id: str, aoi: ee.Geometry, cfg: FetchConfig) -> ee.Image:
+    """Elevation (m) as one band 'elevation', resampled as cfg.dem_resample says.
 
-    GLO-30 is a collection of tiles in differing projections; a plain mosaic takes a default
-    WGS84 1-degree projection, which makes Terrain.slope meaningless, so the mosaic gets the
-    tiles' own projection back. An override is read as an Image asset's first band.
+    Resampling matters because every terrain product (slope, aspect, the flattening factor,
+    the local incidence angle) is computed on the 10 m output grid: with nearest neighbour a
+    30 m DEM becomes 3 x 3 blocks of equal height, whose edges show as 30 m stripes in slope
+    and in flattened backscatter (gee_s1_ard issue #4; its wrapper now resamples bilinearly).
     """
     if asset_id == GLO30_ASSET:
-        tiles = ee.ImageCollection(GLO30_ASSET).select("DEM")
-        proj = tiles.first().projection()
-        return tiles.mosaic().setDefaultProjection(proj).rename("elevation")
-    return ee.Image(asset_id).select([0]).rename("elevation")
+        image = glo30_mosaic(aoi)
+    elif asset_id == ARCTICDEM_ASSET:
+        # the mosaic has voids; GLO-30 fills them so the terrain products stay continuous
+        arctic = ee.Image(ARCTICDEM_ASSET).select("elevation")
+        image = arctic.unmask(glo30_mosaic(aoi), False)
+        image = image.setDefaultProjection(arctic.projection())
+    elif asset_id == SRTM_ASSET:
+        image = ee.Image(SRTM_ASSET).select("elevation")
+    else:
+        image = ee.Image(asset_id).select([0])
+    if cfg.dem_resample != "nearest":
+        image = image.resample(cfg.dem_resample)
+    return image.rename("elevation")
+
+
+def glo30_mosaic(aoi: ee.Geometry) -> ee.Image:
+    """The GLO-30 tiles over the AOI, mosaicked in the projection of a tile that intersects it.
+
+    A plain mosaic takes a default WGS84 1-degree projection, which makes Terrain.slope
+    meaningless; GLO-30 tiles also differ in longitude spacing with latitude, so the projection
+    must come from a tile at the AOI, not the collection's first tile (which lies elsewhere).
+    """
+    tiles = ee.ImageCollection(GLO30_ASSET).filterBounds(aoi).select("DEM")
+    proj = tiles.first().projection()
+    return tiles.mosaic().setDefaultProjection(proj)
 
 
 def slope_deg(dem: ee.Image) -> ee.Image:
@@ -37,11 +66,25 @@ def load_first_band(asset_id: str, kind: AssetKind, name: str) -> ee.Image:
 
 
 def kg_climate(cfg: FetchConfig) -> ee.Image:
+    """The Koppen-Geiger class codes of the configured map, as they are in the asset."""
+    if not cfg.kg_climate_asset:
+        return masked_layer("kgClimate")
     return load_first_band(cfg.kg_climate_asset, cfg.kg_climate_kind, "kgClimate")
 
 
 def canopy_height(cfg: FetchConfig) -> ee.Image:
-    return load_first_band(cfg.canopy_height_asset, cfg.canopy_height_kind, "canopyHeight")
+    """Canopy height in metres; the product's class codes above 60 (101 water, 102 snow/ice,
+    103 no data) are masked, so they become NaN instead of 100 m trees. Where the GEDI-range
+    map has no height, the boreal prototype fills in (if configured)."""
+    height = _heights(load_first_band(cfg.canopy_height_asset, cfg.canopy_height_kind, "h"))
+    if cfg.canopy_height_fill_asset:
+        fill = _heights(load_first_band(cfg.canopy_height_fill_asset, "collection", "h"))
+        height = height.unmask(fill, False)
+    return height.rename("canopyHeight")
+
+
+def _heights(image: ee.Image) -> ee.Image:
+    return image.updateMask(image.lte(CANOPY_HEIGHT_MAX_M))
 
 
 def masked_layer(name: str) -> ee.Image:

@@ -20,13 +20,16 @@ from typing import Any
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue, UserError
 from lsd.spec import (
     DEFAULT_AOI_KM2,
+    DEFAULT_ORBIT,
     DEFAULT_SCALE_M,
     FLATTENINGS,
     ORBITS,
     ROLES,
     EventSpec,
     Window,
+    aoi_centroid,
     default_windows,
+    normalize_aoi,
     square_aoi,
     utm_epsg,
 )
@@ -168,10 +171,10 @@ def _parse_row(row: _Row, id_col: str, aoi_km2: float, scale: float) -> EventSpe
     date = row.parse("date", _date, "a date in YYYY-MM-DD form")
 
     aoi, epsg = _parse_area(row, aoi_km2, scale)
-    centre_lat = aoi.centroid.y
+    centre_lat = aoi_centroid(aoi)[1]
     pre, post = _parse_windows(row, date, centre_lat)
 
-    orbit = _choice(row, "orbit", ORBITS, "DESCENDING", upper=True)
+    orbit = _choice(row, "orbit", ORBITS, DEFAULT_ORBIT, upper=True)
     flattening = _choice(row, "flattening", FLATTENINGS, "auto", upper=False)
     role = _choice(row, "role", ROLES, None, upper=False)
     base = row.csv_path.parent
@@ -208,9 +211,12 @@ def _parse_area(row: _Row, aoi_km2: float, scale: float):
     if polygon:
         path = row.csv_path.parent / polygon
         gdf = read_polygons(path, where=row.where("polygon"))
-        aoi = gdf.geometry.union_all()
-        c = aoi.centroid
-        return aoi, utm_epsg(c.x, c.y)
+        try:
+            aoi = normalize_aoi(gdf.geometry.union_all())
+        except InvalidValue as exc:
+            raise row.fail("polygon", f"{path}: {exc}") from None
+        lon, lat = aoi_centroid(aoi)
+        return aoi, utm_epsg(lon, lat)
     for col in ("lon", "lat"):
         if not row.get(col):
             raise row.fail(col, "empty; give lon and lat in degrees, or a polygon file")

@@ -20,6 +20,28 @@ PAPER_LAYERS: tuple[str, ...] = (
 S1_LAYERS: tuple[str, ...] = PAPER_LAYERS[:9]
 S2_LAYERS: tuple[str, ...] = ("landCover", "dNDVI")
 
+# What each value of a paper layer means, written into stack.tif as band metadata ("meaning"):
+# the band description stays the bare layer name, which is how stacks are read.
+LAYER_NOTES: dict[str, str] = {
+    "preVV": "dB, terrain-flattened gamma0 VV, pre-event median; NoData in layover/shadow",
+    "postVV": "dB, terrain-flattened gamma0 VV, post-event median; NoData in layover/shadow",
+    "dVV": "dB, postVV - preVV; NoData in layover/shadow",
+    "preVH": "dB, terrain-flattened gamma0 VH, pre-event median; NoData in layover/shadow",
+    "postVH": "dB, terrain-flattened gamma0 VH, post-event median; NoData in layover/shadow",
+    "dVH": "dB, postVH - preVH; NoData in layover/shadow",
+    "layover": "1 = layover (distorted, VV/VH NoData), 0 = not",
+    "shadow": "1 = radar shadow (distorted, VV/VH NoData), 0 = not",
+    "liaDeg": "degrees, local incidence angle",
+    "elevation": "m",
+    "slope": "degrees",
+    "kgClimate": "Koppen-Geiger class code of the configured map",
+    "canopyHeight": "m, forest canopy height; water, snow/ice and no-data codes are NaN",
+    "landCover": "class code 1-8 (urban, forest, grass, sparse, water, wetland, rock, snow)",
+    "dNDVI": "post-event minus pre-event greenest-pixel NDVI",
+}
+# Layers whose values are classes or flags: summarised by their values, not a mean.
+CATEGORICAL_LAYERS: frozenset[str] = frozenset({"layover", "shadow", "kgClimate", "landCover"})
+
 BUILTIN_SETTINGS: dict[str, tuple[str, ...]] = {
     "s1": S1_LAYERS,
     "s2": S2_LAYERS,

@@ -16,9 +16,13 @@ from typing import Any, Literal
 from lsd.errors import InvalidValue
 from lsd.rasters import Grid
 
-Orbit = Literal["DESCENDING", "ASCENDING", "BOTH"]
+Orbit = Literal["AUTO", "DESCENDING", "ASCENDING", "BOTH"]
 Flattening = Literal["auto", "volume", "surface"]
-ORBITS: tuple[str, ...] = ("DESCENDING", "ASCENDING", "BOTH")
+# AUTO: the pass with scenes in both windows, descending first (the paper's pass); BOTH: each
+# pass composited on its own and the composites combined (docs/layers.md).
+ORBITS: tuple[str, ...] = ("AUTO", "DESCENDING", "ASCENDING", "BOTH")
+PASSES: tuple[str, ...] = ("DESCENDING", "ASCENDING")  # preference order of AUTO
+DEFAULT_ORBIT = "AUTO"
 FLATTENINGS: tuple[str, ...] = ("auto", "volume", "surface")
 ROLES: tuple[str, ...] = ("train", "val", "test")
 
@@ -51,7 +55,7 @@ class EventSpec:
     aoi: Any  # shapely Polygon/MultiPolygon in EPSG:4326 (lon, lat)
     pre: Window
     post: Window
-    orbit: Orbit = "DESCENDING"
+    orbit: Orbit = "AUTO"
     dem_asset: str | None = None  # overrides SRTM / Copernicus GLO-30
     inventory: Path | None = None  # landslide polygons for label.tif
     landcover_points: Path | None = None  # user's CART training points
@@ -99,7 +103,7 @@ def square_aoi(lon: float, lat: float, km2: float, epsg: int, scale: float = DEF
     half = math.sqrt(km2) * 1000.0 / 2.0
     xs, ys = (x - half, x + half), (y - half, y + half)
     corners = [(xs[0], ys[0]), (xs[1], ys[0]), (xs[1], ys[1]), (xs[0], ys[1])]
-    return Polygon([to_ll.transform(cx, cy) for cx, cy in corners])
+    return normalize_aoi(Polygon([to_ll.transform(cx, cy) for cx, cy in corners]))
 
 
 def aoi_in_utm(spec: EventSpec):
@@ -113,6 +117,86 @@ def to_crs(geom, src: Any, dst: Any):
 
     fn = Transformer.from_crs(src, dst, always_xy=True).transform
     return shapely.transform(geom, fn, interleaved=False)
+
+
+# --------------------------------------------------------------------------- the antimeridian
+# An AOI is small (kilometres), so one whose longitudes span more than half the globe is read as
+# crossing 180 degrees: in EPSG:4326 its ring would otherwise enclose the rest of the world, and
+# every filter, reduction and grid computed from it would span the globe. Such an AOI is kept as
+# a MultiPolygon split at 180 degrees, each part within -180..180, which Earth Engine, pyproj
+# and shapely all read as the small area it is.
+
+
+def _lon_extent(geom) -> float:
+    minx, _, maxx, _ = geom.bounds
+    return maxx - minx
+
+
+def crosses_antimeridian(geom) -> bool:
+    """True if the geometry crosses 180 degrees: given with longitudes outside -180..180, or
+    with wrapped longitudes whose span exceeds 180 degrees."""
+    minx, _, maxx, _ = geom.bounds
+    return minx < -180.0 or maxx > 180.0 or _lon_extent(geom) > 180.0
+
+
+def unwrap_lon(geom):
+    """The geometry with continuous longitudes across 180 degrees (negative ones shifted by 360
+    when the geometry was given wrapped), so its shape, area and centroid are the real ones."""
+    import shapely
+
+    if _lon_extent(geom) <= 180.0:
+        return geom
+    return shapely.transform(geom, _shift_west_lons)
+
+
+def _shift_west_lons(xy):
+    out = xy.copy()
+    out[:, 0] = [x + 360.0 if x < 0 else x for x in xy[:, 0]]
+    return out
+
+
+def normalize_aoi(geom):
+    """The AOI as Earth Engine and pyproj should see it: unchanged unless it crosses the
+    antimeridian, else split at 180 degrees into parts that each lie within -180..180."""
+    import shapely
+    from shapely import affinity
+    from shapely.geometry import box
+
+    if not crosses_antimeridian(geom):
+        return geom
+    whole = unwrap_lon(geom)
+    if _lon_extent(whole) > 180.0:
+        raise InvalidValue(
+            f"the area spans {_lon_extent(whole):.0f} degrees of longitude; "
+            "an event AOI must be a local area",
+            field="aoi",
+        )
+    minx, miny, maxx, maxy = whole.bounds
+    shift = 360.0 if minx >= 180.0 else 0.0  # given entirely east of 180 degrees
+    whole = affinity.translate(whole, xoff=-shift) if shift else whole
+    parts = []
+    for lo, hi, dx in ((-540.0, -180.0, 360.0), (-180.0, 180.0, 0.0), (180.0, 540.0, -360.0)):
+        piece = whole.intersection(box(lo, miny - 1, hi, maxy + 1))
+        if not piece.is_empty and piece.area > 0:
+            parts.append(affinity.translate(piece, xoff=dx))
+    polys = [p for part in parts for p in getattr(part, "geoms", [part]) if p.area > 0]
+    return shapely.MultiPolygon(polys) if len(polys) > 1 else polys[0]
+
+
+def aoi_centroid(geom) -> tuple[float, float]:
+    """(lon, lat) of the AOI's centroid, taken on continuous longitudes and wrapped back into
+    -180..180: the centroid of an AOI split at 180 degrees would otherwise fall near 0."""
+    c = unwrap_lon(geom).centroid
+    lon = ((c.x + 180.0) % 360.0) - 180.0
+    return lon, c.y
+
+
+def buffered_aoi(spec: EventSpec, metres: float):
+    """The AOI grown by `metres` (measured in its UTM zone), back in EPSG:4326 and split at the
+    antimeridian if it reaches it: the region of the per-event reductions, built on the client
+    so that it is exact and the same for every request."""
+    grown = aoi_in_utm(spec).buffer(metres, 16)
+    return normalize_aoi(to_crs(grown, spec.utm_epsg, 4326))
 
 
 def default_windows(date: dt.date, lat: float) -> tuple[int, int]:
@@ -156,7 +240,7 @@ def make_spec(
     *,
     pre_days: int | None = None,
     post_days: int | None = None,
-    orbit: str = "DESCENDING",
+    orbit: str = DEFAULT_ORBIT,
 ) -> EventSpec:
     """An EventSpec for an area given in code rather than in a CSV (e.g. `lsd predict --aoi`).
 
@@ -165,18 +249,19 @@ def make_spec(
     """
     if orbit not in ORBITS:
         raise InvalidValue(f"orbit '{orbit}' is not one of {', '.join(ORBITS)}", field="orbit")
-    c = aoi_4326.centroid
-    default_pre, default_post = default_windows(date, c.y)
+    aoi = normalize_aoi(aoi_4326)
+    lon, lat = aoi_centroid(aoi)
+    default_pre, default_post = default_windows(date, lat)
     pre = Window(date - dt.timedelta(days=pre_days or default_pre), date)
     post = Window(date, date + dt.timedelta(days=post_days or default_post))
     return EventSpec(
         event_id=event_id,
         date=date,
-        aoi=aoi_4326,
+        aoi=aoi,
         pre=pre,
         post=post,
         orbit=orbit,  # type: ignore[arg-type]
-        utm_epsg=utm_epsg(c.x, c.y),
+        utm_epsg=utm_epsg(lon, lat),
     )
 
 

@@ -15,7 +15,7 @@ from lsd.errors import InvalidFile, InvalidValue, ServiceUnavailable
 from lsd.events import STACK_FILE
 from lsd.layers import PAPER_LAYERS
 from lsd.sources import EventFailed
-from lsd.spec import EventSpec, make_spec, to_crs, utm_epsg
+from lsd.spec import EventSpec, aoi_centroid, make_spec, normalize_aoi, to_crs, utm_epsg
 from lsd.vectors import read_polygons
 
 # A direct (synchronous) Earth Engine download is limited in bytes per request; beyond this area a
@@ -47,8 +47,8 @@ def aoi_spec(
     geom = gdf.geometry.union_all()
     if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise InvalidFile(f"{where}: does not describe a polygon area")
-    centre = geom.centroid
-    km2 = to_crs(geom, 4326, utm_epsg(centre.x, centre.y)).area / 1e6
+    geom = normalize_aoi(geom)  # split at 180 degrees if it crosses them
+    km2 = to_crs(geom, 4326, utm_epsg(*aoi_centroid(geom))).area / 1e6
     if km2 <= 0:
         raise InvalidFile(f"{where}: has zero area")
     if km2 > max_km2:

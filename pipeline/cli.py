@@ -25,12 +25,14 @@ def _register() -> None:
         cmd_evaluate,
         cmd_fetch,
         cmd_import,
+        cmd_inspect,
         cmd_predict,
         cmd_train,
     )
 
     main.add_command(cmd_fetch.fetch)
     main.add_command(cmd_import.import_group)
+    main.add_command(cmd_inspect.inspect)
     main.add_command(cmd_train.train)
     main.add_command(cmd_ensemble.ensemble)
     main.add_command(cmd_evaluate.evaluate)

@@ -33,7 +33,23 @@ from lsd.pipeline.options import LsdCommand
     type=float,
     help="Area of the square around a lon/lat event, in km2.",
 )
-@click.option("--dry-run", is_flag=True, help="Print the plan (and image counts when signed in).")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan; signed in, also scenes, choices, missing assets (exit 1 on problems).",
+)
+@click.option(
+    "--graphs",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write each event's Earth Engine request graphs (JSON) into this folder.",
+)
+@click.option(
+    "--fetch-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TOML file with a [fetch] table of layer settings (docs/layers.md, 'Settings').",
+)
 @click.option(
     "--export",
     type=click.Choice(["drive", "gcs"]),
@@ -48,6 +64,8 @@ def fetch(
     out: Path,
     aoi_km2: float,
     dry_run: bool,
+    graphs: Path | None,
+    fetch_config: Path | None,
     export: str | None,
     bucket: str | None,
     project: str | None,
@@ -60,11 +78,16 @@ def fetch(
     if aoi_km2 <= 0:
         raise click.BadParameter(f"must be positive, got {aoi_km2}", param_hint="--aoi-km2")
     ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
+    if fetch_config is not None:
+        cfg = FetchConfig.from_toml(fetch_config, aoi_km2=aoi_km2)
+    else:
+        cfg = FetchConfig(aoi_km2=aoi_km2)
     summary = fetch_events(
         events_csv,
         out,
-        cfg=FetchConfig(aoi_km2=aoi_km2),
+        cfg=cfg,
         dry_run=dry_run,
+        graphs=graphs,
         export=export,
         bucket=bucket,
         only=ids,
@@ -72,7 +95,12 @@ def fetch(
         echo=click.echo,
     )
     if dry_run:
-        click.echo(f"{len(summary.planned)} event(s) planned; nothing written")
+        wrote = f"; graphs in {graphs}" if graphs else "; nothing written"
+        click.echo(f"{len(summary.planned)} event(s) planned{wrote}")
+        for line in summary.problems:
+            click.echo(f"  problem: {line}")
+        if summary.problems:
+            raise click.exceptions.Exit(1)
         return
     for line in summary_lines(summary):
         click.echo(line)

@@ -9,6 +9,7 @@ unfinished events.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsd.errors import InvalidValue, UserError
@@ -18,6 +19,19 @@ from lsd.layers import PAPER_LAYERS
 from lsd.pipeline.sources import BuildSummary, build_events, plan_events, source_class
 
 Echo = Callable[[str], None]
+
+
+@dataclass
+class FetchSummary(BuildSummary):
+    """The driver's summary plus what the user should know about events that did complete
+    (scenes left out, layers that are NaN): repeated at the end, where it is read."""
+
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """A dry run's findings that would fail events (empty windows, missing assets)."""
+        return [p for plan in self.planned for p in plan.get("problems", [])]
 
 
 def fetch_events(
@@ -34,7 +48,8 @@ def fetch_events(
     sleep: Callable[[float], None] | None = None,
     echo: Echo = print,
     show_progress: bool = True,
-) -> BuildSummary:
+    graphs: Path | None = None,
+) -> FetchSummary:
     """Fetch every event of the CSV into `out`; failures are collected, not raised."""
     from lsd.gee import auth
     from lsd.gee.source import EXPORT_MODES
@@ -49,7 +64,7 @@ def fetch_events(
     specs = read_events(csv, aoi_km2=cfg.aoi_km2, scale=cfg.scale, only=set(only or ()) or None)
     source = source_class("earthengine")(
         specs, cfg, tuple(layers), export=export, bucket=bucket, sleep=sleep, echo=echo,
-        show_progress=show_progress,
+        show_progress=show_progress, graphs_dir=Path(graphs) if graphs else None,
     )  # fmt: skip
     if dry_run:
         try:
@@ -57,9 +72,19 @@ def fetch_events(
             source.counts_online = True
         except UserError as exc:
             echo(f"{exc}; showing the plan without image counts")
-        return plan_events(source, echo=echo)
+        if graphs and not source.counts_online:
+            from lsd.gee.graphs import offline_client
+
+            with offline_client():
+                return _with_warnings(plan_events(source, echo=echo), source.warnings)
+        return _with_warnings(plan_events(source, echo=echo), source.warnings)
     auth.initialize(project)
-    return build_events(source, out, progress=show_progress, echo=echo, desc="events")
+    summary = build_events(source, out, progress=show_progress, echo=echo, desc="events")
+    return _with_warnings(summary, source.warnings)
+
+
+def _with_warnings(summary: BuildSummary, warnings: list[str]) -> FetchSummary:
+    return FetchSummary(**vars(summary), warnings=list(warnings))
 
 
 def summary_lines(summary: BuildSummary) -> list[str]:
@@ -68,4 +93,5 @@ def summary_lines(summary: BuildSummary) -> list[str]:
         f"{len(summary.pending)} exported to Drive, {len(summary.failed)} failed"
     ]
     lines += [f"  failed: {msg}" for msg in summary.failed.values()]
+    lines += [f"  warning: {msg}" for msg in getattr(summary, "warnings", [])]
     return lines

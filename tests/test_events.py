@@ -44,7 +44,7 @@ def test_all_example_events_parse() -> None:
     norway = next(s for s in specs if s.event_id == "05-norway")
     assert norway.inventory == (REPO / "examples" / "inventory_norway.geojson").resolve()
     assert norway.extra == {"location": "Norway", "paper_event": "5"}
-    assert all(s.orbit == "DESCENDING" and s.flattening == "auto" for s in specs)
+    assert all(s.orbit == "AUTO" and s.flattening == "auto" for s in specs)
     assert [s.row for s in specs] == list(range(1, 22))
 
 
@@ -185,7 +185,7 @@ BAD_CASES = {
     ),
     "orbit": (
         HEADER + R + ",,north,,,\n",
-        "column 'orbit': 'north' is not one of DESCENDING, ASCENDING, BOTH",
+        "column 'orbit': 'north' is not one of AUTO, DESCENDING, ASCENDING, BOTH",
     ),
     "role": (
         HEADER + R + ",,,holdout,,\n",

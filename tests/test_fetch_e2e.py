@@ -8,8 +8,12 @@ pixel's top-left corner), so the test can see that every tile landed where it be
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +26,15 @@ from shapely.geometry import Point
 
 from lsd.eventcsv import read_events
 from lsd.events import read_event
-from lsd.gee import download
-from lsd.gee.config import FetchConfig
+from lsd.gee import download, graphs
+from lsd.gee.config import S2_L1C_COLLECTION, S2_SR_COLLECTION, FetchConfig
+from lsd.gee.graphs import read_graph
 from lsd.layers import PAPER_LAYERS
 from lsd.pipeline.cli import main
 from lsd.pipeline.fetch import fetch_events
 from lsd.rasters import read_label, read_stack
 from lsd.spec import event_grid
+from tests.ee_offline import calls, constants, decode, graph_of
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -36,32 +42,89 @@ SENTINEL = download.NODATA_SENTINEL
 CANOPY = FetchConfig().canopy_height_asset
 
 
+T0 = 1_560_000_000_000
+
+
+def plain(value: Any) -> dict[str, Any]:
+    """The keys a request asked for, whether given as a dict or an ee.Dictionary."""
+    return dict(getattr(value, "_dictionary", None) or value)
+
+
+TREE = "n= 40\nnode), split, n, loss, yval, (yprob)\n  1) root 40 30 2 (0.2 0.3 0.5)\n"
+
+
 class FakeEE:
-    """Stands in for the Earth Engine server: counts, provenance, assets and pixels."""
+    """Stands in for the Earth Engine server: scene facts, constants, assets and pixels.
+
+    Answers follow the structure the client asked for (which windows, passes and levels), so
+    the client code that reads them runs unchanged.
+    """
 
     def __init__(self, ee: Any) -> None:
         self.ee = ee
         self.pixel_requests: list[dict[str, Any]] = []
-        self.counts = {"s1_pre": 7, "s1_post": 6, "s2_pre": 12, "s2_post": 11}
-        self.empty: dict[str, str] = {}  # event date -> window key reported empty
+        self.value_requests: list[dict[str, Any]] = []
+        self.s1 = {"DESCENDING": (7, 6), "ASCENDING": (5, 5)}  # scenes per pass: pre, post
+        self.s2 = {"L2A": (12, 11), "L1C": (12, 11)}
+        self.unmaskable = 0  # S2 scenes per window without a cloud-probability partner
+        self.glo30_tiles = 1
+        self.missing_assets = {CANOPY}
         self.fail_on: dict[int, Exception] = {}  # pixel request number -> error to raise
 
     def compute_value(self, obj: Any) -> Any:
-        keys = set(getattr(obj, "_dictionary", {}) or {})
-        if keys == set(self.counts):
-            return dict(self.counts)
+        request = dict(getattr(obj, "_dictionary", {}) or {})
+        self.value_requests.append(request)
+        if request.get("request") == "lsd-facts":
+            return self.facts(request)
+        if request.get("request") == "lsd-constants":
+            return self.constants(request)
+        raise AssertionError(f"unexpected value request {sorted(request)}")
+
+    def facts(self, request: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"glo30_tiles": self.glo30_tiles}
+        if "s1" in request:
+            out["s1"] = {
+                w: {p: self._s1(p, w, n[i]) for p, n in self.s1.items()}
+                for i, w in enumerate(("pre", "post")) if w in request["s1"]
+            }  # fmt: skip
+        if "s2" in request:
+            out["s2"] = {}
+            for i, w in enumerate(("pre", "post")):
+                if w not in request["s2"]:
+                    continue
+                levels = plain(request["s2"][w])
+                entry: dict[str, Any] = {}
+                for level, n in self.s2.items():
+                    if level not in levels:
+                        continue
+                    ids = [f"2019{w}{level}{k:02d}" for k in range(n[i])]
+                    keep = ids[: max(n[i] - self.unmaskable, 0)]
+                    entry.update({level: ids, f"{level}_maskable": keep,
+                                  f"{level}_times": [T0] * len(keep)})  # fmt: skip
+                out["s2"][w] = entry
+        return out
+
+    def _s1(self, orbit: str, window: str, n: int) -> dict[str, Any]:
         return {
-            "layers": list(PAPER_LAYERS),
-            "s1_pre": {"count": 7, "ids": ["S1A_IW_GRDH_1SDV_20190601"], "relative_orbits": [37]},
-            "s1_orbit": "DESCENDING",
-            "s1_flattening": {"model": "volume", "vegetated_fraction": 0.8},
-            "s2_masking": "s2cloudless p>65 and CDI<-0.5",
-            "dem_asset": "COPERNICUS/DEM/GLO30",
-            "landcover": {"accuracy": 0.87, "kappa": 0.8, "classes": {"2": "forest"}},
+            "ids": [f"S1A_IW_GRDH_{orbit[0]}{window}{k}" for k in range(n)],
+            "times": [T0 + k * 86_400_000 for k in range(n)],
+            "relative_orbits": [37] * n,
         }
 
+    def constants(self, request: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "look_direction" in request:
+            looks = plain(request["look_direction"])
+            out["look_direction"] = {p: (1.745 if p == "DESCENDING" else 4.538) for p in looks}
+        if "vegetated_fraction" in request:
+            out["vegetated_fraction"] = 0.8
+        if "cart" in request:
+            out["cart"] = {"tree": TREE, "train": {"type": "FeatureCollection", "features": []},
+                           "accuracy": 0.87, "kappa": 0.8, "n_train": 70, "n_test": 30}  # fmt: skip
+        return out
+
     def get_info(self, asset_id: str) -> Any:
-        if asset_id == CANOPY:
+        if asset_id in self.missing_assets:
             raise self.ee.EEException(f"Asset '{asset_id}' not found (does not exist or no access)")
         return {"type": "IMAGE", "id": asset_id}
 
@@ -111,6 +174,20 @@ def events_csv(tmp_path: Path) -> Path:
     return csv
 
 
+def millis(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def date_ranges(root: Any) -> set[tuple[int, int]]:
+    return {(c.args["start"], c.args["end"]) for c in calls(root, "DateRange")}
+
+
+def graphs_decode(encoded: dict[str, Any]) -> Any:
+    import ee
+
+    return ee.deserializer.decode(encoded)
+
+
 def run_fetch(*args: str) -> Any:
     return CliRunner().invoke(main, ["fetch", *args], catch_exceptions=False)
 
@@ -120,7 +197,13 @@ def test_fetch_writes_contract_folders(fake: FakeEE, events_csv: Path, tmp_path:
     result = run_fetch("--event", str(events_csv), "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "3 fetched, 0 already complete" in result.output
-    assert f"asset {CANOPY} unavailable; canopyHeight is NaN" in result.output
+    # the missing canopy asset and the unconfigured climate map warn, during and in the summary
+    missing = (
+        f"warning: event 05-norway: asset {CANOPY} does not exist or your account cannot read "
+        "it; canopyHeight is NaN"
+    )
+    assert result.output.count(missing) == 2
+    assert "warning: event 20-peru: no kgClimate asset is configured" in result.output
     assert len(fake.pixel_requests) == 3  # 200 x 200 px: one tile each
 
     for eid, epsg in (("05-norway", 32632), ("22-italy", 32632), ("20-peru", 32719)):
@@ -142,10 +225,15 @@ def test_fetch_writes_contract_folders(fake: FakeEE, events_csv: Path, tmp_path:
         assert meta["format"] == "lsd-event/1" and meta["source"]["kind"] == "earthengine"
         assert meta["event_id"] == eid and ev.role == meta["role"]
         source = meta["source"]
-        assert source["provenance"]["landcover"]["accuracy"] == 0.87
-        assert source["provenance"]["s1_pre"]["relative_orbits"] == [37]
-        assert source["image_counts"]["s2_post"] == 11
-        assert source["unavailable_layers"] == ["canopyHeight"]
+        prov = source["provenance"]
+        assert prov["landcover"]["accuracy"] == 0.87
+        assert prov["s1_pre"]["DESCENDING"]["relative_orbits"] == [37]
+        assert prov["s1_pre"]["DESCENDING"]["dates"][0] == "2019-06-08T13:20:00"
+        assert source["s1_passes"] == ["DESCENDING"] and source["s2_level"] == "L2A"
+        assert prov["s1_look_direction_deg"] == {"DESCENDING": pytest.approx(99.981, abs=1e-3)}
+        assert prov["s1_flattening"]["model"] == "volume"  # vegetated share 0.8
+        assert source["image_counts"] == {"s1_pre": 7, "s1_post": 6, "s2_pre": 12, "s2_post": 11}
+        assert source["unavailable_layers"] == ["canopyHeight", "kgClimate"]
         assert meta["grid"]["crs"] == f"EPSG:{epsg}" and meta["grid"]["width"] == 200
         assert source["event"]["extra"]["location"] in ("Norway", "Italy", "Peru")
         assert meta["written_by"].startswith("lsd ") and meta["label"]["written"]
@@ -240,7 +328,7 @@ def test_rate_limits_are_retried_with_backoff(
 def test_empty_window_fails_that_event_with_a_hint(
     fake: FakeEE, events_csv: Path, tmp_path: Path
 ) -> None:
-    fake.counts["s2_post"] = 0
+    fake.s2 = {"L2A": (12, 0), "L1C": (12, 0)}
     result = run_fetch(
         "--event", str(events_csv), "--out", str(tmp_path / "d"), "--only", "05-norway"
     )
@@ -253,11 +341,13 @@ def test_empty_window_fails_that_event_with_a_hint(
 
 
 def test_dry_run_with_session_counts_images(fake: FakeEE, events_csv: Path, tmp_path: Path) -> None:
-    fake.counts["s1_pre"] = 0
+    fake.missing_assets = set()
+    fake.s1["DESCENDING"] = (0, 6)  # only ascending scenes before the events
     result = run_fetch("--event", str(events_csv), "--out", str(tmp_path / "d"), "--dry-run")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output  # orbit auto takes the ascending pass
     assert "grid: 200 x 200 px at 10 m" in result.output and "utm_epsg: 32719" in result.output
-    assert "EMPTY: no Sentinel-1 images (DESCENDING passes) in pre window" in result.output
+    assert "s1_passes: ASCENDING" in result.output and "s2_level: L2A" in result.output
+    assert "counts: s1_post 5, s1_pre 5, s2_post 11, s2_pre 12" in result.output
     assert not (tmp_path / "d").exists()  # a dry run writes nothing
     assert fake.pixel_requests == []
 
@@ -385,3 +475,167 @@ def test_gcs_export_needs_a_bucket(events_csv: Path, tmp_path: Path) -> None:
     assert result.output.strip() == (
         "Error: --bucket: an export to Cloud Storage needs a bucket you can write"
     )
+
+
+# ----------------------------------------------------------------------------- issue 9
+
+
+def write_csv(tmp_path: Path, header: str, *rows: str) -> Path:
+    csv = tmp_path / "events.csv"
+    csv.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return csv
+
+
+def test_dry_run_fails_on_missing_assets_and_empty_orbits(fake: FakeEE, tmp_path: Path) -> None:
+    """Bad input found before any download: an asset id that does not exist, and a window
+    with no scenes of the requested pass (naming event, orbit, window and the pass that has
+    scenes)."""
+    fake.missing_assets = {CANOPY, "users/someone/missing_dem"}
+    fake.s1["DESCENDING"] = (0, 6)
+    csv = write_csv(
+        tmp_path, "id,date,lon,lat,orbit,dem",
+        "a-norway,2019-07-30,6.11699,61.51734,DESCENDING,users/someone/missing_dem",
+    )  # fmt: skip
+    result = run_fetch("--event", str(csv), "--out", str(tmp_path / "d"), "--dry-run")
+    assert result.exit_code == 1
+    problems = [ln.strip() for ln in result.output.splitlines() if ln.startswith("  problem:")]
+    assert problems == [
+        "problem: event a-norway: no Sentinel-1 images (DESCENDING passes) in pre window "
+        "2019-05-31..2019-07-30; ASCENDING has 5 there: set orbit ASCENDING or AUTO",
+        "problem: event a-norway: asset users/someone/missing_dem (the event's dem) does not "
+        "exist or your account cannot read it",
+        f"problem: event a-norway: asset {CANOPY} does not exist or your account cannot read "
+        "it; canopyHeight is NaN",
+    ]
+    assert fake.pixel_requests == [] and not (tmp_path / "d").exists()
+    # the fetch fails that event with the same first two lines, and downloads nothing
+    result = run_fetch("--event", str(csv), "--out", str(tmp_path / "d"))
+    assert result.exit_code == 1 and fake.pixel_requests == []
+    assert "failed: event a-norway: no Sentinel-1 images (DESCENDING passes)" in result.output
+
+
+def test_open_sea_event_fails_with_a_hint(fake: FakeEE, tmp_path: Path) -> None:
+    fake.s1 = {"DESCENDING": (0, 0), "ASCENDING": (0, 0)}
+    fake.s2 = {"L2A": (0, 0), "L1C": (0, 0)}
+    fake.glo30_tiles = 0
+    csv = write_csv(tmp_path, "id,date,lon,lat", "sea,2020-06-01,-30.0,40.0")
+    result = run_fetch("--event", str(csv), "--out", str(tmp_path / "d"))
+    assert result.exit_code == 1 and fake.pixel_requests == []
+    assert "it looks like open sea (both missions image land and coasts)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_l1c_fallback_and_dropped_scenes_are_recorded(fake: FakeEE, tmp_path: Path) -> None:
+    fake.missing_assets = set()
+    fake.s2 = {"L2A": (0, 0), "L1C": (9, 8)}  # 2017, Kyrgyzstan: no L2A in Earth Engine yet
+    fake.unmaskable = 1
+    csv = write_csv(tmp_path, "id,date,lon,lat", "21-kyrgyzstan,2017-04-30,73.290135,40.587722")
+    result = run_fetch("--event", str(csv), "--out", str(tmp_path / "d"), "--graphs",
+                       str(tmp_path / "g"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    source = json.loads((tmp_path / "d" / "21-kyrgyzstan" / "event.json").read_text())["source"]
+    assert source["s2_level"] == "L1C" and source["image_counts"]["s2_pre"] == 8
+    dropped = source["provenance"]["s2_dropped_no_cloud_probability"]
+    assert dropped == {"pre": ["2019preL1C08"], "post": ["2019postL1C07"]}
+    warning = ("warning: event 21-kyrgyzstan: 1 Sentinel-2 L1C scene(s) of the pre window have "
+               "no cloud-probability scene and were left out: 2019preL1C08")  # fmt: skip
+    assert result.output.count(warning) == 2  # when it happens, and in the summary
+    graph = decode(read_graph(tmp_path / "g" / "21-kyrgyzstan" / "s2.json")["graph"])
+    ids = {c.args["id"] for c in calls(graph, "ImageCollection.load")}
+    assert S2_L1C_COLLECTION in ids and S2_SR_COLLECTION not in ids
+
+
+def test_dry_run_graphs_are_what_the_fetch_sends(fake: FakeEE, events_csv: Path, tmp_path: Path):
+    """--graphs writes one JSON per event and request; the tiles send exactly stack.json."""
+    fake.missing_assets = set()
+    gdir = tmp_path / "graphs"
+    result = run_fetch("--event", str(events_csv), "--out", str(tmp_path / "d"), "--dry-run",
+                       "--graphs", str(gdir), "--only", "05-norway")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"graphs in {gdir}" in result.output and not (tmp_path / "d").exists()
+    files = sorted(p.name for p in (gdir / "05-norway").iterdir())
+    assert files == ["aux.json", "constants.json", "facts.json", "landcover.json", "s1.json",
+                     "s2.json", "stack.json", "terrain.json"]  # fmt: skip
+    (spec,) = read_events(events_csv, only={"05-norway"})
+    windows = {(millis(w.start), millis(w.end)) for w in (spec.pre, spec.post)}
+    s1_doc = read_graph(gdir / "05-norway" / "s1.json")
+    assert s1_doc["resolved"] == {"s1_passes": ["DESCENDING"], "s2_level": "L2A",
+                                  "assumed": False}  # fmt: skip
+    assert s1_doc["group_layers"] == list(PAPER_LAYERS[:9]) and s1_doc["constants_known"]
+    s1_graph = decode(s1_doc["graph"])
+    assert date_ranges(s1_graph) == windows
+    assert {c.args["rightValue"] for c in calls(s1_graph, "Filter.equals")
+            if c.args.get("leftField") == "orbitProperties_pass"} == {"DESCENDING"}  # fmt: skip
+    assert 1.745 in constants(s1_graph)  # the look direction, a constant
+    land = decode(read_graph(gdir / "05-norway" / "landcover.json")["graph"])
+    assert [c.args["treeString"] for c in calls(land, "Classifier.decisionTree")] == [TREE]
+    facts = decode(read_graph(gdir / "05-norway" / "facts.json")["graph"])
+    assert date_ranges(facts) == windows
+    for name in ("stack", "s1", "s2", "terrain", "aux", "landcover"):
+        graph = decode(read_graph(gdir / "05-norway" / f"{name}.json")["graph"])
+        for call in ("Image.reduceRegion", "Image.stratifiedSample", "Classifier.train"):
+            assert not calls(graph, call), (name, call)
+    constants_graph = decode(read_graph(gdir / "05-norway" / "constants.json")["graph"])
+    assert calls(constants_graph, "Image.stratifiedSample")
+    assert calls(constants_graph, "Image.reduceRegion")
+    # the fetch sends the same stack graph in every tile request
+    result = run_fetch("--event", str(events_csv), "--out", str(tmp_path / "d"),
+                       "--only", "05-norway")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sent = [graphs.encode(r["expression"]) for r in fake.pixel_requests]
+    stack = read_graph(gdir / "05-norway" / "stack.json")["graph"]
+    assert sent and all(g == graphs.encode(download.unmasked(graphs_decode(stack))) for g in sent)
+
+
+def test_large_aoi_and_year_long_window(fake: FakeEE, tmp_path: Path) -> None:
+    """100 km2 and 365-day windows: four tiles, each the same per-pixel graph, pixels placed."""
+    fake.missing_assets = set()
+    csv = write_csv(tmp_path, "id,date,lon,lat,pre_days,post_days",
+                    "big,2019-07-30,6.11699,61.51734,365,365")  # fmt: skip
+    out = tmp_path / "d"
+    result = run_fetch("--event", str(csv), "--out", str(out), "--aoi-km2", "100")
+    assert result.exit_code == 0, result.output
+    (spec,) = read_events(csv, aoi_km2=100)
+    grid = event_grid(spec, 10.0)
+    assert (grid.width, grid.height) == (1000, 1000)
+    assert len(fake.pixel_requests) == 4
+    facts = next(r for r in fake.value_requests if r["request"] == "lsd-facts")
+    pre = facts["s1"]["pre"]["DESCENDING"]
+    assert date_ranges(graph_of(pre)) == {(millis(spec.pre.start), millis(spec.pre.end))}
+    assert (spec.pre.end - spec.pre.start).days == 365
+    expressions = {json.dumps(graphs.encode(r["expression"]), sort_keys=True)
+                   for r in fake.pixel_requests}  # fmt: skip
+    assert len(expressions) == 1  # every tile carries the same graph, constants included
+    tile = decode(json.loads(expressions.pop()))
+    for call in ("Image.reduceRegion", "Image.stratifiedSample", "Classifier.train"):
+        assert not calls(tile, call)
+    data, _, got = read_stack(out / "big" / "stack.tif", ["preVV", "postVV"])
+    assert got.same_as(grid)
+    x0, y1 = grid.transform.c / 10, grid.transform.f / 10
+    cols = np.array([0, 511, 512, 999])  # either side of the tile seam
+    np.testing.assert_array_equal(data[0][:, cols], np.broadcast_to(x0 + cols, (1000, 4)))
+    np.testing.assert_array_equal(data[1][[0, 999], 5], y1 - np.array([0, 999]))
+    with rasterio.open(out / "big" / "stack.tif") as src:
+        assert src.descriptions[6] == "layover"
+        assert src.tags(7)["meaning"].startswith("1 = layover (distorted")
+
+
+def test_dry_run_without_credentials_writes_graphs(tmp_path: Path) -> None:
+    """No session at all (a fresh process, no credentials): the plan, and graphs built with the
+    ee client's bundled algorithm list, the choices the server would make assumed."""
+    csv = write_csv(tmp_path, "id,date,lon,lat", "05-norway,2019-07-30,6.11699,61.51734")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LSD_EE_SERVICE_ACCOUNT", "GOOGLE_APPLICATION_CREDENTIALS")}  # fmt: skip
+    env["HOME"] = str(tmp_path)
+    cli = [sys.executable, "-c", "from lsd.pipeline.cli import main; main()"]
+    proc = subprocess.run(
+        [*cli, "fetch", "--event", str(csv), "--out", str(tmp_path / "d"), "--dry-run",
+         "--graphs", str(tmp_path / "g")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "(choices assumed)" in proc.stdout
+    doc = read_graph(tmp_path / "g" / "05-norway" / "stack.json")
+    assert doc["resolved"]["assumed"] and not doc["constants_known"]
+    graph = decode(doc["graph"])
+    assert calls(graph, "Image.reduceRegion")  # per-event values computed in the graph

@@ -60,5 +60,31 @@ def test_fetch_small_norway_event(live_ee, tmp_path: Path) -> None:
     label, _ = read_label(ev.label)
     assert (label == 1).sum() > 0 and set(np.unique(label)) <= {0, 1}
     meta = json.loads((out / "05-norway" / "event.json").read_text())
-    assert meta["image_counts"]["s1_post"] > 0 and meta["image_counts"]["s2_post"] > 0
-    assert "provenance" in meta and meta["grid"]["crs"] == "EPSG:32632"
+    source = meta["source"]
+    assert source["image_counts"]["s1_post"] > 0 and source["image_counts"]["s2_post"] > 0
+    assert "provenance" in source and meta["grid"]["crs"] == "EPSG:32632"
+    # issue 9 conventions, checked on real pixels
+    assert source["s1_passes"] in (["DESCENDING"], ["ASCENDING"]) and source["s2_level"] == "L2A"
+    look = source["provenance"]["s1_look_direction_deg"]
+    assert all(0 <= v < 360 for v in look.values())
+    layover, shadow = (data[PAPER_LAYERS.index(n)] for n in ("layover", "shadow"))
+    assert set(np.unique(layover[np.isfinite(layover)])) <= {0.0, 1.0}
+    distorted = (layover == 1) | (shadow == 1)
+    assert np.isnan(data[PAPER_LAYERS.index("preVV")][distorted]).all()
+    canopy = data[PAPER_LAYERS.index("canopyHeight")]
+    assert np.nanmax(canopy, initial=0) <= 60  # the product's 101-103 codes are NaN
+
+
+def test_dry_run_graphs_and_asset_check(live_ee, tmp_path: Path) -> None:
+    csv = tmp_path / "events.csv"
+    csv.write_text(
+        "id,date,lon,lat,dem\n"
+        "05-norway,2019-07-30,6.11699,61.51734,\n"
+        "bad-dem,2019-07-30,6.11699,61.51734,users/lsd-does-not-exist/no_such_dem\n"
+    )
+    summary = fetch_events(csv, tmp_path / "d", dry_run=True, graphs=tmp_path / "g",
+                           cfg=FetchConfig(aoi_km2=0.25), show_progress=False)  # fmt: skip
+    assert [p for p in summary.problems if p.startswith("event bad-dem: asset ")]
+    assert not [p for p in summary.problems if p.startswith("event 05-norway")]
+    doc = json.loads((tmp_path / "g" / "05-norway" / "stack.json").read_text())
+    assert doc["constants_known"] and not doc["resolved"]["assumed"]

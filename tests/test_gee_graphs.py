@@ -1,8 +1,11 @@
 """The Earth Engine graphs of the 15-layer stack, built offline for the paper's 21 events.
 
 Assertions read the serialised graph (what the client would send) back into calls and
-arguments: which collections, which filters with which values, which formulas. The flattening
-formulas are also checked numerically, both as plain functions and by evaluating the ee graph.
+arguments: which collections, which filters with which values, which formulas and parameters.
+Each default is checked against the seed it follows (docs/layers.md): the dataset author's Code
+Editor script for dNDVI, adugnag/gee_s1_ard and Vollrath et al., the paper's Table 2. The
+flattening formulas are also checked numerically, both as plain functions and by evaluating the
+ee graph.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from shapely.geometry import Point, Polygon
 from lsd.errors import UserError
 from lsd.gee import layers, s1
 from lsd.gee.config import (
+    ARCTICDEM_ASSET,
+    CANOPY_HEIGHT_ASSET,
+    CANOPY_HEIGHT_BOREAL_ASSET,
     CLOUD_SCORE_PLUS_COLLECTION,
     GLO30_ASSET,
     S1_COLLECTION,
@@ -31,6 +37,7 @@ from lsd.gee.config import (
     SRTM_ASSET,
     FetchConfig,
 )
+from lsd.gee.event_facts import Constants, Resolved
 from lsd.gee.landcover import FEATURE_BANDS
 from lsd.layers import PAPER_LAYERS
 from lsd.spec import EventSpec, Window
@@ -39,6 +46,24 @@ from tests.ee_offline import Call, Lambda, calls, constants, filters_by_collecti
 EVENTS_CSV = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "paper_events.csv"
 CFG = FetchConfig()
 WINDOW_DAYS = 60
+TREE = "n= 40\nnode), split, n, loss, yval, (yprob)\n  1) root 40 30 2 (0.2 0.3 0.5)\n"
+TRAIN = {
+    "type": "FeatureCollection",
+    "features": [
+        {"type": "Feature", "geometry": None,
+         "properties": {**{b: 0.1 * i for b in FEATURE_BANDS}, "class": 1 + i % 8}}
+        for i in range(16)
+    ],
+}  # fmt: skip
+CONST = Constants(
+    look_direction={"DESCENDING": math.radians(100.0), "ASCENDING": math.radians(260.0)},
+    vegetated_fraction=0.8,
+    cart={"tree": TREE, "train": TRAIN, "accuracy": 0.9, "kappa": 0.85, "n_train": 16,
+          "n_test": 4},
+)  # fmt: skip
+# Calls that aggregate over a region or the training data: what a tile must not repeat.
+PER_EVENT_CALLS = ("Image.reduceRegion", "Image.stratifiedSample", "Image.sampleRegions",
+                   "Classifier.train", "Collection.randomColumn")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- event fixtures
@@ -99,14 +124,22 @@ def millis(day: dt.date) -> int:
 # ----------------------------------------------------------------------------- graph reading
 
 
+def geometry_rings(geom: Call) -> tuple[tuple[tuple[float, float], ...], ...]:
+    """The outer rings of a Polygon or MultiPolygon constructor."""
+    if geom.name == "GeometryConstructors.Polygon":
+        return (tuple(tuple(p) for p in geom.args["coordinates"][0]),)
+    assert geom.name == "GeometryConstructors.MultiPolygon", geom.name
+    return tuple(tuple(tuple(p) for p in poly[0]) for poly in geom.args["coordinates"])
+
+
 def filter_facts(filters: list[Call]) -> set[tuple[Any, ...]]:
     """Filters as comparable tuples: ('eq', field, value), ('contains', field, value),
-    ('date', start_ms, end_ms), ('bounds', coordinates)."""
+    ('date', start_ms, end_ms), ('bounds', rings)."""
     facts: set[tuple[Any, ...]] = set()
     for f in filters:
         a = f.args
         if f.name == "Filter.equals":
-            facts.add(("eq", a["leftField"], a["rightValue"]))
+            facts.add(("eq", a["leftField"], a.get("rightValue", a.get("rightField"))))
         elif f.name == "Filter.listContains":
             facts.add(("contains", a["leftField"], a["rightValue"]))
         elif f.name == "Filter.dateRangeContains":
@@ -114,17 +147,15 @@ def filter_facts(filters: list[Call]) -> set[tuple[Any, ...]]:
             assert rng.name == "DateRange"
             facts.add(("date", rng.args["start"], rng.args["end"]))
         elif f.name == "Filter.intersects":
-            geom = a["rightValue"].args["geometry"]
-            assert geom.name == "GeometryConstructors.Polygon"
-            ring = tuple(tuple(p) for p in geom.args["coordinates"][0])
-            facts.add(("bounds", ring))
+            facts.add(("bounds", geometry_rings(a["rightValue"].args["geometry"])))
         else:
             facts.add((f.name,))
     return facts
 
 
-def aoi_ring(spec: EventSpec) -> tuple[tuple[float, float], ...]:
-    return tuple(tuple(p) for p in spec.aoi.exterior.coords)
+def aoi_rings(spec: EventSpec) -> tuple[tuple[tuple[float, float], ...], ...]:
+    parts = getattr(spec.aoi, "geoms", [spec.aoi])
+    return tuple(tuple(tuple(p) for p in part.exterior.coords) for part in parts)
 
 
 def output_bands(root: Any) -> list[str]:
@@ -158,7 +189,16 @@ def is_constant_image(node: Any, value: float) -> bool:
     return (
         isinstance(node, Call)
         and node.name == "Image.constant"
+        and isinstance(node.args["value"], int | float)
         and math.isclose(node.args["value"], value)
+    )
+
+
+def tile_graph(spec: EventSpec, cfg: FetchConfig = CFG, names=PAPER_LAYERS, **kw: Any) -> Any:
+    """The image every download tile evaluates: built with the per-event constants."""
+    resolved = kw.pop("resolved", Resolved())
+    return graph_of(
+        layers.build_event_image(spec, cfg, names, resolved=resolved, constants=CONST, **kw)
     )
 
 
@@ -168,7 +208,7 @@ def is_constant_image(node: Any, value: float) -> bool:
 @pytest.mark.parametrize("event_id", [r["event_id"] for r in ROWS] or ["missing"])
 def test_paper_event_graph(ee_offline: Any, event_id: str) -> None:
     spec = make_spec(row(event_id))
-    root = graph_of(layers.build_event_image(spec, CFG))
+    root = tile_graph(spec)
 
     # the stack: the paper's 15 layers, named and ordered
     assert output_bands(root) == list(PAPER_LAYERS)
@@ -176,18 +216,19 @@ def test_paper_event_graph(ee_offline: Any, event_id: str) -> None:
     ids = loaded_ids(root)
     for col in (S1_COLLECTION, S2_SR_COLLECTION, S2_CLOUD_PROB_COLLECTION, S2_L1C_COLLECTION):
         assert col in ids["ImageCollection"]
-    assert CFG.worldcover_asset in ids["ImageCollection"]
-    assert CFG.canopy_height_asset in ids["ImageCollection"]
-    assert CFG.kg_climate_asset in ids["Image"]
+    assert CFG.worldcover_asset not in ids["ImageCollection"]  # sampled once per event, not here
+    assert {CANOPY_HEIGHT_ASSET, CANOPY_HEIGHT_BOREAL_ASSET} <= ids["ImageCollection"]
+    assert CFG.kg_climate_asset is None  # no catalog holds the paper's map: NaN until configured
 
-    # DEM by latitude: SRTM inside 56S..60N, GLO-30 outside
+    # DEM by latitude: SRTM inside 56S..60N, GLO-30 outside; resampled bilinearly
     lat = float(ROWS_BY_ID[event_id]["lat"])
     if -56 <= lat <= 60:
         assert SRTM_ASSET in ids["Image"] and GLO30_ASSET not in ids["ImageCollection"]
     else:
         assert GLO30_ASSET in ids["ImageCollection"] and SRTM_ASSET not in ids["Image"]
+    assert {c.args["mode"] for c in calls(root, "Image.resample")} == {"bilinear"}
 
-    # Sentinel-1 filters: IW, VV and VH, descending pass, both windows, the AOI
+    # Sentinel-1 filters: IW, VV and VH, the chosen pass, both windows, the AOI
     windows = {("date", millis(w.start), millis(w.end)) for w in (spec.pre, spec.post)}
     by_col = filters_by_collection(root)
     s1_facts = filter_facts(by_col[S1_COLLECTION])
@@ -196,34 +237,39 @@ def test_paper_event_graph(ee_offline: Any, event_id: str) -> None:
         ("contains", "transmitterReceiverPolarisation", "VV"),
         ("contains", "transmitterReceiverPolarisation", "VH"),
         ("eq", "orbitProperties_pass", "DESCENDING"),
-        ("bounds", aoi_ring(spec)),
+        ("bounds", aoi_rings(spec)),
     } | windows <= s1_facts
-    # each date filter is exactly one of the two windows, nothing else
     assert {f for f in s1_facts if f[0] == "date"} == windows
     for col in (S2_SR_COLLECTION, S2_CLOUD_PROB_COLLECTION, S2_L1C_COLLECTION):
         facts = filter_facts(by_col[col])
         assert {f for f in facts if f[0] == "date"} == windows
-        assert ("bounds", aoi_ring(spec)) in facts
+        assert ("bounds", aoi_rings(spec)) in facts
 
-    # S1 bands used: VV, VH and the incidence angle
+    # per-pixel work only: no region reduction, sampling or training in a tile
+    for name in PER_EVENT_CALLS:
+        assert not calls(root, name), name
+    (tree,) = calls(root, "Classifier.decisionTree")
+    assert tree.args["treeString"] == TREE
     assert ["VV", "VH"] in selects(root) and ["angle"] in selects(root)
 
 
-def flatten_lambda(root: Any) -> Lambda:
-    """The per-scene function mapped over the S1 collection."""
+def flatten_lambdas(root: Any) -> list[Lambda]:
+    """The per-scene functions mapped over the S1 collections."""
+    out = []
     for m in calls(root, "Collection.map"):
         base = m.args["collection"]
         while isinstance(base, Call) and base.name == "Collection.filter":
             base = base.args["collection"]
         if base.name == "ImageCollection.load" and base.args["id"] == S1_COLLECTION:
-            return m.args["baseAlgorithm"]
-    raise AssertionError("no map over the S1 collection")
+            out.append(m.args["baseAlgorithm"])
+    assert out, "no map over the S1 collection"
+    return out
 
 
 def test_s1_flattening_graph(ee_offline: Any) -> None:
     spec = make_spec(row("10"))
-    root = graph_of(layers.build_event_image(spec, CFG, ["preVV", "dVH", "layover", "liaDeg"]))
-    body = flatten_lambda(root)
+    root = tile_graph(spec, names=["preVV", "dVH", "layover", "liaDeg"])
+    body = flatten_lambdas(root)[0]
     names = {c.name for c in calls(body)}
     # the pieces of the model factors, slopes and local incidence angle
     assert {"Image.atan", "Image.tan", "Image.cos", "Image.sin", "Image.acos"} <= names
@@ -232,83 +278,214 @@ def test_s1_flattening_graph(ee_offline: Any) -> None:
         c for c in calls(body, "Image.add") if is_constant_image(c.args["image2"], s1.HALF_PI)
     ]
     assert halves and all(c.args["image1"].name == "Image.multiply" for c in halves)
-    # dB -> linear: 10 ** (x / 10)
-    pows = calls(body, "Image.pow")
-    assert any(is_constant_image(p.args["image1"], 10) for p in pows)
-    # gamma0 = sigma0 / cos(theta)
+    # dB -> linear: 10 ** (x / 10); gamma0 = sigma0 / cos(theta)
+    assert any(is_constant_image(p.args["image1"], 10) for p in calls(body, "Image.pow"))
     assert any(
         c.args["image2"].name == "Image.cos" and c.args["image1"].name == "Image.rename"
         for c in calls(body, "Image.divide")
     )
-    # look direction from the aspect of the angle band, via a circular mean
-    aspects = [c.args["input"] for c in calls(body, "Terrain.aspect")]
-    assert any(a.name == "Image.select" and a.args["bandSelectors"] == ["angle"] for a in aspects)
-    assert calls(body, "Number.atan2")
-    # auto model: the factor is chosen by "vegetated share of the AOI's land >= 0.5"
-    (factor_if,) = [
-        c
-        for c in calls(body, "If")
-        if isinstance(c.args["trueCase"], Call) and c.args["trueCase"].name == "Image.divide"
-    ]
-    condition = factor_if.args["condition"]
-    assert condition.name == "Number.gte" and condition.args["right"] == 0.5
-    remaps = [c for c in calls(condition, "Image.remap") if c.args["to"] == [1] * 6]
-    assert remaps and remaps[0].args["from"] == [10, 20, 30, 40, 90, 95]
-    assert CFG.worldcover_asset in loaded_ids(condition)["ImageCollection"]
-    # volume branch: tan(90 - theta + alpha_r) / tan(90 - theta)
-    vol = factor_if.args["trueCase"]
-    assert vol.name == "Image.divide"
-    assert vol.args["image1"].name == vol.args["image2"].name == "Image.tan"
-    # surface branch: cos(90 - theta) / (cos(alpha_az) cos(90 - theta + alpha_r))
-    surf = factor_if.args["falseCase"]
-    assert surf.name == "Image.divide" and surf.args["image1"].name == "Image.cos"
-    assert surf.args["image2"].name == "Image.multiply"
-    # composites: median of linear power, back to dB by 10*log10
+    # the look direction is the per-event constant (100 degrees), phi_r = phi_i - aspect
+    (phi_r,) = [c for c in calls(body, "Image.subtract")
+                if is_constant_image(c.args["image1"], math.radians(100.0))]  # fmt: skip
+    assert phi_r.args["image2"].name == "Image.select"
+    assert phi_r.args["image2"].args["bandSelectors"] == ["aspect"]
+    assert not calls(body, "Terrain.aspect") or all(
+        c.args["input"].name != "Image.select" for c in calls(body, "Terrain.aspect")
+    )
+    # vegetated share 0.8 >= 0.5: the volume model, chosen on the client (no If in the graph)
+    assert not calls(body, "If")
+    # composites: median of linear power, back to dB by 10*log10; layover max over post scenes
     assert calls(root, "reduce.median") and calls(root, "Image.log10")
-    # layover and shadow are the max over post scenes
     assert calls(root, "reduce.max")
 
 
-def test_s2_masking_and_composite_graph(ee_offline: Any) -> None:
+def test_constants_request_graph(ee_offline: Any) -> None:
+    """What is computed once per event: look direction over the pass's scenes in both windows,
+    the vegetated share of WorldCover land, and CART's points, tree and holdout scores."""
+    spec = make_spec(row("10"))
+    root = graph_of(layers.constants_request(spec, CFG, PAPER_LAYERS, Resolved()))
+    values = root.args["input"] if isinstance(root, Call) else root
+    assert set(values) == {"request", "look_direction", "vegetated_fraction", "cart"}
+    look = values["look_direction"]
+    look = look.args["input"] if isinstance(look, Call) else look
+    assert set(look) == {"DESCENDING"}
+    (reduce,) = calls(look["DESCENDING"], "Image.reduceRegion")
+    assert reduce.args["scale"] == s1.LOOK_DIRECTION_SCALE_M
+    aspects = [c.args["input"] for c in calls(look["DESCENDING"], "Terrain.aspect")]
+    assert aspects and all(a.args["bandSelectors"] == ["angle"] for a in aspects)
+    assert calls(look["DESCENDING"], "ImageCollection.merge")  # pre and post scenes
+    assert calls(look["DESCENDING"], "Number.atan2")  # circular mean
+    # the region: the AOI grown 10 km on the client, a constant polygon
+    region = reduce.args["geometry"]
+    assert region.name == "GeometryConstructors.Polygon"
+    lons = [p[0] for p in region.args["coordinates"][0]]
+    width_km = (max(lons) - min(lons)) * 111.32 * math.cos(math.radians(10.68))
+    assert width_km == pytest.approx(2 + 2 * 10, rel=0.01)  # the 2 km AOI + 10 km each side
+    # vegetated share: WorldCover land classes 10..95 remapped to 1
+    remaps = [
+        c for c in calls(values["vegetated_fraction"], "Image.remap") if c.args["to"] == [1] * 6
+    ]
+    assert remaps and remaps[0].args["from"] == [10, 20, 30, 40, 90, 95]
+    cart = values["cart"]
+    cart = cart.args["input"] if isinstance(cart, Call) else cart
+    assert set(cart) == {"train", "tree", "accuracy", "kappa", "n_train", "n_test"}
+    assert calls(cart["tree"], "Classifier.explain")
+    assert calls(cart["train"], "Image.stratifiedSample")
+
+
+@pytest.mark.parametrize("model", ["volume", "surface"])
+def test_flattening_override(ee_offline: Any, model: str) -> None:
+    spec = make_spec(row("21"), flattening=model)
+    root = tile_graph(spec, names=["preVV", "postVH"])
+    body = flatten_lambdas(root)[0]
+    assert not calls(body, "If")
+    divides = calls(body, "Image.divide")
+    if model == "volume":  # tan(90 - theta + alpha_r) / tan(90 - theta)
+        assert any(d.args["image1"].name == d.args["image2"].name == "Image.tan" for d in divides)
+    else:  # cos(90 - theta) / (cos(alpha_az) cos(90 - theta + alpha_r))
+        assert any(d.args["image1"].name == "Image.cos"
+                   and d.args["image2"].name == "Image.multiply" for d in divides)  # fmt: skip
+    # no land-cover lookup when the user chose the model
+    request = graph_of(layers.constants_request(spec, CFG, ["preVV"], Resolved()))
+    assert CFG.worldcover_asset not in loaded_ids(request)["ImageCollection"]
+
+
+def test_inline_graph_chooses_the_model_on_the_server(ee_offline: Any) -> None:
+    """Without constants (a dry run without a session) the graph holds the auto choice."""
+    spec = make_spec(row("10"))
+    root = graph_of(layers.build_event_image(spec, CFG, ["preVV"]))
+    (factor_if,) = [c for c in calls(root, "If")
+                    if isinstance(c.args["trueCase"], Call)
+                    and c.args["trueCase"].name == "Image.divide"]  # fmt: skip
+    condition = factor_if.args["condition"]
+    assert condition.name == "Number.gte" and condition.args["right"] == 0.5
+    assert calls(root, "Image.reduceRegion")  # the look direction and the share, in the graph
+
+
+def not_masks(root: Any) -> list[Call]:
+    """The masks of the form updateMask(x.Not())."""
+    masks = [c.args["mask"] for c in calls(root, "Image.updateMask")]
+    return [m for m in masks if isinstance(m, Call) and m.name == "Image.not"]
+
+
+def test_distortions_mask_backscatter(ee_offline: Any) -> None:
+    """Table 2: layover and shadow 'should match the NoData areas in the VV and VH bands'."""
+    spec = make_spec(row("5"))
+    root = tile_graph(spec, names=["preVV", "dVH"])
+    masks = not_masks(root)
+    flags = [m.args["value"] for m in masks]
+    assert len(flags) == 2 and all(f.name == "Image.or" for f in flags)
+    for f in flags:  # (max of layover over post scenes) or (max of shadow)
+        assert {x.name for x in (f.args["image1"], f.args["image2"])} == {"reduce.max"}
+    root = tile_graph(spec, FetchConfig(mask_distortions=False), names=["preVV", "dVH"])
+    assert not not_masks(root)
+
+
+def test_orbit_both_composites_each_pass_on_its_own(ee_offline: Any) -> None:
+    spec = make_spec(row("2"), orbit="BOTH")
+    both = Resolved(passes=("DESCENDING", "ASCENDING"))
+    root = tile_graph(spec, names=["preVV", "layover", "liaDeg"], resolved=both)
+    facts = filter_facts(filters_by_collection(root)[S1_COLLECTION])
+    passes = {f[2] for f in facts if f[:2] == ("eq", "orbitProperties_pass")}
+    assert passes == {"DESCENDING", "ASCENDING"}
+    # each pass flattened with its own look direction
+    lambdas = flatten_lambdas(root)
+
+    def look_of(body: Lambda) -> float:
+        """phi_i of phi_r = phi_i - aspect, a constant image in the per-scene function."""
+        (phi_r,) = [c for c in calls(body, "Image.subtract")
+                    if c.args["image2"].name == "Image.select"
+                    and c.args["image2"].args["bandSelectors"] == ["aspect"]]  # fmt: skip
+        return math.degrees(phi_r.args["image1"].args["value"])
+
+    assert {round(look_of(body)) for body in lambdas} == {100, 260}
+    # preVV: mean of the two per-pass composites; layover: flagged only where both passes are
+    assert calls(root, "reduce.mean") and calls(root, "reduce.min")
+    # liaDeg from one pass (the first), not a median across geometries
+    lia = [c for c in calls(root, "Image.rename") if c.args["names"] == ["liaDeg"]][0]
+    lia_passes = filter_facts(filters_by_collection(lia)[S1_COLLECTION])
+    assert {f[2] for f in lia_passes if f[:2] == ("eq", "orbitProperties_pass")} == {"DESCENDING"}
+
+
+def test_look_convention_gee_s1_ard(ee_offline: Any) -> None:
+    spec = make_spec(row("10"))
+    root = tile_graph(spec, FetchConfig(look_convention="gee_s1_ard"), names=["preVV"])
+    body = flatten_lambdas(root)[0]
+    assert any(is_constant_image(c.args["image1"], math.radians(100.0))
+               for c in calls(body, "Image.add"))  # phi_r = phi_i + aspect  # fmt: skip
+    assert any(c.args["image1"].name == "Image.divide" for c in calls(body, "Image.multiply")
+               if isinstance(c.args["image1"], Call))  # gamma0 * factor  # fmt: skip
+
+
+def test_s2_masking_follows_the_script(ee_offline: Any) -> None:
     spec = make_spec(row("4"))
-    root = graph_of(layers.build_event_image(spec, CFG, ["dNDVI"]))
+    root = tile_graph(spec, names=["dNDVI"])
     ids = loaded_ids(root)
     assert S1_COLLECTION not in ids["ImageCollection"]  # dNDVI needs no radar
-    assert not calls(root, "Classifier.smileCart")
+    assert not calls(root, "Classifier.decisionTree")
     mosaics = calls(root, "ImageCollection.qualityMosaic")
     assert len(mosaics) == 2 and {m.args["qualityBand"] for m in mosaics} == {"NDVI"}
-    nd = calls(root, "Image.normalizedDifference")
-    assert nd and nd[0].args["bandNames"] == ["B8", "B4"]
-    # s2cloudless and L1C scenes joined on system:index
+    nd = [c.args["bandNames"] for c in calls(root, "Image.normalizedDifference")]
+    assert ["B8", "B4"] in nd
     joins = calls(root, "Join.saveFirst")
     assert {j.args["matchKey"] for j in joins} == {"cloud_prob", "l1c"}
     for j in calls(root, "Join.apply"):
         cond = j.args["condition"]
-        assert cond.name == "Filter.equals"
         assert cond.args["leftField"] == cond.args["rightField"] == "system:index"
-    # clouds: probability > 65 and CDI < -0.5, or QA60 cirrus bit
-    assert calls(root, "Sentinel2.CDI")
+    # clouds: probability > 65 and CDI < -0.5, or B10 reflectance > 0.01; no QA60 bit test
     gts = [c for c in calls(root, "Image.gt") if is_constant_image(c.args["image2"], 65)]
     lts = [c for c in calls(root, "Image.lt") if is_constant_image(c.args["image2"], -0.5)]
     assert gts and lts and lts[0].args["image1"].name == "Sentinel2.CDI"
-    assert any(is_constant_image(c.args["image2"], 2048) for c in calls(root, "Image.bitwiseAnd"))
-    # shadows: cast along 90 - solar azimuth over dark, non-water NIR
-    ddt = calls(root, "Image.directionalDistanceTransform")
-    assert len(ddt) == 1
-    angle = ddt[0].args["angle"]
+    cirrus = [c for c in calls(root, "Image.gt") if is_constant_image(c.args["image2"], 0.01)]
+    assert cirrus and ["B10"] in selects(cirrus[0])
+    assert not calls(root, "Image.bitwiseAnd") and ["QA60"] not in selects(root)
+    # opened at 20 m: erode 3 px, dilate 16 px
+    (erode,) = [c for c in calls(root, "Image.focalMin") if c.args["units"] == "pixels"]
+    (grow,) = calls(root, "Image.focalMax")
+    assert (erode.args["radius"], grow.args["radius"]) == (3, 16)
+    scales = sorted(c.args["scale"] for c in calls(root, "Image.reproject"))
+    assert scales == [20.0, 100.0]
+    # shadows: cast 50 px at 100 m (5 km) along 90 - solar azimuth; the whole zone masked
+    (ddt,) = calls(root, "Image.directionalDistanceTransform")
+    assert ddt.args["maxDistance"] == 50
+    angle = ddt.args["angle"]
     assert angle.name == "Number.subtract" and angle.args["left"] == 90
     assert "MEAN_SOLAR_AZIMUTH_ANGLE" in constants(angle)
-    assert ddt[0].args["maxDistance"] == 10
-    # snow: SCL 11, eroded 300 m
-    (erode,) = calls(root, "Image.focalMin")
-    assert erode.args["radius"] == 300.0 and erode.args["units"] == "meters"
-    assert is_constant_image(erode.args["image"].args["image2"], 11)
+    assert not [c for c in calls(root, "Image.lt") if is_constant_image(c.args["image2"], 1500)]
+    # snow: SCL 11, the not-snow mask eroded 300 m (snow grown 300 m), as maskSnow does
+    (snow,) = [c for c in calls(root, "Image.focalMin") if c.args["units"] == "meters"]
+    assert snow.args["radius"] == 300.0
+    assert snow.args["image"].name == "Image.not"
+    assert is_constant_image(snow.args["image"].args["value"].args["image2"], 11)
+
+
+def test_s2_options_erode_snow_and_dark_shadows(ee_offline: Any) -> None:
+    spec = make_spec(row("4"))
+    cfg = FetchConfig(snow_mode="erode", shadow_nir_dark=0.15)
+    root = tile_graph(spec, cfg, names=["dNDVI"])
+    (snow,) = [c for c in calls(root, "Image.focalMin") if c.args["units"] == "meters"]
+    assert snow.args["image"].name == "Image.eq"  # the snow mask itself is eroded
+    dark = [c for c in calls(root, "Image.lt") if is_constant_image(c.args["image2"], 1500)]
+    assert dark and ["B8"] in selects(dark[0])
+
+
+def test_l1c_fallback_graph(ee_offline: Any) -> None:
+    """Without L2A (2017 outside Europe) the TOA scenes are masked: CDI and B10 on the scene
+    itself, snow by NDSI since L1C has no scene classification."""
+    spec = make_spec(row("21"))
+    root = tile_graph(spec, names=["dNDVI"], resolved=Resolved(s2_level="L1C"))
+    ids = loaded_ids(root)["ImageCollection"]
+    assert S2_SR_COLLECTION not in ids and {S2_L1C_COLLECTION, S2_CLOUD_PROB_COLLECTION} <= ids
+    assert {j.args["matchKey"] for j in calls(root, "Join.saveFirst")} == {"cloud_prob"}
+    assert ["SCL"] not in selects(root)
+    assert ["B3", "B11"] in [c.args["bandNames"] for c in calls(root, "Image.normalizedDifference")]
+    assert any(is_constant_image(c.args["image2"], 0.4) for c in calls(root, "Image.gt"))
 
 
 def test_cloud_score_plus_option(ee_offline: Any) -> None:
     spec = make_spec(row("4"))
     cfg = FetchConfig(s2_cloud="cloudscoreplus")
-    root = graph_of(layers.build_event_image(spec, cfg, ["dNDVI"]))
+    root = tile_graph(spec, cfg, names=["dNDVI"])
     assert CLOUD_SCORE_PLUS_COLLECTION in loaded_ids(root)["ImageCollection"]
     assert S2_CLOUD_PROB_COLLECTION not in loaded_ids(root)["ImageCollection"]
     assert not calls(root, "Sentinel2.CDI")
@@ -316,31 +493,49 @@ def test_cloud_score_plus_option(ee_offline: Any) -> None:
     assert any(is_constant_image(c.args["image2"], 0.6) for c in calls(root, "Image.gte"))
 
 
-def test_cart_graph(ee_offline: Any) -> None:
+def test_cart_in_tiles(ee_offline: Any) -> None:
     spec = make_spec(row("22"))
-    root = graph_of(layers.build_event_image(spec, CFG, ["landCover"]))
+    root = tile_graph(spec, names=["landCover"])
     assert output_bands(root) == ["landCover"]
-    assert calls(root, "Classifier.smileCart")
+    (tree,) = calls(root, "Classifier.decisionTree")
+    assert tree.args["treeString"] == TREE
+    (classify,) = calls(root, "Image.classify")
+    features = classify.args["image"]
+    assert ["B2", "B3", "B4", "B8", "B11", "B12"] in selects(features)
+    assert list(FEATURE_BANDS) == ["B2", "B3", "B4", "B8", "B11", "B12", "elevation",
+                                   "preVV", "preVH"]  # fmt: skip
+    # the radar features are not masked for distortions (CART classifies every pixel)
+    assert not [c for c in calls(features, "Image.updateMask")
+                if isinstance(c.args["mask"], Call) and c.args["mask"].name == "Image.not"
+                and calls(c.args["mask"], "reduce.max")]  # fmt: skip
+    # option: retrain on the constant points in each tile
+    root = tile_graph(spec, FetchConfig(cart_tile_input="samples"), names=["landCover"])
     (train,) = calls(root, "Classifier.train")
     assert train.args["classProperty"] == "class"
     assert train.args["inputProperties"] == list(FEATURE_BANDS)
-    assert list(FEATURE_BANDS) == ["B2", "B3", "B4", "B8", "B11", "B12", "elevation",
-                                   "preVV", "preVH"]  # fmt: skip
-    # training points: a stratified sample of remapped WorldCover, split by a random column
+    points = [f for f in calls(train.args["features"], "Feature")]
+    assert len(points) == len(TRAIN["features"])
+    assert not calls(root, "Image.stratifiedSample")
+
+
+def test_cart_training_in_the_constants_request(ee_offline: Any) -> None:
+    spec = make_spec(row("22"))
+    root = graph_of(layers.constants_request(spec, CFG, ["landCover"], Resolved()))
+    (train,) = calls(root, "Classifier.train")
+    assert train.args["classProperty"] == "class"
     split = train.args["features"]
     assert split.name == "Collection.filter"
-    assert split.args["filter"].name == "Filter.lessThan"
     assert split.args["filter"].args["rightValue"] == pytest.approx(0.7)
     sample = split.args["collection"].args["collection"]
     assert split.args["collection"].name == "Collection.randomColumn"
     assert sample.name == "Image.stratifiedSample"
     assert sample.args["numPoints"] == CFG.cart_points_per_class
-    assert sample.args["classBand"] == "class"
+    assert sample.args["classBand"] == "class" and sample.args["geometries"] is False
     remap = [c for c in calls(sample, "Image.remap") if 50 in c.args["from"]]
     assert remap and dict(zip(remap[0].args["from"], remap[0].args["to"], strict=True))[50] == 1
-    # the features CART sees include pre-event radar, which therefore is fetched
-    assert S1_COLLECTION in loaded_ids(root)["ImageCollection"]
-    assert len(calls(root, "Image.classify")) == 1
+    (matrix,) = calls(root, "Collection.errorMatrix")
+    assert matrix.args["order"] == list(range(1, 9))
+    assert S1_COLLECTION in loaded_ids(root)["ImageCollection"]  # pre-event radar features
 
 
 @pytest.mark.parametrize(
@@ -350,71 +545,76 @@ def test_cart_graph(ee_offline: Any) -> None:
 )  # fmt: skip
 def test_dem_by_latitude(ee_offline: Any, event_id: str, dem: str) -> None:
     """Iceland, Norway above 60N take GLO-30; Alaska at 59.2N and New Zealand take SRTM."""
-    root = graph_of(layers.build_event_image(make_spec(row(event_id)), CFG, ["elevation"]))
+    spec = make_spec(row(event_id))
+    root = tile_graph(spec, names=["elevation"])
     ids = loaded_ids(root)
     assert (dem in ids["Image"]) or (dem in ids["ImageCollection"])
     assert not (ids["Image"] | ids["ImageCollection"]) - {dem}
+    (resample,) = calls(root, "Image.resample")
+    assert resample.args["mode"] == "bilinear"
     if dem == GLO30_ASSET:
-        # GLO-30 tiles are mosaicked with the tiles' own projection
-        assert calls(root, "Image.setDefaultProjection")
+        # the projection comes from a GLO-30 tile that intersects the AOI
+        (proj,) = calls(root, "Image.setDefaultProjection")
+        (first,) = calls(proj.args["crs"], "Collection.first")
+        tile_filters = filters_by_collection(first)[GLO30_ASSET]
+        assert ("bounds", aoi_rings(spec)) in filter_facts(tile_filters)
         assert ["DEM"] in selects(root)
 
 
-def test_dem_override_and_slope(ee_offline: Any) -> None:
+def test_dem_options(ee_offline: Any) -> None:
     spec = make_spec(row("5"), dem_asset="users/someone/norway_dtm10")
-    root = graph_of(layers.build_event_image(spec, CFG, ["elevation", "slope"]))
+    root = tile_graph(spec, names=["elevation", "slope"])
     assert loaded_ids(root) == {"Image": {"users/someone/norway_dtm10"}, "ImageCollection": set()}
-    assert output_bands(root) == ["elevation", "slope"]
-    assert calls(root, "Terrain.slope")
+    assert output_bands(root) == ["elevation", "slope"] and calls(root, "Terrain.slope")
+    root = tile_graph(make_spec(row("5")), FetchConfig(dem_resample="nearest"), names=["slope"])
+    assert not calls(root, "Image.resample")
+    root = tile_graph(make_spec(row("5")), FetchConfig(high_latitude_dem="arcticdem"),
+                      names=["elevation"])  # fmt: skip
+    ids = loaded_ids(root)
+    assert ARCTICDEM_ASSET in ids["Image"] and GLO30_ASSET in ids["ImageCollection"]  # voids
+    assert calls(root, "Image.unmask")
+    root = tile_graph(make_spec(row("12")), FetchConfig(high_latitude_dem="arcticdem"),
+                      names=["elevation"])  # 59.2 N: SRTM, not the Arctic DEM  # fmt: skip
+    assert loaded_ids(root)["Image"] == {SRTM_ASSET}
 
 
-def test_orbit_both_has_no_pass_filter(ee_offline: Any) -> None:
-    spec = make_spec(row("2"), orbit="BOTH")
-    root = graph_of(layers.build_event_image(spec, CFG, ["preVV"]))
-    facts = filter_facts(filters_by_collection(root)[S1_COLLECTION])
-    assert not [f for f in facts if f[:2] == ("eq", "orbitProperties_pass")]
-    assert ("eq", "instrumentMode", "IW") in facts
-
-    asc = make_spec(row("2"), orbit="ASCENDING")
-    root = graph_of(layers.build_event_image(asc, CFG, ["preVV"]))
-    facts = filter_facts(filters_by_collection(root)[S1_COLLECTION])
-    assert ("eq", "orbitProperties_pass", "ASCENDING") in facts
-
-
-@pytest.mark.parametrize("model", ["volume", "surface"])
-def test_flattening_override(ee_offline: Any, model: str) -> None:
-    spec = make_spec(row("21"), flattening=model)
-    root = graph_of(layers.build_event_image(spec, CFG, ["preVV", "postVH"]))
-    factor_ifs = calls(flatten_lambda(root), "If")
-    assert len(factor_ifs) == 1
-    assert factor_ifs[0].args["condition"] == (1 if model == "volume" else 0)
-    # no land-cover lookup when the user chose the model
-    assert CFG.worldcover_asset not in loaded_ids(root)["ImageCollection"]
-
-
-def test_only_needed_pieces_are_built(ee_offline: Any) -> None:
-    spec = make_spec(row("9"))
-    root = graph_of(layers.build_event_image(spec, CFG, ["slope", "elevation"]))
-    assert output_bands(root) == ["slope", "elevation"]
-    assert loaded_ids(root) == {"Image": {SRTM_ASSET}, "ImageCollection": set()}
-
-    root = graph_of(layers.build_event_image(spec, CFG, ["dVV"]))
-    assert S2_SR_COLLECTION not in loaded_ids(root)["ImageCollection"]
-    assert not calls(root, "Classifier.smileCart")
+def test_auxiliary_layers(ee_offline: Any) -> None:
+    spec = make_spec(row("19"))
+    root = tile_graph(spec, names=["kgClimate", "canopyHeight"])
+    # kgClimate: no asset configured -> fully masked; canopy codes > 60 masked in both products
+    assert loaded_ids(root)["Image"] == set()
+    masked = [c for c in calls(root, "Image.updateMask") if is_constant_image(c.args["mask"], 0)]
+    assert len(masked) == 1
+    lte = [c for c in calls(root, "Image.lte") if c.args["image2"].name == "Image.constant"
+           and c.args["image2"].args["value"] == 60]  # fmt: skip
+    assert len(lte) == 2
+    (fill,) = calls(root, "Image.unmask")
+    assert CANOPY_HEIGHT_BOREAL_ASSET in loaded_ids(fill.args["value"])["ImageCollection"]
+    cfg = FetchConfig(kg_climate_asset="users/me/KG_1986_2010", canopy_height_fill_asset=None)
+    root = tile_graph(spec, cfg, names=["kgClimate", "canopyHeight"])
+    assert loaded_ids(root)["Image"] == {"users/me/KG_1986_2010"}
+    assert not calls(root, "Image.unmask")
 
 
 def test_unavailable_layers_are_fully_masked(ee_offline: Any) -> None:
     spec = make_spec(row("19"))
+    cfg = FetchConfig(kg_climate_asset="users/me/kg")
     image = layers.build_event_image(
-        spec, CFG, ["elevation", "kgClimate", "canopyHeight"], unavailable={"kgClimate"}
+        spec, cfg, ["elevation", "kgClimate", "canopyHeight"], unavailable={"kgClimate"}
     )
     root = graph_of(image)
     assert output_bands(root) == ["elevation", "kgClimate", "canopyHeight"]
-    ids = loaded_ids(root)
-    assert CFG.kg_climate_asset not in ids["Image"]
-    assert CFG.canopy_height_asset in ids["ImageCollection"]
-    masked = [c for c in calls(root, "Image.updateMask") if is_constant_image(c.args["mask"], 0)]
-    assert len(masked) == 1
+    assert "users/me/kg" not in loaded_ids(root)["Image"]
+
+
+def test_only_needed_pieces_are_built(ee_offline: Any) -> None:
+    spec = make_spec(row("9"))
+    root = tile_graph(spec, names=["slope", "elevation"])
+    assert output_bands(root) == ["slope", "elevation"]
+    assert loaded_ids(root) == {"Image": {SRTM_ASSET}, "ImageCollection": set()}
+    root = tile_graph(spec, names=["dVV"])
+    assert S2_SR_COLLECTION not in loaded_ids(root)["ImageCollection"]
+    assert not calls(root, "Classifier.decisionTree")
 
 
 def test_bad_layer_names_are_user_errors(ee_offline: Any) -> None:
@@ -425,60 +625,73 @@ def test_bad_layer_names_are_user_errors(ee_offline: Any) -> None:
         layers.build_event_image(spec, CFG, ["slope", "slope"])
 
 
+def test_antimeridian_aoi_stays_local(ee_offline: Any) -> None:
+    """An AOI across 180 degrees is sent as two small parts, not a ring around the world."""
+    from lsd.spec import make_spec as spec_for_area
+
+    ring = Polygon([(179.98, -16.0), (-179.98, -16.0), (-179.98, -16.03), (179.98, -16.03)])
+    spec = spec_for_area("fiji", dt.date(2020, 6, 1), ring)
+    assert spec.aoi.geom_type == "MultiPolygon" and spec.utm_epsg in (32660, 32701)
+    root = tile_graph(spec, names=["preVV", "dNDVI"])
+    for col in (S1_COLLECTION, S2_SR_COLLECTION):
+        (bounds,) = [f for f in filter_facts(filters_by_collection(root)[col]) if f[0] == "bounds"]
+        rings = bounds[1]
+        assert len(rings) == 2
+        for r in rings:
+            lons = [p[0] for p in r]
+            assert max(lons) - min(lons) < 0.05 and all(-180 <= x <= 180 for x in lons)
+    request = graph_of(layers.constants_request(spec, CFG, ["preVV"], Resolved()))
+    reduces = calls(request, "Image.reduceRegion")
+    (reduce,) = [r for r in reduces if r.args["scale"] == s1.LOOK_DIRECTION_SCALE_M]
+    region = reduce.args["geometry"]
+    assert region.name == "GeometryConstructors.MultiPolygon"
+    assert all(max(p[0] for p in r) - min(p[0] for p in r) < 0.5 for r in geometry_rings(region))
+
+
 # ----------------------------------------------------------------------------- provenance
 
 
-def test_provenance_graph(ee_offline: Any) -> None:
-    spec = make_spec(row("12"))
-    root = graph_of(layers.event_provenance(spec, CFG))
-    consts = constants(root)
-    assert SRTM_ASSET in consts and "DESCENDING" in consts
-    arrays = {c.args["property"] for c in calls(root, "AggregateFeatureCollection.array")}
-    assert {"system:index", "system:time_start", "orbitProperties_pass",
-            "relativeOrbitNumber_start"} <= arrays  # fmt: skip
-    (matrix,) = calls(root, "Collection.errorMatrix")
-    assert matrix.args["actual"] == "class" and matrix.args["predicted"] == "classification"
-    assert matrix.args["order"] == list(range(1, 9))
-    assert calls(root, "ConfusionMatrix.accuracy") and calls(root, "ConfusionMatrix.kappa")
-    assert "glacier and snow" in consts and "urban/artificial" in consts
-    # the flattening model chosen is reported from the same decision the graph uses
-    assert any(c.args.get("trueCase") == "volume" for c in calls(root, "If"))
-
-    # a dNDVI-only stack reports S2 only
-    root = graph_of(layers.event_provenance(spec, CFG, ["dNDVI"]))
-    assert not calls(root, "Collection.errorMatrix")
-    assert S1_COLLECTION not in loaded_ids(root)["ImageCollection"]
-    assert any("s2cloudless" in str(c) for c in constants(root))
+def test_provenance_record(ee_offline: Any) -> None:
+    spec = make_spec(row("5"), flattening="auto")
+    out = layers.event_provenance(spec, CFG, PAPER_LAYERS, Resolved(), CONST)
+    flat = out["s1_flattening"]
+    assert (flat["model"], flat["vegetated_fraction"], flat["convention"]) == (
+        "volume", 0.8, "vollrath")  # fmt: skip
+    assert out["s1_passes"] == ["DESCENDING"] and out["s1_orbit"] == "AUTO"
+    assert out["s1_look_direction_deg"] == {"DESCENDING": 100.0, "ASCENDING": 260.0}
+    assert out["dem_asset"] == GLO30_ASSET and out["dem_resample"] == "bilinear"
+    assert out["s2_level"] == "L2A" and "B10 > 0.01" in out["s2_masking"]
+    assert "SCL 11 grown 300 m" in out["s2_masking"]
+    assert out["landcover"]["accuracy"] == 0.9 and out["landcover"]["tile_input"] == "tree"
+    assert out["kg_climate_asset"] is None
+    out = layers.event_provenance(spec, CFG, ["dNDVI"], Resolved(s2_level="L1C"), None)
+    assert "s1_flattening" not in out and out["s2_level"] == "L1C"
+    assert "NDSI > 0.4" in out["s2_masking"]
 
 
-def test_provenance_with_overrides(ee_offline: Any) -> None:
-    """User's model and DEM are reported as such; unreadable assets are listed, not described."""
-    spec = make_spec(row("5"), flattening="volume", dem_asset="users/someone/norway_dtm10")
-    root = graph_of(layers.event_provenance(spec, CFG, unavailable={"kgClimate"}))
-    facts = root.args["input"] if isinstance(root, Call) else root
-    flat = facts["s1_flattening"]
-    flat = flat.args["input"] if isinstance(flat, Call) else flat
-    assert flat["requested"] == flat["model"] == "volume"
-    assert flat["vegetated_fraction"] is None
-    assert facts["dem_asset"] == "users/someone/norway_dtm10"
-    assert facts["unavailable_layers"] == ["kgClimate"]
-    assert "kg_climate_asset" not in facts
-    assert facts["canopy_height_asset"] == CFG.canopy_height_asset
+def test_asset_available(ee_offline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mocked server: readable, missing (None) and forbidden (EEException) assets."""
+
+    def fake_info(asset_id: str) -> Any:
+        if asset_id == "forbidden":
+            raise ee_offline.EEException("Permission denied")
+        return {"type": "IMAGE"} if asset_id == CFG.canopy_height_asset else None
+
+    monkeypatch.setattr(ee_offline.data, "getInfo", fake_info)
+    assert layers.asset_available(CFG.canopy_height_asset)
+    assert not layers.asset_available("forbidden")
+    assert layers.unavailable_aux_layers(CFG) == {"kgClimate": None}  # not configured
+    cfg = FetchConfig(kg_climate_asset="users/me/kg")
+    assert layers.unavailable_aux_layers(cfg) == {"kgClimate": "users/me/kg"}
+    assert layers.unavailable_aux_layers(cfg, ["elevation"]) == {}
 
 
-def test_window_counts_graph(ee_offline: Any) -> None:
-    spec = make_spec(row("12"))
-    root = graph_of(layers.window_counts(spec, CFG))
-    counts = root.args["input"] if isinstance(root, Call) else root
-    assert set(counts) == {"s1_pre", "s1_post", "s2_pre", "s2_post"}
-    for key, value in counts.items():
-        assert value.name == "Collection.size"
-        facts = filter_facts(filters_by_collection(value)[
-            S1_COLLECTION if key.startswith("s1") else S2_SR_COLLECTION])  # fmt: skip
-        win = spec.pre if key.endswith("pre") else spec.post
-        assert {f for f in facts if f[0] == "date"} == {
-            ("date", millis(win.start), millis(win.end))
-        }
+def test_graph_builders_do_not_contact_the_server(ee_offline: Any) -> None:
+    """The offline fixture refuses any value request; getInfo must therefore fail here."""
+    from tests.ee_offline import ServerContacted
+
+    with pytest.raises(ServerContacted):
+        ee_offline.Number(1).getInfo()
 
 
 # ----------------------------------------------------------------------------- user points
@@ -495,7 +708,7 @@ def test_user_landcover_points(ee_offline: Any, tmp_path: Path) -> None:
     path = tmp_path / "points.geojson"
     pts.to_file(path, driver="GeoJSON")
     spec = make_spec(row("26"), landcover_points=path)
-    root = graph_of(layers.build_event_image(spec, CFG, ["landCover"]))
+    root = graph_of(layers.constants_request(spec, CFG, ["landCover"], Resolved()))
     assert not calls(root, "Image.stratifiedSample")
     (sampled,) = calls(root, "Image.sampleRegions")
     assert sampled.args["properties"] == ["class"]
@@ -512,30 +725,6 @@ def test_user_landcover_points(ee_offline: Any, tmp_path: Path) -> None:
     pts.drop(columns="class").to_file(path, driver="GeoJSON")
     with pytest.raises(UserError, match="no 'class' column"):
         layers.build_event_image(spec, CFG, ["landCover"])
-
-
-def test_asset_available(ee_offline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Mocked server: readable, missing (None) and forbidden (EEException) assets."""
-
-    def fake_info(asset_id: str) -> Any:
-        if asset_id == "forbidden":
-            raise ee_offline.EEException("Permission denied")
-        return {"type": "IMAGE"} if asset_id == CFG.canopy_height_asset else None
-
-    monkeypatch.setattr(ee_offline.data, "getInfo", fake_info)
-    assert layers.asset_available(CFG.canopy_height_asset)
-    assert not layers.asset_available("forbidden")
-    assert not layers.asset_available(CFG.kg_climate_asset)
-    assert layers.unavailable_aux_layers(CFG) == {"kgClimate": CFG.kg_climate_asset}
-    assert layers.unavailable_aux_layers(CFG, ["elevation"]) == {}
-
-
-def test_graph_builders_do_not_contact_the_server(ee_offline: Any) -> None:
-    """The offline fixture refuses any value request; getInfo must therefore fail here."""
-    from tests.ee_offline import ServerContacted
-
-    with pytest.raises(ServerContacted):
-        ee_offline.Number(1).getInfo()
 
 
 # ----------------------------------------------------------------------------- numerics

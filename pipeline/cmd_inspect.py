@@ -1,0 +1,32 @@
+"""`lsd inspect`: per-layer statistics of one or more stacks, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lsd.pipeline.options import LsdCommand
+
+
+@click.command(cls=LsdCommand)
+@click.argument("stacks", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the statistics as JSON to this file.",
+)
+def inspect(stacks: tuple[Path, ...], json_out: Path | None) -> None:
+    """Valid share, min/mean/max and class values of every layer of STACK files or event
+    folders, one column per stack (compare a fetch with the paper's published stack)."""
+    from lsd.files import write_json
+    from lsd.pipeline.inspect import comparison_lines, records, stack_stats
+
+    stats = [stack_stats(s) for s in stacks]
+    for line in comparison_lines(stats):
+        click.echo(line)
+    if json_out is not None:
+        write_json(json_out, {"format": "lsd-inspect/1", "stacks": records(stats)})
+        click.echo(f"statistics written to {json_out}")

@@ -26,8 +26,9 @@ from lsd.bundles import (
     read_manifest,
     write_ensemble,
 )
-from lsd.errors import InvalidValue, OutputExists
+from lsd.errors import InvalidValue
 from lsd.events import EventFolder, select_events
+from lsd.outputs import check_output
 from lsd.rasters import read_label, read_stack, require_layers
 from lsd.runs import (
     GRID_FILE,
@@ -238,8 +239,7 @@ def make_ensemble(
             f"{runs_dir / LEADERBOARD_FILE}",
             field="k",
         )
-    if out.exists() and not overwrite:
-        raise OutputExists(f"{out}: already exists")
+    check_output(out, "ensemble", overwrite=overwrite, inputs=(runs_dir, data_dir))
     layers = common_layers([(str(e.bundle), e.meta()) for e in entries])
     if k is None:
         selection = _k_on_validation(

@@ -76,6 +76,12 @@ class Progress:
             of = f"/{self.total}" if self.total else ""
             say(f"{self.desc}: {self.n}{of} {self.unit}" + (f" ({text})" if text else ""))
 
+    def skip(self, n: int) -> None:
+        """Count steps finished before this call (a resumed grid's runs) without a line each."""
+        self.n += n
+        if self.bar is not None and n:
+            self.bar.update(n)
+
     def step(self, text: str) -> None:
         """The line of a finished step that is not one update (e.g. an epoch of iterations)."""
         if self.plain:

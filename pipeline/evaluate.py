@@ -24,7 +24,7 @@ from lsd.files import atomic_path
 from lsd.outputs import check_output, mark
 from lsd.pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
 from lsd.runs import SPLIT_FILE, RunEntry, read_leaderboard, read_split
-from lsd.training.ensemble import Scores, best_k, prepare_events, score_members, tqdm_progress
+from lsd.training.ensemble import Scores, best_k, prepare_events, score_members, member_progress
 from lsd.training.metrics import Counts
 
 MODELS_CSV = "models.csv"
@@ -179,7 +179,7 @@ def evaluate_runs(
         test_ev,
         threshold=threshold,
         device=device,
-        progress=tqdm_progress("test events") if progress else None,
+        progress=member_progress("test events") if progress else None,
     )
     val = None
     if val_ev:
@@ -188,7 +188,7 @@ def evaluate_runs(
             val_ev,
             threshold=threshold,
             device=device,
-            progress=tqdm_progress("validation events") if progress else None,
+            progress=member_progress("validation events") if progress else None,
         )
     result = Evaluation(
         entries, test, val, [e.event_id for e in test_ev], [e.event_id for e in val_ev], out

@@ -29,6 +29,7 @@ from lsd.bundles import (
 from lsd.errors import InvalidValue
 from lsd.events import EventFolder, select_events
 from lsd.outputs import check_output
+from lsd.progress import Progress
 from lsd.rasters import read_label, read_stack, require_layers
 from lsd.runs import (
     GRID_FILE,
@@ -154,14 +155,12 @@ def best_k(curve: Sequence[float]) -> int:
     return best + 1
 
 
-def tqdm_progress(desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:
+def member_progress(desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:
     """Progress over members on stderr; members are the slow unit (one load + all events)."""
 
     def wrap(items: Iterable[Any]) -> Iterable[Any]:
-        from tqdm import tqdm
-
         items = list(items)
-        return tqdm(items, desc=desc, unit="member", leave=False, disable=None)
+        return Progress(len(items), desc=desc, unit="members", leave=False).iterate(items)
 
     return wrap
 
@@ -196,7 +195,7 @@ def _k_on_validation(
         events,
         threshold=threshold,
         device=device,
-        progress=tqdm_progress("validation") if progress else None,
+        progress=member_progress("validation") if progress else None,
     )
     return {
         "mode": "auto",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from lsd.bundles import BundleMeta
 from lsd.errors import UserError
 from lsd.files import atomic_path
+from lsd.progress import Progress
+from lsd.progress import warn as progress_warn
 from lsd.runs import (
     BUNDLE_DIR,
     CHECKPOINT_FILE,
@@ -47,8 +47,8 @@ EpochHook = Callable[[int, dict[str, Any]], None]
 
 
 def warn(message: str) -> None:
-    """One warning line on stderr that does not break tqdm bars."""
-    tqdm.write(f"Warning: {message}", file=sys.stderr)
+    """One warning line on stderr that does not break progress bars."""
+    progress_warn(message)
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,7 @@ class RunData:
     std: list[float]
     setting: str = ""
     split: dict[str, Any] = field(default_factory=dict)
+    pixel_m: float | None = None  # the training events' pixel size, recorded in each bundle
     val_tensors: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
 
     def val_on(self, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -133,6 +134,18 @@ class BestTracker:
     @property
     def exhausted(self) -> bool:
         return self.bad_epochs >= self.patience
+
+
+def stop_epoch(val_f1: Sequence[float], epochs: int, patience: int) -> int | None:
+    """The epoch at which a run with this validation F1 history stops under these limits, or
+    None when it would train on; the rule `train_run` follows, so a RUNS folder can tell whether
+    runs made with other limits are what these limits would have made."""
+    tracker = BestTracker(patience)
+    for epoch, f1 in enumerate(val_f1, start=1):
+        tracker.update(epoch, f1)
+        if epoch >= epochs or tracker.exhausted:
+            return epoch
+    return None
 
 
 @torch.no_grad()
@@ -271,7 +284,7 @@ class _Run:
             return "epochs"
         return "patience" if self.tracker.exhausted else ""
 
-    def train_epoch(self, bar: tqdm) -> dict[str, Any]:
+    def train_epoch(self, bar: Progress) -> dict[str, Any]:
         """One epoch of steps, then validation; returns the epoch's metrics row."""
         cfg, precision, model = self.cfg, self.precision, self.model
         self.epoch += 1
@@ -359,14 +372,17 @@ def train_run(
     else:
         (run_dir / METRICS_FILE).unlink(missing_ok=True)
 
-    bar = tqdm(
-        total=cfg.iters_per_epoch, desc=cfg.run_id, unit="it", leave=False, disable=not progress,
-        file=sys.stderr, dynamic_ncols=True,
-    )  # fmt: skip
+    bar = Progress(
+        cfg.iters_per_epoch, desc=cfg.run_id, unit="it", leave=False, enabled=progress, steps=False
+    )
     try:
         while not (reason := run.next_stop_reason()):
             row = run.train_epoch(bar)
             run.save()
+            bar.step(
+                f"epoch {run.epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val F1 "
+                f"{row['val_f1']:.4f} (best {run.tracker.best_f1:.4f}), {row['seconds']:.1f} s"
+            )
             if on_epoch is not None:
                 on_epoch(run.epoch, row)
         run.stop_reason = reason
@@ -401,6 +417,7 @@ def _finish(run: _Run) -> dict[str, Any]:
         "split": data.split,
         "optimiser": "Adam",
         "stop_reason": run.stop_reason,
+        "pixel_m": data.pixel_m,
     }
     meta = BundleMeta(
         arch=cfg.arch, encoder=cfg.encoder, loss=cfg.loss, lr=cfg.lr, layers=list(data.layers),

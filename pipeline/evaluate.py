@@ -24,7 +24,7 @@ from lsd.files import atomic_path
 from lsd.outputs import check_output, mark
 from lsd.pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
 from lsd.runs import SPLIT_FILE, RunEntry, read_leaderboard, read_split
-from lsd.training.ensemble import Scores, best_k, prepare_events, score_members, member_progress
+from lsd.training.ensemble import Scores, best_k, member_progress, prepare_events, score_members
 from lsd.training.metrics import Counts
 
 MODELS_CSV = "models.csv"

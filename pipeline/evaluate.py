@@ -24,7 +24,14 @@ from lsd.files import atomic_path
 from lsd.outputs import check_output, mark
 from lsd.pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
 from lsd.runs import SPLIT_FILE, RunEntry, read_leaderboard, read_split
-from lsd.training.ensemble import Scores, best_k, member_progress, prepare_events, score_members
+from lsd.training.ensemble import (
+    Scores,
+    best_k,
+    member_loaders,
+    member_progress,
+    prepare_events,
+    score_members,
+)
 from lsd.training.metrics import Counts
 
 MODELS_CSV = "models.csv"
@@ -171,9 +178,7 @@ def evaluate_runs(
     test_f, test_src, val_f, val_src = choose_events(runs_dir, data_dir, events)
     test_ev = prepare_events(test_f, layers)
     val_ev = prepare_events(val_f, layers) if val_f else []
-    from lsd.training.bundle import load_bundle
-
-    members = [(e.run_id, (lambda e=e: load_bundle(e.bundle, device))) for e in entries]
+    members = member_loaders(entries, device)
     test = score_members(
         members,
         test_ev,

@@ -36,6 +36,7 @@ class EventArrays:
     event_id: str
     image: np.ndarray  # (C, H, W) float32, normalised, NaN -> 0 after normalising
     label: np.ndarray  # (H, W) uint8: 0, 1, 255 (ignored)
+    nodata: np.ndarray | None = None  # (H, W) bool: no layer held a finite value
 
 
 # --------------------------------------------------------------------------- split
@@ -253,9 +254,10 @@ def load_events(
     out: list[EventArrays] = []
     for ev in events:
         data, _, _ = read_stack(ev.stack, layers)
+        nodata = ~np.isfinite(data).any(axis=0)
         normalise_array_(data, mean, std)
         label, _ = read_label(ev.label)
-        out.append(EventArrays(event_id=ev.event_id, image=data, label=label))
+        out.append(EventArrays(event_id=ev.event_id, image=data, label=label, nodata=nodata))
     return out
 
 

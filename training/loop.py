@@ -38,12 +38,13 @@ from lsd.runs import (
     write_metrics,
 )
 from lsd.training.bundle import load_bundle, save_bundle
-from lsd.training.metrics import Counts, confusion
-from lsd.training.models import build_model, forward_whole
+from lsd.training.metrics import Counts
+from lsd.training.models import build_model
 from lsd.training.precision import Precision
 
 CHECKPOINT_FORMAT = "lsd-checkpoint/1"
 EpochHook = Callable[[int, dict[str, Any]], None]
+ValEvent = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # image, label, no-data mask
 
 
 def warn(message: str) -> None:
@@ -94,15 +95,16 @@ class RunData:
     setting: str = ""
     split: dict[str, Any] = field(default_factory=dict)
     pixel_m: float | None = None  # the training events' pixel size, recorded in each bundle
-    val_tensors: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
+    val_tensors: dict[str, list[ValEvent]] = field(default_factory=dict)
 
-    def val_on(self, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def val_on(self, device: torch.device) -> list[ValEvent]:
         key = str(device)
         if key not in self.val_tensors:
             self.val_tensors[key] = [
                 (
                     torch.from_numpy(np.ascontiguousarray(e.image)).to(device),
                     torch.from_numpy(np.ascontiguousarray(e.label)).to(device),
+                    None if e.nodata is None else torch.from_numpy(e.nodata).to(device),
                 )
                 for e in self.val
             ]
@@ -148,24 +150,12 @@ def stop_epoch(val_f1: Sequence[float], epochs: int, patience: int) -> int | Non
     return None
 
 
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, val: Sequence[tuple[torch.Tensor, torch.Tensor]], precision: Precision
-) -> Counts:
-    """Micro confusion over every validation pixel (255 ignored); landslide where p >= 0.5, as in
-    ensembles and maps (sigmoid(z) >= 0.5 exactly when z >= 0)."""
-    was_training = model.training
-    model.eval()
-    total = Counts()
-    try:
-        for image, label in val:
-            x = precision.prepare_input(image.unsqueeze(0))
-            with precision.autocast():
-                logits = forward_whole(model, x)
-            total = total + confusion(logits[0, 0].float() >= 0, label)
-    finally:
-        model.train(was_training)
-    return total
+def evaluate(model: nn.Module, val: Sequence[ValEvent], precision: Precision) -> Counts:
+    """Micro confusion over every validation pixel (255 ignored), by the one scoring pass
+    (lsd.training.scoring) that ensembles and lsd evaluate use too, tiles and threshold alike."""
+    from lsd.training.scoring import validation_counts
+
+    return validation_counts(model, val, precision)
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ REPLACED_SUFFIX = ".replaced"  # an old folder moved aside while its replacement
 # errno values that only a write can cause; EACCES/EPERM count when they concern the output
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 ACCESS_ERRNOS = {errno.EACCES, errno.EPERM}
-PROBE_BYTES = 1 << 20
+PROBE_BYTES = 1 << 16  # 64 KiB: a full disk refuses it, a size limit below it too
 
 
 def _temp_pattern(name: str) -> re.Pattern[str]:
@@ -135,7 +135,7 @@ def atomic_path(final: Path | str, *, directory: bool = False) -> Iterator[Path]
         yield tmp
         _put_in_place(tmp, final, directory)
     except BaseException as exc:
-        failure = write_failure(exc, final)
+        failure = write_failure(exc, final, tmp)
         if tmp is not None:
             _remove(tmp)
         if failure is not None:
@@ -170,7 +170,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def probe_write(folder: Path) -> str | None:
-    """Why `folder` cannot take another MiB right now (e.g. 'No space left on device'), or None."""
+    """Why `folder` cannot take another 64 KiB now (e.g. 'No space left on device'), or None."""
     fd, name = -1, ""
     try:
         fd, name = tempfile.mkstemp(prefix=".lsd-write-test.", dir=folder)
@@ -191,9 +191,27 @@ def probe_write(folder: Path) -> str | None:
                 os.unlink(name)
 
 
-def write_failure(exc: BaseException, final: Path) -> OutputNotWritable | None:
-    """The one-line error for an exception raised while writing `final`, when the cause is the
-    file system (not lsd, not the input); None for anything else (a bug keeps its traceback)."""
+def _size_limit_hit(tmp: Path | None) -> str | None:
+    """The cause when a file being written has reached the process's file-size limit (ulimit
+    -f): the write failed with EFBIG inside a library that does not pass the errno on."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft == resource.RLIM_INFINITY or tmp is None or not tmp.exists():
+        return None
+    files = [tmp] if tmp.is_file() else [p for p in tmp.rglob("*") if p.is_file()]
+    largest = max((p.stat().st_size for p in files), default=0)
+    if largest + PROBE_BYTES < soft:
+        return None
+    return f"{os.strerror(errno.EFBIG)}: files may not exceed {soft} bytes here (ulimit -f)"
+
+
+def write_failure(
+    exc: BaseException, final: Path, tmp: Path | None = None
+) -> OutputNotWritable | None:
+    """The one-line error for an exception raised while writing `final` (into `tmp`), when the
+    cause is the file system (not lsd, not the input); None for anything else (a bug keeps its
+    traceback)."""
     if isinstance(exc, UserError) or not isinstance(exc, Exception):
         return None
     folder = final.parent
@@ -203,7 +221,7 @@ def write_failure(exc: BaseException, final: Path) -> OutputNotWritable | None:
     elif isinstance(exc, OSError | RuntimeError):
         # libraries that write through C (GDAL, torch, SQLite) say "write failed" or less:
         # the folder itself tells whether the file system was the reason
-        cause = probe_write(folder) if folder.is_dir() else None
+        cause = (probe_write(folder) if folder.is_dir() else None) or _size_limit_hit(tmp)
     else:
         cause = None
     return OutputNotWritable(f"{final}: cannot write ({cause})") if cause else None

@@ -103,8 +103,6 @@ def predict(
         record = predict_stack(stack, models, out, opts, inputs=inputs)
     except EmptyInput as exc:
         raise EmptyInput(f"{exc} (use --allow-empty-layers to map it anyway)") from None
-    if not record["georeferenced"]:
-        click.echo(f"Warning: {stack} has no CRS: the map sits on a nominal grid", err=True)
     click.echo(
         f"{out}: {record['polygons']['kept']} landslide polygon(s), "
         f"{record['landslide_pixels']} pixel(s) at threshold {record['threshold']} "

@@ -72,6 +72,9 @@ class LsdCommand(click.Command):
         self.interrupt = interrupt
 
     def invoke(self, ctx: click.Context):
+        from lsd.pipeline.libtiff import silence_default_printer
+
+        silence_default_printer()  # a failed GeoTIFF write is reported once, as one line
         try:
             return super().invoke(ctx)
         except UserError as exc:

@@ -112,7 +112,13 @@ def _inspect(stack: Path, model: ModelFiles, allow_empty: bool) -> dict[str, Any
     if inf:
         counts = ", ".join(f"{name} ({n})" for name, n in inf.items())
         warnings.append(f"{stack}: +/-inf values in {counts}, read as no data")
-    pixel, trained = read_grid(stack).pixel_size_m(), training_pixel_m(model.metas[0])
+    grid = read_grid(stack)
+    if grid.crs is None:
+        warnings.append(
+            f"{stack}: has no CRS, so the map sits on a nominal pixel grid and cannot be "
+            "overlaid on other maps"
+        )
+    pixel, trained = grid.pixel_size_m(), training_pixel_m(model.metas[0])
     off = pixel is not None and trained is not None and abs(pixel - trained) > PIXEL_TOL * trained
     if off:
         warnings.append(

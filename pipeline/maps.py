@@ -37,8 +37,9 @@ OUTPUTS = (PROB_FILE, MASK_FILE, STD_FILE, POLY_FILE, QUICKLOOK_FILE, MASK_STYLE
 MASK_NODATA = 255
 QUICKLOOK_MAX_PX = 800
 # mask.tif codes -> (label, RGBA): the colour table inside the GeoTIFF and the QGIS style agree
+# (a GeoTIFF palette has no alpha, so "not landslide" is white there; the style makes it clear)
 MASK_CLASSES = {
-    0: ("not landslide", (0, 0, 0, 0)),
+    0: ("not landslide", (255, 255, 255, 0)),
     1: ("landslide", (227, 26, 28, 255)),
     MASK_NODATA: ("no data", (128, 128, 128, 0)),
 }

@@ -9,6 +9,19 @@ import click
 from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
 
 
+def _check_inputs_given(
+    stack: Path | None, aoi: Path | None, date_text: str | None, project: str | None
+) -> None:
+    from lsd.errors import UserError
+
+    if (stack is None) == (aoi is None):
+        raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")
+    if aoi is not None and not date_text:
+        raise UserError("--aoi needs --date YYYY-MM-DD (the event date)")
+    if stack is not None and (date_text or project):
+        raise UserError("--date and --project go with --aoi, not with --stack")
+
+
 @click.command(cls=LsdCommand)
 @click.option("--stack", type=click.Path(path_type=Path), help="Existing stack.tif to map.")
 @click.option("--aoi", type=click.Path(path_type=Path), help="AOI polygon file (fetches a stack).")
@@ -63,7 +76,7 @@ def predict(
 ) -> None:
     """Map landslides on a stack (or on an AOI and date, fetched first) with an ensemble."""
     from lsd.bundles import open_models
-    from lsd.errors import InputNotFound, UserError
+    from lsd.errors import InputNotFound
     from lsd.outputs import check_output, check_reusable
     from lsd.pipeline.aoi import aoi_spec, fetch_for_prediction, parse_date
     from lsd.pipeline.masks import MaskOptions
@@ -71,12 +84,7 @@ def predict(
     from lsd.training.device import resolve_device
     from lsd.training.inference import TileOptions
 
-    if (stack is None) == (aoi is None):
-        raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")
-    if aoi is not None and not date_text:
-        raise UserError("--aoi needs --date YYYY-MM-DD (the event date)")
-    if stack is not None and (date_text or project):
-        raise UserError("--date and --project go with --aoi, not with --stack")
+    _check_inputs_given(stack, aoi, date_text, project)
     opts = PredictOptions(
         threshold=threshold,
         tiles=TileOptions(tile, overlap, batch_size),

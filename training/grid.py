@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from lsd.errors import InvalidFile, InvalidValue, LayerMissing
+from lsd.errors import InvalidFile, InvalidValue, LayerMissing, UserError
 from lsd.events import EventFolder, list_events
 from lsd.files import check_writable
 from lsd.layers import resolve_setting
@@ -263,7 +263,11 @@ def _check_limits(out: Path, opts: GridOptions, old_opts: dict[str, Any]) -> Non
             continue
         stop = stop_epoch(f1, opts.epochs, opts.patience)
         finished = (run_dir / DONE_FILE).is_file()
-        may_stop_early = not finished or read_done(run_dir).get("stop_reason") == "diverged"
+        try:
+            reason = read_done(run_dir).get("stop_reason") if finished else None
+        except UserError:  # a damaged record: the run is trained again anyway
+            finished, reason = False, None
+        may_stop_early = not finished or reason == "diverged"
         if (stop is None or stop >= len(f1)) if may_stop_early else stop == len(f1):
             continue
         if stop is None or stop > len(f1):

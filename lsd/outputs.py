@@ -95,9 +95,9 @@ def check_output(
     if out.is_dir() and not _is_empty(out):
         for given in inputs:
             if given is not None and _holds(out, Path(given)):
+                what = "is" if Path(given).resolve() == out.resolve() else f"holds {given},"
                 raise InvalidValue(
-                    f"{out}: holds {given}, an input of this command; write {label} to "
-                    "another folder",
+                    f"{out}: {what} an input of this command; write {label} to another folder",
                     field="out",
                 )
         found = marked_kind(out)

@@ -353,7 +353,7 @@ def cases(r: Runner, ctx: dict) -> dict:
     (src / "mask" / "mask_2.h5").write_bytes(b"not hdf5")
     c, t = r.run("import", "landslide4sense", src, w / "d8", "--no-progress")
     half = [p.name for p in (w / "d8").iterdir()
-            if not (p / "event.json").exists()] if (w / "d8").exists() else []  # fmt: skip
+            if p.is_dir() and not (p / "event.json").exists()] if (w / "d8").exists() else []  # fmt: skip
     record(
         "8c",
         "lsd import landslide4sense (one mask file damaged)",

@@ -352,8 +352,8 @@ def cases(r: Runner, ctx: dict) -> dict:
     shutil.copytree(L4S, src)
     (src / "mask" / "mask_2.h5").write_bytes(b"not hdf5")
     c, t = r.run("import", "landslide4sense", src, w / "d8", "--no-progress")
-    half = [p.name for p in (w / "d8").iterdir()
-            if p.is_dir() and not (p / "event.json").exists()] if (w / "d8").exists() else []  # fmt: skip
+    made = list((w / "d8").iterdir()) if (w / "d8").exists() else []
+    half = [p.name for p in made if p.is_dir() and not (p / "event.json").exists()]
     record(
         "8c",
         "lsd import landslide4sense (one mask file damaged)",

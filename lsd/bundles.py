@@ -13,6 +13,7 @@ folder in its first second, naming the file.
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 from lsd import __version__
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue
 from lsd.files import atomic_path, file_sha256, read_json, write_json
+from lsd.outputs import mark
 
 BUNDLE_FORMAT = "lsd-model/1"
 WEIGHTS_FILE = "model.pt"
@@ -29,8 +31,10 @@ META_FILE = "bundle.json"
 ENSEMBLE_FORMAT = "lsd-ensemble/1"
 MANIFEST_FILE = "manifest.json"
 MEMBERS_DIR = "members"
-# Landslide where the (mean) probability is at least this: the one rule for validation during
-# training (logit >= 0), ensemble scoring, evaluation and maps.
+# A pixel is landslide where the (mean) probability is strictly above the threshold
+# (`is_landslide`): the one rule for validation during training, ensemble scoring, evaluation and
+# maps. Strictly above, because the paper's code scored with torchmetrics' binary F1, which counts
+# `preds > threshold` as positive; a probability of exactly 0.5 is undecided and stays background.
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -48,6 +52,13 @@ class BundleMeta:
     format: str = BUNDLE_FORMAT
     lsd_version: str = __version__
     weights_sha256: str = ""
+
+
+def is_landslide(prob: Any, threshold: float = DEFAULT_THRESHOLD) -> Any:
+    """The landslide mask of probabilities (numpy arrays or torch tensors): prob > threshold.
+
+    NaN (no data) is never landslide."""
+    return prob > threshold
 
 
 def check_threshold(threshold: float) -> float:
@@ -83,7 +94,22 @@ def load_meta(folder: Path | str) -> BundleMeta:
         raise InvalidFile(f"{folder / META_FILE}: malformed bundle description ({exc})") from None
     if not (len(meta.layers) == len(meta.mean) == len(meta.std)) or not meta.layers:
         raise InvalidFile(f"{folder / META_FILE}: layers, mean and std do not line up")
+    bad = [n for n, m, s in zip(meta.layers, meta.mean, meta.std, strict=True)
+           if not (isinstance(m, int | float) and isinstance(s, int | float)
+                   and math.isfinite(m) and math.isfinite(s))]  # fmt: skip
+    if bad:
+        raise InvalidFile(
+            f"{folder / META_FILE}: normalisation statistics of layer(s) {', '.join(bad[:5])} are "
+            "not finite numbers (training data with inf values, read by an older lsd); retrain"
+        )
     return meta
+
+
+def training_pixel_m(meta: BundleMeta) -> float | None:
+    """Pixel size in metres of the events the model was trained on; None when not recorded
+    (older bundles, or training events without georeferencing)."""
+    value = meta.extra.get("pixel_m")
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def check_bundle(folder: Path | str) -> BundleMeta:
@@ -133,9 +159,15 @@ def write_ensemble(
     k_selection: dict[str, Any],
     source: Path | str | None = None,
 ) -> Path:
-    """Copy the chosen bundles and the manifest into `out`, all or nothing."""
+    """Copy the chosen bundles and the manifest into `out`, all or nothing.
+
+    Each bundle's weights are checked against their checksum before the copy: the manifest
+    records a fresh checksum of each copy, so a damaged member copied unchecked would look sound.
+    """
     out = Path(out)
     listed = []
+    for member in members:
+        check_bundle(member.bundle)
     with atomic_path(out, directory=True) as tmp:
         (tmp / MEMBERS_DIR).mkdir()
         for member in members:
@@ -160,6 +192,7 @@ def write_ensemble(
             "lsd_version": __version__,
         }
         write_json(tmp / MANIFEST_FILE, manifest)
+        mark(tmp, "ensemble")
     return out
 
 

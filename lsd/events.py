@@ -137,6 +137,8 @@ def write_event(
         if label is not None:
             write_label(folder / LABEL_FILE, label, grid)
         write_json(folder / EVENT_FILE, record)
+    except OutputNotWritable:
+        raise  # already one line naming the file and the cause
     except OSError as exc:
         raise OutputNotWritable(
             f"{folder}: cannot write event folder ({exc.strerror or exc})"

@@ -3,23 +3,115 @@
 Every lsd writer goes through `atomic_path`: the data is written under a hidden temporary sibling
 and renamed into place only when complete, so an interrupted run (Ctrl-C, a killed job, a full
 disk) never leaves a half-written file under its final name, and readers that list folders skip
-the temporaries. JSON records and writability checks live here too, because every format uses them.
+the temporaries. A folder that replaces an older one moves the old one aside first and deletes it
+only once the new one is in place, so at every instant one complete version exists.
+
+Temporary names carry the writer's process id: the next write of the same output removes the
+leftovers of writers that are no longer running (a killed job's half folder, or puts back an old
+folder a kill caught mid-replacement), and leaves those of a writer still at work alone.
+
+A write that fails for a reason outside lsd (no space, a read-only or full quota, a file-size
+limit) becomes one `OutputNotWritable` line naming the output and the cause, whatever library
+was writing (GDAL, torch, SQLite report such failures in their own words or not at all).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lsd.errors import InputNotFound, InvalidFile, OutputNotWritable
+from lsd.errors import InputNotFound, InvalidFile, OutputNotWritable, UserError
 
-PARTIAL_SUFFIX = ".partial"
+PARTIAL_SUFFIX = ".partial"  # a temporary being written
+REPLACED_SUFFIX = ".replaced"  # an old folder moved aside while its replacement goes in
+# errno values that only a write can cause; EACCES/EPERM count when they concern the output
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+ACCESS_ERRNOS = {errno.EACCES, errno.EPERM}
+PROBE_BYTES = 1 << 16  # 64 KiB: a full disk refuses it, a size limit below it too
+
+
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"^\.{re.escape(name)}\.(\d+)-[^./]*({re.escape(PARTIAL_SUFFIX)}|{re.escape(REPLACED_SUFFIX)})$"
+    )
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def clean_stale(final: Path | str) -> list[Path]:
+    """Remove what killed writers of `final` left beside it; returns the paths removed.
+
+    An old folder moved aside by a writer killed before its replacement went in is put back
+    under its name instead, so a kill at any instant loses nothing.
+    """
+    final = Path(final)
+    pattern = _temp_pattern(final.name)
+    removed: list[Path] = []
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in sorted(entries, key=lambda p: not p.name.endswith(REPLACED_SUFFIX)):
+        match = pattern.match(entry.name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        if match.group(2) == REPLACED_SUFFIX and not final.exists():
+            os.rename(entry, final)
+            continue
+        _remove(entry)
+        removed.append(entry)
+    return removed
+
+
+def _make_temp(final: Path, directory: bool, suffix: str = PARTIAL_SUFFIX) -> Path:
+    prefix = f".{final.name}.{os.getpid()}-"
+    if directory:
+        return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=final.parent))
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=final.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _put_in_place(tmp: Path, final: Path, directory: bool) -> None:
+    """Rename `tmp` to `final`; an existing folder is moved aside first and removed last."""
+    if not (directory and final.is_dir()):
+        os.replace(tmp, final)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-",
+                                suffix=REPLACED_SUFFIX, dir=final.parent))  # fmt: skip
+    os.rmdir(old)
+    os.rename(final, old)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -27,34 +119,124 @@ def atomic_path(final: Path | str, *, directory: bool = False) -> Iterator[Path]
     """Yield a temporary sibling of `final`; rename it into place only if the block succeeds.
 
     The temporary name starts with '.' and ends with '.partial', so an interrupted write never
-    looks like a finished output and readers that list folders skip it.
+    looks like a finished output and readers that list folders skip it. A failure to write
+    (disk full, read-only, too large) is raised as one OutputNotWritable line.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if directory:
-        tmp = Path(
-            tempfile.mkdtemp(prefix=f".{final.name}.", suffix=PARTIAL_SUFFIX, dir=final.parent)
-        )
-    else:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{final.name}.", suffix=PARTIAL_SUFFIX, dir=final.parent
-        )
-        os.close(fd)
-        tmp = Path(name)
-    # mkstemp/mkdtemp create private (0600/0700) entries; outputs should follow the umask
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod((0o777 if directory else 0o666) & ~umask)
+    tmp: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(final)
+        tmp = _make_temp(final, directory)
+        # mkstemp/mkdtemp create private (0600/0700) entries; outputs should follow the umask
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod((0o777 if directory else 0o666) & ~umask)
         yield tmp
-        if directory and final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        _put_in_place(tmp, final, directory)
+    except BaseException as exc:
+        failure = write_failure(exc, final, tmp)
+        if tmp is not None:
+            _remove(tmp)
+        if failure is not None:
+            raise failure from None
+        raise
+
+
+def _errno_of(exc: BaseException, folder: Path) -> int | None:
+    """The errno of a plain OSError in the exception's chain that concerns a write."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        # only the built-in OSError family carries real errno values (GDAL's errors reuse the
+        # attribute for their own error classes)
+        if isinstance(cur, OSError) and type(cur).__module__ == "builtins" and cur.errno:
+            name = cur.filename
+            if cur.errno in WRITE_ERRNOS or (name is not None and _inside(Path(name), folder)):
+                return cur.errno
+            if cur.errno in ACCESS_ERRNOS and name is None:
+                return cur.errno
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def probe_write(folder: Path) -> str | None:
+    """Why `folder` cannot take another 64 KiB now (e.g. 'No space left on device'), or None."""
+    fd, name = -1, ""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".lsd-write-test.", dir=folder)
+        block = memoryview(bytes(PROBE_BYTES))
+        while block:
+            block = block[os.write(fd, block) :]
+        os.close(fd)
+        fd = -1
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if name:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+
+
+def _size_limit_hit(tmp: Path | None) -> str | None:
+    """The cause when a file being written has reached the process's file-size limit (ulimit
+    -f): the write failed with EFBIG inside a library that does not pass the errno on."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft == resource.RLIM_INFINITY or tmp is None or not tmp.exists():
+        return None
+    files = [tmp] if tmp.is_file() else [p for p in tmp.rglob("*") if p.is_file()]
+    largest = max((p.stat().st_size for p in files), default=0)
+    if largest + PROBE_BYTES < soft:
+        return None
+    return f"{os.strerror(errno.EFBIG)}: files may not exceed {soft} bytes here (ulimit -f)"
+
+
+def write_failure(
+    exc: BaseException, final: Path, tmp: Path | None = None
+) -> OutputNotWritable | None:
+    """The one-line error for an exception raised while writing `final` (into `tmp`), when the
+    cause is the file system (not lsd, not the input); None for anything else (a bug keeps its
+    traceback)."""
+    if isinstance(exc, UserError) or not isinstance(exc, Exception):
+        return None
+    folder = final.parent
+    code = _errno_of(exc, folder)
+    if code is not None:
+        cause = os.strerror(code)
+    elif isinstance(exc, OSError | RuntimeError):
+        # libraries that write through C (GDAL, torch, SQLite) say "write failed" or less:
+        # the folder itself tells whether the file system was the reason
+        cause = (probe_write(folder) if folder.is_dir() else None) or _size_limit_hit(tmp)
+    else:
+        cause = None
+    return OutputNotWritable(f"{final}: cannot write ({cause})") if cause else None
+
+
+@contextlib.contextmanager
+def writing(target: Path | str) -> Iterator[None]:
+    """For writes that cannot go through atomic_path (appends, folders made in place): a
+    file-system failure becomes one OutputNotWritable line naming `target`."""
+    try:
+        yield
+    except Exception as exc:
+        failure = write_failure(exc, Path(target))
+        if failure is not None:
+            raise failure from None
         raise
 
 
@@ -73,17 +255,26 @@ def read_json(path: Path | str) -> Any:
         raise InvalidFile(f"{path}: not readable JSON ({exc})") from None
 
 
-def check_writable(out_dir: Path | str) -> Path:
-    """Fail early, with one line, when an output folder cannot be created or written."""
+def check_writable(out_dir: Path | str, *, create: bool = True) -> Path:
+    """Fail early, with one line, when an output folder cannot be created or written.
+
+    With create=False the folders made for the check are removed again, so a command that
+    fails later (a bad input found after this check) leaves no empty output folder behind.
+    """
     out_dir = Path(out_dir)
+    missing = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".lsd-write-test."):
-            pass
+        cause = probe_write(out_dir)
     except OSError as exc:
-        raise OutputNotWritable(
-            f"{out_dir}: output folder cannot be written ({exc.strerror})"
-        ) from None
+        cause = exc.strerror or str(exc)
+    finally:
+        if not create:
+            for folder in missing:  # deepest first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+    if cause:
+        raise OutputNotWritable(f"{out_dir}: output folder cannot be written ({cause})")
     return out_dir
 
 

@@ -44,6 +44,23 @@ class Grid:
             and self.transform.almost_equals(other.transform)
         )
 
+    def pixel_size_m(self) -> float | None:
+        """Side of a pixel in metres (geometric mean of width and height; degrees converted at
+        the grid's centre latitude); None without a CRS, where the size is only nominal."""
+        if self.crs is None or self.transform is None:
+            return None
+        t = self.transform
+        if self.crs.is_geographic:
+            lat = np.radians(t.f + t.e * self.height / 2)
+            width, height = abs(t.a) * 111_320.0 * np.cos(lat), abs(t.e) * 110_574.0
+        else:
+            try:
+                factor = float(self.crs.linear_units_factor[1])
+            except Exception:  # a CRS without linear units: assume metres
+                factor = 1.0
+            width, height = abs(t.a) * factor, abs(t.e) * factor
+        return float(np.sqrt(width * height))
+
     def record(self) -> dict[str, Any]:
         """The grid as JSON values, for event.json and run records."""
         t = self.transform
@@ -120,6 +137,70 @@ def read_stack(
             data[data == src.nodata] = np.nan
         grid = Grid(src.width, src.height, src.crs, src.transform)
     return data, wanted, grid
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """What a layer of a stack holds: counts of finite, NaN (no data) and +/-inf values, and the
+    range, mean and (population) std of the finite ones."""
+
+    finite: int
+    nan: int
+    inf: int
+    min: float
+    max: float
+    mean: float
+    std: float
+
+
+STATS_BLOCK_ROWS = 512
+
+
+def layer_statistics(
+    stack_path: Path | str, layers: Sequence[str] | None = None
+) -> dict[str, LayerStats]:
+    """Per-layer statistics of a stack, read in blocks of rows so memory stays at one block.
+
+    +/-inf counts as no data (lsd treats every non-finite value so); it is counted apart, since
+    it usually means a damaged source or a division by zero upstream.
+    """
+    stack_path = Path(stack_path)
+    names = read_layer_names(stack_path)
+    wanted = tuple(layers) if layers is not None else names
+    require_layers(stack_path, names, wanted)
+    n = len(wanted)
+    finite, nan, inf = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
+    total, total_sq = np.zeros(n), np.zeros(n)
+    with _open(stack_path) as src:
+        from rasterio.windows import Window
+
+        idx = [names.index(name) + 1 for name in wanted]
+        nodata = src.nodata
+        for r0 in range(0, src.height, STATS_BLOCK_ROWS):
+            rows = min(STATS_BLOCK_ROWS, src.height - r0)
+            block = src.read(idx, window=Window(0, r0, src.width, rows), out_dtype="float32")
+            for i, band in enumerate(block):
+                if nodata is not None and not np.isnan(nodata):
+                    band[band == nodata] = np.nan
+                ok = np.isfinite(band)
+                values = band[ok].astype(np.float64)
+                nan[i] += int(np.isnan(band).sum())
+                inf[i] += int(band.size - ok.sum()) - int(np.isnan(band).sum())
+                finite[i] += values.size
+                if values.size:
+                    lo[i], hi[i] = min(lo[i], values.min()), max(hi[i], values.max())
+                    total[i] += values.sum()
+                    total_sq[i] += np.square(values).sum()
+    out: dict[str, LayerStats] = {}
+    for i, name in enumerate(wanted):
+        k = int(finite[i])
+        mean = total[i] / k if k else float("nan")
+        var = max(total_sq[i] / k - mean * mean, 0.0) if k else float("nan")
+        out[name] = LayerStats(k, int(nan[i]), int(inf[i]), float(lo[i]) if k else float("nan"),
+                               float(hi[i]) if k else float("nan"), float(mean),
+                               float(np.sqrt(var)))  # fmt: skip
+    return out
 
 
 def read_label(label_path: Path | str) -> tuple[np.ndarray, Grid]:

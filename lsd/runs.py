@@ -22,6 +22,7 @@ from typing import Any
 from lsd.bundles import META_FILE, BundleMeta, load_meta
 from lsd.errors import InputNotFound, InvalidFile
 from lsd.files import atomic_path, read_json, write_json
+from lsd.outputs import mark, marked_kind
 from lsd.spec import ROLES
 
 RUNS_DIR = "runs"
@@ -76,6 +77,14 @@ def read_split(runs_dir: Path | str) -> dict[str, list[str]]:
 
 def write_grid_record(runs_dir: Path | str, record: dict[str, Any]) -> None:
     write_json(Path(runs_dir) / GRID_FILE, record)
+    if marked_kind(runs_dir) != "runs":
+        mark(runs_dir, "runs")
+
+
+def is_runs_folder(folder: Path | str) -> bool:
+    """A folder lsd train made (marked, or with the grid.json of an older lsd)."""
+    folder = Path(folder)
+    return marked_kind(folder) == "runs" or (folder / GRID_FILE).is_file()
 
 
 def read_grid_record(runs_dir: Path | str) -> dict[str, Any] | None:
@@ -119,6 +128,24 @@ def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: row[k] for k in METRIC_COLUMNS})
+
+
+def read_metrics(run_dir: Path | str) -> list[dict[str, str]]:
+    """metrics.csv of a run, one row per finished epoch; empty when absent or unreadable."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def run_dirs(runs_dir: Path | str) -> list[Path]:
+    """Every run folder under RUNS/runs (finished or not), sorted by run id."""
+    runs = Path(runs_dir) / RUNS_DIR
+    if not runs.is_dir():
+        return []
+    return sorted(p for p in runs.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def finished_runs(runs_dir: Path | str) -> list[dict[str, Any]]:

@@ -12,7 +12,10 @@ import click
 from lsd.pipeline.options import LsdCommand
 
 
-@click.command(cls=LsdCommand)
+@click.command(
+    cls=LsdCommand,
+    interrupt="rerun the same command to go on: finished event folders are kept and skipped",
+)
 @click.option(
     "--event",
     "events_csv",

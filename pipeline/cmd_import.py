@@ -13,6 +13,7 @@ import click
 from lsd.pipeline.options import PATH, LsdGroup, progress_option
 
 _PATH = PATH
+GO_ON_LINE = "rerun the same command to go on: finished event folders are kept and skipped"
 
 
 @click.group("import", cls=LsdGroup)
@@ -20,7 +21,7 @@ def import_group() -> None:
     """Convert labelled datasets (Landslide4Sense, image/mask tiles) into event folders."""
 
 
-@import_group.command("landslide4sense")
+@import_group.command("landslide4sense", interrupt=GO_ON_LINE)
 @click.argument("src", type=_PATH)
 @click.argument("dest", type=_PATH)
 @progress_option
@@ -36,7 +37,7 @@ def landslide4sense(src: Path, dest: Path, progress: bool) -> None:
     click.echo(f"{len(folders)} event folder(s) in {dest}")
 
 
-@import_group.command("tiles")
+@import_group.command("tiles", interrupt=GO_ON_LINE)
 @click.argument("src", type=_PATH)
 @click.argument("dest", type=_PATH)
 @click.option(

@@ -9,6 +9,19 @@ import click
 from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
 
 
+def _check_inputs_given(
+    stack: Path | None, aoi: Path | None, date_text: str | None, project: str | None
+) -> None:
+    from lsd.errors import UserError
+
+    if (stack is None) == (aoi is None):
+        raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")
+    if aoi is not None and not date_text:
+        raise UserError("--aoi needs --date YYYY-MM-DD (the event date)")
+    if stack is not None and (date_text or project):
+        raise UserError("--date and --project go with --aoi, not with --stack")
+
+
 @click.command(cls=LsdCommand)
 @click.option("--stack", type=click.Path(path_type=Path), help="Existing stack.tif to map.")
 @click.option("--aoi", type=click.Path(path_type=Path), help="AOI polygon file (fetches a stack).")
@@ -36,6 +49,11 @@ from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
 @click.option("--mask-water", is_flag=True, help="Drop detections on water (water/landCover).")
 @click.option("--mask-snow", is_flag=True, help="Drop detections on snow (snow/landCover).")
 @click.option("--min-slope", type=float, help="Drop detections flatter than DEG (slope layer).")
+@click.option(
+    "--allow-empty-layers",
+    is_flag=True,
+    help="Map even when a layer the model needs holds no data (every pixel NaN).",
+)
 @overwrite_option
 def predict(
     stack: Path | None,
@@ -53,24 +71,20 @@ def predict(
     mask_water: bool,
     mask_snow: bool,
     min_slope: float | None,
+    allow_empty_layers: bool,
     overwrite: bool,
 ) -> None:
     """Map landslides on a stack (or on an AOI and date, fetched first) with an ensemble."""
     from lsd.bundles import open_models
-    from lsd.errors import InputNotFound, UserError
+    from lsd.errors import InputNotFound
+    from lsd.outputs import check_output, check_reusable
     from lsd.pipeline.aoi import aoi_spec, fetch_for_prediction, parse_date
-    from lsd.pipeline.maps import check_output_folder
     from lsd.pipeline.masks import MaskOptions
-    from lsd.pipeline.predict import PredictOptions, predict_stack
+    from lsd.pipeline.predict import EmptyInput, PredictOptions, predict_stack
     from lsd.training.device import resolve_device
     from lsd.training.inference import TileOptions
 
-    if (stack is None) == (aoi is None):
-        raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")
-    if aoi is not None and not date_text:
-        raise UserError("--aoi needs --date YYYY-MM-DD (the event date)")
-    if stack is not None and (date_text or project):
-        raise UserError("--date and --project go with --aoi, not with --stack")
+    _check_inputs_given(stack, aoi, date_text, project)
     opts = PredictOptions(
         threshold=threshold,
         tiles=TileOptions(tile, overlap, batch_size),
@@ -78,21 +92,25 @@ def predict(
         min_area_m2=min_area_m2,
         masks=MaskOptions(water=mask_water, snow=mask_snow, min_slope=min_slope),
         overwrite=overwrite,
+        allow_empty_layers=allow_empty_layers,
     )
-    check_output_folder(out, overwrite)
+    check_output(out, "map", overwrite=overwrite, inputs=(stack, model, aoi))
     inputs: dict = {}
     spec = None
     if aoi is not None:
         spec = aoi_spec(aoi, parse_date(date_text))
+        work = check_reusable(out.parent / f"{out.name}.inputs", "data")
     resolve_device(device)  # an unusable --device fails before anything is loaded or fetched
     models = open_models(model)
     if spec is not None:
-        work = out.parent / f"{out.name}.inputs"
         stack = fetch_for_prediction(spec, models.layers, work, project)
         inputs = {"aoi": str(aoi), "date": spec.date.isoformat(), "fetched_to": str(stack)}
     elif not stack.exists():
         raise InputNotFound(f"{stack}: stack file not found")
-    record = predict_stack(stack, models, out, opts, inputs=inputs)
+    try:
+        record = predict_stack(stack, models, out, opts, inputs=inputs)
+    except EmptyInput as exc:
+        raise EmptyInput(f"{exc} (use --allow-empty-layers to map it anyway)") from None
     click.echo(
         f"{out}: {record['polygons']['kept']} landslide polygon(s), "
         f"{record['landslide_pixels']} pixel(s) at threshold {record['threshold']} "

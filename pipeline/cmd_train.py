@@ -13,6 +13,11 @@ import click
 from lsd.errors import InvalidValue
 from lsd.pipeline.options import LsdCommand, device_option
 
+RESUME_LINE = (
+    "rerun the same command to resume: finished runs are kept and an unfinished run goes on "
+    "from its last finished epoch"
+)
+
 
 def _names(value: str | None, flag: str) -> tuple[str, ...] | None:
     if value is None:
@@ -54,7 +59,7 @@ def _split(value: str | None, flag: str) -> int | list[str] | None:
     return ids
 
 
-@click.command(cls=LsdCommand)
+@click.command(cls=LsdCommand, interrupt=RESUME_LINE)
 @click.option("--setting", required=True, help="s1, s2, s1s2, all, a user setting, or 'a,b,c'.")
 @click.option(
     "--data", "data_dir", required=True, type=click.Path(path_type=Path),

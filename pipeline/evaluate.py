@@ -18,12 +18,20 @@ from typing import Any
 
 from lsd import __version__
 from lsd.bundles import DEFAULT_THRESHOLD, check_threshold, common_layers
-from lsd.errors import InvalidValue, OutputExists, UserError
+from lsd.errors import InvalidValue, UserError
 from lsd.events import EventFolder, list_events, select_events
 from lsd.files import atomic_path
+from lsd.outputs import check_output, mark
 from lsd.pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
 from lsd.runs import SPLIT_FILE, RunEntry, read_leaderboard, read_split
-from lsd.training.ensemble import Scores, best_k, prepare_events, score_members, tqdm_progress
+from lsd.training.ensemble import (
+    Scores,
+    best_k,
+    member_loaders,
+    member_progress,
+    prepare_events,
+    score_members,
+)
 from lsd.training.metrics import Counts
 
 MODELS_CSV = "models.csv"
@@ -117,9 +125,26 @@ def choose_events(
         val = _events_by_role(data_dir, "val")
         if val:
             val_src = f'events whose event.json role is "val" in {data_dir}'
+    _check_not_trained_on(test, split, runs_dir / SPLIT_FILE)
     test_ids = {e.event_id for e in test}
     val = [e for e in val if e.event_id not in test_ids]
     return test, test_src, val, val_src
+
+
+def _check_not_trained_on(
+    test: Sequence[EventFolder], split: dict[str, list[str]], split_path: Path
+) -> None:
+    """A test score of an event the models trained or were selected on flatters them."""
+    for role, word in (("train", "training"), ("val", "validation")):
+        seen = [e.event_id for e in test if e.event_id in set(split[role])]
+        if seen:
+            shown = ", ".join(seen[:5]) + (" ..." if len(seen) > 5 else "")
+            raise InvalidValue(
+                f"test event(s) {shown} are in the {word} list of {split_path}: the models "
+                f"{'learnt from' if role == 'train' else 'were chosen on'} them, so a test score "
+                "there would flatter them; choose test events the grid did not use",
+                field="events",
+            )
 
 
 @dataclass
@@ -148,21 +173,18 @@ def evaluate_runs(
     out = Path(out) if out is not None else runs_dir / "evaluation"
     threshold = check_threshold(threshold)
     entries = read_leaderboard(runs_dir)
-    if out.exists() and not overwrite:
-        raise OutputExists(f"{out}: already exists")
+    check_output(out, "evaluation", overwrite=overwrite, inputs=(runs_dir, data_dir))
     layers = common_layers([(str(e.bundle), e.meta()) for e in entries])
     test_f, test_src, val_f, val_src = choose_events(runs_dir, data_dir, events)
     test_ev = prepare_events(test_f, layers)
     val_ev = prepare_events(val_f, layers) if val_f else []
-    from lsd.training.bundle import load_bundle
-
-    members = [(e.run_id, (lambda e=e: load_bundle(e.bundle, device))) for e in entries]
+    members = member_loaders(entries, device)
     test = score_members(
         members,
         test_ev,
         threshold=threshold,
         device=device,
-        progress=tqdm_progress("test events") if progress else None,
+        progress=member_progress("test events") if progress else None,
     )
     val = None
     if val_ev:
@@ -171,7 +193,7 @@ def evaluate_runs(
             val_ev,
             threshold=threshold,
             device=device,
-            progress=tqdm_progress("validation events") if progress else None,
+            progress=member_progress("validation events") if progress else None,
         )
     result = Evaluation(
         entries, test, val, [e.event_id for e in test_ev], [e.event_id for e in val_ev], out
@@ -188,6 +210,7 @@ def evaluate_runs(
             val_src=val_src,
             runs_dir=runs_dir,
         )
+        mark(tmp, "evaluation")
     return result
 
 

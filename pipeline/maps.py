@@ -5,6 +5,8 @@
     mask.tif          1 landslide, 0 not, 255 no data, after masks and the minimum mapping unit
     landslides.gpkg   polygons with area, pixel count, mean and max probability
     quicklook.png     probability in a colour map with landslide outlines
+    mask.qml          QGIS style for mask.tif (QGIS applies a .qml beside a raster itself)
+    README.txt        what each file holds, the codes of mask.tif, georeferencing
     run.json          inputs, model, options, timings: enough to reproduce the map
 
 Rows arrive from inference already final; `RasterSink` writes them into tiled GeoTIFFs in the
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lsd.errors import InvalidValue, OutputExists
+from lsd.bundles import is_landslide
 from lsd.pipeline.masks import MaskOptions, apply_masks
 
 PROB_FILE = "probability.tif"
@@ -28,16 +30,19 @@ STD_FILE = "disagreement.tif"
 POLY_FILE = "landslides.gpkg"
 QUICKLOOK_FILE = "quicklook.png"
 RUN_FILE = "run.json"
-OUTPUTS = (PROB_FILE, MASK_FILE, STD_FILE, POLY_FILE, QUICKLOOK_FILE, RUN_FILE)
+MASK_STYLE_FILE = "mask.qml"
+README_FILE = "README.txt"
+OUTPUTS = (PROB_FILE, MASK_FILE, STD_FILE, POLY_FILE, QUICKLOOK_FILE, MASK_STYLE_FILE,
+           README_FILE, RUN_FILE)  # fmt: skip
 MASK_NODATA = 255
 QUICKLOOK_MAX_PX = 800
-
-
-def check_output_folder(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InvalidValue(f"{out_dir}: exists and is not a folder", field="out")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise OutputExists(f"{out_dir}: output folder exists and is not empty")
+# mask.tif codes -> (label, RGBA): the colour table inside the GeoTIFF and the QGIS style agree
+# (a GeoTIFF palette has no alpha, so "not landslide" is white there; the style makes it clear)
+MASK_CLASSES = {
+    0: ("not landslide", (255, 255, 255, 0)),
+    1: ("landslide", (227, 26, 28, 255)),
+    MASK_NODATA: ("no data", (128, 128, 128, 0)),
+}
 
 
 def tiled_profile(src_profile: dict[str, Any], dtype: str, nodata: float | int) -> dict[str, Any]:
@@ -79,6 +84,66 @@ def to_cog(src: Path, dst: Path, *, resampling: str, description: str) -> None:
         BIGTIFF="IF_SAFER",
     )
     src.unlink()
+
+
+def colour_mask(path: Path) -> None:
+    """Give the mask its colour table, so any GIS shows landslides in red at once."""
+    import rasterio
+
+    with rasterio.open(path, "r+") as ds:
+        ds.write_colormap(1, {code: rgba for code, (_, rgba) in MASK_CLASSES.items()})
+
+
+def write_mask_style(path: Path) -> None:
+    """A QGIS style (.qml) for mask.tif: a paletted renderer with the mask's classes named."""
+    entries = "\n".join(
+        f'        <paletteEntry value="{code}" label="{label}" '
+        f'color="#{r:02x}{g:02x}{b:02x}" alpha="{a}"/>'
+        for code, (label, (r, g, b, a)) in MASK_CLASSES.items()
+    )
+    path.write_text(
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28" styleCategories="AllStyleCategories">\n'
+        "  <pipe>\n"
+        '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">\n'
+        "      <rasterTransparency/>\n"
+        "      <colorPalette>\n"
+        f"{entries}\n"
+        "      </colorPalette>\n"
+        "    </rasterrenderer>\n"
+        '    <brightnesscontrast brightness="0" contrast="0"/>\n'
+        '    <huesaturation saturation="0" colorizeOn="0"/>\n'
+        '    <rasterresampler maxOversampling="2"/>\n'
+        "  </pipe>\n"
+        "  <blendMode>0</blendMode>\n"
+        "</qgis>\n"
+    )
+
+
+def write_readme(path: Path, record: dict[str, Any]) -> None:
+    """README.txt: what a person opening the folder needs first, above all a missing CRS."""
+    lines = ["Landslide map made by lsd " + str(record.get("lsd_version", "")), ""]
+    if not record.get("georeferenced", True):
+        lines += [
+            "NOT GEOREFERENCED: the input stack had no coordinate reference system (e.g. a",
+            "Landslide4Sense patch), so these rasters and polygons sit on a nominal pixel grid",
+            "and cannot be overlaid on other maps. Areas assume the nominal pixel size.",
+            "",
+        ]
+    lines += [
+        f"{PROB_FILE}  mean landslide probability of the ensemble members (NaN = no data)",
+        f"{STD_FILE}  standard deviation of the members' probabilities",
+        f"{MASK_FILE}  1 landslide (probability > {record.get('threshold')}, after masks and the "
+        f"minimum area of {record.get('min_area_m2')} m2), 0 not, {MASK_NODATA} no data",
+        f"{MASK_STYLE_FILE}  QGIS style for {MASK_FILE}",
+        f"{POLY_FILE}  landslide polygons with area, pixel count, mean and max probability",
+        f"{QUICKLOOK_FILE}  probability with landslide outlines",
+        f"{RUN_FILE}  inputs, model, options, input checks and timings",
+    ]
+    warnings = record.get("input_checks", {}).get("warnings", [])
+    if warnings:
+        lines += ["", "Warnings about the input:", *(f"- {w}" for w in warnings)]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def write_quicklook(prob_path: Path, mask_path: Path, out: Path) -> None:
@@ -137,7 +202,7 @@ class RasterSink:
         win = Window(0, r0, width, rows)
         nodata = np.isnan(mean)
         with np.errstate(invalid="ignore"):
-            mask = (mean >= self.threshold).astype(np.uint8)
+            mask = is_landslide(mean, self.threshold).astype(np.uint8)
         if self.plan:
             layers = {
                 layer: self.src.read(i, window=win, out_dtype="float32")

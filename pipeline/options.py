@@ -8,6 +8,7 @@ a multiple of 32"), adds how to replace an existing output, and exits non-zero w
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import click
@@ -45,14 +46,47 @@ def error_line(exc: UserError, command: click.Command | None) -> str:
     return msg
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+DEFAULT_INTERRUPT = "nothing half-written was left; rerun the same command to start again"
+
+
+# file-system refusals a user can meet (full disk, quota, read-only, permissions, size limit)
+USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
+
+
+def os_error_line(exc: OSError) -> str | None:
+    """One line for a file-system refusal that escaped the writers (e.g. a folder made in
+    place): the path and the system's words for the cause; None for anything else (a bug)."""
+    if type(exc).__module__ != "builtins" or exc.errno not in USER_ERRNOS:
+        return None
+    where = exc.filename if exc.filename is not None else "a file"
+    return f"{where}: {exc.strerror}"
+
+
 class LsdCommand(click.Command):
-    """A command whose user errors are one line naming the flag at fault."""
+    """A command whose user errors are one line naming the flag at fault; Ctrl-C is one line
+    saying what a rerun does, and exits 130 as shells expect."""
+
+    def __init__(self, *args, interrupt: str = DEFAULT_INTERRUPT, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.interrupt = interrupt
 
     def invoke(self, ctx: click.Context):
+        from lsd.pipeline.libtiff import silence_default_printer
+
+        silence_default_printer()  # a failed GeoTIFF write is reported once, as one line
         try:
             return super().invoke(ctx)
         except UserError as exc:
             raise click.ClickException(error_line(exc, self)) from None
+        except KeyboardInterrupt:
+            click.echo(f"Interrupted: {self.interrupt}", err=True)
+            raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
+        except OSError as exc:
+            line = os_error_line(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
 
 
 class LsdGroup(click.Group):

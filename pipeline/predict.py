@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from lsd import __version__
-from lsd.bundles import ModelFiles, check_threshold
-from lsd.errors import InvalidValue
+from lsd.bundles import ModelFiles, check_threshold, training_pixel_m
+from lsd.errors import InvalidFile, InvalidValue
 from lsd.files import atomic_path, write_json
+from lsd.outputs import check_output, mark
 from lsd.pipeline import maps, polygons
 from lsd.pipeline.masks import MaskOptions, plan_masks
-from lsd.rasters import read_layer_names, require_layers
+from lsd.progress import Progress, warn
+from lsd.rasters import LayerStats, layer_statistics, read_grid, read_layer_names, require_layers
 
 # Weights a CPU prediction holds at once (two UnetPlusPlus/resnet34 members); see predict_mean_std.
 MEMBER_BUDGET_BYTES = 256 * 2**20
@@ -32,6 +34,16 @@ DEFAULT_MIN_AREA_M2 = 500.0
 # GDAL's block cache defaults to 5% of RAM and fills up while large rasters are written and
 # converted; capping it keeps peak memory independent of the raster's area.
 GDAL_CACHE_MB = 64  # blocks are read once, in order: a cache mostly costs memory
+# Input checks: a pixel size this much off the training events' (relative), or a layer whose mean
+# lies this many training standard deviations from the training mean, or whose spread is this
+# many times the training spread, gets a warning (the model has never seen such values).
+PIXEL_TOL = 0.1
+FAR_MEAN_STDS = 10.0
+FAR_SPREAD_RATIO = 10.0
+
+
+class EmptyInput(InvalidFile):
+    """A layer the model needs holds no data: the map would be empty, not a finding."""
 
 
 @dataclass
@@ -43,6 +55,7 @@ class PredictOptions:
     masks: MaskOptions = field(default_factory=MaskOptions)
     overwrite: bool = False
     progress: bool = True
+    allow_empty_layers: bool = False  # map even when a needed layer holds no data
 
 
 @dataclass
@@ -59,6 +72,7 @@ class _Job:
     device: Any  # torch.device
     src: Any = None  # the open rasterio dataset
     tmp: Path = Path(".")
+    checks: dict[str, Any] = field(default_factory=dict)  # what _inspect found
 
 
 def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
@@ -73,7 +87,73 @@ def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
     if opts.min_area_m2 < 0:
         raise InvalidValue(f"minimum area {opts.min_area_m2} m2 must be >= 0", field="min_area_m2")
     tiles = opts.tiles or TileOptions()
-    return _Job(stack, model, opts, names, plan, threshold, tiles, resolve_device(opts.device))
+    job = _Job(stack, model, opts, names, plan, threshold, tiles, resolve_device(opts.device))
+    job.checks = _inspect(stack, model, opts.allow_empty_layers)
+    for line in job.checks["warnings"]:
+        warn(line)
+    return job
+
+
+def _inspect(stack: Path, model: ModelFiles, allow_empty: bool) -> dict[str, Any]:
+    """Read the needed layers once and compare them with what the models were trained on:
+    an empty layer is refused (unless allowed), anything else the models never saw is a
+    warning, recorded in run.json and README.txt."""
+    stats = layer_statistics(stack, model.layers)
+    empty = [name for name, st in stats.items() if st.finite == 0]
+    if empty and not allow_empty:
+        what = "any layer" if len(empty) == len(stats) else f"layer(s) {', '.join(empty)}"
+        raise EmptyInput(
+            f"{stack}: holds no data in {what} the model needs (every pixel is NaN), so the "
+            "map would show nothing"
+        )
+    warnings = [f"{stack}: layer(s) {', '.join(empty)} hold no data (every pixel is NaN)"]
+    warnings = warnings if empty else []
+    inf = {name: st.inf for name, st in stats.items() if st.inf}
+    if inf:
+        counts = ", ".join(f"{name} ({n})" for name, n in inf.items())
+        warnings.append(f"{stack}: +/-inf values in {counts}, read as no data")
+    grid = read_grid(stack)
+    if grid.crs is None:
+        warnings.append(
+            f"{stack}: has no CRS, so the map sits on a nominal pixel grid and cannot be "
+            "overlaid on other maps"
+        )
+    pixel, trained = grid.pixel_size_m(), training_pixel_m(model.metas[0])
+    off = pixel is not None and trained is not None and abs(pixel - trained) > PIXEL_TOL * trained
+    if off:
+        warnings.append(
+            f"{stack}: pixels are {pixel:.3g} m but the models were trained on {trained:.3g} "
+            f"m pixels; resample the stack to {trained:.3g} m for a trustworthy map"
+        )
+    meta = model.metas[0]
+    for name, mean, std in zip(meta.layers, meta.mean, meta.std, strict=True):
+        far = _far_from_training(name, stats[name], mean, std)
+        if far:
+            warnings.append(f"{stack}: {far}")
+    return {
+        "warnings": warnings,
+        "empty_layers": empty,
+        "inf_values": inf,
+        "pixel_m": pixel,
+        "training_pixel_m": trained,
+    }
+
+
+def _far_from_training(name: str, st: LayerStats, mean: float, std: float) -> str | None:
+    """How far a layer's values lie from the training statistics, when it is far."""
+    if st.finite == 0:
+        return None
+    std = std if std > 0 else 1.0
+    shift = abs(st.mean - mean) / std
+    spread = st.std / std
+    if shift <= FAR_MEAN_STDS and spread <= FAR_SPREAD_RATIO:
+        return None
+    return (
+        f"layer '{name}' lies far outside the training data: its mean {st.mean:.4g} is "
+        f"{shift:.3g} training standard deviations from the training mean {mean:.4g} "
+        f"(std {std:.4g}), its spread {spread:.3g} times the training spread, values "
+        f"{st.min:.4g} to {st.max:.4g}; check its units and scaling"
+    )
 
 
 def predict_stack(
@@ -88,8 +168,8 @@ def predict_stack(
 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
+    check_output(out_dir, "map", overwrite=opts.overwrite, inputs=(stack, model.path))
     job = _check(Path(stack), model, opts)
-    maps.check_output_folder(out_dir, opts.overwrite)
     timings: dict[str, float] = {}
     with (
         rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
@@ -109,7 +189,10 @@ def predict_stack(
         timings["cog_quicklook_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         record = _run_record(job, inputs or {}, sink, kept, stats, timings)
+        maps.write_mask_style(job.tmp / maps.MASK_STYLE_FILE)
+        maps.write_readme(job.tmp / maps.README_FILE, record)
         write_json(job.tmp / maps.RUN_FILE, record)
+        mark(job.tmp, "map")
     return record
 
 
@@ -120,7 +203,6 @@ def _infer(job: _Job) -> tuple[dict[str, Any], maps.RasterSink]:
     fit MEMBER_BUDGET_BYTES, so memory does not grow with ensemble size.
     """
     from rasterio.windows import Window
-    from tqdm import tqdm
 
     from lsd.training.bundle import load_members
     from lsd.training.inference import member_groups, predict_mean_std
@@ -133,15 +215,16 @@ def _infer(job: _Job) -> tuple[dict[str, Any], maps.RasterSink]:
     def read_rows(r0: int, r1: int) -> np.ndarray:
         t0 = time.perf_counter()
         data = src.read(idx, window=Window(0, r0, src.width, r1 - r0), out_dtype="float32")
-        if nodata_value is not None and not np.isnan(nodata_value):
-            for layer in data:  # per layer: no boolean copy of the whole strip
+        for layer in data:  # per layer: no boolean copy of the whole strip
+            if nodata_value is not None and not np.isnan(nodata_value):
                 layer[layer == nodata_value] = np.nan
+            layer[np.isinf(layer)] = np.nan  # non-finite is no data, as in training
         read_s[0] += time.perf_counter() - t0
         return data
 
     profile = {"width": src.width, "height": src.height, "crs": src.crs, "transform": src.transform}
     stats: dict[str, Any] = {}
-    bar = tqdm(total=src.height, unit="row", desc="predict", disable=not job.opts.progress)
+    bar = Progress(src.height, desc="predict", unit="rows", enabled=job.opts.progress)
     sink = maps.RasterSink(
         job.tmp, profile, job.threshold, src, job.plan, job.opts.masks, job.names, bar
     )
@@ -189,6 +272,7 @@ def _finish_rasters(tmp: Path) -> None:
                 description="probability")  # fmt: skip
     maps.to_cog(tmp / ".std.tif", tmp / maps.STD_FILE, resampling="AVERAGE",
                 description="disagreement")  # fmt: skip
+    maps.colour_mask(tmp / ".mask_mmu.tif")
     maps.to_cog(tmp / ".mask_mmu.tif", tmp / maps.MASK_FILE, resampling="NEAREST",
                 description="landslide")  # fmt: skip
     maps.write_quicklook(tmp / maps.PROB_FILE, tmp / maps.MASK_FILE, tmp / maps.QUICKLOOK_FILE)
@@ -223,6 +307,9 @@ def _run_record(
             "crs": src.crs.to_string() if src.crs else None,
             "transform": list(src.transform)[:6],
         },
+        # without a CRS the map sits on a nominal grid and cannot be overlaid on other maps
+        "georeferenced": src.crs is not None,
+        "input_checks": job.checks,
         "threshold": job.threshold,
         "masks": {"applied": job.plan, **asdict(opts.masks), "pixels_removed": sink.removed},
         "min_area_m2": opts.min_area_m2,

@@ -74,9 +74,23 @@ def test_split_uses_roles_from_event_json(events, tmp_path):
     evs = list_events(tmp_path)
     s = split_events(evs, seed=123)
     assert s == {"train": [ids[3], ids[4], ids[5]], "val": [ids[0]], "test": [ids[1], ids[2]]}
-    # an explicit choice overrides the roles
-    s = split_events(evs, val=[ids[5]], test=[])
-    assert s["val"] == [ids[5]] and s["test"] == [] and ids[0] in s["train"]
+    # a part given explicitly replaces its roles; the other parts keep theirs
+    s = split_events(evs, val=[ids[5]])
+    assert s["val"] == [ids[5]] and s["test"] == [ids[1], ids[2]] and ids[0] in s["train"]
+    s = split_events(evs, val=2, seed=5)  # the val-role event first, one more drawn
+    assert ids[0] in s["val"] and len(s["val"]) == 2 and s["test"] == [ids[1], ids[2]]
+    s = split_events(evs, test=3, seed=5)  # the test-role events first, one more drawn
+    assert {ids[1], ids[2]} < set(s["test"]) and len(s["test"]) == 3 and s["val"] == [ids[0]]
+    # a test-role event never trains or validates: leaving it out of the test part is refused
+    for kwargs in ({"val": 2, "test": 0}, {"test": [ids[1]]}, {"val": [ids[2]]}):
+        with pytest.raises(UserError, match="role test") as info:
+            split_events(evs, **kwargs)
+        assert info.value.field in ("val", "test")
+    # without a val role, validation events are drawn from the others, never from test
+    write_json(tmp_path / ids[0] / EVENT_FILE, {**read_json(tmp_path / ids[0] / EVENT_FILE),
+                                                "role": "train"})  # fmt: skip
+    s = split_events(list_events(tmp_path), seed=1)
+    assert len(s["val"]) == 1 and not set(s["val"]) & {ids[1], ids[2]}
 
 
 def test_split_errors_name_the_problem(events):

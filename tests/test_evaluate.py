@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from lsd.outputs import MARKER_FILE
 from lsd.pipeline.cli import main
 from lsd.rasters import read_grid, read_label, read_stack, write_label, write_stack
 
@@ -61,6 +62,7 @@ def test_writes_tables_figures_and_report(tiny_runs, evaluation):
             "f1_by_ensemble_size.png",
             "report.md",
             "evaluation.json",
+            MARKER_FILE,
         ]
     )
     models, ens = rows(out / "models.csv"), rows(out / "ensembles.csv")
@@ -147,7 +149,7 @@ def test_existing_output_refused(tiny_runs, evaluation):
     before = (out / "models.csv").read_bytes()
     code, text = run_cli("evaluate", tiny_runs.runs, "--data", tiny_runs.data, "--out", out)
     assert code == 1 and text.count("\n") == 1
-    assert f"{out}: already exists" in text
+    assert f"{out}: an evaluation folder already exists (use --overwrite" in text
     assert (out / "models.csv").read_bytes() == before
 
 

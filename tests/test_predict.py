@@ -19,6 +19,7 @@ from shapely.geometry import Point, box
 from lsd.bundles import BundleMeta
 from lsd.errors import UserError
 from lsd.files import write_json
+from lsd.outputs import MARKER_FILE
 from lsd.pipeline.aoi import DIRECT_DOWNLOAD_MAX_KM2, aoi_spec, parse_date
 from lsd.pipeline.cli import main
 from lsd.rasters import Grid, write_stack
@@ -152,7 +153,7 @@ def _check_outputs(out: Path, stack: Path) -> dict:
     valid = ~np.isnan(prob)
     assert ((prob[valid] >= 0) & (prob[valid] <= 1)).all() and (std[valid] >= 0).all()
     assert (out / "quicklook.png").stat().st_size > 0
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [MARKER_FILE]
     return json.loads((out / "run.json").read_text())
 
 
@@ -234,10 +235,11 @@ def test_bad_inputs_are_one_line(l4s, chittagong, tmp_path: Path) -> None:
     assert not out.exists()
     # masks whose layer is missing
     fails("--stack", stack, "--model", ens, "--out", out, "--mask-water", match="landCover")
-    # an existing output folder
+    # an existing folder lsd did not write: refused even with --overwrite, and kept
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    fails("--stack", stack, "--model", ens, "--out", out, match="--overwrite")
+    fails("--stack", stack, "--model", ens, "--out", out, match="not written by lsd")
+    fails("--stack", stack, "--model", ens, "--out", out, "--overwrite", match="no lsd marker")
     assert (out / "keep.txt").read_text() == "mine"
     # a damaged model folder: a member's weights truncated, then missing
     bad = tmp_path / "bad_ens"
@@ -258,13 +260,18 @@ def test_bad_inputs_are_one_line(l4s, chittagong, tmp_path: Path) -> None:
           match="--overlap")  # fmt: skip
 
 
-def test_overwrite_replaces_output(l4s, tmp_path: Path) -> None:
+def test_overwrite_replaces_only_a_map(l4s, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
+    args = ("--stack", l4s["stack0"], "--model", l4s["ensemble"], "--out", out)
+    assert _run(*args).exit_code == 0
+    first = json.loads((out / "run.json").read_text())["created"]
+    res = _run(*args)
+    assert res.exit_code == 1 and "--overwrite" in res.output  # a map: replaceable, if asked
     (out / "old.txt").write_text("x")
-    res = _run("--stack", l4s["stack0"], "--model", l4s["ensemble"], "--out", out, "--overwrite")
+    res = _run(*args, "--overwrite")
     assert res.exit_code == 0, res.output
     assert not (out / "old.txt").exists() and (out / "run.json").exists()
+    assert first and not list(tmp_path.glob(".out.*"))  # the old map went only once replaced
 
 
 def test_all_nan_stack_gives_nan_probability(l4s, tmp_path: Path) -> None:
@@ -274,6 +281,9 @@ def test_all_nan_stack_gives_nan_probability(l4s, tmp_path: Path) -> None:
     write_stack(stack, np.full((14, 128, 128), np.nan, np.float32), L4S_LAYERS, grid)
     out = tmp_path / "out"
     res = _run("--stack", stack, "--model", l4s["ensemble"], "--out", out)
+    assert res.exit_code == 1 and "holds no data in any layer" in res.output
+    assert "--allow-empty-layers" in res.output and not out.exists()
+    res = _run("--stack", stack, "--model", l4s["ensemble"], "--out", out, "--allow-empty-layers")
     assert res.exit_code == 0, res.output
     prob, _ = _read(out / "probability.tif")
     mask, _ = _read(out / "mask.tif")

@@ -328,3 +328,57 @@ def test_unwritable_output_and_mismatched_resume(trained: Path, tmp_path: Path, 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on CPU-only machines")
 def test_cuda_requested_without_gpu(tmp_path: Path, data: Path):
     assert_one_line_error(lsd(*train_args(data, tmp_path / "RUNS"), "--device", "cuda"), "CUDA")
+
+
+def test_changed_epoch_limits_continue_or_are_refused(
+    trained: Path, tmp_path: Path, l4s_events: Path
+):
+    # finished runs that stopped at the old epoch limit cannot go on: refused, nothing changes
+    runs = copy_runs(trained, tmp_path)
+    before = snapshot(runs)
+    line = assert_one_line_error(lsd(*train_args(l4s_events, runs), "--epochs", "3"), "--epochs")
+    assert "finished after 2 epoch(s)" in line and "new RUNS folder" in line
+    assert snapshot(runs) == before
+
+    # an unfinished run goes on to the new limit, and the records say so
+    out = tmp_path / "one"
+    opts = GridOptions(
+        setting=LAYERS, archs=("FPN",), losses=("Dice",), lrs=(0.001,), encoder="resnet18",
+        crop=64, batch_size=2, iters_per_epoch=2, epochs=2, seed=3, device="cpu",
+    )  # fmt: skip
+
+    def interrupt(run: str, epoch: int, row: dict) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(prepare_grid(l4s_events, out, opts), progress=False, on_epoch=interrupt)
+    args = [a for a in train_args(l4s_events, out, "--archs", "FPN", "--losses", "Dice")
+            if a != "--quiet"]  # fmt: skip
+    args[args.index("--epochs") + 1] = "3"
+    result = lsd(*args)
+    assert result.exit_code == 0, result.output
+    resumed = "0 finished run(s) skipped, 1 continued from their last epoch, 0 started"
+    assert resumed in result.stderr
+    # stderr is not a terminal here: one plain line per finished epoch and run, no bar codes
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr
+    epochs = [ln for ln in result.stderr.splitlines() if ln.startswith("FPN-Dice-lr0.001: epoch")]
+    assert [ln.split()[2] for ln in epochs] == ["2/3:", "3/3:"]
+    assert "grid: 1/1 runs (FPN-Dice-lr0.001: val F1" in result.stderr
+    run = out / "runs" / "FPN-Dice-lr0.001"
+    assert json.loads((run / "done.json").read_text())["epochs_run"] == 3
+    assert json.loads((out / "grid.json").read_text())["options"]["epochs"] == 3
+    assert json.loads((run / "bundle" / "bundle.json").read_text())["extra"]["epochs"] == 3
+    # going back to 2 epochs would leave a run that trained past the limit
+    args[args.index("--epochs") + 1] = "2"
+    assert_one_line_error(lsd(*args), "--epochs", "cannot be undone")
+
+
+def test_a_folder_that_is_not_a_runs_folder_is_refused(tmp_path: Path, data: Path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    assert_one_line_error(lsd(*train_args(data, out)), "--out", "not a RUNS folder")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    # a failing call leaves no empty output folder behind
+    assert_one_line_error(lsd(*train_args(data, tmp_path / "new"), "--setting", "nope"), "nope")
+    assert not (tmp_path / "new").exists()

@@ -21,7 +21,6 @@ import numpy as np
 from lsd.errors import InvalidValue, LayerMissing
 from lsd.events import EventFolder
 from lsd.rasters import LABEL_IGNORE, LABEL_LANDSLIDE, read_label, read_stack, require_layers
-from lsd.spec import ROLES
 from lsd.training.normalise import normalise_array_
 
 if TYPE_CHECKING:
@@ -37,6 +36,7 @@ class EventArrays:
     event_id: str
     image: np.ndarray  # (C, H, W) float32, normalised, NaN -> 0 after normalising
     label: np.ndarray  # (H, W) uint8: 0, 1, 255 (ignored)
+    nodata: np.ndarray | None = None  # (H, W) bool: no layer held a finite value
 
 
 # --------------------------------------------------------------------------- split
@@ -70,47 +70,36 @@ def split_events(
 ) -> dict[str, list[str]]:
     """-> {"train": [...], "val": [...], "test": [...]} event ids, sorted.
 
-    Explicit id lists win; counts are drawn from the remaining events with `seed` (the same seed
-    and the same events always give the same split). When neither is given, roles recorded in
-    event.json decide (importers of benchmark data keep the benchmark's own split that way);
-    without roles, 15% of the events go to validation and 15% to test, at least one each.
+    Roles recorded in event.json (importers of benchmark data keep the benchmark's own split that
+    way) decide every part that is not given: a part given as ids is exactly those events; a part
+    given as a count takes the events of its role first and draws the rest with `seed` (the same
+    seed and the same events always give the same split). An event whose role is test never
+    trains or validates: a test part given explicitly must include every such event. Without any
+    role, 15% of the events go to validation and 15% to test, at least one each.
     """
     ids = sorted(e.event_id for e in events)
     if len(set(ids)) != len(ids):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         raise InvalidValue(f"event id(s) appear twice: {', '.join(dupes)}")
-    n = len(ids)
-
-    if val is None and test is None and any(e.role is not None for e in events):
-        parts = {role: sorted(e.event_id for e in events if e.role == role) for role in ROLES}
-        parts["train"] = sorted(e.event_id for e in events if e.role in (None, "train"))
-        return _checked(parts, source="the roles in event.json")
-
-    default = max(1, round(DEFAULT_HOLDOUT_FRACTION * n))
-    if val is None and test is None and n < 3:
+    roles = {e.event_id: e.role for e in events}
+    has_roles = any(r is not None for r in roles.values())
+    if val is None and test is None and len(ids) < 3 and not has_roles:
         raise InvalidValue(
-            f"only {n} event(s): a train/validation/test split by event needs at least 3 "
+            f"only {len(ids)} event(s): a train/validation/test split by event needs at least 3 "
             "(or give the validation events explicitly)"
         )
-    if isinstance(val, str | tuple):
-        val = [val] if isinstance(val, str) else list(val)
-    if isinstance(test, str | tuple):
-        test = [test] if isinstance(test, str) else list(test)
-    val_ids = _explicit(ids, val, "validation") if isinstance(val, list) else []
-    test_ids = _explicit(ids, test, "test") if isinstance(test, list) else []
-    both = sorted(set(val_ids) & set(test_ids))
-    if both:
-        raise InvalidValue(f"event '{both[0]}' is listed both for validation and for test")
-
+    val, test = _as_part(val), _as_part(test)
+    rng = np.random.default_rng(seed)
+    default = max(1, round(DEFAULT_HOLDOUT_FRACTION * len(ids)))
+    test_ids, n_test = _test_part(ids, roles, test, default if not has_roles else 0)
+    val_ids, n_val = _val_part(ids, roles, val, test_ids, default, rng)
     taken = set(val_ids) | set(test_ids)
-    pool = [i for i in ids if i not in taken]
-    order = [pool[k] for k in np.random.default_rng(seed).permutation(len(pool))]
-    n_val = 0 if isinstance(val, list) else _count(default if val is None else val, "validation")
-    n_test = 0 if isinstance(test, list) else _count(default if test is None else test, "test")
+    pool = [i for i in ids if i not in taken and roles[i] != "test"]
+    order = [pool[k] for k in rng.permutation(len(pool))] if pool else []
     if n_val + n_test >= len(pool) and n_val + n_test > 0:
         raise InvalidValue(
             f"{n_val} validation + {n_test} test events leave no training event "
-            f"({len(pool)} events are not listed explicitly)"
+            f"({len(pool)} events are not assigned by id or role)"
         )
     val_ids = val_ids + order[:n_val]
     test_ids = test_ids + order[n_val : n_val + n_test]
@@ -120,7 +109,77 @@ def split_events(
         "val": sorted(val_ids),
         "test": sorted(test_ids),
     }
-    return _checked(parts, source="the split")
+    source = (
+        "the roles in event.json" if has_roles and val is None and test is None else "the split"
+    )
+    return _checked(parts, source=source)
+
+
+def _as_part(value: Any) -> int | list[str] | None:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _test_part(
+    ids: list[str], roles: dict[str, str | None], test: int | list[str] | None, default: int
+) -> tuple[list[str], int]:
+    """The test events fixed so far and how many more to draw."""
+    role_test = [i for i in ids if roles[i] == "test"]
+    if test is None:
+        return role_test, default if not role_test else 0
+    if isinstance(test, list):
+        chosen = _explicit(ids, test, "test")
+        left_out = [i for i in role_test if i not in chosen]
+        if left_out:
+            raise InvalidValue(
+                f"event '{left_out[0]}' has role test in its event.json but is not among the test "
+                "events given; a test event never trains or validates, so name it as a test "
+                "event (or leave the test events to the roles)",
+                field="test",
+            )
+        return chosen, 0
+    n = _count(test, "test")
+    if n < len(role_test):
+        raise InvalidValue(
+            f"{n} test event(s) asked for, but {len(role_test)} event(s) have role test in their "
+            f"event.json ({', '.join(role_test[:3])}); a test event never trains or validates, "
+            "so ask for at least that many (or leave the test events to the roles)",
+            field="test",
+        )
+    return role_test, n - len(role_test)
+
+
+def _val_part(
+    ids: list[str],
+    roles: dict[str, str | None],
+    val: int | list[str] | None,
+    test_ids: list[str],
+    default: int,
+    rng: np.random.Generator,
+) -> tuple[list[str], int]:
+    """The validation events fixed so far and how many more to draw."""
+    role_val = [i for i in ids if roles[i] == "val" and i not in test_ids]
+    if isinstance(val, list):
+        chosen = _explicit(ids, val, "validation")
+        for event_id in chosen:
+            if roles[event_id] == "test":
+                raise InvalidValue(
+                    f"validation event '{event_id}' has role test in its event.json; a test "
+                    "event never trains or validates",
+                    field="val",
+                )
+            if event_id in test_ids:
+                raise InvalidValue(f"event '{event_id}' is listed both for validation and for test")
+        return chosen, 0
+    if val is None:
+        return (role_val, 0) if role_val else ([], default)
+    n = _count(val, "validation")
+    if n <= len(role_val):
+        return sorted(role_val[k] for k in rng.permutation(len(role_val))[:n]), 0
+    return role_val, n - len(role_val)
 
 
 def _checked(parts: dict[str, list[str]], *, source: str) -> dict[str, list[str]]:
@@ -147,7 +206,8 @@ def check_event_layers(
 def compute_norm(
     events: list[EventFolder], layers: Sequence[str]
 ) -> tuple[list[float], list[float]]:
-    """Per-layer mean and population std over the given (training) events, ignoring NaN.
+    """Per-layer mean and population std over the given (training) events, ignoring no data
+    (NaN, and +/-inf, which lsd reads as no data everywhere).
 
     Events are read one at a time and merged with the pairwise update of Chan et al., in float64,
     so memory stays at one stack and the result matches a single pass over all pixels without the
@@ -164,10 +224,10 @@ def compute_norm(
         data, _, _ = read_stack(ev.stack, layers)
         for i, name in enumerate(layers):
             band = data[i]
-            valid = band[~np.isnan(band)].astype(np.float64)
+            valid = band[np.isfinite(band)].astype(np.float64)
             if valid.size == 0:
                 raise InvalidValue(
-                    f"event '{ev.event_id}': layer '{name}' has no data (all NaN); "
+                    f"event '{ev.event_id}': layer '{name}' has no data (all NaN or infinite); "
                     f"choose a setting without {name} or drop the event"
                 )
             n_b = float(valid.size)
@@ -194,9 +254,10 @@ def load_events(
     out: list[EventArrays] = []
     for ev in events:
         data, _, _ = read_stack(ev.stack, layers)
+        nodata = ~np.isfinite(data).any(axis=0)
         normalise_array_(data, mean, std)
         label, _ = read_label(ev.label)
-        out.append(EventArrays(event_id=ev.event_id, image=data, label=label))
+        out.append(EventArrays(event_id=ev.event_id, image=data, label=label, nodata=nodata))
     return out
 
 

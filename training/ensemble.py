@@ -26,8 +26,10 @@ from lsd.bundles import (
     read_manifest,
     write_ensemble,
 )
-from lsd.errors import InvalidValue, OutputExists
+from lsd.errors import InvalidValue
 from lsd.events import EventFolder, select_events
+from lsd.outputs import check_output
+from lsd.progress import Progress
 from lsd.rasters import read_label, read_stack, require_layers
 from lsd.runs import (
     GRID_FILE,
@@ -38,7 +40,7 @@ from lsd.runs import (
     read_leaderboard,
     read_split,
 )
-from lsd.training.metrics import Counts, confusion
+from lsd.training.metrics import Counts
 
 # Stacks of validation/test events are kept in memory between members only up to this size;
 # beyond it they are re-read from disk for each member (slower, but memory stays flat).
@@ -106,10 +108,11 @@ def score_members(
     """Score each ranked member alone and every top-k ensemble, one member in memory at a time.
 
     The per-event sum of member probabilities is the only state kept between members, so the
-    ensemble of size k (the mean of the first k) is scored right after member k is added.
-    Pixels with no data in any layer (NaN probability) count as predicted 'no landslide'.
+    ensemble of size k (the mean of the first k) is scored right after member k is added. Each
+    member sees each event through the one scoring pass (lsd.training.scoring), the pass its
+    validation in training used; pixels with no data in any layer count as 'no landslide'.
     """
-    from lsd.training.inference import predict_array
+    from lsd.training.scoring import member_probability, score
 
     if not members:
         raise ValueError("no members to score")
@@ -126,13 +129,13 @@ def score_members(
         model, meta = load()
         s_total, e_total = Counts(), Counts()
         for ev in events:
-            prob = predict_array([(model, meta)], ev.read(), device=device)[0]
-            c_single = confusion(prob >= threshold, ev.label)
+            prob = member_probability(model, meta, ev.read(), device)
+            c_single = score(prob, ev.label, threshold)
             acc = sums.get(ev.event_id)
             if acc is None:
                 acc = sums[ev.event_id] = np.zeros(prob.shape, dtype=np.float64)
             acc += prob
-            c_ens = confusion(acc / k >= threshold, ev.label)
+            c_ens = score(acc / k, ev.label, threshold)
             single_by_event[ev.event_id].append(c_single)
             ensemble_by_event[ev.event_id].append(c_ens)
             s_total, e_total = s_total + c_single, e_total + c_ens
@@ -140,6 +143,20 @@ def score_members(
         ensemble.append(e_total)
         del model
     return Scores(names, single, ensemble, single_by_event, ensemble_by_event)
+
+
+def member_loaders(entries: Sequence[RunEntry], device: str) -> list[tuple[str, MemberLoader]]:
+    """Every run's bundle checked now (checksums included), so a damaged one stops the command
+    in its first seconds rather than after the members ranked above it were scored; each is
+    loaded later, when its turn comes, without hashing it again."""
+    from lsd.bundles import check_bundle
+    from lsd.training.bundle import load_bundle
+
+    metas = [check_bundle(e.bundle) for e in entries]
+    return [
+        (e.run_id, (lambda e=e, m=m: load_bundle(e.bundle, device, checked=m)))
+        for e, m in zip(entries, metas, strict=True)
+    ]
 
 
 def finite_or_none(x: float) -> float | None:
@@ -153,14 +170,12 @@ def best_k(curve: Sequence[float]) -> int:
     return best + 1
 
 
-def tqdm_progress(desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:
+def member_progress(desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:
     """Progress over members on stderr; members are the slow unit (one load + all events)."""
 
     def wrap(items: Iterable[Any]) -> Iterable[Any]:
-        from tqdm import tqdm
-
         items = list(items)
-        return tqdm(items, desc=desc, unit="member", leave=False, disable=None)
+        return Progress(len(items), desc=desc, unit="members", leave=False).iterate(items)
 
     return wrap
 
@@ -177,7 +192,6 @@ def _k_on_validation(
 ) -> dict[str, Any]:
     """Score every top-k ensemble on the grid's validation events; the smallest k with the best
     F1 wins, and the whole curve is kept in the manifest so the choice can be checked later."""
-    from lsd.training.bundle import load_bundle
 
     data = Path(data_dir) if data_dir is not None else grid_data_dir(runs_dir)
     if data is None:
@@ -191,11 +205,11 @@ def _k_on_validation(
         raise InvalidValue(f"{runs_dir / SPLIT_FILE}: lists no validation events to choose K on")
     events = prepare_events(select_events(data, val_ids, source=str(runs_dir / SPLIT_FILE)), layers)
     scores = score_members(
-        [(e.run_id, (lambda e=e: load_bundle(e.bundle, device))) for e in entries],
+        member_loaders(entries, device),
         events,
         threshold=threshold,
         device=device,
-        progress=tqdm_progress("validation") if progress else None,
+        progress=member_progress("validation") if progress else None,
     )
     return {
         "mode": "auto",
@@ -238,8 +252,7 @@ def make_ensemble(
             f"{runs_dir / LEADERBOARD_FILE}",
             field="k",
         )
-    if out.exists() and not overwrite:
-        raise OutputExists(f"{out}: already exists")
+    check_output(out, "ensemble", overwrite=overwrite, inputs=(runs_dir, data_dir))
     layers = common_layers([(str(e.bundle), e.meta()) for e in entries])
     if k is None:
         selection = _k_on_validation(

@@ -35,6 +35,7 @@ class DataRef:
     std: tuple[float, ...]
     setting: str
     split: tuple[tuple[str, tuple[str, ...]], ...]  # the whole split, recorded in each bundle
+    pixel_m: float | None = None  # pixel size of the training events, recorded in each bundle
 
     def load(self) -> RunData:
         """Read and normalise the training and validation events (NaN -> 0 after normalising)."""
@@ -49,7 +50,7 @@ class DataRef:
             train=load_events(train, layers, mean, std),
             val=load_events(val, layers, mean, std),
             layers=layers, mean=mean, std=std, setting=self.setting,
-            split={role: list(ids) for role, ids in self.split},
+            split={role: list(ids) for role, ids in self.split}, pixel_m=self.pixel_m,
         )  # fmt: skip
 
 

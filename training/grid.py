@@ -16,18 +16,23 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from lsd.errors import InvalidValue, LayerMissing
+from lsd.errors import InvalidFile, InvalidValue, LayerMissing, UserError
 from lsd.events import EventFolder, list_events
 from lsd.files import check_writable
 from lsd.layers import resolve_setting
-from lsd.rasters import read_stack
+from lsd.progress import Progress, say, warn
+from lsd.rasters import layer_statistics
 from lsd.runs import (
+    CHECKPOINT_FILE,
+    DONE_FILE,
     GRID_FILE,
     SPLIT_FILE,
+    is_runs_folder,
+    read_done,
     read_grid_record,
+    read_metrics,
     read_split,
+    run_dirs,
     run_folder,
     write_grid_record,
     write_leaderboard,
@@ -41,6 +46,8 @@ from lsd.training.models import ARCHITECTURES
 DEFAULT_LRS: tuple[float, ...] = (0.01, 0.001)
 # Options that change what a run learns; a RUNS folder refuses a resume that changes them.
 FIXED_OPTIONS = ("encoder", "encoder_weights", "crop", "batch_size", "iters_per_epoch", "seed")
+# Limits a resume may change, as long as every run is what the new limits would make.
+LIMIT_OPTIONS = ("epochs", "patience")
 POSITIVE_OPTIONS = ("epochs", "iters_per_epoch", "batch_size", "crop", "patience")
 RESUME_HINT = "use a new RUNS folder, or repeat the options this folder was made with"
 
@@ -82,6 +89,7 @@ class GridPlan:
     std: list[float]
     device: Any  # torch.device
     data_dir: Path = Path(".")
+    pixel_m: float | None = None  # the training events' pixel size (None: not one, or nominal)
 
     def configs(self) -> list[RunConfig]:
         """Runs in the paper's order: architectures, then losses, then learning rates."""
@@ -99,6 +107,7 @@ class GridPlan:
             val=tuple(self.split["val"]), layers=tuple(self.layers), mean=tuple(self.mean),
             std=tuple(self.std), setting=self.options.setting,
             split=tuple((role, tuple(ids)) for role, ids in self.split.items()),
+            pixel_m=self.pixel_m,
         )  # fmt: skip
 
     def tasks(self, configs: Sequence[RunConfig]) -> list[RunTask]:
@@ -147,18 +156,37 @@ def check_options(opts: GridOptions) -> GridOptions:
     return replace(opts, archs=archs, losses=losses, lrs=tuple(dict.fromkeys(opts.lrs)))
 
 
-def _check_layers(events: Sequence[EventFolder], layers: Sequence[str], setting: str) -> None:
-    """Every event must hold every layer of the setting, and none may be empty (all NaN)."""
+def _check_layers(
+    events: Sequence[EventFolder], layers: Sequence[str], setting: str
+) -> dict[str, dict[str, int]]:
+    """Every event must hold every layer of the setting with some data; returns the +/-inf
+    values found per event and layer (no data, like NaN, but worth a warning)."""
     from lsd.training.data import check_event_layers
 
     check_event_layers(events, layers, needed_by=f"setting '{setting}'")
+    infinite: dict[str, dict[str, int]] = {}
     for ev in events:
-        data, names, _ = read_stack(ev.stack, layers)
-        for name, band in zip(names, data, strict=True):
-            if not np.isfinite(band).any():
+        for name, st in layer_statistics(ev.stack, layers).items():
+            if st.finite == 0:
                 raise LayerMissing(
-                    f"{ev.stack}: layer '{name}' of event '{ev.event_id}' is all NaN"
+                    f"{ev.stack}: layer '{name}' of event '{ev.event_id}' holds no data "
+                    "(every value NaN or infinite)"
                 )
+            if st.inf:
+                infinite.setdefault(ev.event_id, {})[name] = st.inf
+    for event_id, per_layer in infinite.items():
+        counts = ", ".join(f"{name} ({n})" for name, n in per_layer.items())
+        warn(f"event '{event_id}': +/-inf values in {counts}, treated as no data")
+    return infinite
+
+
+def _pixel_size(events: Sequence[EventFolder]) -> float | None:
+    """The training events' pixel size in metres when they share one (within 1%), else None."""
+    sizes = [ev.grid.pixel_size_m() for ev in events]
+    if not sizes or any(s is None for s in sizes):
+        return None
+    lo, hi = min(sizes), max(sizes)
+    return round((lo + hi) / 2, 6) if hi - lo <= 0.01 * hi else None
 
 
 def _split_arg(value: int | list[str] | None, role: str, ids: set[str]) -> Any:
@@ -208,7 +236,63 @@ def _check_resume(out: Path, layers: list[str], split: dict[str, Any], opts: Gri
                 f"{old_opts[key]}, not {getattr(opts, key)}; {RESUME_HINT}",
                 field=key,
             )
+    stats = [*old.get("mean", []), *old.get("std", [])]
+    if not all(isinstance(x, int | float) and math.isfinite(x) for x in stats):
+        raise InvalidFile(
+            f"{grid_path}: its normalisation statistics are not all finite numbers (an older "
+            "lsd read +/-inf values as data), so its runs learnt from broken inputs; use a new "
+            "RUNS folder"
+        )
+    if any(key in old_opts and old_opts[key] != getattr(opts, key) for key in LIMIT_OPTIONS):
+        _check_limits(out, opts, old_opts)
     return old
+
+
+def _check_limits(out: Path, opts: GridOptions, old_opts: dict[str, Any]) -> None:
+    """New epoch or patience limits on a RUNS folder: unfinished runs go on to the new limits,
+    but every run must be what these limits would make, so that grid.json describes what ran.
+    A finished run cannot train on (its optimiser state is dropped when it finishes) and one
+    that trained past the new limits cannot be undone: either is refused."""
+    from lsd.training.loop import stop_epoch
+
+    was = " and ".join(f"{k} {old_opts.get(k)}" for k in LIMIT_OPTIONS)
+    field_name = next(k for k in LIMIT_OPTIONS if old_opts.get(k) != getattr(opts, k))
+    for run_dir in run_dirs(out):
+        f1 = [float(r["val_f1"]) for r in read_metrics(run_dir) if r.get("val_f1")]
+        if not f1:
+            continue
+        stop = stop_epoch(f1, opts.epochs, opts.patience)
+        finished = (run_dir / DONE_FILE).is_file()
+        try:
+            reason = read_done(run_dir).get("stop_reason") if finished else None
+        except UserError:  # a damaged record: the run is trained again anyway
+            finished, reason = False, None
+        may_stop_early = not finished or reason == "diverged"
+        if (stop is None or stop >= len(f1)) if may_stop_early else stop == len(f1):
+            continue
+        if stop is None or stop > len(f1):
+            would = "train on, which a finished run cannot (its training state is dropped)"
+        else:
+            would = f"have stopped at epoch {stop}, which cannot be undone"
+        state = "finished after" if finished else "has run"
+        raise InvalidValue(
+            f"{run_dir.name} {state} {len(f1)} epoch(s) under {was}; with epochs {opts.epochs} "
+            f"and patience {opts.patience} it would {would}; use a new RUNS folder, or repeat "
+            f"{was}",
+            field=field_name,
+        )
+
+
+def _check_out(out: Path) -> None:
+    """A RUNS folder is new, empty, or one lsd train made: runs never land among other files."""
+    if out.exists() and not out.is_dir():
+        raise InvalidValue(f"{out}: exists and is not a folder", field="out")
+    if out.is_dir() and any(out.iterdir()) and not is_runs_folder(out):
+        raise InvalidValue(
+            f"{out}: is not a RUNS folder (it has no {GRID_FILE}); lsd train writes a new or "
+            "empty folder, or resumes one it made",
+            field="out",
+        )
 
 
 def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -> GridPlan:
@@ -220,8 +304,10 @@ def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -
     device = resolve_device(opts.device)
     layers = list(resolve_setting(opts.setting, opts.settings_file))
     events = list_events(data_dir)
-    out = check_writable(out_dir)
-    _check_layers(events, layers, opts.setting)
+    out = Path(out_dir)
+    _check_out(out)
+    check_writable(out, create=False)
+    infinite = _check_layers(events, layers, opts.setting)
 
     ids = {e.event_id for e in events}
     val = _split_arg(opts.val, "val", ids)
@@ -229,12 +315,13 @@ def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -
     split = split_events(events, val=val, test=test, seed=opts.seed)
     split = {role: sorted(split.get(role, [])) for role in ROLES}
     old = _check_resume(out, layers, split, opts)
+    train_events = [e for e in events if e.event_id in set(split["train"])]
     if old is not None and "mean" in old and "std" in old:
         mean, std = [float(m) for m in old["mean"]], [float(s) for s in old["std"]]
     else:
-        train_events = [e for e in events if e.event_id in set(split["train"])]
         mean, std = compute_norm(train_events, layers)
         mean, std = [float(m) for m in mean], [float(s) for s in std]
+    pixel_m = _pixel_size(train_events)
 
     write_split(out, split, opts.seed)
     write_grid_record(
@@ -244,11 +331,13 @@ def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -
             "layers": layers,
             "mean": mean,
             "std": std,
+            "pixel_m": pixel_m,
+            "infinite_values": infinite,  # per event and layer, read as no data
             # the data folder lets an ensemble with K chosen on validation find the events unaided
             "options": {**_options_record(opts), "data": str(Path(data_dir).resolve())},
         },
     )
-    return GridPlan(out, opts, layers, events, split, mean, std, device, Path(data_dir))
+    return GridPlan(out, opts, layers, events, split, mean, std, device, Path(data_dir), pixel_m)
 
 
 def run_grid(
@@ -259,20 +348,26 @@ def run_grid(
     executor: Executor | None = None,
 ) -> list[dict[str, Any]]:
     """Plan the runs still to do, hand them to the executor, keep the leaderboard current as
-    they finish; returns the final leaderboard rows."""
-    from tqdm import tqdm
-
+    they finish; returns the final leaderboard rows. A resumed grid says first how many runs it
+    skips (finished), continues (from a checkpoint) and starts."""
     from lsd.training.loop import is_finished
 
     configs = plan.configs()
     todo = [c for c in configs if not is_finished(run_folder(plan.out, c.run_id))]
+    going_on = [c for c in todo if (run_folder(plan.out, c.run_id) / CHECKPOINT_FILE).is_file()]
+    skipped = len(configs) - len(todo)
+    if skipped or going_on:
+        say(
+            f"resuming {plan.out}: {skipped} finished run(s) skipped, {len(going_on)} continued "
+            f"from their last epoch, {len(todo) - len(going_on)} started"
+        )
     write_leaderboard(plan.out)
-    bar = tqdm(total=len(configs), desc="grid", unit="run", disable=not progress, position=0)
-    bar.update(len(configs) - len(todo))
+    bar = Progress(len(configs), desc="grid", unit="runs", enabled=progress, position=0)
+    bar.skip(skipped)
 
     def on_done(task: RunTask, done: dict[str, Any]) -> None:
         write_leaderboard(plan.out)
-        bar.update()
+        bar.update(text=f"{task.run_id}: val F1 {float(done.get('val_f1', math.nan)):.4f}")
 
     try:
         (executor or InProcessExecutor()).run(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from lsd.bundles import BundleMeta
 from lsd.errors import UserError
 from lsd.files import atomic_path
+from lsd.progress import Progress
+from lsd.progress import warn as progress_warn
 from lsd.runs import (
     BUNDLE_DIR,
     CHECKPOINT_FILE,
@@ -38,17 +38,18 @@ from lsd.runs import (
     write_metrics,
 )
 from lsd.training.bundle import load_bundle, save_bundle
-from lsd.training.metrics import Counts, confusion
-from lsd.training.models import build_model, forward_whole
+from lsd.training.metrics import Counts
+from lsd.training.models import build_model
 from lsd.training.precision import Precision
 
 CHECKPOINT_FORMAT = "lsd-checkpoint/1"
 EpochHook = Callable[[int, dict[str, Any]], None]
+ValEvent = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # image, label, no-data mask
 
 
 def warn(message: str) -> None:
-    """One warning line on stderr that does not break tqdm bars."""
-    tqdm.write(f"Warning: {message}", file=sys.stderr)
+    """One warning line on stderr that does not break progress bars."""
+    progress_warn(message)
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,17 @@ class RunData:
     std: list[float]
     setting: str = ""
     split: dict[str, Any] = field(default_factory=dict)
-    val_tensors: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
+    pixel_m: float | None = None  # the training events' pixel size, recorded in each bundle
+    val_tensors: dict[str, list[ValEvent]] = field(default_factory=dict)
 
-    def val_on(self, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def val_on(self, device: torch.device) -> list[ValEvent]:
         key = str(device)
         if key not in self.val_tensors:
             self.val_tensors[key] = [
                 (
                     torch.from_numpy(np.ascontiguousarray(e.image)).to(device),
                     torch.from_numpy(np.ascontiguousarray(e.label)).to(device),
+                    None if e.nodata is None else torch.from_numpy(e.nodata).to(device),
                 )
                 for e in self.val
             ]
@@ -135,24 +138,24 @@ class BestTracker:
         return self.bad_epochs >= self.patience
 
 
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, val: Sequence[tuple[torch.Tensor, torch.Tensor]], precision: Precision
-) -> Counts:
-    """Micro confusion over every validation pixel (255 ignored); landslide where p >= 0.5, as in
-    ensembles and maps (sigmoid(z) >= 0.5 exactly when z >= 0)."""
-    was_training = model.training
-    model.eval()
-    total = Counts()
-    try:
-        for image, label in val:
-            x = precision.prepare_input(image.unsqueeze(0))
-            with precision.autocast():
-                logits = forward_whole(model, x)
-            total = total + confusion(logits[0, 0].float() >= 0, label)
-    finally:
-        model.train(was_training)
-    return total
+def stop_epoch(val_f1: Sequence[float], epochs: int, patience: int) -> int | None:
+    """The epoch at which a run with this validation F1 history stops under these limits, or
+    None when it would train on; the rule `train_run` follows, so a RUNS folder can tell whether
+    runs made with other limits are what these limits would have made."""
+    tracker = BestTracker(patience)
+    for epoch, f1 in enumerate(val_f1, start=1):
+        tracker.update(epoch, f1)
+        if epoch >= epochs or tracker.exhausted:
+            return epoch
+    return None
+
+
+def evaluate(model: nn.Module, val: Sequence[ValEvent], precision: Precision) -> Counts:
+    """Micro confusion over every validation pixel (255 ignored), by the one scoring pass
+    (lsd.training.scoring) that ensembles and lsd evaluate use too, tiles and threshold alike."""
+    from lsd.training.scoring import validation_counts
+
+    return validation_counts(model, val, precision)
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -271,7 +274,7 @@ class _Run:
             return "epochs"
         return "patience" if self.tracker.exhausted else ""
 
-    def train_epoch(self, bar: tqdm) -> dict[str, Any]:
+    def train_epoch(self, bar: Progress) -> dict[str, Any]:
         """One epoch of steps, then validation; returns the epoch's metrics row."""
         cfg, precision, model = self.cfg, self.precision, self.model
         self.epoch += 1
@@ -359,14 +362,17 @@ def train_run(
     else:
         (run_dir / METRICS_FILE).unlink(missing_ok=True)
 
-    bar = tqdm(
-        total=cfg.iters_per_epoch, desc=cfg.run_id, unit="it", leave=False, disable=not progress,
-        file=sys.stderr, dynamic_ncols=True,
-    )  # fmt: skip
+    bar = Progress(
+        cfg.iters_per_epoch, desc=cfg.run_id, unit="it", leave=False, enabled=progress, steps=False
+    )
     try:
         while not (reason := run.next_stop_reason()):
             row = run.train_epoch(bar)
             run.save()
+            bar.step(
+                f"epoch {run.epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f}, val F1 "
+                f"{row['val_f1']:.4f} (best {run.tracker.best_f1:.4f}), {row['seconds']:.1f} s"
+            )
             if on_epoch is not None:
                 on_epoch(run.epoch, row)
         run.stop_reason = reason
@@ -401,6 +407,7 @@ def _finish(run: _Run) -> dict[str, Any]:
         "split": data.split,
         "optimiser": "Adam",
         "stop_reason": run.stop_reason,
+        "pixel_m": data.pixel_m,
     }
     meta = BundleMeta(
         arch=cfg.arch, encoder=cfg.encoder, loss=cfg.loss, lr=cfg.lr, layers=list(data.layers),

@@ -20,7 +20,7 @@ it a command in pipeline/cmd_import.py (docs/architecture.md).
 from __future__ import annotations
 
 import importlib
-import sys
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,8 @@ from typing import Any
 from lsd.errors import InvalidValue, UserError
 from lsd.events import event_complete
 from lsd.files import check_writable
+from lsd.outputs import MARKER_FILE, mark
+from lsd.progress import Progress
 from lsd.sources import DataSource
 
 Echo = Callable[[str], None]
@@ -110,42 +112,78 @@ def build_events(
     progress bar reports. With `source.keep_going` a failed event is collected in the summary
     and the others go on; otherwise the first failure is raised.
     """
-    from tqdm import tqdm
-
-    items = source.items()
-    dest = check_writable(dest)
+    items = list(source.items())
+    dest = Path(dest)
+    check_writable(dest, create=False)
+    created = not dest.exists()
+    if created or not any(dest.iterdir()):
+        mark(dest, "data")  # a data folder lsd made: lsd may add to it later (predict --aoi)
     summary = BuildSummary()
-    say = echo or (lambda _msg: None)
-    with tqdm(
-        items, desc=desc or source.name, unit="event", disable=not progress, file=sys.stderr
-    ) as bar:
-        for item in bar:
-            folder = dest / item.event_id
-            summary.folders.append(folder)
-            bar.set_postfix_str(item.event_id, refresh=False)
-            if event_complete(folder, need_label=need_label):
-                summary.skipped.append(item.event_id)
-                say(f"{item.event_id}: already complete, skipped")
-                continue
-            try:
-                source.build(item, folder)
-            except Exception as exc:  # one broken event must not stop the rest, if it may not
-                if not source.keep_going:
-                    raise
-                msg = (
-                    str(exc)
-                    if isinstance(exc, UserError)
-                    else (f"event {item.event_id}: {type(exc).__name__}: {_first_line(exc)}")
-                )
-                summary.failed[item.event_id] = msg
-                say(f"FAILED {msg}")
-                continue
-            if event_complete(folder, need_label=need_label):
-                summary.done.append(item.event_id)
-                say(f"{item.event_id}: done -> {folder}")
-            else:
-                summary.pending.append(item.event_id)
+    bar = Progress(len(items), desc=desc or source.name, unit="events", enabled=progress)
+    try:
+        with bar:
+            _build_all(source, dest, items, bar, summary, need_label, echo)
+    finally:
+        if created:
+            _drop_if_unused(dest)
     return summary
+
+
+def _drop_if_unused(dest: Path) -> None:
+    """A data folder this call made and filled with nothing is removed again."""
+    if dest.is_dir() and [p.name for p in dest.iterdir()] == [MARKER_FILE]:
+        (dest / MARKER_FILE).unlink()
+        dest.rmdir()
+
+
+def _build_one(source: DataSource, item: Any, folder: Path) -> None:
+    """Build one folder; one this attempt created is removed again if the attempt fails, so a
+    failed or interrupted event leaves no half-made folder (a rerun builds it afresh)."""
+    existed = folder.exists()
+    try:
+        source.build(item, folder)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _build_all(
+    source: DataSource,
+    dest: Path,
+    items: list[Any],
+    bar: Progress,
+    summary: BuildSummary,
+    need_label: bool,
+    echo: Echo | None,
+) -> None:
+    say = echo or (lambda _msg: None)
+    for item in bar.iterate(items):
+        folder = dest / item.event_id
+        summary.folders.append(folder)
+        bar.set_postfix_str(item.event_id)
+        if event_complete(folder, need_label=need_label):
+            summary.skipped.append(item.event_id)
+            say(f"{item.event_id}: already complete, skipped")
+            continue
+        try:
+            _build_one(source, item, folder)
+        except Exception as exc:  # one broken event must not stop the rest, if it may not
+            if not source.keep_going:
+                raise
+            msg = (
+                str(exc)
+                if isinstance(exc, UserError)
+                else (f"event {item.event_id}: {type(exc).__name__}: {_first_line(exc)}")
+            )
+            summary.failed[item.event_id] = msg
+            say(f"FAILED {msg}")
+            continue
+        if event_complete(folder, need_label=need_label):
+            summary.done.append(item.event_id)
+            say(f"{item.event_id}: done -> {folder}")
+        else:
+            summary.pending.append(item.event_id)
 
 
 def import_landslide4sense(src: Path | str, dest: Path | str, progress: bool = True) -> list[Path]:

@@ -14,8 +14,9 @@ import ee
 import shapely.geometry
 
 from lsd.errors import InvalidValue
-from lsd.gee import landcover, s1, s2, terrain
+from lsd.gee import landcover, s1, s1scenes, s2, s2bands, terrain
 from lsd.gee.config import FetchConfig, dem_asset_for
+from lsd.layergroups import LAYER_GROUPS, is_fetchable, scenes_needed, windows_needed
 from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS, S1_LAYERS
 from lsd.spec import EventSpec
 
@@ -32,11 +33,11 @@ def aoi_geometry(spec: EventSpec) -> ee.Geometry:
 def check_layers(layers: Iterable[str]) -> list[str]:
     """The requested layers as a list; a name that fetch cannot compute is the user's mistake."""
     names = list(layers)
-    unknown = [n for n in names if n not in PAPER_LAYERS]
+    unknown = [n for n in names if not is_fetchable(n)]
     if unknown:
         raise InvalidValue(
-            f"layer {unknown[0]!r} cannot be fetched from Earth Engine; "
-            f"known layers: {', '.join(PAPER_LAYERS)}",
+            f"layer {unknown[0]!r} cannot be fetched from Earth Engine; it makes the layers "
+            f"of the groups {', '.join(LAYER_GROUPS)} (docs/layers.md)",
             field="layers",
         )
     if len(set(names)) != len(names):
@@ -48,10 +49,11 @@ def check_layers(layers: Iterable[str]) -> list[str]:
 class EventGraph:
     """Lazily built pieces of one event's graph, shared between the layers that need them."""
 
-    def __init__(self, spec: EventSpec, cfg: FetchConfig) -> None:
+    def __init__(self, spec: EventSpec, cfg: FetchConfig, layers: Sequence[str] = ()) -> None:
         self.spec = spec
         self.cfg = cfg
         self.aoi = aoi_geometry(spec)
+        self.layers = tuple(layers)  # what the scene layers need to know how many to choose
 
     # -- terrain
     @cached_property
@@ -107,6 +109,14 @@ class EventGraph:
     def s2_greenest(self) -> dict[str, ee.Image]:
         return {k: s2.greenest(col) for k, col in self.s2_masked.items()}
 
+    @cached_property
+    def s2_band_composites(self) -> dict[str, ee.Image]:
+        return {k: s2bands.band_composite(col) for k, col in self.s2_masked.items()}
+
+    @cached_property
+    def s1_scenes(self) -> s1scenes.Scenes:
+        return s1scenes.Scenes(self.spec, self.s1_raw, self.s1_flat, self.layers)
+
     # -- CART land cover
     @cached_property
     def cart(self) -> landcover.CartResult:
@@ -149,6 +159,10 @@ class EventGraph:
         elif name == "dNDVI":
             green = self.s2_greenest
             image = green["post"].select("NDVI").subtract(green["pre"].select("NDVI"))
+        elif s2bands.handles(name):
+            image = s2bands.layer(name, self.s2_band_composites, self.s2_greenest)
+        elif s1scenes.handles(name):
+            image = self.s1_scenes.layer(name)
         else:  # pragma: no cover - check_layers rejects these first
             raise InvalidValue(f"layer {name!r} cannot be fetched from Earth Engine")
         return image.toFloat().rename(name)
@@ -165,7 +179,7 @@ def build_event_image(
     come back fully masked, so the stack keeps its shape and the download gives NaN there."""
     names = check_layers(layers)
     missing = set(unavailable)
-    graph = EventGraph(spec, cfg)
+    graph = EventGraph(spec, cfg, names)
     bands = [terrain.masked_layer(n) if n in missing else graph.layer(n) for n in names]
     return ee.Image.cat(bands).toFloat()
 
@@ -179,10 +193,11 @@ def event_provenance(
     """Server-side facts for event.json, for the pieces the requested layers use; the caller
     fetches them with one getInfo."""
     names = set(check_layers(layers)) - set(unavailable)
-    graph = EventGraph(spec, cfg)
+    graph = EventGraph(spec, cfg, sorted(names))
     out: dict[str, object] = {"layers": [n for n in layers]}
-    needs_s1 = bool(names.intersection(S1_LAYERS)) or LANDCOVER_LAYER in names
-    needs_s2 = bool(names & {"dNDVI", LANDCOVER_LAYER})
+    windows = windows_needed(names)
+    needs_s1 = bool(windows & {"s1_pre", "s1_post"})
+    needs_s2 = bool(windows & {"s2_pre", "s2_post"})
     if needs_s1:
         out.update(_s1_provenance(graph))
     if needs_s2:
@@ -197,6 +212,9 @@ def event_provenance(
             out[attr] = getattr(cfg, attr)
     if LANDCOVER_LAYER in names:
         out["landcover"] = _landcover_provenance(graph)
+    out.update(s2bands.provenance(names))
+    if any(scenes_needed(names).values()):
+        out["s1_scenes"] = graph.s1_scenes.provenance()
     if unavailable:
         out["unavailable_layers"] = sorted(set(unavailable))
     return ee.Dictionary(out)
@@ -243,10 +261,11 @@ def _landcover_provenance(graph: EventGraph) -> ee.Dictionary:
     )
 
 
-def window_counts(spec: EventSpec, cfg: FetchConfig) -> ee.Dictionary:
-    """Scenes found per sensor and window: {"s1_pre", "s1_post", "s2_pre", "s2_post"}."""
+def window_counts(spec: EventSpec, cfg: FetchConfig, layers: Sequence[str] = ()) -> ee.Dictionary:
+    """Scenes found per sensor and window: {"s1_pre", "s1_post", "s2_pre", "s2_post"}, plus
+    "s1_pre_acquisitions" and "s1_post_acquisitions" when `layers` holds single-scene layers."""
     aoi = aoi_geometry(spec)
-    return ee.Dictionary(
+    counts = ee.Dictionary(
         {
             "s1_pre": s1.s1_collection(aoi, spec.pre, spec.orbit).size(),
             "s1_post": s1.s1_collection(aoi, spec.post, spec.orbit).size(),
@@ -254,6 +273,9 @@ def window_counts(spec: EventSpec, cfg: FetchConfig) -> ee.Dictionary:
             "s2_post": s2.s2_sr_collection(aoi, spec.post).size(),
         }
     )
+    if any(scenes_needed(layers).values()):
+        counts = counts.combine(s1scenes.acquisition_counts(spec, aoi))
+    return counts
 
 
 def asset_available(asset_id: str) -> bool:

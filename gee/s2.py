@@ -10,7 +10,6 @@ from __future__ import annotations
 import ee
 
 from lsd.gee.config import (
-    CART_S2_BANDS,
     CLOUD_SCORE_PLUS_COLLECTION,
     S2_CLOUD_PROB_COLLECTION,
     S2_L1C_COLLECTION,
@@ -18,6 +17,7 @@ from lsd.gee.config import (
     FetchConfig,
 )
 from lsd.gee.s1 import date_millis
+from lsd.layergroups import S2_BANDS
 from lsd.spec import Window
 
 CIRRUS_BIT = 1 << 11  # QA60 bit 11: cirrus
@@ -25,7 +25,8 @@ SCL_WATER = 6
 SCL_SNOW = 11
 SR_SCALE = 10_000  # S2 SR reflectance is stored as reflectance x 10000
 SHADOW_SEARCH_SCALE_M = 100  # the shadow projection runs on a coarse grid, as in s2cloudless
-COMPOSITE_BANDS: tuple[str, ...] = (*CART_S2_BANDS, "NDVI")
+# every band the stack may take (CART's six among them, and the s2bands group's ten)
+COMPOSITE_BANDS: tuple[str, ...] = (*S2_BANDS, "NDVI")
 
 
 def _same_index() -> ee.Filter:

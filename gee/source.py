@@ -20,7 +20,8 @@ from lsd.events import event_complete, event_record, write_event
 from lsd.files import write_json
 from lsd.gee.config import S1_COLLECTION, S2_SR_COLLECTION, FetchConfig, dem_asset_for
 from lsd.labels import rasterize_labels
-from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS, S1_LAYERS
+from lsd.layergroups import scenes_needed, windows_needed
+from lsd.layers import PAPER_LAYERS
 from lsd.rasters import Grid
 from lsd.sources import EventFailed
 from lsd.spec import EventSpec, aoi_in_utm, describe_spec, event_grid
@@ -46,10 +47,16 @@ def _first_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- planning
 
 
-def plan_event(spec: EventSpec, cfg: FetchConfig) -> dict[str, Any]:
+def plan_event(
+    spec: EventSpec, cfg: FetchConfig, layers: Sequence[str] = PAPER_LAYERS
+) -> dict[str, Any]:
     """What would be fetched for this event, computed locally (no credentials needed)."""
+    from lsd.gee import download
+
     grid = event_grid(spec, cfg.scale)
     lon0, lat0, lon1, lat1 = spec.aoi.bounds
+    groups = download.band_groups(len(layers))
+    tiles = download.plan_tiles(grid, max(len(g) for g in groups))
     return {
         "event_id": spec.event_id,
         "summary": f"{spec.date.isoformat()}, role {spec.role or '-'}",
@@ -64,33 +71,39 @@ def plan_event(spec: EventSpec, cfg: FetchConfig) -> dict[str, Any]:
         "dem": dem_asset_for(spec),
         "inventory": str(spec.inventory) if spec.inventory else None,
         "role": spec.role,
+        "layers": f"{len(layers)}: {', '.join(layers)}",
+        "requests": f"{len(tiles) * len(groups)} ({len(tiles)} tile(s) x {len(groups)} band "
+        f"group(s) of at most {download.MAX_BANDS_PER_REQUEST} layers)",
     }
 
 
 def window_problems(spec: EventSpec, counts: dict[str, Any], layers: Sequence[str]) -> list[str]:
-    """Empty windows that the requested layers need, as one user-facing sentence each."""
-    wanted = set(layers)
-    needs = set()
-    if wanted & set(S1_LAYERS) or LANDCOVER_LAYER in wanted:
-        needs |= {"s1_pre", "s1_post"} if wanted & set(S1_LAYERS) else {"s1_pre"}
-    if LANDCOVER_LAYER in wanted or "dNDVI" in wanted:
-        needs.add("s2_pre")
-    if "dNDVI" in wanted:
-        needs.add("s2_post")
+    """Windows too empty for the requested layers, as one user-facing sentence each: no image
+    at all, or fewer Sentinel-1 acquisitions than the single-scene layers ask for."""
+    needs = windows_needed(layers)
+    scenes = scenes_needed(layers)
     problems = []
     for key in ("s1_pre", "s1_post", "s2_pre", "s2_post"):
-        if key not in needs or int(counts.get(key) or 0) != 0:
+        if key not in needs:
             continue
         sensor, kind = key.split("_")
-        window = spec.pre if kind == "pre" else spec.post
-        name = "Sentinel-1" if sensor == "s1" else "Sentinel-2"
+        window = "..".join((spec.pre if kind == "pre" else spec.post).as_strings())
         one_orbit = sensor == "s1" and spec.orbit != "BOTH"
-        extra = f" ({spec.orbit} passes)" if one_orbit else ""
+        passes = f" ({spec.orbit} passes)" if one_orbit else ""
         hint = f"widen it with {kind}_days" + (" or set orbit BOTH" if one_orbit else "")
-        problems.append(
-            f"event {spec.event_id}: no {name} images{extra} in {kind} window "
-            f"{'..'.join(window.as_strings())}; {hint}"
-        )
+        if int(counts.get(key) or 0) == 0:
+            name = "Sentinel-1" if sensor == "s1" else "Sentinel-2"
+            problems.append(
+                f"event {spec.event_id}: no {name} images{passes} in {kind} window {window}; {hint}"
+            )
+        elif sensor == "s1" and scenes[kind]:
+            found = int(counts.get(f"{key}_acquisitions") or 0)
+            if found < scenes[kind]:
+                problems.append(
+                    f"event {spec.event_id}: {kind} window {window} holds {found} Sentinel-1 "
+                    f"acquisition(s){passes}, {scenes[kind]} asked for ({kind}VV_"
+                    f"{scenes[kind]}); {hint}"
+                )
     return problems
 
 
@@ -118,8 +131,12 @@ class EarthEngineSource:
     def items(self) -> Sequence[EventSpec]:
         return self.specs
 
+    def layers_for(self, spec: EventSpec) -> tuple[str, ...]:
+        """The event's own layers (its events.csv row) or else the source's."""
+        return tuple(spec.layers) or tuple(self.layers)
+
     def plan(self, spec: EventSpec) -> dict[str, Any]:
-        plan = plan_event(spec, self.cfg)
+        plan = plan_event(spec, self.cfg, self.layers_for(spec))
         if self.counts_online:
             plan["counts"] = self._count_line(spec)
         return plan
@@ -149,12 +166,13 @@ class EarthEngineSource:
 
         from lsd.gee import layers as gl
 
+        layers = self.layers_for(spec)
         try:
-            counts = self.get_info(gl.window_counts(spec, self.cfg), spec.event_id)
+            counts = self.get_info(gl.window_counts(spec, self.cfg, layers), spec.event_id)
         except ee.EEException as exc:
             return f"not counted ({_first_line(exc)})"
         line = ", ".join(f"{k} {counts.get(k)}" for k in sorted(counts))
-        problems = window_problems(spec, counts, self.layers)
+        problems = window_problems(spec, counts, layers)
         if problems:
             line += " | EMPTY: " + "; ".join(p.split(": ", 1)[1] for p in problems)
         return line
@@ -165,6 +183,7 @@ class EarthEngineSource:
 
 @dataclass
 class _ServerFacts:
+    layers: tuple[str, ...]
     counts: dict[str, Any]
     unavailable: frozenset[str]
     image: Any  # ee.Image of the requested layers
@@ -175,19 +194,20 @@ def _server_facts(src: EarthEngineSource, spec: EventSpec) -> _ServerFacts:
     """Image counts (failing early on an empty window), auxiliary assets, graph, provenance."""
     from lsd.gee import layers as gl
 
-    counts = src.get_info(gl.window_counts(spec, src.cfg), spec.event_id)
-    problems = window_problems(spec, counts, src.layers)
+    layers = src.layers_for(spec)
+    counts = src.get_info(gl.window_counts(spec, src.cfg, layers), spec.event_id)
+    problems = window_problems(spec, counts, layers)
     if problems:
         raise EventFailed("; ".join(problems))
-    missing = gl.unavailable_aux_layers(src.cfg, src.layers)
+    missing = gl.unavailable_aux_layers(src.cfg, layers)
     for layer, asset in sorted(missing.items()):
         src.echo(f"warning: event {spec.event_id}: asset {asset} unavailable; {layer} is NaN")
     unavailable = frozenset(missing)
-    image = gl.build_event_image(spec, src.cfg, src.layers, unavailable=unavailable)
+    image = gl.build_event_image(spec, src.cfg, layers, unavailable=unavailable)
     provenance = src.get_info(
-        gl.event_provenance(spec, src.cfg, src.layers, unavailable=unavailable), spec.event_id
+        gl.event_provenance(spec, src.cfg, layers, unavailable=unavailable), spec.event_id
     )
-    return _ServerFacts(counts, unavailable, image, provenance)
+    return _ServerFacts(layers, counts, unavailable, image, provenance)
 
 
 def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
@@ -200,7 +220,7 @@ def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
     grid = event_grid(spec, src.cfg.scale)
     try:
         facts = _server_facts(src, spec)
-        stack = _stack_writer(src, spec, facts.image, grid, folder)
+        stack = _stack_writer(src, spec, facts, grid, folder)
         if stack is None:
             return  # Drive: the user downloads the file; a rerun finishes the event
         label = None
@@ -239,47 +259,50 @@ def _record(
             "outside_aoi": "255 (unknown); the whole label is 255 without an inventory",
         }
     return event_record(
-        spec.event_id, layers=src.layers, grid=grid, source=source, role=spec.role, label=label
+        spec.event_id, layers=facts.layers, grid=grid, source=source, role=spec.role, label=label
     )
 
 
 def _stack_writer(
-    src: EarthEngineSource, spec: EventSpec, image: Any, grid: Grid, folder: Path
+    src: EarthEngineSource, spec: EventSpec, facts: _ServerFacts, grid: Grid, folder: Path
 ) -> Callable[[Path], None] | None:
     """How stack.tif gets written: from an export the user dropped in, from a batch export, or
     by tiled downloads. None when a Drive export must first be downloaded by the user."""
     from lsd.gee import download
 
+    layers = facts.layers
     folder.mkdir(parents=True, exist_ok=True)
     dropped = folder / EXPORT_FILE
     if dropped.is_file():
         src.echo(f"event {spec.event_id}: converting {dropped}")
-        return lambda dest: download.geotiff_to_stack(dropped, dest, src.layers, grid)
+        return lambda dest: download.geotiff_to_stack(dropped, dest, layers, grid)
     if src.export:
-        exported = _run_export(src, spec, image, grid, folder)
+        exported = _run_export(src, spec, facts.image, grid, folder)
         if exported is None:
             return None
 
         def from_export(dest: Path) -> None:
-            download.geotiff_to_stack(exported, dest, src.layers, grid)
+            download.geotiff_to_stack(exported, dest, layers, grid)
             exported.unlink(missing_ok=True)
 
         return from_export
-    return lambda dest: _download(src, spec, image, grid, dest)
+    return lambda dest: _download(src, spec, facts, grid, dest)
 
 
-def _download(src: EarthEngineSource, spec: EventSpec, image: Any, grid: Grid, dest: Path) -> None:
+def _download(
+    src: EarthEngineSource, spec: EventSpec, facts: _ServerFacts, grid: Grid, dest: Path
+) -> None:
     from tqdm import tqdm
 
     from lsd.gee import download
 
-    tiles = download.plan_tiles(grid, len(src.layers))
+    requests = download.plan_requests(grid, len(facts.layers))
     with tqdm(
-        total=len(tiles), desc=spec.event_id, unit="tile", leave=False,
+        total=len(requests), desc=spec.event_id, unit="request", leave=False,
         disable=not src.show_progress, file=sys.stderr,
     ) as bar:  # fmt: skip
         download.download_stack(
-            image, grid, src.layers, dest, sleep=src.sleep, progress=bar.update,
+            facts.image, grid, facts.layers, dest, sleep=src.sleep, progress=bar.update,
             on_retry=src.retry_note(spec.event_id),
         )  # fmt: skip
 

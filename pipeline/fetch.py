@@ -14,7 +14,7 @@ from pathlib import Path
 from lsd.errors import InvalidValue, UserError
 from lsd.eventcsv import read_events
 from lsd.gee.config import FetchConfig
-from lsd.layers import PAPER_LAYERS
+from lsd.layergroups import DEFAULT_GROUPS, S1Scenes
 from lsd.pipeline.sources import BuildSummary, build_events, plan_events
 
 Echo = Callable[[str], None]
@@ -30,12 +30,16 @@ def fetch_events(
     bucket: str | None = None,
     only: Sequence[str] | None = None,
     project: str | None = None,
-    layers: Sequence[str] = PAPER_LAYERS,
+    groups: Sequence[str] = DEFAULT_GROUPS,
+    s1_scenes: str | S1Scenes | None = None,
     sleep: Callable[[float], None] | None = None,
     echo: Echo = print,
     show_progress: bool = True,
 ) -> BuildSummary:
-    """Fetch every event of the CSV into `out`; failures are collected, not raised."""
+    """Fetch every event of the CSV into `out`; failures are collected, not raised.
+
+    `groups` and `s1_scenes` choose the layers of every row without its own `layers` cell.
+    """
     from lsd.gee import auth
     from lsd.gee.source import EXPORT_MODES, EarthEngineSource
 
@@ -46,9 +50,12 @@ def fetch_events(
         raise InvalidValue(
             "an export to Cloud Storage needs a bucket you can write", field="bucket"
         )
-    specs = read_events(csv, aoi_km2=cfg.aoi_km2, scale=cfg.scale, only=set(only or ()) or None)
+    specs = read_events(
+        csv, aoi_km2=cfg.aoi_km2, scale=cfg.scale, only=set(only or ()) or None, groups=groups,
+        s1_scenes=s1_scenes,
+    )  # fmt: skip
     source = EarthEngineSource(
-        specs, cfg, tuple(layers), export=export, bucket=bucket, sleep=sleep, echo=echo,
+        specs, cfg, export=export, bucket=bucket, sleep=sleep, echo=echo,
         show_progress=show_progress,
     )  # fmt: skip
     if dry_run:

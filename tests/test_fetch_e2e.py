@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,13 @@ SENTINEL = download.NODATA_SENTINEL
 CANOPY = FetchConfig().canopy_height_asset
 
 
+def fake_value(name: str) -> float:
+    """What the fake server puts in a layer: its paper index, else a number fixed by its name."""
+    if name in PAPER_LAYERS:
+        return float(PAPER_LAYERS.index(name))
+    return float(100 + zlib.crc32(name.encode()) % 1000)
+
+
 class FakeEE:
     """Stands in for the Earth Engine server: counts, provenance, assets and pixels."""
 
@@ -43,14 +51,29 @@ class FakeEE:
         self.ee = ee
         self.pixel_requests: list[dict[str, Any]] = []
         self.counts = {"s1_pre": 7, "s1_post": 6, "s2_pre": 12, "s2_post": 11}
+        self.acquisitions = {"s1_pre_acquisitions": 3, "s1_post_acquisitions": 3}
+        self.provenance_keys: list[set[str]] = []  # top-level keys of each provenance request
         self.empty: dict[str, str] = {}  # event date -> window key reported empty
         self.fail_on: dict[int, Exception] = {}  # pixel request number -> error to raise
 
     def compute_value(self, obj: Any) -> Any:
+        from tests.ee_offline import graph_of
+
         keys = set(getattr(obj, "_dictionary", {}) or {})
         if keys == set(self.counts):
             return dict(self.counts)
+        root = graph_of(obj)
+        if getattr(root, "name", None) == "Dictionary.combine":  # counts + acquisitions
+            return {**self.counts, **self.acquisitions}
+        self.provenance_keys.append(keys)
+        scenes = {
+            w: [{"time": f"2019-0{6 + i}-0{i + 1}T05:00:00", "ids": [f"S1_{w}_{i}"]}
+                for i in range(3)]
+            for w in ("pre", "post")
+        }  # fmt: skip
         return {
+            **({"s1_scenes": {"scenes": scenes}} if "s1_scenes" in keys else {}),
+            **({"s2_bands": {"values": "reflectance"}} if "s2_bands" in keys else {}),
             "layers": list(PAPER_LAYERS),
             "s1_pre": {"count": 7, "ids": ["S1A_IW_GRDH_1SDV_20190601"], "relative_orbits": [37]},
             "s1_orbit": "DESCENDING",
@@ -78,13 +101,18 @@ class FakeEE:
         rows, cols = np.mgrid[0:h, 0:w]
         east = t["translateX"] / 10.0 + cols
         north = t["translateY"] / 10.0 - rows
-        dtype = np.dtype([(name, "<f4") for name in PAPER_LAYERS])
-        out = np.zeros((h, w), dtype=dtype)
-        out["preVV"], out["postVV"] = east, north
-        for i, name in enumerate(PAPER_LAYERS[2:], start=2):
-            out[name] = i
-        # masked pixels arrive as the sentinel: every 7th easting column in dVV
-        out["dVV"][(east % 7) == 0] = SENTINEL
+        bands = params.get("bandIds") or list(PAPER_LAYERS)
+        assert h * w * len(bands) * 4 <= download.MAX_REQUEST_BYTES
+        assert len(bands) <= download.MAX_BANDS_PER_REQUEST
+        out = np.zeros((h, w), dtype=np.dtype([(name, "<f4") for name in bands]))
+        for name in bands:
+            out[name] = fake_value(name)
+        if "preVV" in bands:
+            out["preVV"] = east
+        if "postVV" in bands:
+            out["postVV"] = north
+        if "dVV" in bands:  # masked pixels arrive as the sentinel: every 7th easting column
+            out["dVV"][(east % 7) == 0] = SENTINEL
         return out
 
 
@@ -385,3 +413,118 @@ def test_gcs_export_needs_a_bucket(events_csv: Path, tmp_path: Path) -> None:
     assert result.output.strip() == (
         "Error: --bucket: an export to Cloud Storage needs a bucket you can write"
     )
+
+
+# ----------------------------------------------------------------------------- layer groups
+
+ALL_GROUPS = ("paper", "s2bands", "ndvi", "s1scenes")
+
+
+def test_layer_groups_go_into_one_stack_in_band_groups(
+    fake: FakeEE, events_csv: Path, tmp_path: Path
+) -> None:
+    from lsd.layergroups import group_layers
+
+    out = tmp_path / "data"
+    result = run_fetch(
+        "--event", str(events_csv), "--out", str(out), "--only", "05-norway",
+        "--layers", ",".join(ALL_GROUPS), "--s1-scenes", "3+3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    names = group_layers(ALL_GROUPS, "3+3")
+    assert len(names) == 15 + 20 + 2 + 12
+    ev = read_event(out / "05-norway")
+    assert ev.layers == names
+    meta = json.loads((out / "05-norway" / "event.json").read_text())
+    assert meta["layers"] == list(names) and meta["source"]["event"]["layers"] == list(names)
+    # 49 layers on 200 x 200 px: one tile, four band groups of 13, 12, 12, 12 layers
+    asked = [r["bandIds"] for r in fake.pixel_requests]
+    assert [len(b) for b in asked] == [13, 12, 12, 12]
+    assert [n for b in asked for n in b] == list(names)
+    data, _, _ = read_stack(ev.stack)
+    for i, name in enumerate(names):
+        if name not in ("preVV", "postVV", "dVV"):
+            assert (data[i] == fake_value(name)).all(), name
+    # provenance asked for (and recorded) the scene dates and the band composites
+    (keys,) = fake.provenance_keys
+    assert {"s1_scenes", "s2_bands", "s2_ndvi", "s1_pre", "s2_pre"} <= keys
+    scenes = meta["source"]["provenance"]["s1_scenes"]["scenes"]
+    assert scenes["pre"][0]["time"].startswith("2019-06") and len(scenes["post"]) == 3
+
+
+def test_events_csv_layers_column_chooses_layers_per_event(fake: FakeEE, tmp_path: Path) -> None:
+    from lsd.layergroups import group_layers
+
+    csv = tmp_path / "events.csv"
+    csv.write_text(
+        "id,date,lon,lat,layers,s1_scenes\n"
+        "a,2019-07-30,6.11699,61.51734,ndvi,\n"
+        'b,2018-11-02,11.972334,46.34617,"ndvi,s1scenes",1+3\n'
+        "c,2020-06-16,-71.685998,-15.660252,,\n"
+    )
+    out = tmp_path / "data"
+    result = run_fetch("--event", str(csv), "--out", str(out), "--layers", "s2bands")
+    assert result.exit_code == 0, result.output
+    assert read_event(out / "a").layers == ("preNDVI", "postNDVI")
+    assert read_event(out / "b").layers == group_layers(["ndvi", "s1scenes"], "1+3")
+    assert read_event(out / "b").layers[-6:] == (
+        "postVV_1",
+        "postVV_2",
+        "postVV_3",
+        "postVH_1",
+        "postVH_2",
+        "postVH_3",
+    )
+    assert read_event(out / "c").layers == group_layers(["s2bands"])
+
+
+def test_window_with_too_few_acquisitions_fails_that_event(
+    fake: FakeEE, events_csv: Path, tmp_path: Path
+) -> None:
+    fake.acquisitions["s1_pre_acquisitions"] = 2
+    result = run_fetch(
+        "--event", str(events_csv), "--out", str(tmp_path / "d"), "--only", "05-norway",
+        "--layers", "s1scenes", "--s1-scenes", "3+1",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert (
+        "failed: event 05-norway: pre window 2019-05-31..2019-07-30 holds 2 Sentinel-1 "
+        "acquisition(s) (DESCENDING passes), 3 asked for (preVV_3); widen it with pre_days or "
+        "set orbit BOTH" in result.output
+    )
+    assert fake.pixel_requests == []
+
+
+def test_dry_run_lists_every_layer_and_request(
+    fake: FakeEE, events_csv: Path, tmp_path: Path
+) -> None:
+    result = run_fetch(
+        "--event", str(events_csv), "--out", str(tmp_path / "d"), "--dry-run",
+        "--only", "05-norway", "--layers", "paper,s2bands", "--aoi-km2", "50",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "layers: 35: preVV, postVV, dVV," in result.output
+    bands = "preB2, preB3, preB4, preB5, preB6, preB7, preB8, preB8A, preB11, preB12"
+    assert bands in result.output
+    assert result.output.count("postB12") == 1
+    assert "requests: 12 (4 tile(s) x 3 band group(s) of at most 16 layers)" in result.output
+    assert fake.pixel_requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--layers", "paper,sar"),
+         "Error: --layers: unknown layer group 'sar'; groups: paper, s2bands, ndvi, s1scenes"),
+        (("--s1-scenes", "4+0"),
+         "Error: --s1-scenes '4+0' is not one of 1+1, 3+1, 1+3, 3+3 (acquisitions before + "
+         "after the event)"),
+    ],
+)  # fmt: skip
+def test_bad_layer_options_are_one_line(
+    events_csv: Path, tmp_path: Path, args: tuple[str, ...], line: str
+) -> None:
+    result = run_fetch("--event", str(events_csv), "--out", str(tmp_path / "d"), *args)
+    assert result.exit_code == 1
+    assert result.output.strip() == line
+    assert not (tmp_path / "d").exists()

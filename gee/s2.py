@@ -17,7 +17,7 @@ from lsd.gee.config import (
     FetchConfig,
 )
 from lsd.gee.s1 import date_millis
-from lsd.layergroups import S2_BANDS
+from lsd.layers import S2_BANDS
 from lsd.spec import Window
 
 CIRRUS_BIT = 1 << 11  # QA60 bit 11: cirrus

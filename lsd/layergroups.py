@@ -15,14 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lsd.errors import InvalidValue
-from lsd.layers import PAPER_LAYERS
+from lsd.layers import PAPER_LAYERS, S2_BANDS
 
 WINDOWS: tuple[str, ...] = ("pre", "post")
 
 # Sentinel-2 bands of the `s2bands` group: four at 10 m, six at 20 m (resampled to 10 m).
 S2_BANDS_10M: tuple[str, ...] = ("B2", "B3", "B4", "B8")
 S2_BANDS_20M: tuple[str, ...] = ("B5", "B6", "B7", "B8A", "B11", "B12")
-S2_BANDS: tuple[str, ...] = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 S1_POLARISATIONS: tuple[str, ...] = ("VV", "VH")
 
 # Scenes before + after the event for `s1scenes`: the study compared 1 and 3 on each side.

@@ -75,11 +75,15 @@ def require_layers(
 
     `needed_by` completes "... that {needed_by} needs" (e.g. "the model", "setting 's2'").
     """
+    from lsd.layers import family_hint
+
     absent = [n for n in needed if n not in available]
     if absent:
         why = f" that {needed_by} needs" if needed_by else ""
+        hints = "".join(f"; {h}" for h in map(family_hint, absent[:2]) if h)
         raise LayerMissing(
-            f"{where}: lacks layer(s) {', '.join(absent)}{why}; it has {', '.join(available)}"
+            f"{where}: lacks layer(s) {', '.join(absent)}{why}{hints}; it has "
+            f"{', '.join(available)}"
         )
 
 

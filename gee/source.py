@@ -20,7 +20,7 @@ from lsd.events import event_complete, event_record, write_event
 from lsd.files import write_json
 from lsd.gee.config import S1_COLLECTION, S2_SR_COLLECTION, FetchConfig, dem_asset_for
 from lsd.labels import rasterize_labels
-from lsd.layergroups import scenes_needed, windows_needed
+from lsd.layergroups import S1_POLARISATIONS, s1_scene_of, scenes_needed, windows_needed
 from lsd.layers import PAPER_LAYERS
 from lsd.rasters import Grid
 from lsd.sources import EventFailed
@@ -99,10 +99,11 @@ def window_problems(spec: EventSpec, counts: dict[str, Any], layers: Sequence[st
         elif sensor == "s1" and scenes[kind]:
             found = int(counts.get(f"{key}_acquisitions") or 0)
             if found < scenes[kind]:
+                wanted = {(kind, pol, scenes[kind]) for pol in S1_POLARISATIONS}
+                farthest = next(n for n in layers if s1_scene_of(n) in wanted)
                 problems.append(
                     f"event {spec.event_id}: {kind} window {window} holds {found} Sentinel-1 "
-                    f"acquisition(s){passes}, {scenes[kind]} asked for ({kind}VV_"
-                    f"{scenes[kind]}); {hint}"
+                    f"acquisition(s){passes}, {scenes[kind]} asked for ({farthest}); {hint}"
                 )
     return problems
 

@@ -68,6 +68,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1,2")
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/feature_groups.json")
     return ap.parse_args()
 
@@ -134,6 +135,8 @@ def summarise(results: list[dict], groups: list[str]) -> dict[str, dict[str, Any
 
 def main() -> None:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # on a shared machine 1 thread avoids spin-waiting
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
     seeds = [int(s) for s in args.seeds.split(",")]
     results = []

@@ -4,6 +4,11 @@ The network boundary is one function, `fetch_pixels`: everything else (tiling, r
 the stack, converting an exported GeoTIFF) is local and testable offline by replacing it or
 ee.data.computePixels.
 
+A request is one tile of one band group. computePixels refuses more than 48 MB, 32768 px a side
+or 1024 bands per request, and a request must finish its computation within the interactive time
+limit, which grows with the bands asked for: so bands are split into groups of at most
+MAX_BANDS_PER_REQUEST (the paper's 15 stay one group) and tiles are sized for the largest group.
+
 Masked pixels: computePixels and exports do not carry a mask through NUMPY_NDARRAY or GeoTIFF
 reliably (masked pixels come back as 0, a valid value for most layers), so the image is unmasked
 to the lowest float32 before leaving Earth Engine and that value is turned into NaN here.
@@ -21,12 +26,14 @@ from typing import Any
 import numpy as np
 
 from lsd.files import atomic_path
-from lsd.layers import LAYER_NOTES
+from lsd.layergroups import layer_note
 from lsd.rasters import Grid, stack_profile
 
 # Request limits of ee.data.computePixels (bytes of the response, pixels per side).
 MAX_REQUEST_BYTES = 48 * 1024 * 1024
 MAX_SIDE = 32768
+MAX_BANDS = 1024
+MAX_BANDS_PER_REQUEST = 16
 DEFAULT_TILE = 512
 NODATA_SENTINEL = float(np.finfo(np.float32).min)  # -3.4028235e38, stands for "masked"
 _SENTINEL_CUT = -3.0e38
@@ -55,7 +62,7 @@ def tile_side(n_bands: int, tile: int = DEFAULT_TILE) -> int:
 
 
 def plan_tiles(grid: Grid, n_bands: int, tile: int = DEFAULT_TILE) -> list[Any]:
-    """Row-major rasterio Windows covering the grid, each one request."""
+    """Row-major rasterio Windows covering the grid, each small enough for `n_bands` bands."""
     from rasterio.windows import Window
 
     side = tile_side(n_bands, tile)
@@ -66,6 +73,31 @@ def plan_tiles(grid: Grid, n_bands: int, tile: int = DEFAULT_TILE) -> list[Any]:
     ]
 
 
+def band_groups(n_bands: int, max_bands: int = MAX_BANDS_PER_REQUEST) -> list[range]:
+    """Consecutive band indices in as few groups of at most `max_bands` as possible, of
+    near-equal size (40 bands -> 14, 13, 13 rather than 16, 16, 8)."""
+    if n_bands <= 0:
+        return []
+    max_bands = max(1, min(max_bands, MAX_BANDS))
+    n_groups = math.ceil(n_bands / max_bands)
+    size, extra = divmod(n_bands, n_groups)
+    groups, start = [], 0
+    for i in range(n_groups):
+        stop = start + size + (1 if i < extra else 0)
+        groups.append(range(start, stop))
+        start = stop
+    return groups
+
+
+def plan_requests(
+    grid: Grid, n_bands: int, tile: int = DEFAULT_TILE, max_bands: int = MAX_BANDS_PER_REQUEST
+) -> list[tuple[Any, range]]:
+    """Every (window, band indices) request that together covers the stack, tile by tile."""
+    groups = band_groups(n_bands, max_bands)
+    windows = plan_tiles(grid, max((len(g) for g in groups), default=1), tile)
+    return [(window, bands) for window in windows for bands in groups]
+
+
 # --------------------------------------------------------------------------- the network boundary
 
 
@@ -74,8 +106,11 @@ def unmasked(image: Any) -> Any:
     return image.unmask(NODATA_SENTINEL, False).toFloat()
 
 
-def fetch_pixels(image: Any, grid: Grid, window: Any) -> np.ndarray:
-    """Pixels of `image` on one window of `grid`: (bands, h, w) float32, NaN where masked."""
+def fetch_pixels(
+    image: Any, grid: Grid, window: Any, bands: Sequence[str] | None = None
+) -> np.ndarray:
+    """Pixels of `image` (of its `bands`, default all) on one window of `grid`: (bands, h, w)
+    float32, NaN where masked."""
     import ee
     from rasterio.transform import Affine
 
@@ -96,6 +131,8 @@ def fetch_pixels(image: Any, grid: Grid, window: Any) -> np.ndarray:
             "crsCode": grid.crs.to_string(),
         },
     }
+    if bands is not None:
+        request["bandIds"] = list(bands)
     return to_bands(ee.data.computePixels(request))
 
 
@@ -161,32 +198,34 @@ def download_stack(
     dest: Path,
     *,
     tile: int = DEFAULT_TILE,
+    max_bands: int = MAX_BANDS_PER_REQUEST,
     sleep: Sleep | None = None,
-    fetch: Callable[[Any, Grid, Any], np.ndarray] | None = None,
+    fetch: Callable[[Any, Grid, Any, Sequence[str]], np.ndarray] | None = None,
     progress: Callable[[int], None] | None = None,
     on_retry: Callable[[BaseException, float], None] | None = None,
 ) -> None:
-    """Download the image tile by tile into `dest` (a temporary name until the last tile lands).
+    """Download the image request by request into `dest` (a temporary name until the last
+    request lands); `layers` are the image's band names, in stack order.
 
-    Tiles are written as they arrive so memory stays at one tile whatever the AOI size.
+    Blocks are written as they arrive so memory stays at one request whatever the AOI size.
     """
     import rasterio
 
     fetch = fetch or fetch_pixels
-    windows = plan_tiles(grid, len(layers), tile)
     with (
         atomic_path(dest) as tmp,
         rasterio.open(tmp, "w", **stack_profile(grid, len(layers))) as dst,
     ):
         describe_bands(dst, layers)
-        for window in windows:
+        for window, group in plan_requests(grid, len(layers), tile, max_bands):
+            names = [layers[i] for i in group]
             block = with_retries(
-                lambda w=window: fetch(image, grid, w), sleep=sleep, on_retry=on_retry
+                lambda w=window, b=names: fetch(image, grid, w, b), sleep=sleep, on_retry=on_retry
             )
-            expected = (len(layers), int(window.height), int(window.width))
+            expected = (len(names), int(window.height), int(window.width))
             if block.shape != expected:
                 raise RuntimeError(f"Earth Engine returned {block.shape}, expected {expected}")
-            dst.write(block, window=window)
+            dst.write(block, indexes=[i + 1 for i in group], window=window)
             if progress:
                 progress(1)
 
@@ -196,8 +235,9 @@ def describe_bands(dst: Any, layers: Sequence[str]) -> None:
     that layover 1 is distorted, goes into each band's 'meaning' metadata."""
     for i, name in enumerate(layers, start=1):
         dst.set_band_description(i, name)
-        if name in LAYER_NOTES:
-            dst.update_tags(i, meaning=LAYER_NOTES[name])
+        note = layer_note(name)
+        if note:
+            dst.update_tags(i, meaning=note)
 
 
 def geotiff_to_stack(src_path: Path, dest: Path, layers: Sequence[str], grid: Grid) -> None:

@@ -8,22 +8,23 @@ flattening model, CART training points and tree). The tiles then carry the const
 numbers and strings, so each tile request is per-pixel work only.
 
 Everything after the facts request is plain Python on plain values: the choice of orbit
-(`orbit=auto`), the L1C fallback, the scenes dropped for want of a cloud-probability partner,
-and the one-line problems a user sees, so tests exercise it without a server.
+(`orbit=auto`), the single Sentinel-1 acquisitions of the `s1scenes` layers (lsd.gee.s1scenes),
+the L1C fallback, the scenes dropped for want of a cloud-probability partner, and the one-line
+problems a user sees, so tests exercise it without a server.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import ee
 
-from lsd.gee import s1, s2
+from lsd.gee import s1, s1scenes, s2
 from lsd.gee.config import GLO30_ASSET, FetchConfig, dem_asset_for
-from lsd.layers import LANDCOVER_LAYER, S1_LAYERS
+from lsd.gee.s1scenes import Acquisition
+from lsd.layergroups import s1_scene_of, scenes_needed, windows_needed
 from lsd.spec import PASSES, EventSpec, Window
 
 WINDOWS = ("pre", "post")
@@ -36,18 +37,15 @@ CONSTANTS_TAG = "lsd-constants"
 
 
 def s1_windows(layers: Iterable[str]) -> tuple[str, ...]:
-    """The windows whose radar scenes the layers need (landCover needs pre-event radar only)."""
-    names = set(layers)
-    if names & set(S1_LAYERS):
-        return WINDOWS
-    return ("pre",) if LANDCOVER_LAYER in names else ()
+    """The windows whose radar scenes the layers need (landCover needs pre-event radar only;
+    a scene layer the radar of its own window)."""
+    needs = windows_needed(layers)
+    return tuple(w for w in WINDOWS if f"s1_{w}" in needs)
 
 
 def s2_windows(layers: Iterable[str]) -> tuple[str, ...]:
-    names = set(layers)
-    if "dNDVI" in names:
-        return WINDOWS
-    return ("pre",) if LANDCOVER_LAYER in names else ()
+    needs = windows_needed(layers)
+    return tuple(w for w in WINDOWS if f"s2_{w}" in needs)
 
 
 def window_of(spec: EventSpec, key: str) -> Window:
@@ -122,6 +120,7 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dropped: dict[str, list[str]] = field(default_factory=dict)  # window -> S2 ids left out
+    scenes: dict[str, tuple[Acquisition, ...]] = field(default_factory=dict)  # s1scenes' choice
 
 
 def assumed_resolution(spec: EventSpec, cfg: FetchConfig) -> Resolved:
@@ -141,7 +140,8 @@ def resolve(
     and warnings (it can, with something the user should know)."""
     problems: list[str] = []
     warnings: list[str] = []
-    passes = _choose_passes(spec, s1_windows(layers), facts.get("s1") or {}, problems, warnings)
+    listing = facts.get("s1") or {}
+    passes = _choose_passes(spec, _s1_table(layers, listing), problems, warnings)
     level, dropped = _choose_level(spec, cfg, s2_windows(layers), facts.get("s2") or {}, problems)
     for key, ids in dropped.items():
         if ids:
@@ -154,7 +154,9 @@ def resolve(
             f"event {spec.event_id}: no Sentinel-1 or Sentinel-2 scene and no Copernicus DEM "
             "tile covers the AOI: it looks like open sea (both missions image land and coasts)"
         )
-    return Outcome(Resolved(passes, level), problems, warnings, dropped)
+    need = scenes_needed(layers)
+    scenes = s1scenes.choose(listing, passes[0], need) if any(need.values()) else {}
+    return Outcome(Resolved(passes, level), problems, warnings, dropped, scenes)
 
 
 def _over_sea(facts: dict[str, Any]) -> bool:
@@ -167,53 +169,110 @@ def _over_sea(facts: dict[str, Any]) -> bool:
     return not any(s1_counts) and not any(s2_counts)
 
 
+@dataclass(frozen=True)
+class _S1Table:
+    """What each pass holds per needed window (images, acquisitions) against what the layers
+    ask for: one acquisition for composites, `n` for a scene layer `_n`."""
+
+    images: dict[str, dict[str, int]]
+    acquisitions: dict[str, dict[str, int]]
+    asked: dict[str, int]  # window -> acquisitions needed
+    farthest: dict[str, str]  # window -> the scene layer that asks for the most, e.g. preVV_3
+
+    @property
+    def scenes(self) -> bool:
+        """True when a scene layer asks a window for more than one acquisition."""
+        return any(n > 1 for n in self.asked.values())
+
+    def complete(self, orbit: str) -> bool:
+        return all(self.acquisitions[orbit][w] >= n for w, n in self.asked.items())
+
+
+def _s1_table(layers: Sequence[str], listing: dict[str, Any]) -> _S1Table:
+    needed, need = s1_windows(layers), scenes_needed(layers)
+    images = {p: {w: len(listing[w][p]["ids"]) for w in needed} for p in PASSES}
+    acquisitions = {
+        p: {w: len(s1scenes.acquisitions_of(listing[w][p], p, w)) for w in needed} for p in PASSES
+    }
+    asked = {w: max(1, need.get(w, 0)) for w in needed}
+    farthest: dict[str, str] = {}
+    for name in layers:
+        scene = s1_scene_of(name)
+        if scene is not None and scene[2] == asked.get(scene[0]):
+            farthest.setdefault(scene[0], name)
+    return _S1Table(images, acquisitions, asked, farthest)
+
+
 def _choose_passes(
-    spec: EventSpec,
-    needed: Sequence[str],
-    listing: dict[str, Any],
-    problems: list[str],
-    warnings: list[str],
+    spec: EventSpec, table: _S1Table, problems: list[str], warnings: list[str]
 ) -> tuple[str, ...]:
-    if not needed:
+    """The pass(es) to use: the requested one, or for AUTO the first pass (descending, as in
+    the paper) with what the layers need in every window, or for BOTH every such pass."""
+    if not table.asked:
         return assumed_resolution(spec, FetchConfig()).passes
-    counts = {p: {w: len(listing[w][p]["ids"]) for w in needed} for p in PASSES}
-    complete = [p for p in PASSES if all(counts[p].values())]
+    complete = [p for p in PASSES if table.complete(p)]
     if spec.orbit in PASSES:
         if spec.orbit not in complete:
-            problems.extend(_pass_problems(spec, spec.orbit, counts, complete))
+            problems.extend(_pass_problems(spec, spec.orbit, table, complete))
         return (spec.orbit,)
     if spec.orbit == "BOTH" and len(complete) == 1:
+        what = "the Sentinel-1 acquisitions asked for" if table.scenes else "Sentinel-1 images"
         warnings.append(
-            f"event {spec.event_id}: orbit BOTH, but only {complete[0]} has Sentinel-1 images "
-            "in every window; it is used alone"
+            f"event {spec.event_id}: orbit BOTH, but only {complete[0]} has {what} in every "
+            "window; it is used alone"
         )
     if complete:
         return tuple(complete) if spec.orbit == "BOTH" else (complete[0],)
-    per_pass = "; ".join(
-        f"{p}: " + ", ".join(f"{w} {counts[p][w]}" for w in needed) for p in PASSES
-    )
-    windows = ", ".join(f"{w} {window_text(spec, w)}" for w in needed)
-    problems.append(
-        f"event {spec.event_id}: orbit {spec.orbit}: no Sentinel-1 pass has images in every "
-        f"window ({windows}; images per pass: {per_pass}); widen the windows with pre_days/"
-        "post_days"
-    )
+    problems.append(_no_pass_problem(spec, table))
     return (PASSES[0],)
 
 
-def _pass_problems(
-    spec: EventSpec, orbit: str, counts: dict[str, dict[str, int]], complete: list[str]
-) -> list[str]:
+def _no_pass_problem(spec: EventSpec, table: _S1Table) -> str:
+    counts = table.acquisitions if table.scenes else table.images
+    per_pass = "; ".join(
+        f"{p}: " + ", ".join(f"{w} {counts[p][w]}" for w in table.asked) for p in PASSES
+    )
+    if table.scenes:
+        windows = ", ".join(f"{w} {window_text(spec, w)}: {_asked(table, w)}" for w in table.asked)
+        what, unit = "the acquisitions asked for", "acquisitions"
+        hint = "widen the windows with pre_days/post_days or ask for fewer with s1_scenes"
+    else:
+        windows = ", ".join(f"{w} {window_text(spec, w)}" for w in table.asked)
+        what, unit, hint = "images", "images", "widen the windows with pre_days/post_days"
+    return (
+        f"event {spec.event_id}: orbit {spec.orbit}: no Sentinel-1 pass has {what} in every "
+        f"window ({windows}; {unit} per pass: {per_pass}); {hint}"
+    )
+
+
+def _asked(table: _S1Table, window: str) -> str:
+    n = table.asked[window]
+    return f"{n} asked for ({table.farthest[window]})" if window in table.farthest else f"{n}"
+
+
+def _pass_problems(spec: EventSpec, orbit: str, table: _S1Table, complete: list[str]) -> list[str]:
+    """One line per window where the requested pass lacks images or acquisitions, with what
+    the other pass holds there."""
     out = []
-    for w, n in counts[orbit].items():
-        if n:
+    for w, n in table.asked.items():
+        found = table.acquisitions[orbit][w]
+        if found >= n:
             continue
-        others = [p for p in PASSES if p != orbit and counts[p][w]]
-        has = "; ".join(f"{p} has {counts[p][w]} there" for p in others) or "no pass has any"
         hint = f"set orbit {complete[0]} or AUTO" if complete else f"widen it with {w}_days"
+        if table.images[orbit][w] == 0:
+            others = {p: table.images[p][w] for p in PASSES if p != orbit and table.images[p][w]}
+            has = "; ".join(f"{p} has {k} there" for p, k in others.items()) or "no pass has any"
+            out.append(
+                f"event {spec.event_id}: no Sentinel-1 images ({orbit} passes) in {w} window "
+                f"{window_text(spec, w)}; {has}: {hint}"
+            )
+            continue
+        acqs = table.acquisitions
+        others = {p: acqs[p][w] for p in PASSES if p != orbit and acqs[p][w]}
+        has = "; ".join(f"{p} has {k} there" for p, k in others.items()) or "no other pass has any"
         out.append(
-            f"event {spec.event_id}: no Sentinel-1 images ({orbit} passes) in {w} window "
-            f"{window_text(spec, w)}; {has}: {hint}"
+            f"event {spec.event_id}: {w} window {window_text(spec, w)} holds {found} Sentinel-1 "
+            f"acquisition(s) ({orbit} passes), {_asked(table, w)}; {has}: {hint}"
         )
     return out
 
@@ -252,11 +311,14 @@ def _choose_level(
 @dataclass(frozen=True)
 class Constants:
     """Per-event values the tiles carry: look direction (radians) per pass, the vegetated share
-    of the AOI's land (auto flattening), and the CART result (training points, tree, scores)."""
+    of the AOI's land (auto flattening), the CART result (training points, tree, scores), and
+    the Sentinel-1 acquisitions of the scene layers (chosen from the facts, Outcome.scenes;
+    None: chosen inside the graph)."""
 
     look_direction: dict[str, float] = field(default_factory=dict)
     vegetated_fraction: float | None = None
     cart: dict[str, Any] | None = None
+    s1_scenes: dict[str, tuple[Acquisition, ...]] | None = None
 
 
 def parse_constants(values: dict[str, Any]) -> Constants:
@@ -291,7 +353,7 @@ def scene_summary(facts: dict[str, Any], resolved: Resolved) -> dict[str, Any]:
             listing = per_pass[p]
             out.setdefault(f"s1_{w}", {})[p] = {
                 "ids": listing["ids"],
-                "dates": [_utc(t) for t in listing.get("times", [])],
+                "dates": [s1.utc_time(t) for t in listing.get("times", [])],
                 "relative_orbits": sorted(set(listing.get("relative_orbits", []))),
                 "count": len(listing["ids"]),
             }
@@ -300,11 +362,7 @@ def scene_summary(facts: dict[str, Any], resolved: Resolved) -> dict[str, Any]:
         out[f"s2_{w}"] = {
             "level": level,
             "ids": per_level.get(f"{level}_maskable", []),
-            "dates": [_utc(t) for t in per_level.get(f"{level}_times", [])],
+            "dates": [s1.utc_time(t) for t in per_level.get(f"{level}_times", [])],
             "count": len(per_level.get(f"{level}_maskable", [])),
         }
     return out
-
-
-def _utc(millis: Any) -> str:
-    return dt.datetime.fromtimestamp(float(millis) / 1000, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -1,8 +1,10 @@
 """Serialised Earth Engine graphs on disk: what each request of a fetch sends, to inspect or replay.
 
 `lsd fetch --dry-run --graphs DIR` (and a fetch with `--graphs`) writes, per event, one JSON file
-per request: `facts.json` (scene listing), `constants.json` (per-event values) and one file per
-layer group with the image every download tile of that group evaluates. Each file holds the
+per request: `facts.json` (scene listing), `constants.json` (per-event values), `stack.json`
+(what every download request evaluates) and one file per graph group (s1, terrain, aux,
+landcover, s2; s2bands, ndvi, s1scenes for the layer groups beyond the paper) with the image of
+that group's layers alone. Each file holds the
 graph exactly as the ee client sends it (`ee.serializer.encode(..., for_cloud_api=True)`), so
 `ee.deserializer.decode(doc["graph"])` rebuilds the object, and the offline tests read these same
 files. Format `lsd-ee-graph/1`, owned here.
@@ -12,33 +14,38 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import ee
 
 from lsd.files import write_json
+from lsd.layergroups import ndvi_of, s1_scene_of, s2_band_of
 from lsd.layers import LANDCOVER_LAYER, S1_LAYERS
 
 GRAPH_FORMAT = "lsd-ee-graph/1"
 
-# Layer groups: layers computed from the same inputs, one graph file each.
-LAYER_GROUPS: dict[str, tuple[str, ...]] = {
-    "s1": S1_LAYERS,
-    "terrain": ("elevation", "slope"),
-    "aux": ("kgClimate", "canopyHeight"),
-    "landcover": (LANDCOVER_LAYER,),
-    "s2": ("dNDVI",),
+# Graph groups: layers computed from the same inputs, one graph file each. The paper's layers
+# are listed; the layer groups beyond the paper (lsd.layergroups) are recognised by name.
+GRAPH_GROUPS: dict[str, Callable[[str], bool]] = {
+    "s1": lambda n: n in S1_LAYERS,
+    "terrain": lambda n: n in ("elevation", "slope"),
+    "aux": lambda n: n in ("kgClimate", "canopyHeight"),
+    "landcover": lambda n: n == LANDCOVER_LAYER,
+    "s2": lambda n: n == "dNDVI",
+    "s2bands": lambda n: s2_band_of(n) is not None,
+    "ndvi": lambda n: ndvi_of(n) is not None,
+    "s1scenes": lambda n: s1_scene_of(n) is not None,
 }
 
 
 def groups_of(layers: Sequence[str]) -> dict[str, list[str]]:
-    """The requested layers per group, in request order; groups with no requested layer left
-    out."""
+    """The requested layers per graph group, in request order; groups with no requested layer
+    left out."""
     out: dict[str, list[str]] = {}
-    for group, members in LAYER_GROUPS.items():
-        chosen = [n for n in layers if n in members]
+    for group, member in GRAPH_GROUPS.items():
+        chosen = [n for n in layers if member(n)]
         if chosen:
             out[group] = chosen
     return out
@@ -136,9 +143,10 @@ def write_event_graphs(
     unavailable: frozenset[str] = frozenset(),
 ) -> list[Path]:
     """Every request of one event's fetch, one file each: facts.json, constants.json (when a
-    layer needs per-event values), stack.json (the image each download tile evaluates) and one
-    file per layer group. Built with `constants` when they are known, else with the per-event
-    values computed inside the graphs."""
+    layer needs per-event values), stack.json (the image each download request evaluates, for
+    the bands of its band group) and one file per graph group. Built with `constants` when they
+    are known, else with the per-event values computed inside the graphs."""
+    from lsd.gee import download
     from lsd.gee import event_facts as ef
     from lsd.gee import layers as gl
 
@@ -162,6 +170,7 @@ def write_event_graphs(
         request = gl.constants_request(spec, cfg, names, resolved)
         write_graph(path, request, event_id=spec.event_id, request="constants", **meta)
         written.append(path)
+    band_ids = [[layers[i] for i in g] for g in download.band_groups(len(layers))]
     parts = [("stack", list(layers)), *groups_of(layers).items()]
     for group, members in parts:
         image = gl.build_event_image(
@@ -169,9 +178,10 @@ def write_event_graphs(
             constants=constants,
         )  # fmt: skip
         path = folder / f"{group}.json"
+        extra = {"band_ids_per_request": band_ids} if group == "stack" else {}
         write_graph(
             path, image, event_id=spec.event_id, request="computePixels", group=group,
-            group_layers=members, **meta,
+            group_layers=members, **extra, **meta,
         )  # fmt: skip
         written.append(path)
     return written

@@ -9,6 +9,10 @@ the per-event values (look direction, vegetated share, CART training) are comput
 graph: that is the constants request itself, and what a dry run without a session shows. With
 constants from that request, the tile graphs carry them as numbers and a tree, so each download
 tile does per-pixel work only (lsd.gee.event_facts).
+
+Layers beyond the paper's 15 (lsd.layergroups) reuse these pieces: the `s2bands` and `ndvi`
+layers the masked Sentinel-2 scenes and greenest-pixel choice of dNDVI (lsd.gee.s2bands), the
+`s1scenes` layers the flattened scenes of the first resolved pass (lsd.gee.s1scenes).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import ee
 import shapely.geometry
 
 from lsd.errors import InvalidValue
-from lsd.gee import landcover, s1, s2, terrain
+from lsd.gee import landcover, s1, s1scenes, s2, s2bands, terrain
 from lsd.gee.config import FetchConfig, dem_asset_for
 from lsd.gee.event_facts import (
     CONSTANTS_TAG,
@@ -29,9 +33,11 @@ from lsd.gee.event_facts import (
     Resolved,
     assumed_resolution,
     s1_windows,
+    s2_windows,
     window_of,
 )
-from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS, S1_LAYERS
+from lsd.layergroups import LAYER_GROUPS, is_fetchable, scenes_needed
+from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS
 from lsd.spec import EventSpec, buffered_aoi
 
 # Layers read from third-party assets, and the FetchConfig field (also the provenance key) that
@@ -53,11 +59,11 @@ def aoi_geometry(spec: EventSpec) -> ee.Geometry:
 def check_layers(layers: Iterable[str]) -> list[str]:
     """The requested layers as a list; a name that fetch cannot compute is the user's mistake."""
     names = list(layers)
-    unknown = [n for n in names if n not in PAPER_LAYERS]
+    unknown = [n for n in names if not is_fetchable(n)]
     if unknown:
         raise InvalidValue(
-            f"layer {unknown[0]!r} cannot be fetched from Earth Engine; "
-            f"known layers: {', '.join(PAPER_LAYERS)}",
+            f"layer {unknown[0]!r} cannot be fetched from Earth Engine; it makes the layers "
+            f"of the groups {', '.join(LAYER_GROUPS)} (docs/layers.md)",
             field="layers",
         )
     if len(set(names)) != len(names):
@@ -75,12 +81,14 @@ class EventGraph:
         cfg: FetchConfig,
         resolved: Resolved | None = None,
         constants: Constants | None = None,
+        layers: Sequence[str] = (),
     ) -> None:
         self.spec = spec
         self.cfg = cfg
         self.resolved = resolved or assumed_resolution(spec, cfg)
         self.constants = constants
         self.aoi = aoi_geometry(spec)
+        self.layers = tuple(layers)  # the scene layers among them say how many scenes to take
 
     def region(self, metres: float) -> ee.Geometry:
         """The AOI grown by `metres`, built on the client (exact, and split at 180 degrees)."""
@@ -190,6 +198,20 @@ class EventGraph:
     def s2_greenest(self) -> dict[str, ee.Image]:
         return {k: s2.greenest(col) for k, col in self.s2_masked.items()}
 
+    @cached_property
+    def s2_band_composites(self) -> dict[str, ee.Image]:
+        return {k: s2bands.band_composite(col) for k, col in self.s2_masked.items()}
+
+    @cached_property
+    def s1_scenes(self) -> s1scenes.Scenes:
+        """The scene layers' acquisitions, from the first resolved pass (lsd.gee.s1scenes)."""
+        orbit = self.resolved.passes[0]
+        raw = {k: self.s1_raw(orbit, k) for k in ("pre", "post")}
+        chosen = self.constants.s1_scenes if self.constants else None
+        return s1scenes.Scenes(
+            raw, self.s1_pass[orbit]["flat"], self.layers, chosen, self.cfg.mask_distortions
+        )
+
     # -- CART land cover
     @cached_property
     def cart_features(self) -> ee.Image:
@@ -242,6 +264,10 @@ class EventGraph:
         elif name == "dNDVI":
             green = self.s2_greenest
             image = green["post"].select("NDVI").subtract(green["pre"].select("NDVI"))
+        elif s2bands.handles(name):
+            image = s2bands.layer(name, self.s2_band_composites, self.s2_greenest)
+        elif s1scenes.handles(name):
+            image = self.s1_scenes.layer(name)  # masked on its own layover/shadow
         else:  # pragma: no cover - check_layers rejects these first
             raise InvalidValue(f"layer {name!r} cannot be fetched from Earth Engine")
         return image.toFloat().rename(name)
@@ -260,7 +286,7 @@ def build_event_image(
     come back fully masked, so the stack keeps its shape and the download gives NaN there."""
     names = check_layers(layers)
     missing = set(unavailable)
-    graph = EventGraph(spec, cfg, resolved, constants)
+    graph = EventGraph(spec, cfg, resolved, constants, names)
     bands = [terrain.masked_layer(n) if n in missing else graph.layer(n) for n in names]
     return ee.Image.cat(bands).toFloat()
 
@@ -293,13 +319,13 @@ def event_provenance(
     """How each requested layer was made, for event.json: plain values, no server call."""
     names = set(check_layers(layers)) - set(unavailable)
     out: dict[str, Any] = {"layers": list(layers)}
-    if names & set(S1_LAYERS) or LANDCOVER_LAYER in names:
+    if s1_windows(names):
         out.update(_s1_provenance(spec, cfg, resolved, constants))
-    if names & {"dNDVI", LANDCOVER_LAYER}:
+    if s2_windows(names):
         out["s2_level"] = resolved.s2_level
         out["s2_masking"] = s2.masking_method(cfg, resolved.s2_level)  # type: ignore[arg-type]
         out["s2_composite"] = "greenest pixel (qualityMosaic on NDVI)"
-    if names & set(S1_LAYERS) or names & {"elevation", "slope", LANDCOVER_LAYER}:
+    if s1_windows(names) or names & {"elevation", "slope", LANDCOVER_LAYER}:
         out["dem_asset"] = dem_asset_for(spec, cfg)
         out["dem_resample"] = cfg.dem_resample
     for layer, attr in AUX_ASSET_FIELDS.items():
@@ -310,6 +336,12 @@ def event_provenance(
         out["canopy_height_codes_masked"] = "values above 60 (101 water, 102 snow/ice, 103 no data)"
     if LANDCOVER_LAYER in names and constants and constants.cart:
         out["landcover"] = _landcover_provenance(spec, cfg, constants.cart)
+    out.update(s2bands.provenance(names, resolved.s2_level))
+    if any(scenes_needed(names).values()):
+        chosen = constants.s1_scenes if constants else None
+        out["s1_scenes"] = s1scenes.provenance(
+            spec, names, resolved.passes[0], chosen, cfg.mask_distortions
+        )
     if unavailable:
         out["unavailable_layers"] = sorted(set(unavailable))
     return out

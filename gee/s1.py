@@ -102,6 +102,13 @@ def date_millis(day: Any) -> int:
     return int(start.timestamp() * 1000)
 
 
+def utc_time(millis: Any) -> str:
+    """Epoch milliseconds (as Earth Engine lists system:time_start) as 'YYYY-MM-DDTHH:MM:SS' UTC."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(float(millis) / 1000, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def s1_collection(aoi: ee.Geometry, window: Window, orbit: str) -> ee.ImageCollection:
     """IW GRD scenes with VV and VH over the AOI in [start, end) of one pass (DESCENDING or
     ASCENDING); any other value (BOTH, AUTO before it is resolved) applies no pass filter."""

@@ -13,7 +13,6 @@ from typing import Literal
 import ee
 
 from lsd.gee.config import (
-    CART_S2_BANDS,
     CLOUD_SCORE_PLUS_COLLECTION,
     S2_CLOUD_PROB_COLLECTION,
     S2_L1C_COLLECTION,
@@ -21,6 +20,7 @@ from lsd.gee.config import (
     FetchConfig,
 )
 from lsd.gee.s1 import date_millis
+from lsd.layers import S2_BANDS
 from lsd.spec import Window
 
 Level = Literal["L2A", "L1C"]
@@ -28,7 +28,8 @@ SCL_WATER = 6
 SCL_SNOW = 11
 REFLECTANCE_SCALE = 10_000  # S2 reflectance (SR and TOA) is stored as reflectance x 10000
 L1C_SNOW_NIR = 0.11  # NIR reflectance a snow pixel exceeds (with NDSI), for L1C scenes
-COMPOSITE_BANDS: tuple[str, ...] = (*CART_S2_BANDS, "NDVI")
+# every band the stack may take (CART's six among them, and the s2bands group's ten)
+COMPOSITE_BANDS: tuple[str, ...] = (*S2_BANDS, "NDVI")
 LEVEL_COLLECTIONS: dict[str, str] = {"L2A": S2_SR_COLLECTION, "L1C": S2_L1C_COLLECTION}
 
 

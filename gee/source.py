@@ -1,10 +1,13 @@
 """Earth Engine as a data source: an EventSpec in, a finished event folder out.
 
-For each event the server is asked three things, in this order: how many scenes each window holds
-(an empty window fails the event with a hint before any pixel is computed), the provenance facts
-for event.json, and the pixels of the layer stack (tiled direct downloads, or a batch export to
-Cloud Storage or Drive for large areas). The label is burnt locally from the inventory polygons.
-Every event is independent, so the driver reports a failed one and goes on with the rest.
+For each event (EventRun) the server is asked, in this order: the facts (which scenes each
+window holds per pass and level; a window too empty for the layers fails the event with a hint
+before any pixel is computed), whether the assets exist, the per-event constants, and the pixels
+of the layer stack (direct downloads split by tile and band group, or a batch export to Cloud
+Storage or Drive for large areas). Provenance for event.json is assembled on the client from
+those answers. The layers are the event's own (its events.csv `layers` / `s1_scenes` cells) or
+the source's. The label is burnt locally from the inventory polygons. Every event is
+independent, so the driver reports a failed one and goes on with the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from lsd.events import event_record, write_event
 from lsd.files import write_json
 from lsd.gee.config import S1_COLLECTION, FetchConfig, dem_asset_for
 from lsd.labels import rasterize_labels
-from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS, S1_LAYERS
+from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS
 from lsd.rasters import Grid
 from lsd.sources import EventFailed
 from lsd.spec import EventSpec, aoi_in_utm, describe_spec, event_grid, unwrap_lon
@@ -46,10 +49,16 @@ def _first_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- planning
 
 
-def plan_event(spec: EventSpec, cfg: FetchConfig) -> dict[str, Any]:
+def plan_event(
+    spec: EventSpec, cfg: FetchConfig, layers: Sequence[str] = PAPER_LAYERS
+) -> dict[str, Any]:
     """What would be fetched for this event, computed locally (no credentials needed)."""
+    from lsd.gee import download
+
     grid = event_grid(spec, cfg.scale)
     lon0, lat0, lon1, lat1 = unwrap_lon(spec.aoi).bounds
+    groups = download.band_groups(len(layers))
+    tiles = download.plan_tiles(grid, max(len(g) for g in groups))
     return {
         "event_id": spec.event_id,
         "summary": f"{spec.date.isoformat()}, role {spec.role or '-'}",
@@ -65,6 +74,9 @@ def plan_event(spec: EventSpec, cfg: FetchConfig) -> dict[str, Any]:
         "dem": dem_asset_for(spec, cfg),
         "inventory": str(spec.inventory) if spec.inventory else None,
         "role": spec.role,
+        "layers": f"{len(layers)}: {', '.join(layers)}",
+        "requests": f"{len(tiles) * len(groups)} ({len(tiles)} tile(s) x {len(groups)} band "
+        f"group(s) of at most {download.MAX_BANDS_PER_REQUEST} layers)",
     }
 
 
@@ -94,14 +106,18 @@ class EarthEngineSource:
     def items(self) -> Sequence[EventSpec]:
         return self.specs
 
+    def layers_for(self, spec: EventSpec) -> tuple[str, ...]:
+        """The event's own layers (its events.csv row) or else the source's."""
+        return tuple(spec.layers) or tuple(self.layers)
+
     def plan(self, spec: EventSpec) -> dict[str, Any]:
         """The local plan; signed in, also what the server says (scenes, choices, problems).
         With graphs_dir, each request's graph is written; without a session the choices the
         server would make (pass, level) are assumed and the constants stay in the graph."""
         import ee
 
-        plan = plan_event(spec, self.cfg)
         run = EventRun(self, spec)
+        plan = plan_event(spec, self.cfg, run.layers)
         if self.counts_online:
             try:
                 run.check()
@@ -151,11 +167,13 @@ class EventRun:
         from lsd.gee.event_facts import assumed_resolution
 
         self.src, self.spec, self.cfg = src, spec, src.cfg
+        self.layers = src.layers_for(spec)
         self.facts: dict[str, Any] = {}
         self.resolved = assumed_resolution(spec, src.cfg)
         self.problems: list[str] = []
         self.notes: list[str] = []  # warnings of this event
         self.dropped: dict[str, list[str]] = {}
+        self.scenes: dict[str, Any] = {}  # window -> Sentinel-1 acquisitions of scene layers
         self.unavailable: dict[str, str | None] = {}
         self.constants: Any = None
 
@@ -164,23 +182,25 @@ class EventRun:
         from lsd.gee import event_facts as ef
         from lsd.gee import layers as gl
 
-        spec, cfg, layers = self.spec, self.cfg, self.src.layers
+        spec, cfg, layers = self.spec, self.cfg, self.layers
         request = ef.facts_request(spec, cfg, layers, gl.aoi_geometry(spec))
         self.facts = self.src.get_info(request, spec.event_id)
         outcome = ef.resolve(spec, cfg, layers, self.facts)
         self.resolved, self.dropped = outcome.resolved, outcome.dropped
+        self.scenes = outcome.scenes
         self.problems += outcome.problems
         self.notes += outcome.warnings
         self._check_assets()
 
     def _check_assets(self) -> None:
+        from lsd.gee import event_facts as ef
         from lsd.gee import layers as gl
 
-        spec, layers = self.spec, self.src.layers
+        spec, layers = self.spec, self.layers
         needed = {}
         if spec.dem_asset:
             needed[spec.dem_asset] = "the event's dem"
-        auto_model = spec.flattening == "auto" and bool(set(layers) & set(S1_LAYERS))
+        auto_model = spec.flattening == "auto" and bool(ef.s1_windows(layers))
         if LANDCOVER_LAYER in layers or auto_model:
             needed[self.cfg.worldcover_asset] = "worldcover_asset"
         for asset, why in needed.items():
@@ -216,28 +236,42 @@ class EventRun:
             "s1_passes": ", ".join(self.resolved.passes),
             "s2_level": self.resolved.s2_level,
         }
+        if self.scenes:
+            out["s1_scenes"] = self.scene_line()
         if self.notes:
             out["warnings"] = list(self.notes)
         if self.problems:
             out["problems"] = list(self.problems)
         return out
 
+    def scene_line(self) -> str:
+        """The chosen acquisitions, nearest the event first: 'DESCENDING: pre 2019-07-24 (1
+        image), ...; post ...'."""
+        parts = []
+        for window, acqs in self.scenes.items():
+            days = ", ".join(f"{a.key[:10]} ({len(a.ids)} image(s))" for a in acqs)
+            parts.append(f"{window} {days or 'none'}")
+        return f"{self.resolved.passes[0]}: " + "; ".join(parts)
+
     def fetch_constants(self) -> None:
         from lsd.gee import event_facts as ef
         from lsd.gee import layers as gl
 
-        names = set(self.src.layers) - set(self.unavailable)
+        names = set(self.layers) - set(self.unavailable)
         if not (ef.s1_windows(names) or LANDCOVER_LAYER in names):
             self.constants = ef.Constants()
             return
         request = gl.constants_request(self.spec, self.cfg, sorted(names), self.resolved)
-        self.constants = ef.parse_constants(self.src.get_info(request, self.spec.event_id))
+        constants = ef.parse_constants(self.src.get_info(request, self.spec.event_id))
+        if self.scenes:  # chosen on the client from the facts; the tiles carry their ids
+            constants = dataclasses.replace(constants, s1_scenes=self.scenes)
+        self.constants = constants
 
     def image(self) -> Any:
         from lsd.gee import layers as gl
 
         return gl.build_event_image(
-            self.spec, self.cfg, self.src.layers, unavailable=frozenset(self.unavailable),
+            self.spec, self.cfg, self.layers, unavailable=frozenset(self.unavailable),
             resolved=self.resolved, constants=self.constants,
         )  # fmt: skip
 
@@ -246,7 +280,7 @@ class EventRun:
         from lsd.gee import layers as gl
 
         out = gl.event_provenance(
-            self.spec, self.cfg, self.src.layers, self.resolved, self.constants,
+            self.spec, self.cfg, self.layers, self.resolved, self.constants,
             unavailable=frozenset(self.unavailable),
         )  # fmt: skip
         out.update(ef.scene_summary(self.facts, self.resolved))
@@ -260,7 +294,7 @@ class EventRun:
         from lsd.gee import graphs
 
         graphs.write_event_graphs(
-            self.src.graphs_dir / self.spec.event_id, self.spec, self.cfg, self.src.layers,
+            self.src.graphs_dir / self.spec.event_id, self.spec, self.cfg, self.layers,
             self.resolved, self.constants, frozenset(self.unavailable),
         )  # fmt: skip
 
@@ -283,7 +317,7 @@ def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
         run.fetch_constants()
         if src.graphs_dir:
             run.write_graphs()
-        stack = _stack_writer(src, spec, run.image(), grid, folder)
+        stack = _stack_writer(run, grid, folder)
         if stack is None:
             return  # Drive: the user downloads the file; a rerun finishes the event
         label = None
@@ -324,47 +358,49 @@ def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) 
             "outside_aoi": "255 (unknown); the whole label is 255 without an inventory",
         }
     return event_record(
-        spec.event_id, layers=src.layers, grid=grid, source=source, role=spec.role, label=label
+        spec.event_id, layers=run.layers, grid=grid, source=source, role=spec.role, label=label
     )
 
 
-def _stack_writer(
-    src: EarthEngineSource, spec: EventSpec, image: Any, grid: Grid, folder: Path
-) -> Callable[[Path], None] | None:
+def _stack_writer(run: EventRun, grid: Grid, folder: Path) -> Callable[[Path], None] | None:
     """How stack.tif gets written: from an export the user dropped in, from a batch export, or
-    by tiled downloads. None when a Drive export must first be downloaded by the user."""
+    by downloads per tile and band group. None when a Drive export must first be downloaded by
+    the user."""
     from lsd.gee import download
 
+    src, spec, layers = run.src, run.spec, run.layers
     folder.mkdir(parents=True, exist_ok=True)
     dropped = folder / EXPORT_FILE
     if dropped.is_file():
         src.echo(f"event {spec.event_id}: converting {dropped}")
-        return lambda dest: download.geotiff_to_stack(dropped, dest, src.layers, grid)
+        return lambda dest: download.geotiff_to_stack(dropped, dest, layers, grid)
+    image = run.image()
     if src.export:
         exported = _run_export(src, spec, image, grid, folder)
         if exported is None:
             return None
 
         def from_export(dest: Path) -> None:
-            download.geotiff_to_stack(exported, dest, src.layers, grid)
+            download.geotiff_to_stack(exported, dest, layers, grid)
             exported.unlink(missing_ok=True)
 
         return from_export
-    return lambda dest: _download(src, spec, image, grid, dest)
+    return lambda dest: _download(run, image, grid, dest)
 
 
-def _download(src: EarthEngineSource, spec: EventSpec, image: Any, grid: Grid, dest: Path) -> None:
+def _download(run: EventRun, image: Any, grid: Grid, dest: Path) -> None:
     from tqdm import tqdm
 
     from lsd.gee import download
 
-    tiles = download.plan_tiles(grid, len(src.layers))
+    src, spec = run.src, run.spec
+    requests = download.plan_requests(grid, len(run.layers))
     with tqdm(
-        total=len(tiles), desc=spec.event_id, unit="tile", leave=False,
+        total=len(requests), desc=spec.event_id, unit="request", leave=False,
         disable=not src.show_progress, file=sys.stderr,
     ) as bar:  # fmt: skip
         download.download_stack(
-            image, grid, src.layers, dest, sleep=src.sleep, progress=bar.update,
+            image, grid, run.layers, dest, sleep=src.sleep, progress=bar.update,
             on_retry=src.retry_note(spec.event_id),
         )  # fmt: skip
 

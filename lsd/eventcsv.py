@@ -12,12 +12,19 @@ import csv
 import datetime as dt
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue, UserError
+from lsd.layergroups import (
+    DEFAULT_GROUPS,
+    S1Scenes,
+    group_layers,
+    parse_groups,
+    parse_s1_scenes,
+)
 from lsd.spec import (
     DEFAULT_AOI_KM2,
     DEFAULT_ORBIT,
@@ -40,7 +47,7 @@ KNOWN_COLUMNS = frozenset(
     {
         "id", "date", "lon", "lat", "polygon", "pre_days", "post_days", "pre_start", "pre_end",
         "post_start", "post_end", "orbit", "dem", "inventory", "landcover_points", "flattening",
-        "role",
+        "role", "layers", "s1_scenes",
     }
 )  # fmt: skip
 ID_ALIASES = ("id", "event_id")
@@ -102,11 +109,48 @@ def read_events(
     aoi_km2: float = DEFAULT_AOI_KM2,
     scale: float = DEFAULT_SCALE_M,
     only: set[str] | None = None,
+    groups: Sequence[str] = DEFAULT_GROUPS,
+    s1_scenes: str | S1Scenes | None = None,
 ) -> list[EventSpec]:
-    """Parse and check every row of events.csv; `only` keeps the named ids (all checked first)."""
+    """Parse and check every row of events.csv; `only` keeps the named ids (all checked first).
+
+    `groups` and `s1_scenes` are the layers of rows whose `layers` / `s1_scenes` cells are
+    empty; every spec comes back with its layer names resolved.
+    """
     csv_path = Path(csv_path)
     if not aoi_km2 > 0:
         raise InvalidValue(f"AOI area must be positive, got {aoi_km2} km2", field="aoi_km2")
+    defaults = _LayerDefaults(parse_groups(list(groups)), parse_s1_scenes(s1_scenes))
+    reader, id_col = _open_csv(csv_path)
+    specs: list[EventSpec] = []
+    seen: dict[str, int] = {}
+    for number, values in enumerate(reader, start=1):
+        row = _Row(csv_path, number, reader.line_num, values)
+        if None in values:  # more cells than header columns
+            raise InvalidFile(
+                f"{csv_path}: row {number} (line {row.line}) has more cells than the header"
+            )
+        if not any((v or "").strip() for v in values.values()):
+            continue  # a blank line in a hand-edited file is not an event
+        spec = _parse_row(row, id_col, aoi_km2, scale, defaults)
+        if spec.event_id in seen:
+            raise row.fail(
+                id_col, f"duplicate id '{spec.event_id}' (first used in row {seen[spec.event_id]})"
+            )
+        seen[spec.event_id] = number
+        specs.append(spec)
+    if not specs:
+        raise InvalidFile(f"{csv_path}: no events (only a header)")
+    if only:
+        unknown = sorted(set(only) - set(seen))
+        if unknown:
+            raise InvalidValue(f"id(s) not in {csv_path}: {', '.join(unknown)}", field="only")
+        specs = [s for s in specs if s.event_id in only]
+    return specs
+
+
+def _open_csv(csv_path: Path) -> tuple[csv.DictReader, str]:
+    """A reader over the file's rows, its header checked; and the id column's name."""
     if not csv_path.exists():
         raise InputNotFound(f"{csv_path}: events file not found")
     try:
@@ -129,35 +173,40 @@ def read_events(
         raise InvalidFile(
             f"{csv_path}: missing columns 'lon' and 'lat' (or 'polygon') for the area"
         )
-
-    specs: list[EventSpec] = []
-    seen: dict[str, int] = {}
-    for number, values in enumerate(reader, start=1):
-        row = _Row(csv_path, number, reader.line_num, values)
-        if None in values:  # more cells than header columns
-            raise InvalidFile(
-                f"{csv_path}: row {number} (line {row.line}) has more cells than the header"
-            )
-        if not any((v or "").strip() for v in values.values()):
-            continue  # a blank line in a hand-edited file is not an event
-        spec = _parse_row(row, id_col, aoi_km2, scale)
-        if spec.event_id in seen:
-            raise row.fail(
-                id_col, f"duplicate id '{spec.event_id}' (first used in row {seen[spec.event_id]})"
-            )
-        seen[spec.event_id] = number
-        specs.append(spec)
-    if not specs:
-        raise InvalidFile(f"{csv_path}: no events (only a header)")
-    if only:
-        unknown = sorted(set(only) - set(seen))
-        if unknown:
-            raise InvalidValue(f"id(s) not in {csv_path}: {', '.join(unknown)}", field="only")
-        specs = [s for s in specs if s.event_id in only]
-    return specs
+    return reader, str(id_col)
 
 
-def _parse_row(row: _Row, id_col: str, aoi_km2: float, scale: float) -> EventSpec:
+@dataclass(frozen=True)
+class _LayerDefaults:
+    groups: tuple[str, ...]
+    s1_scenes: S1Scenes
+
+
+def _parse_layers(row: _Row, defaults: _LayerDefaults) -> tuple[str, ...]:
+    """The row's layer names: its own `layers` / `s1_scenes` cells, else the fetch's."""
+    groups, scenes = defaults.groups, defaults.s1_scenes
+    try:
+        if row.get("layers"):
+            groups = parse_groups(row.get("layers"))
+    except UserError as exc:
+        raise row.fail("layers", str(exc)) from None
+    try:
+        if row.get("s1_scenes"):
+            scenes = parse_s1_scenes(row.get("s1_scenes"))
+    except UserError as exc:
+        raise row.fail("s1_scenes", str(exc)) from None
+    if row.get("s1_scenes") and "s1scenes" not in groups:
+        raise row.fail(
+            "s1_scenes",
+            f"'{row.get('s1_scenes')}' is given but the row's layer groups "
+            f"({', '.join(groups)}) do not include s1scenes",
+        )
+    return group_layers(groups, scenes)
+
+
+def _parse_row(
+    row: _Row, id_col: str, aoi_km2: float, scale: float, defaults: _LayerDefaults
+) -> EventSpec:
     event_id = row.get(id_col)
     if not event_id:
         raise row.fail(id_col, "empty id")
@@ -200,6 +249,7 @@ def _parse_row(row: _Row, id_col: str, aoi_km2: float, scale: float) -> EventSpe
         utm_epsg=epsg,
         row=row.number,
         extra=extra,
+        layers=_parse_layers(row, defaults),
     )
 
 

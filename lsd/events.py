@@ -14,6 +14,10 @@ skip such folders. Its common keys (schema `lsd-event/1`, docs/architecture.md):
 `source` holds what the data source knows (its kind, inputs, windows, image ids, provenance);
 `label` says whether a label was written and what its codes mean. Folders written before the
 schema had a version (keys `id`/`imported_by`) are still read; only `role` is used from them.
+
+`append_layers` is the one way to add layers to a finished folder (`lsd add-layer`): the stack
+is rewritten with the new bands at its end and event.json gains their names in `layers` and
+their sources in `added_layers`.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from lsd.errors import InputNotFound, InvalidFile, OutputNotWritable
-from lsd.files import PARTIAL_SUFFIX, read_json, write_json
+from lsd.errors import InputNotFound, InvalidFile, InvalidValue, OutputNotWritable
+from lsd.files import PARTIAL_SUFFIX, atomic_path, read_json, write_json
 from lsd.rasters import (
     LABEL_CODES,
     Grid,
@@ -35,6 +39,7 @@ from lsd.rasters import (
     read_layer_names,
     write_label,
     write_stack,
+    write_stack_with_layers,
 )
 from lsd.spec import ROLES
 
@@ -144,6 +149,39 @@ def write_event(
             f"{folder}: cannot write event folder ({exc.strerror or exc})"
         ) from None
     return folder
+
+
+def append_layers(
+    folder: Path | str, names: Sequence[str], data: np.ndarray, added: Sequence[dict[str, Any]]
+) -> EventFolder:
+    """Append (k, H, W) `data` as layers `names` to the event's stack; `added` holds one record
+    per layer (where it came from, how it was placed) for event.json's `added_layers`.
+
+    Both files are written under temporary names; stack.tif is renamed into place first, then
+    event.json, so an interruption leaves the old folder, or a stack whose band names (which
+    readers trust) already hold the new layers.
+    """
+    import json
+
+    ev = read_event(folder, need_label=False)
+    taken = [n for n in names if n in ev.layers]
+    if taken or len(set(names)) != len(names):
+        raise InvalidValue(f"event {ev.event_id} already has a layer '{(taken or names)[0]}'")
+    if len(added) != len(names):
+        raise ValueError("append_layers needs one record per new layer")
+    meta_path = ev.path / EVENT_FILE
+    meta = dict(ev.meta) or {"event_id": ev.event_id}
+    meta["layers"] = [*ev.layers, *names]
+    meta["added_layers"] = [*meta.get("added_layers", []), *added]
+    try:
+        with atomic_path(meta_path) as tmp_meta, atomic_path(ev.stack) as tmp_stack:
+            write_stack_with_layers(ev.stack, tmp_stack, data, names)
+            tmp_meta.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    except OSError as exc:
+        raise OutputNotWritable(
+            f"{ev.path}: cannot rewrite the event folder ({exc.strerror or exc})"
+        ) from None
+    return read_event(ev.path, need_label=False)
 
 
 # --------------------------------------------------------------------------- reading

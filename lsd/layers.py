@@ -3,11 +3,18 @@
 A stack's layers are identified by name (its band descriptions), never by position, so a setting
 is just a list of names; these tables are the one place the names and the land-cover codes are
 spelled out.
+
+Settings may also name a *family*: a Sentinel-2 band (B2 ... B12), NDVI, or a polarisation (VV,
+VH). Resolved against the stacks, a family is the layer of that name where a stack has it (a
+single-date stack such as a Landslide4Sense patch: B2), else its dated layers (a fetched stack:
+preB2, postB2; for VV: preVV, postVV, dVV). So the study's feature groups (rgbn, rgbn_swir, ...)
+mean the same bands on fetched events and on imported patches.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue
@@ -42,11 +49,36 @@ LAYER_NOTES: dict[str, str] = {
 # Layers whose values are classes or flags: summarised by their values, not a mean.
 CATEGORICAL_LAYERS: frozenset[str] = frozenset({"layover", "shadow", "kgClimate", "landCover"})
 
+# Sentinel-2 bands lsd fetches (`s2bands`), and the families a setting may name.
+S2_BANDS: tuple[str, ...] = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
+FAMILY_DATES: dict[str, tuple[str, ...]] = {
+    **{band: ("pre", "post") for band in S2_BANDS},
+    "NDVI": ("pre", "post"),
+    "VV": ("pre", "post", "d"),
+    "VH": ("pre", "post", "d"),
+}
+FAMILY_GROUP = {**{b: "s2bands" for b in S2_BANDS}, "NDVI": "ndvi", "VV": "paper", "VH": "paper"}
+
+# The feature groups of Orynbaikyzy et al. (2025), as families (docs/layers.md). B8A is left out
+# of the red edge so that rgbn_re means the same on Landslide4Sense, which has no B8A.
+RGBN: tuple[str, ...] = ("B2", "B3", "B4", "B8")
+RED_EDGE: tuple[str, ...] = ("B5", "B6", "B7")
+SWIR: tuple[str, ...] = ("B11", "B12")
+FEATURE_GROUP_SETTINGS: dict[str, tuple[str, ...]] = {
+    "rgbn": RGBN,
+    "rgbn_re": RGBN + RED_EDGE,
+    "rgbn_swir": RGBN + SWIR,
+    "rgbn_re_swir": RGBN + RED_EDGE + SWIR,
+    "sar_all": ("VV", "VH", "layover", "shadow", "liaDeg"),
+    "fusion": ("VV", "VH", "NDVI"),
+}
+
 BUILTIN_SETTINGS: dict[str, tuple[str, ...]] = {
     "s1": S1_LAYERS,
     "s2": S2_LAYERS,
     "s1s2": S1_LAYERS + S2_LAYERS,
     "all": PAPER_LAYERS,
+    **FEATURE_GROUP_SETTINGS,
 }
 
 # The paper's land-cover classes, as the integer codes of the landCover layer.
@@ -90,16 +122,22 @@ def load_settings_file(path: Path | str) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def resolve_setting(spec: str, settings_file: Path | str | None = None) -> tuple[str, ...]:
-    """Turn a setting into layer names: a user setting, a built-in one, or 'a,b,c'."""
+def resolve_setting(
+    spec: str,
+    settings_file: Path | str | None = None,
+    available: Iterable[str] | None = None,
+) -> tuple[str, ...]:
+    """Turn a setting into layer names: a user setting, a built-in one, or 'a,b,c' (whose items
+    may themselves be settings, e.g. 'sar_all,coh'). With `available` (the layers every stack
+    holds), family names become the stacks' layers (module docstring)."""
     spec = spec.strip()
     user = load_settings_file(settings_file) if settings_file else {}
-    if spec in user:
-        layers = user[spec]
-    elif spec in BUILTIN_SETTINGS:
-        layers = BUILTIN_SETTINGS[spec]
+    named = {**BUILTIN_SETTINGS, **user}
+    if spec in named:
+        layers = named[spec]
     elif "," in spec:
-        layers = tuple(p.strip() for p in spec.split(",") if p.strip())
+        items = [p.strip() for p in spec.split(",") if p.strip()]
+        layers = tuple(name for item in items for name in named.get(item, (item,)))
     elif spec:
         # a single layer name is a valid one-layer setting only if it is not a typo of a setting
         known = ", ".join(sorted(set(BUILTIN_SETTINGS) | set(user)))
@@ -115,9 +153,32 @@ def resolve_setting(spec: str, settings_file: Path | str | None = None) -> tuple
             "the setting is empty: give s1, s2, s1s2, all, a user setting or 'a,b,c'",
             field="setting",
         )
+    if available is not None:
+        layers = expand_families(layers, set(available))
     dupes = sorted({x for x in layers if layers.count(x) > 1})
     if dupes:
         raise InvalidValue(
             f"setting '{spec}' names layer(s) twice: {', '.join(dupes)}", field="setting"
         )
     return layers
+
+
+def expand_families(layers: Iterable[str], available: set[str]) -> tuple[str, ...]:
+    """Family names as the stacks hold them: the name itself, else every dated layer of it. A
+    family the stacks hold in neither form stays as it is, for the layer check to name."""
+    out: list[str] = []
+    for name in layers:
+        dated = [f"{d}{name}" for d in FAMILY_DATES.get(name, ())]
+        if name not in available and dated and all(d in available for d in dated):
+            out += dated
+        else:
+            out.append(name)
+    return tuple(out)
+
+
+def family_hint(name: str) -> str:
+    """For a missing layer that is a family: what else would have stood for it."""
+    if name not in FAMILY_DATES:
+        return ""
+    dated = ", ".join(f"{d}{name}" for d in FAMILY_DATES[name])
+    return f"{name} is a single-date layer {name} or {dated} (layer group {FAMILY_GROUP[name]})"

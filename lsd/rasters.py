@@ -92,11 +92,15 @@ def require_layers(
 
     `needed_by` completes "... that {needed_by} needs" (e.g. "the model", "setting 's2'").
     """
+    from lsd.layers import family_hint
+
     absent = [n for n in needed if n not in available]
     if absent:
         why = f" that {needed_by} needs" if needed_by else ""
+        hints = "".join(f"; {h}" for h in map(family_hint, absent[:2]) if h)
         raise LayerMissing(
-            f"{where}: lacks layer(s) {', '.join(absent)}{why}; it has {', '.join(available)}"
+            f"{where}: lacks layer(s) {', '.join(absent)}{why}{hints}; it has "
+            f"{', '.join(available)}"
         )
 
 
@@ -280,3 +284,37 @@ def write_label(label_path: Path | str, label: np.ndarray, grid: Grid) -> None:
     ):
         dst.write(label.astype(np.uint8), 1)
         dst.set_band_description(1, "label")
+
+
+def write_stack_with_layers(
+    stack_path: Path | str, dest: Path | str, data: np.ndarray, names: Sequence[str]
+) -> tuple[str, ...]:
+    """Write to `dest` the stack at `stack_path` with the (k, H, W) `data` appended as layers
+    `names`; returns every layer name of the result. Copied block by block, so only the new
+    layers are held in memory whole. `dest` is written as given: the caller makes it atomic."""
+    import rasterio
+    from rasterio.windows import Window
+
+    stack_path = Path(stack_path)
+    old = read_layer_names(stack_path)
+    grid = read_grid(stack_path)
+    data = np.asarray(data, dtype=np.float32)
+    if data.shape != (len(names), grid.height, grid.width):
+        raise ValueError(f"new layers {data.shape} do not match {len(names)} names on {grid}")
+    layers = (*old, *names)
+    with (
+        _open(stack_path) as src,
+        rasterio.open(dest, "w", **stack_profile(grid, len(layers))) as dst,
+    ):
+        for i, name in enumerate(layers, start=1):
+            dst.set_band_description(i, name)
+        rows = 512
+        for row in range(0, grid.height, rows):
+            window = Window(0, row, grid.width, min(rows, grid.height - row))
+            block = src.read(window=window, out_dtype="float32")
+            if src.nodata is not None and not np.isnan(src.nodata):
+                block[block == src.nodata] = np.nan
+            dst.write(block, indexes=list(range(1, len(old) + 1)), window=window)
+            new = data[:, row : row + int(window.height)]
+            dst.write(new, indexes=list(range(len(old) + 1, len(layers) + 1)), window=window)
+    return layers

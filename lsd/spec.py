@@ -64,6 +64,7 @@ class EventSpec:
     utm_epsg: int = 0  # local UTM zone of the AOI centroid, e.g. 32632
     row: int = 0  # 1-based data row in events.csv, for messages
     extra: dict[str, Any] = field(default_factory=dict)
+    layers: tuple[str, ...] = ()  # layer names to fetch; () = the data source's default
 
 
 # --------------------------------------------------------------------------- geometry
@@ -281,5 +282,6 @@ def describe_spec(spec: EventSpec) -> dict[str, Any]:
         "landcover_points": str(spec.landcover_points) if spec.landcover_points else None,
         "flattening": spec.flattening,
         "role": spec.role,
+        "layers": list(spec.layers),
         "extra": dict(spec.extra),
     }

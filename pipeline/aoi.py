@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lsd.errors import InvalidFile, InvalidValue, ServiceUnavailable
 from lsd.events import STACK_FILE
-from lsd.layers import PAPER_LAYERS
+from lsd.layergroups import LAYER_GROUPS, is_fetchable
 from lsd.sources import EventFailed
 from lsd.spec import EventSpec, aoi_centroid, make_spec, normalize_aoi, to_crs, utm_epsg
 from lsd.vectors import read_polygons
@@ -70,11 +70,12 @@ def fetch_for_prediction(
     from lsd.gee.source import EarthEngineSource
     from lsd.pipeline.sources import build_events
 
-    unfetchable = [name for name in layers if name not in PAPER_LAYERS]
+    unfetchable = [name for name in layers if not is_fetchable(name)]
     if unfetchable:
         raise InvalidValue(
             f"the model needs layer(s) {', '.join(unfetchable)} that Earth Engine fetching does "
-            "not make (it makes the paper's 15); map an existing stack instead",
+            f"not make (it makes the groups {', '.join(LAYER_GROUPS)}); map an existing stack "
+            "instead",
             field="aoi",
         )
     if not auth.credentials_available():

@@ -21,6 +21,7 @@ def main() -> None:
 
 def _register() -> None:
     from lsd.pipeline import (
+        cmd_add_layer,
         cmd_ensemble,
         cmd_evaluate,
         cmd_fetch,
@@ -33,6 +34,7 @@ def _register() -> None:
     main.add_command(cmd_fetch.fetch)
     main.add_command(cmd_import.import_group)
     main.add_command(cmd_inspect.inspect)
+    main.add_command(cmd_add_layer.add_layer)
     main.add_command(cmd_train.train)
     main.add_command(cmd_ensemble.ensemble)
     main.add_command(cmd_evaluate.evaluate)

@@ -1,4 +1,4 @@
-"""`lsd fetch`: download the paper's layer stack and labels for every event of an events.csv.
+"""`lsd fetch`: download layer stacks and labels for every event of an events.csv.
 
 ee is imported only inside the command (through lsd.pipeline.fetch), so `lsd --help` stays fast.
 """
@@ -62,6 +62,21 @@ from lsd.pipeline.options import LsdCommand
 @click.option("--bucket", default=None, help="Cloud Storage bucket for --export gcs.")
 @click.option("--project", default=None, help="Google Cloud project for Earth Engine.")
 @click.option("--only", default=None, help="Comma-separated event ids to fetch (default: all).")
+@click.option(
+    "--layers",
+    "groups",
+    default="paper",
+    show_default=True,
+    help="Layer groups, comma-separated: paper (the 15), s2bands (preB2 ... postB12), ndvi "
+    "(preNDVI, postNDVI), s1scenes (single Sentinel-1 acquisitions). A row's 'layers' cell "
+    "wins over this.",
+)
+@click.option(
+    "--s1-scenes",
+    default="1+1",
+    show_default=True,
+    help="Acquisitions before+after the event for s1scenes: 1+1, 3+1, 1+3 or 3+3.",
+)
 def fetch(
     events_csv: Path,
     out: Path,
@@ -73,13 +88,18 @@ def fetch(
     bucket: str | None,
     project: str | None,
     only: str | None,
+    groups: str,
+    s1_scenes: str,
 ) -> None:
     """Fetch Sentinel-1/2 layer stacks and landslide labels for the events of a CSV."""
     from lsd.gee.config import FetchConfig
+    from lsd.layergroups import parse_groups, parse_s1_scenes
     from lsd.pipeline.fetch import fetch_events, summary_lines
 
     if aoi_km2 <= 0:
         raise click.BadParameter(f"must be positive, got {aoi_km2}", param_hint="--aoi-km2")
+    layer_groups = parse_groups(groups, field="groups")
+    scenes = parse_s1_scenes(s1_scenes)
     ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
     if fetch_config is not None:
         cfg = FetchConfig.from_toml(fetch_config, aoi_km2=aoi_km2)
@@ -95,6 +115,8 @@ def fetch(
         bucket=bucket,
         only=ids,
         project=project,
+        groups=layer_groups,
+        s1_scenes=scenes,
         echo=click.echo,
     )
     if dry_run:

@@ -15,7 +15,7 @@ from pathlib import Path
 from lsd.errors import InvalidValue, UserError
 from lsd.eventcsv import read_events
 from lsd.gee.config import FetchConfig
-from lsd.layers import PAPER_LAYERS
+from lsd.layergroups import DEFAULT_GROUPS, S1Scenes
 from lsd.pipeline.sources import BuildSummary, build_events, plan_events, source_class
 
 Echo = Callable[[str], None]
@@ -44,13 +44,17 @@ def fetch_events(
     bucket: str | None = None,
     only: Sequence[str] | None = None,
     project: str | None = None,
-    layers: Sequence[str] = PAPER_LAYERS,
+    groups: Sequence[str] = DEFAULT_GROUPS,
+    s1_scenes: str | S1Scenes | None = None,
     sleep: Callable[[float], None] | None = None,
     echo: Echo = print,
     show_progress: bool = True,
     graphs: Path | None = None,
 ) -> FetchSummary:
-    """Fetch every event of the CSV into `out`; failures are collected, not raised."""
+    """Fetch every event of the CSV into `out`; failures are collected, not raised.
+
+    `groups` and `s1_scenes` choose the layers of every row without its own `layers` cell.
+    """
     from lsd.gee import auth
     from lsd.gee.source import EXPORT_MODES
 
@@ -61,9 +65,12 @@ def fetch_events(
         raise InvalidValue(
             "an export to Cloud Storage needs a bucket you can write", field="bucket"
         )
-    specs = read_events(csv, aoi_km2=cfg.aoi_km2, scale=cfg.scale, only=set(only or ()) or None)
+    specs = read_events(
+        csv, aoi_km2=cfg.aoi_km2, scale=cfg.scale, only=set(only or ()) or None, groups=groups,
+        s1_scenes=s1_scenes,
+    )  # fmt: skip
     source = source_class("earthengine")(
-        specs, cfg, tuple(layers), export=export, bucket=bucket, sleep=sleep, echo=echo,
+        specs, cfg, export=export, bucket=bucket, sleep=sleep, echo=echo,
         show_progress=show_progress, graphs_dir=Path(graphs) if graphs else None,
     )  # fmt: skip
     if dry_run:

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,13 @@ T0 = 1_560_000_000_000
 def plain(value: Any) -> dict[str, Any]:
     """The keys a request asked for, whether given as a dict or an ee.Dictionary."""
     return dict(getattr(value, "_dictionary", None) or value)
+
+
+def fake_value(name: str) -> float:
+    """What the fake server puts in a layer: its paper index, else a number fixed by its name."""
+    if name in PAPER_LAYERS:
+        return float(PAPER_LAYERS.index(name))
+    return float(100 + zlib.crc32(name.encode()) % 1000)
 
 
 TREE = "n= 40\nnode), split, n, loss, yval, (yprob)\n  1) root 40 30 2 (0.2 0.3 0.5)\n"
@@ -141,13 +149,18 @@ class FakeEE:
         rows, cols = np.mgrid[0:h, 0:w]
         east = t["translateX"] / 10.0 + cols
         north = t["translateY"] / 10.0 - rows
-        dtype = np.dtype([(name, "<f4") for name in PAPER_LAYERS])
-        out = np.zeros((h, w), dtype=dtype)
-        out["preVV"], out["postVV"] = east, north
-        for i, name in enumerate(PAPER_LAYERS[2:], start=2):
-            out[name] = i
-        # masked pixels arrive as the sentinel: every 7th easting column in dVV
-        out["dVV"][(east % 7) == 0] = SENTINEL
+        bands = params.get("bandIds") or list(PAPER_LAYERS)
+        assert h * w * len(bands) * 4 <= download.MAX_REQUEST_BYTES
+        assert len(bands) <= download.MAX_BANDS_PER_REQUEST
+        out = np.zeros((h, w), dtype=np.dtype([(name, "<f4") for name in bands]))
+        for name in bands:
+            out[name] = fake_value(name)
+        if "preVV" in bands:
+            out["preVV"] = east
+        if "postVV" in bands:
+            out["postVV"] = north
+        if "dVV" in bands:  # masked pixels arrive as the sentinel: every 7th easting column
+            out["dVV"][(east % 7) == 0] = SENTINEL
         return out
 
 
@@ -638,3 +651,191 @@ def test_dry_run_without_credentials_writes_graphs(tmp_path: Path) -> None:
     assert doc["resolved"]["assumed"] and not doc["constants_known"]
     graph = decode(doc["graph"])
     assert calls(graph, "Image.reduceRegion")  # per-event values computed in the graph
+
+
+# ----------------------------------------------------------------------------- layer groups
+
+ALL_GROUPS = ("paper", "s2bands", "ndvi", "s1scenes")
+
+
+def test_layer_groups_go_into_one_stack_in_band_groups(
+    fake: FakeEE, events_csv: Path, tmp_path: Path
+) -> None:
+    from lsd.layergroups import group_layers
+
+    out = tmp_path / "data"
+    result = run_fetch(
+        "--event", str(events_csv), "--out", str(out), "--only", "05-norway",
+        "--layers", ",".join(ALL_GROUPS), "--s1-scenes", "3+3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    names = group_layers(ALL_GROUPS, "3+3")
+    assert len(names) == 15 + 20 + 2 + 12
+    ev = read_event(out / "05-norway")
+    assert ev.layers == names
+    meta = json.loads((out / "05-norway" / "event.json").read_text())
+    assert meta["layers"] == list(names) and meta["source"]["event"]["layers"] == list(names)
+    # 49 layers on 200 x 200 px: one tile, four band groups of 13, 12, 12, 12 layers
+    asked = [r["bandIds"] for r in fake.pixel_requests]
+    assert [len(b) for b in asked] == [13, 12, 12, 12]
+    assert [n for b in asked for n in b] == list(names)
+    data, _, _ = read_stack(ev.stack)
+    for i, name in enumerate(names):
+        if name not in ("preVV", "postVV", "dVV"):
+            assert (data[i] == fake_value(name)).all(), name
+    with rasterio.open(ev.stack) as src:
+        assert src.tags(names.index("postB8A") + 1)["meaning"].startswith("reflectance 0-1")
+        assert "acquisition 2 before" in src.tags(names.index("preVH_2") + 1)["meaning"]
+    # provenance: plain values from the facts, the scenes nearest the event on each side
+    prov = meta["source"]["provenance"]
+    assert {"s1_scenes", "s2_bands", "s2_ndvi", "s1_pre", "s2_pre"} <= set(prov)
+    scenes = prov["s1_scenes"]
+    assert scenes["pass"] == "DESCENDING" and scenes["asked"] == {"pre": 3, "post": 3}
+    pre_ids = [s["ids"] for s in scenes["scenes"]["pre"]]
+    assert pre_ids == [["S1A_IW_GRDH_Dpre6"], ["S1A_IW_GRDH_Dpre5"], ["S1A_IW_GRDH_Dpre4"]]
+    assert scenes["scenes"]["pre"][0]["time"] == "2019-06-14T13:20:00"
+    assert [s["ids"][0][-5:] for s in scenes["scenes"]["post"]] == ["post0", "post1", "post2"]
+    assert prov["s2_bands"]["values"].startswith("surface reflectance (L2A")
+    # every request sends the same per-pixel image, its band group chosen by bandIds; the
+    # scene choice travels as constants: the ids are in it, no request ranks scenes
+    sent = {json.dumps(graphs.encode(r["expression"]), sort_keys=True) for r in fake.pixel_requests}
+    assert len(sent) == 1
+    tile = decode(json.loads(sent.pop()))
+    assert not calls(tile, "Collection.distinct") and not calls(tile, "Image.reduceRegion")
+    assert {"S1A_IW_GRDH_Dpre4", "S1A_IW_GRDH_Dpost2"} <= set(map(str, constants(tile)))
+    (consts,) = [r for r in fake.value_requests if r["request"] == "lsd-constants"]
+    assert set(plain(consts["look_direction"])) == {"DESCENDING"}
+
+
+def test_events_csv_layers_column_chooses_layers_per_event(fake: FakeEE, tmp_path: Path) -> None:
+    from lsd.layergroups import group_layers
+
+    csv = tmp_path / "events.csv"
+    csv.write_text(
+        "id,date,lon,lat,layers,s1_scenes\n"
+        "a,2019-07-30,6.11699,61.51734,ndvi,\n"
+        'b,2018-11-02,11.972334,46.34617,"ndvi,s1scenes",1+3\n'
+        "c,2020-06-16,-71.685998,-15.660252,,\n"
+    )
+    out = tmp_path / "data"
+    result = run_fetch("--event", str(csv), "--out", str(out), "--layers", "s2bands")
+    assert result.exit_code == 0, result.output
+    assert read_event(out / "a").layers == ("preNDVI", "postNDVI")
+    assert read_event(out / "b").layers == group_layers(["ndvi", "s1scenes"], "1+3")
+    assert read_event(out / "b").layers[-6:] == (
+        "postVV_1",
+        "postVV_2",
+        "postVV_3",
+        "postVH_1",
+        "postVH_2",
+        "postVH_3",
+    )
+    assert read_event(out / "c").layers == group_layers(["s2bands"])
+    # each event's facts request asked only for the sensors its own layers need
+    facts = [r for r in fake.value_requests if r["request"] == "lsd-facts"]
+    assert [("s1" in r, "s2" in r) for r in facts] == [(False, True), (True, True), (False, True)]
+
+
+def _few_scenes_csv(tmp_path: Path, orbit: str) -> Path:
+    return write_csv(tmp_path, "id,date,lon,lat,orbit,layers,s1_scenes",
+                     f"05-norway,2019-07-30,6.11699,61.51734,{orbit},s1scenes,3+1")  # fmt: skip
+
+
+def test_window_with_too_few_acquisitions_fails_that_event(fake: FakeEE, tmp_path: Path) -> None:
+    fake.s1["DESCENDING"] = (2, 6)  # two acquisitions before the event, three asked for
+    result = run_fetch("--event", str(_few_scenes_csv(tmp_path, "DESCENDING")), "--out",
+                       str(tmp_path / "d"))  # fmt: skip
+    assert result.exit_code == 1
+    assert (
+        "failed: event 05-norway: pre window 2019-05-31..2019-07-30 holds 2 Sentinel-1 "
+        "acquisition(s) (DESCENDING passes), 3 asked for (preVV_3); ASCENDING has 5 there: "
+        "set orbit ASCENDING or AUTO" in result.output
+    )
+    assert fake.pixel_requests == []
+    # orbit AUTO takes the pass that has them, and records it
+    result = run_fetch("--event", str(_few_scenes_csv(tmp_path, "AUTO")), "--out",
+                       str(tmp_path / "d"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    source = json.loads((tmp_path / "d" / "05-norway" / "event.json").read_text())["source"]
+    assert source["s1_passes"] == ["ASCENDING"]
+    scenes = source["provenance"]["s1_scenes"]["scenes"]
+    assert [s["pass"] for s in scenes["pre"]] == ["ASCENDING"] * 3
+    # no pass has them: one line with what each pass holds
+    fake.s1["ASCENDING"] = (1, 5)
+    fake.pixel_requests.clear()
+    result = run_fetch("--event", str(_few_scenes_csv(tmp_path, "AUTO")), "--out",
+                       str(tmp_path / "e"))  # fmt: skip
+    assert result.exit_code == 1 and fake.pixel_requests == []
+    assert (
+        "failed: event 05-norway: orbit AUTO: no Sentinel-1 pass has the acquisitions asked for "
+        "in every window (pre 2019-05-31..2019-07-30: 3 asked for (preVV_3), post "
+        "2019-07-30..2019-09-28: 1 asked for (postVV_1); acquisitions per pass: DESCENDING: pre "
+        "2, post 6; ASCENDING: pre 1, post 5); widen the windows with pre_days/post_days or ask "
+        "for fewer with s1_scenes" in result.output
+    )
+
+
+def test_dry_run_lists_every_layer_and_request(
+    fake: FakeEE, events_csv: Path, tmp_path: Path
+) -> None:
+    fake.missing_assets = set()
+    result = run_fetch(
+        "--event", str(events_csv), "--out", str(tmp_path / "d"), "--dry-run",
+        "--only", "05-norway", "--layers", "paper,s2bands,s1scenes", "--aoi-km2", "50",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "layers: 39: preVV, postVV, dVV," in result.output
+    bands = "preB2, preB3, preB4, preB5, preB6, preB7, preB8, preB8A, preB11, preB12"
+    assert bands in result.output
+    assert result.output.count("postB12") == 1
+    assert "requests: 12 (4 tile(s) x 3 band group(s) of at most 16 layers)" in result.output
+    assert (
+        "s1_scenes: DESCENDING: pre 2019-06-14 (1 image(s)); post 2019-06-08 (1 image(s))"
+        in result.output
+    )
+    assert fake.pixel_requests == []
+
+
+def test_graph_files_cover_the_new_layer_groups(
+    fake: FakeEE, events_csv: Path, tmp_path: Path
+) -> None:
+    """One file per graph group, the groups beyond the paper included; with a session the
+    scene graph carries the chosen image ids, without one it ranks acquisitions itself."""
+    fake.missing_assets = set()
+    gdir = tmp_path / "graphs"
+    result = run_fetch("--event", str(events_csv), "--out", str(tmp_path / "d"), "--dry-run",
+                       "--graphs", str(gdir), "--only", "05-norway",
+                       "--layers", "ndvi,s2bands,s1scenes", "--s1-scenes", "1+3")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in (gdir / "05-norway").iterdir())
+    assert files == ["constants.json", "facts.json", "ndvi.json", "s1scenes.json",
+                     "s2bands.json", "stack.json"]  # fmt: skip
+    stack = read_graph(gdir / "05-norway" / "stack.json")
+    assert [len(b) for b in stack["band_ids_per_request"]] == [15, 15]
+    scenes = read_graph(gdir / "05-norway" / "s1scenes.json")
+    assert scenes["group_layers"] == ["preVV_1", "preVH_1", *(
+        f"post{p}_{i}" for p in ("VV", "VH") for i in (1, 2, 3))]  # fmt: skip
+    graph = decode(scenes["graph"])
+    assert not calls(graph, "Collection.distinct")
+    assert {"S1A_IW_GRDH_Dpre6", "S1A_IW_GRDH_Dpost2"} <= set(map(str, constants(graph)))
+    bands = decode(read_graph(gdir / "05-norway" / "s2bands.json")["graph"])
+    assert calls(bands, "Image.resample") and not calls(bands, "ImageCollection.mosaic")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--layers", "paper,sar"),
+         "Error: --layers: unknown layer group 'sar'; groups: paper, s2bands, ndvi, s1scenes"),
+        (("--s1-scenes", "4+0"),
+         "Error: --s1-scenes '4+0' is not one of 1+1, 3+1, 1+3, 3+3 (acquisitions before + "
+         "after the event)"),
+    ],
+)  # fmt: skip
+def test_bad_layer_options_are_one_line(
+    events_csv: Path, tmp_path: Path, args: tuple[str, ...], line: str
+) -> None:
+    result = run_fetch("--event", str(events_csv), "--out", str(tmp_path / "d"), *args)
+    assert result.exit_code == 1
+    assert result.output.strip() == line
+    assert not (tmp_path / "d").exists()

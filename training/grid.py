@@ -302,8 +302,10 @@ def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -
 
     opts = check_options(opts)
     device = resolve_device(opts.device)
-    layers = list(resolve_setting(opts.setting, opts.settings_file))
+    resolve_setting(opts.setting, opts.settings_file)  # a malformed setting fails first
     events = list_events(data_dir)
+    common = set.intersection(*(set(e.layers) for e in events))
+    layers = list(resolve_setting(opts.setting, opts.settings_file, available=common))
     out = Path(out_dir)
     _check_out(out)
     check_writable(out, create=False)

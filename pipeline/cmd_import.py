@@ -89,3 +89,31 @@ def tiles(
         progress=progress,
     )
     click.echo(f"{len(folders)} event folder(s) in {dest}")
+
+
+@import_group.command("paper")
+@click.argument("src", type=_PATH)
+@click.argument("dest", type=_PATH)
+@progress_option
+def paper(src: Path, dest: Path, progress: bool) -> None:
+    """Import the paper's dataset (global_dataset.zip, unpacked, under SRC) into DEST.
+
+    Each input/label pair becomes DEST/<event id>/ with the 15 layers of the paper's Table 2;
+    test/ gives the test event, train_val/ the training and validation events (the paper's
+    validation draw). Georeferencing is kept when the tifs carry it.
+    """
+    from lsd.pipeline.sources import import_paper
+
+    summary = import_paper(src, dest, progress=progress)
+    roles = _role_counts(summary.folders)
+    click.echo(f"{len(summary.folders)} event folder(s) in {dest} ({roles})")
+
+
+def _role_counts(folders: list[Path]) -> str:
+    from lsd.events import read_event
+
+    counts: dict[str, int] = {}
+    for folder in folders:
+        role = read_event(folder).role or "none"
+        counts[role] = counts.get(role, 0) + 1
+    return ", ".join(f"{n} {role}" for role, n in sorted(counts.items()))

@@ -1,0 +1,74 @@
+"""A local stand-in for Zenodo: a real HTTP server (http.server, in a thread) that serves a
+records-API answer and the archive files, and counts what was asked for."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from lsd.paper import ZENODO_RECORD
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    counts: Counter
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.counts[self.path] += 1
+        super().do_GET()
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
+        pass
+
+
+class ZenodoStandIn:
+    """Files under `root/files/`, the record answer at `root/api/records/<record>`."""
+
+    def __init__(self, root: Path, url: str, counts: Counter) -> None:
+        self.root, self.url, self.counts = root, url, counts
+
+    def publish(self, archive: Path, *, md5: str | None = None, legacy: bool = False) -> None:
+        """Serve `archive` and list it with its md5 (or the md5 given, to publish a wrong one)."""
+        files = self.root / "files"
+        files.mkdir(parents=True, exist_ok=True)
+        data = archive.read_bytes()
+        (files / archive.name).write_bytes(data)
+        digest = md5 or hashlib.md5(data).hexdigest()
+        link = f"{self.url}/files/{archive.name}"
+        if legacy:
+            entry = {"filename": archive.name, "checksum": digest, "filesize": len(data),
+                     "links": {"download": link}}  # fmt: skip
+        else:
+            entry = {"key": archive.name, "checksum": f"md5:{digest}", "size": len(data),
+                     "links": {"self": link}}  # fmt: skip
+        listing = self.root / "api" / "records" / str(ZENODO_RECORD)
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        old = json.loads(listing.read_text()) if listing.exists() else {"files": []}
+        others = [f for f in old["files"] if (f.get("key") or f.get("filename")) != archive.name]
+        record = {"id": ZENODO_RECORD, "doi": "10.5281/zenodo.13471162",
+                  "files": [*others, entry]}  # fmt: skip
+        listing.write_text(json.dumps(record))
+
+    def requests_for(self, name: str) -> int:
+        return self.counts[f"/files/{name}"]
+
+
+@contextmanager
+def zenodo_stand_in(root: Path) -> Iterator[ZenodoStandIn]:
+    counts: Counter = Counter()
+    handler = type("Handler", (_Handler,), {"counts": counts})
+    root.mkdir(parents=True, exist_ok=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield ZenodoStandIn(root, f"http://127.0.0.1:{server.server_address[1]}", counts)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from lsd.pipeline.options import PATH, LsdGroup, progress_option
+from lsd.pipeline.options import PATH, LsdGroup, device_option, progress_option
 
 _PATH = PATH
 
@@ -117,3 +117,24 @@ def _role_counts(folders: list[Path]) -> str:
         role = read_event(folder).role or "none"
         counts[role] = counts.get(role, 0) + 1
     return ", ".join(f"{n} {role}" for role, n in sorted(counts.items()))
+
+
+@import_group.command("paper-models")
+@click.argument("models", type=_PATH)
+@click.argument("runs", type=_PATH)
+@click.option(
+    "--data", "data", required=True, type=_PATH,
+    help="The paper's events, as `lsd import paper` wrote them (roles and statistics).",
+)  # fmt: skip
+@device_option
+def paper_models(models: Path, runs: Path, data: Path, device: str) -> None:
+    """Import the paper's trained models (trained_models.zip, unpacked, under MODELS) as RUNS.
+
+    Each setting's multirun becomes RUNS/<setting> (s1, s2, s1s2, all) with one bundle per
+    checkpoint and a leaderboard from val/f1_best, ready for lsd ensemble, evaluate, predict.
+    """
+    from lsd.pipeline.paper_models import import_paper_models
+    from lsd.training.device import resolve_device
+
+    dev = str(resolve_device(device))
+    import_paper_models(models, runs, data, device=dev, echo=lambda m: click.echo(m, err=True))

@@ -145,7 +145,8 @@ def _convert(run: PaperRun, rid: str, out: Path, data: PaperData, val_source: st
     from lsd.training.checkpoints import load_lightning_checkpoint, model_from_checkpoint
 
     ck = load_lightning_checkpoint(run.checkpoint)
-    model = model_from_checkpoint(ck, run.arch, run.encoder, len(run.channels))
+    encoders = run.encoder_candidates or (run.encoder,)
+    model, run.encoder = model_from_checkpoint(ck, run.arch, encoders, len(run.channels))
     if run.val_f1 is None:
         run.val_f1 = validation_f1(model, run, data, device)
     run_dir = run_folder(out, rid)

@@ -61,6 +61,7 @@ class PaperRun:
     lr: float
     channels: tuple[int, ...]
     config_source: str
+    encoder_candidates: tuple[str, ...] = ()  # when no config names the encoder
     epoch: int | None = None
     val_f1: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -277,5 +278,18 @@ def describe_from_checkpoint(folder: Path, checkpoint: Path, epoch: int | None) 
         "data": {"channels": _opaque_list(ck.datamodule_hyper_parameters.get("channels"))},
     }
     desc = describe_config(cfg, where)
-    return PaperRun(folder, folder.name, checkpoint, config_source=where, epoch=epoch,
-                    val_f1=read_val_f1(folder), **desc)  # fmt: skip
+    return PaperRun(
+        folder, folder.name, checkpoint, config_source=where, epoch=epoch,
+        val_f1=read_val_f1(folder), encoder_candidates=_encoders(net), **desc,
+    )  # fmt: skip
+
+
+def _encoders(net: Any) -> tuple[str, ...]:
+    """Encoder names the pickled network's encoder class can be, the paper's default first."""
+    from lsd.training.checkpoints import encoders_of_class
+
+    state = getattr(net, "state", None)
+    modules = state.get("_modules") if isinstance(state, dict) else None
+    encoder = modules.get("encoder") if isinstance(modules, dict) else None
+    names = encoders_of_class(getattr(encoder, "name", "")) if encoder is not None else []
+    return tuple(sorted(names, key=lambda n: n != DEFAULT_ENCODER)) or (DEFAULT_ENCODER,)

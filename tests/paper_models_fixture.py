@@ -169,8 +169,7 @@ def train_paper_run(
 
 
 PAPER_RUNS = {  # setting folder -> runs (arch, loss, lr); Linknet trains fastest here
-    "sentinel2_ensemble": [("Linknet", "Dice", 0.001), ("Linknet", "BCE", 0.01),
-                           ("FPN", "Focal", 0.001)],
+    "sentinel2_ensemble": [("Linknet", "Dice", 0.001), ("Linknet", "BCE", 0.01)],
     "all_ch_ensemble": [("Linknet", "Jaccard", 0.001)],
 }  # fmt: skip
 FOLDER_SETTING = {"sentinel2_ensemble": "s2", "all_ch_ensemble": "all"}

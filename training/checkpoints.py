@@ -18,11 +18,13 @@ the architecture, loss and learning rate when no config file is at hand.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lsd.errors import InvalidFile
 
@@ -175,31 +177,53 @@ def strip_prefix(state: dict[str, torch.Tensor], prefix: str = "net.") -> dict[s
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def encoders_of_class(class_name: str) -> list[str]:
+    """SMP encoder names built by an encoder class (ResNetEncoder: resnet18, resnet34, ...)."""
+    import segmentation_models_pytorch as smp
+
+    return [n for n, e in smp.encoders.encoders.items() if e["encoder"].__name__ == class_name]
+
+
+def _fit_problem(ckpt: LightningCheckpoint, model, weights, what: str) -> str | None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    extra = [k for k in weights if k not in own]
+    shape = [k for k in own if k in weights and own[k].shape != weights[k].shape]
+    if not (missing or extra or shape):
+        return None
+    if shape:
+        k = shape[0]
+        first = f"{k} is {tuple(weights[k].shape)}, not {tuple(own[k].shape)}"
+    else:
+        first = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+    return (
+        f"{ckpt.path}: weights do not fit {what} ({first}; {len(missing)} missing, "
+        f"{len(extra)} unexpected, {len(shape)} of another shape)"
+    )
+
+
 def model_from_checkpoint(
-    ckpt: LightningCheckpoint, arch: str, encoder: str, n_channels: int, prefix: str = "net."
-):
-    """Build lsd's model for (arch, encoder, channels) and load the checkpoint's network into it;
-    keys or shapes that do not fit are named, in one line."""
+    ckpt: LightningCheckpoint,
+    arch: str,
+    encoders: Sequence[str],
+    n_channels: int,
+    prefix: str = "net.",
+) -> tuple[nn.Module, str]:
+    """Build lsd's model and load the checkpoint's network into it; returns it with the encoder
+    that fits (the first of `encoders` whose tensors match exactly). Keys or shapes that fit no
+    candidate are named, in one line."""
     from lsd.training.models import build_model
 
     weights = strip_prefix(ckpt.state_dict, prefix)
     if not weights:
         raise InvalidFile(f"{ckpt.path}: no '{prefix}*' weights (not the paper's LightningModule)")
-    model = build_model(arch, n_channels, encoder)
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    extra = [k for k in weights if k not in own]
-    shape = [k for k in own if k in weights and own[k].shape != weights[k].shape]
-    if missing or extra or shape:
-        if shape:
-            k = shape[0]
-            what = f"{k} is {tuple(weights[k].shape)}, not {tuple(own[k].shape)}"
-        else:
-            what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
-        raise InvalidFile(
-            f"{ckpt.path}: weights do not fit {arch}/{encoder} with {n_channels} input layer(s) "
-            f"({what}; {len(missing)} missing, {len(extra)} unexpected, {len(shape)} of "
-            "another shape)"
-        )
-    model.load_state_dict(weights)
-    return model.eval()
+    first_problem = None
+    for encoder in encoders:
+        model = build_model(arch, n_channels, encoder)
+        what = f"{arch}/{encoder} with {n_channels} input layer(s)"
+        problem = _fit_problem(ckpt, model, weights, what)
+        if problem is None:
+            model.load_state_dict(weights)
+            return model.eval(), encoder
+        first_problem = first_problem or problem
+    raise InvalidFile(first_problem or f"{ckpt.path}: no encoder to try")

@@ -51,11 +51,22 @@ def _open(path: Path):
             yield src
 
 
+def _pages(src) -> list[str]:
+    """GDAL's names of every page (the first included), in page order: GDAL lists them as text
+    (GTIFF_DIR:1, GTIFF_DIR:10, GTIFF_DIR:11 ...), so they are sorted by number here."""
+
+    def number(name: str) -> int:
+        part = name.split(":")[1] if name.startswith("GTIFF_DIR:") else ""
+        return int(part) if part.isdigit() else 0
+
+    return sorted(src.subdatasets, key=number)
+
+
 def _page_shapes(src) -> list[tuple[int, int]]:
     import rasterio
 
-    shapes = [(src.height, src.width)]
-    for name in src.subdatasets:
+    shapes = []
+    for name in _pages(src):
         with rasterio.open(name) as page:
             if page.count != 1:
                 return []
@@ -82,8 +93,8 @@ def tif_shape(path: Path) -> TifShape:
 def _read_pages(src) -> np.ndarray:
     import rasterio
 
-    pages = [src.read(1, out_dtype="float32")]
-    for name in src.subdatasets:
+    pages = []
+    for name in _pages(src):
         with rasterio.open(name) as page:
             pages.append(page.read(1, out_dtype="float32"))
     return np.stack(pages)
@@ -138,7 +149,7 @@ def check_channels(path: Path, shape: TifShape) -> None:
 def label_shape(path: Path) -> tuple[int, int]:
     with _open(path) as src:
         if src.count != 1 or src.subdatasets:
-            pages = len(src.subdatasets) + 1
+            pages = max(len(src.subdatasets), 1)
             raise InvalidFile(
                 f"{path}: {src.count} band(s) in {pages} page(s); expected one H x W label"
             )

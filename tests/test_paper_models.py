@@ -5,6 +5,7 @@ get one line, and a pickled object outside the allow-list is never run."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -195,3 +196,55 @@ def test_pickled_object_outside_the_allow_list_is_refused_unrun(paper, tmp_path:
     line = _one_line_error(_import(tmp_path / "models", tmp_path / "runs", paper["events"]))
     assert f"holds a pickled {__name__}._touch" in line and "not loaded" in line
     assert not (tmp_path / SENTINEL).exists()
+
+
+def _notebook_scores(paper: dict[str, Path], setting: str) -> list[tuple[float, float]]:
+    """The notebook's procedure, re-done with the paper's own pieces: the source tif read as its
+    reader reads it, torchvision's Normalize and CenterCrop, the pickled networks, .round()."""
+    import torchvision.transforms as T
+
+    grid = json.loads((paper["runs"] / "all" / "grid.json").read_text())  # all 15 statistics
+    arr = tifffile.TiffFile(paper["src"] / "test" / "input" / "5_input.tif").pages[0].asarray()
+    label = tifffile.imread(paper["src"] / "test" / "label" / "5_label.tif")
+    inpt = T.ToTensor()(np.concatenate([arr, label[..., None].astype(np.float32)], axis=2))
+    h, w = inpt.shape[1:]
+    inpt = T.CenterCrop((h - h % 32, w - w % 32))(inpt)
+    y, x = inpt[-1:], inpt[:-1]
+    x = torch.nan_to_num(T.Normalize(mean=grid["mean"], std=grid["std"])(x), nan=0.0)
+    entries = read_leaderboard(paper["runs"] / setting)
+    channels = entries[0].meta().extra["channels"]
+    x = x[channels][None]
+    truth = y.round().flatten().numpy().astype(bool)
+    out, probs = [], []
+    for entry in entries:
+        ckpt = _trusted_load(Path(entry.meta().extra["checkpoint"]))
+        net = ckpt["hyper_parameters"]["net"]
+        net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k[:4] == "net."})
+        with torch.no_grad():
+            probs.append(torch.sigmoid(net.eval()(x)))
+        single = probs[-1].round().flatten().numpy().astype(bool)
+        ens = torch.stack(probs).mean(0).round().flatten().numpy().astype(bool)
+        f1 = [2 * (p & truth).sum() / max(p.sum() + truth.sum(), 1) for p in (single, ens)]
+        out.append((float(f1[0]), float(f1[1])))
+    return out
+
+
+def test_paper_protocol_scores_as_the_notebook(paper: dict[str, Path], tmp_path: Path) -> None:
+    anchors = tmp_path / "table8.csv"
+    anchors.write_text("setting,bands,f1_single_best_val,f1_ens10,f1_ens20,f1_ens40\n"
+                       's2,"CART_LC dNDVI",0.52,0.57,0.61,0.60\n')  # fmt: skip
+    result = CliRunner().invoke(main, [
+        "evaluate", str(paper["runs"]), "--data", str(paper["events"]), "--protocol", "paper",
+        "--anchors", str(anchors), "--out", str(tmp_path / "eval"), "--device", "cpu",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "s2: 2 models; single best" in result.output and "(paper: 0.52" in result.output
+    with (tmp_path / "eval" / "paper_protocol.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["setting"] == "s2"]
+    expected = _notebook_scores(paper, "s2")
+    assert [int(r["k"]) for r in rows] == [1, 2]
+    for row, (single, ens) in zip(rows, expected, strict=True):
+        assert float(row["f1"]) == pytest.approx(single, abs=1e-5)
+        assert float(row["ens_f1"]) == pytest.approx(ens, abs=1e-5)
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "| s2 |" in report and "(0.52)" in report and "Ensemble test F1 for every K" in report

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from lsd.errors import OutputExists
 from lsd.pipeline.options import PATH, LsdGroup, device_option, progress_option
 
 _PATH = PATH
@@ -94,8 +95,13 @@ def tiles(
 @import_group.command("paper")
 @click.argument("src", type=_PATH)
 @click.argument("dest", type=_PATH)
+@click.option(
+    "--inventories", type=_PATH,
+    help="Also write each georeferenced label as landslide polygons (GeoPackage) with an "
+    "events.csv for lsd fetch into this new folder.",
+)  # fmt: skip
 @progress_option
-def paper(src: Path, dest: Path, progress: bool) -> None:
+def paper(src: Path, dest: Path, inventories: Path | None, progress: bool) -> None:
     """Import the paper's dataset (global_dataset.zip, unpacked, under SRC) into DEST.
 
     Each input/label pair becomes DEST/<event id>/ with the 15 layers of the paper's Table 2;
@@ -104,9 +110,18 @@ def paper(src: Path, dest: Path, progress: bool) -> None:
     """
     from lsd.pipeline.sources import import_paper
 
+    if inventories is not None and inventories.exists():
+        raise OutputExists(f"{inventories}: already exists; give a new folder",
+                           field="inventories")  # fmt: skip
     summary = import_paper(src, dest, progress=progress)
     roles = _role_counts(summary.folders)
     click.echo(f"{len(summary.folders)} event folder(s) in {dest} ({roles})")
+    if inventories is not None:
+        from lsd.pipeline.paper_inventories import write_inventories
+
+        csv_path = write_inventories(summary.folders, inventories,
+                                     echo=lambda m: click.echo(m, err=True))  # fmt: skip
+        click.echo(f"inventories and events.csv for lsd fetch: {csv_path}")
 
 
 def _role_counts(folders: list[Path]) -> str:

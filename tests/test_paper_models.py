@@ -248,3 +248,28 @@ def test_paper_protocol_scores_as_the_notebook(paper: dict[str, Path], tmp_path:
         assert float(row["ens_f1"]) == pytest.approx(ens, abs=1e-5)
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "| s2 |" in report and "(0.52)" in report and "Ensemble test F1 for every K" in report
+
+
+def test_deeplabv3_checkpoints_of_older_smp_load(tmp_path: Path) -> None:
+    """smp 0.3 (the paper's) named DeepLabV3's decoder modules 0, 1, 2; today's smp names them
+    aspp, conv, bn. Such weights load and compute what they computed."""
+    from lsd.training.checkpoints import LightningCheckpoint, model_from_checkpoint
+    from lsd.training.models import build_model
+
+    torch.manual_seed(0)
+    ref = build_model("DeepLabV3", 2, "mobilenet_v2").eval()
+    old_names = {"decoder.aspp.": "decoder.0.", "decoder.conv.": "decoder.1.",
+                 "decoder.bn.": "decoder.2."}  # fmt: skip
+    state = {}
+    for key, value in ref.state_dict().items():
+        for new, old in old_names.items():
+            if key.startswith(new):
+                key = old + key[len(new) :]
+        state["net." + key] = value
+    assert "net.decoder.0.convs.0.0.weight" in state
+    ckpt = LightningCheckpoint(path=tmp_path / "epoch_001.ckpt", state_dict=state)
+    model, encoder = model_from_checkpoint(ckpt, "DeepLabV3", ["mobilenet_v2"], 2)
+    x = torch.randn(1, 2, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x))
+    assert encoder == "mobilenet_v2"

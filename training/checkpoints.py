@@ -177,6 +177,28 @@ def strip_prefix(state: dict[str, torch.Tensor], prefix: str = "net.") -> dict[s
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+# State-dict names that segmentation_models_pytorch changed since the paper's models were saved
+# (smp 0.3.x, 2023): DeepLabV3's decoder became named modules in smp 0.4. Checked against
+# smp 0.3.3: with these renames all nine architectures give bit-identical outputs in smp 0.6.
+LEGACY_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "DeepLabV3": (("decoder.0.", "decoder.aspp."), ("decoder.1.", "decoder.conv."),
+                  ("decoder.2.", "decoder.bn.")),
+}  # fmt: skip
+
+
+def modern_keys(arch: str, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weights with names from older smp versions renamed to today's (LEGACY_KEYS)."""
+    renames = LEGACY_KEYS.get(arch, ())
+    out = {}
+    for key, value in weights.items():
+        for old, new in renames:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        out[key] = value
+    return out
+
+
 def encoders_of_class(class_name: str) -> list[str]:
     """SMP encoder names built by an encoder class (ResNetEncoder: resnet18, resnet34, ...)."""
     import segmentation_models_pytorch as smp
@@ -221,9 +243,10 @@ def model_from_checkpoint(
     for encoder in encoders:
         model = build_model(arch, n_channels, encoder)
         what = f"{arch}/{encoder} with {n_channels} input layer(s)"
-        problem = _fit_problem(ckpt, model, weights, what)
-        if problem is None:
-            model.load_state_dict(weights)
-            return model.eval(), encoder
+        for candidate in (weights, modern_keys(arch, weights)):
+            problem = _fit_problem(ckpt, model, candidate, what)
+            if problem is None:
+                model.load_state_dict(candidate)
+                return model.eval(), encoder
         first_problem = first_problem or problem
     raise InvalidFile(first_problem or f"{ckpt.path}: no encoder to try")

@@ -6,8 +6,10 @@ and served by the local Zenodo stand-in of the tests; the README's lsd steps the
 as written, each as its own `lsd` process, and are timed. The issue's bound is 20 minutes on
 2 CPU cores.
 
-    python benchmarks/bench_quickstart.py                 # prints the steps' times, writes JSON
-    python benchmarks/bench_quickstart.py --size 256 512  # other event sizes
+    python -m benchmarks.bench_quickstart                 # prints the steps' times, writes JSON
+    python -m benchmarks.bench_quickstart --size 256 512  # other event sizes
+
+Run from the repository root as a module (it uses the tests' writers of the published formats).
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lsd.paper import DATA_ARCHIVE
+from tests.paper_fixtures import write_paper_dataset, zip_folder
+from tests.test_quickstart import readme_steps
+from tests.zenodo_server import zenodo_stand_in
 
-from lsd.paper import DATA_ARCHIVE  # noqa: E402
-from tests.paper_fixtures import write_paper_dataset, zip_folder  # noqa: E402
-from tests.test_quickstart import readme_steps  # noqa: E402
-from tests.zenodo_server import zenodo_stand_in  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 LIMIT_S = 20 * 60
 

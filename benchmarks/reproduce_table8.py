@@ -1,8 +1,8 @@
 """The paper's Table 8 from its own data and models: the whole chain, for a user with the downloads.
 
-    python benchmarks/reproduce_table8.py --paper paper          # downloads what is missing
-    python benchmarks/reproduce_table8.py --paper paper --device cuda
-    python benchmarks/reproduce_table8.py --demo                 # the chain on generated data
+    python -m benchmarks.reproduce_table8 --paper paper          # downloads what is missing
+    python -m benchmarks.reproduce_table8 --paper paper --device cuda
+    python -m benchmarks.reproduce_table8 --demo                 # the chain on generated data
 
 Steps (each an `lsd` command, skipped when its output is there):
   lsd download paper --data --models --to PAPER       (Zenodo 13471162, md5 checked)
@@ -18,6 +18,8 @@ reach): four rows s1, s2, s1s2, all of 90 models each, close to Table 8 (0.29/0.
 should match to the third decimal where the checkpoints, statistics and crop are the paper's.
 `--demo` runs the same chain on a generated archive (tests/paper_fixtures.py, real Lightning
 checkpoints from tests/paper_models_fixture.py) so the script itself is known to work.
+
+Run from the repository root as a module (it uses the tests' writers of the published formats).
 """
 
 from __future__ import annotations
@@ -30,10 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lsd.paper import TABLE8, TABLE8_KS
 
-from lsd.paper import TABLE8, TABLE8_KS  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _lsd(*args: str) -> None:

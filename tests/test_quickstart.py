@@ -1,7 +1,7 @@
 """The README's first command, step by step, on an archive in the published format served by a
 local stand-in for Zenodo: download, import, train (quick preset), ensemble, map the test event.
 Offline, it stops at the first step with one line. The benchmark
-benchmarks/bench_quickstart.py runs the same steps unshortened and times them."""
+`python -m benchmarks.bench_quickstart` runs the same steps unshortened and times them."""
 
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lsd.bundles import BundleMeta
 from lsd.errors import InvalidFile, InvalidValue
@@ -175,7 +174,7 @@ def validation_f1(model, run: PaperRun, data: PaperData, device: str) -> float:
 
 
 def import_setting(
-    multirun: Path, runs_root: Path, data: PaperData, *, device: str, echo: Echo
+    multirun: Path, runs_root: Path, data: PaperData, *, device: str
 ) -> SettingImport:
     runs = list_runs(multirun)  # every config checked before any weights are read
     setting = _setting_name(multirun, runs)
@@ -213,7 +212,7 @@ def import_paper_models(
     data = load_paper_data(data_dir)
     results = []
     for multirun in multiruns:
-        result = import_setting(multirun, Path(runs_root), data, device=device, echo=echo)
+        result = import_setting(multirun, Path(runs_root), data, device=device)
         if result.recomputed:
             echo(f"{multirun.name}: {len(result.recomputed)} run(s) have no tensorboard log; "
                  "their validation F1 was recomputed on the validation events "
@@ -222,7 +221,3 @@ def import_paper_models(
              f"there -> {result.out}")  # fmt: skip
         results.append(result)
     return results
-
-
-def summary(results: Sequence[SettingImport]) -> dict[str, Any]:
-    return {r.setting: {"out": str(r.out), "imported": len(r.imported)} for r in results}

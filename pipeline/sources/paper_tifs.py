@@ -14,7 +14,6 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -172,7 +171,3 @@ def read_label_tif(path: Path) -> tuple[np.ndarray, Grid, bool]:
             "0 (not landslide), 1 (landslide) or 255 (no data)"
         )
     return raw.astype(np.uint8), grid, geo
-
-
-def describe(grid: Grid, geo: bool) -> dict[str, Any]:
-    return {"georeferenced": geo, "crs": grid.crs.to_string() if grid.crs else None}

@@ -1,8 +1,9 @@
 """Downloading the paper's archives from Zenodo: listed, fetched, verified, unpacked, once.
 
 The record's file list comes from the Zenodo records API (name, download link, md5), and each
-archive is fetched by pooch (`pooch.retrieve` with its HTTP downloader: progress bar, hash check
-on the downloaded bytes, a file that fails the check is deleted before anyone sees it). pooch's
+archive is fetched by pooch (`pooch.retrieve`: hash check on the downloaded bytes, a file that
+fails the check is deleted before anyone sees it) through a downloader that shows progress and
+resumes an interrupted download where it stopped (HTTP Range), since the archives are large. pooch's
 own DOI resolver asks doi.org and then hard-codes zenodo.org, so it cannot be pointed at a mirror
 or a test server; the records API it reads is read here instead, from a base URL that defaults to
 https://zenodo.org (the DOI 10.5281/zenodo.N names record N).
@@ -119,6 +120,38 @@ def fetch_listing(base_url: str, record: int = ZENODO_RECORD) -> tuple[list[Reco
     except ValueError:
         raise ServiceUnavailable(f"{url}: the answer is not JSON (a proxy page?)") from None
     return parse_listing(raw, url), raw
+
+
+class ResumingDownloader:
+    """A pooch downloader that keeps what has arrived in `<name>.part` and, on the next try,
+    asks only for the rest (an HTTP Range request); a server that ignores Range sends it all
+    again. pooch still checks the hash of the whole file and deletes it when wrong."""
+
+    def __init__(self, part: Path, *, progress: bool, timeout: float = TIMEOUT_S) -> None:
+        self.part, self.progress, self.timeout = part, progress, timeout
+
+    def __call__(self, url: str, output_file: Any, pooch_obj: Any = None, **_: Any) -> None:
+        import requests
+        from tqdm import tqdm
+
+        have = self.part.stat().st_size if self.part.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
+            if r.status_code == 416:  # the part is all there is (or more): start over
+                self.part.unlink()
+                return self(url, output_file, pooch_obj)
+            r.raise_for_status()
+            resumed = have > 0 and r.status_code == 206
+            size = int(r.headers.get("content-length") or 0) + (have if resumed else 0)
+            with (
+                self.part.open("ab" if resumed else "wb") as f,
+                tqdm(total=size or None, initial=have if resumed else 0, unit="B",
+                     unit_scale=True, disable=not self.progress, desc=self.part.stem) as bar,
+            ):  # fmt: skip
+                for chunk in r.iter_content(chunk_size=1 << 16):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        shutil.move(str(self.part), str(output_file))
 
 
 def md5_of(path: Path) -> str:
@@ -258,10 +291,12 @@ def _download(to: Path, want: Wanted, files: dict[str, RecordFile], progress: bo
     if not entry.md5:
         raise ServiceUnavailable(f"Zenodo record {ZENODO_RECORD} publishes no md5 for {want.name}")
     downloads = to / DOWNLOADS_DIR
+    downloads.mkdir(parents=True, exist_ok=True)
+    part = downloads / f"{want.name}.part"
     try:
         path = Path(pooch.retrieve(
             entry.url, known_hash=f"md5:{entry.md5}", fname=want.name, path=downloads,
-            downloader=pooch.HTTPDownloader(progressbar=progress, timeout=TIMEOUT_S),
+            downloader=ResumingDownloader(part, progress=progress),
         ))  # fmt: skip
     except ValueError as exc:  # pooch: the downloaded bytes fail the published hash
         raise InvalidFile(f"{want.name}: {_reason(exc)}; the download was deleted, nothing "

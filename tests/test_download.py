@@ -21,7 +21,7 @@ from tests.zenodo_server import zenodo_stand_in
 @pytest.fixture(scope="module")
 def dataset_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("paper_src")
-    ds = write_paper_dataset(root, size=(40, 40), train_val=[1, 2, 3, 4, 8])
+    ds = write_paper_dataset(root, size=(64, 64), train_val=[1, 2, 3, 4, 8])
     return zip_folder(ds, root / DATA_ARCHIVE)
 
 
@@ -137,3 +137,22 @@ def test_both_listing_forms_parse() -> None:
                       "links": {"download": "http://x/a.zip"}}]}  # fmt: skip
     assert parse_listing(new, "x") == parse_listing(old, "x")
     assert parse_listing(new, "x")[0].md5 == "ab"
+
+
+def test_interrupted_download_resumes_where_it_stopped(tmp_path: Path, dataset_zip: Path):
+    size = dataset_zip.stat().st_size
+    with zenodo_stand_in(tmp_path / "zenodo") as zenodo:
+        zenodo.publish(dataset_zip)
+        zenodo.drop_after(DATA_ARCHIVE, size // 3)
+        to = tmp_path / "paper"
+        line = _one_line_error(_download(to, zenodo.url, "--data"))
+        assert "cannot download" in line and "--from-archive PATH" in line
+        part = to / ".downloads" / f"{DATA_ARCHIVE}.part"
+        kept = part.stat().st_size  # what arrived, up to the last whole chunk
+        assert 0 < kept <= size // 3 and not (to / "global_dataset").exists()
+        result = _download(to, zenodo.url, "--data")
+        assert result.exit_code == 0, result.output
+        got = [r for path, r in zenodo.ranges if path.endswith(DATA_ARCHIVE)]
+    assert got == [None, f"bytes={kept}-"]  # the second request asked for the rest only
+    assert (to / "global_dataset" / "test" / "input" / "5_input.tif").is_file()
+    assert not part.exists()

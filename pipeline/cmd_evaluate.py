@@ -90,6 +90,11 @@ def _evaluate_paper(runs, data, out, ids, anchors, device: str, overwrite: bool)
         shown = [f"single best {r.single[0].f1:.3f}"] + [
             f"ens{k} {r.ensemble[k - 1].f1:.3f}" for k in TABLE8_KS if k <= len(r.ensemble)
         ]
-        tail = f" (paper: {', '.join(f'{x:.2f}' for x in paper)})" if paper else ""
+        names = ["single best", *(f"ens{k}" for k in TABLE8_KS)]
+        tail = (
+            " (paper: " + ", ".join(f"{n} {x:.2f}" for n, x in zip(names, paper, strict=True)) + ")"
+            if paper
+            else ""
+        )
         click.echo(f"{r.setting}: {len(r.entries)} models; {'; '.join(shown)}{tail}")
     click.echo(f"wrote {folder}")

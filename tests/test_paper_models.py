@@ -238,7 +238,9 @@ def test_paper_protocol_scores_as_the_notebook(paper: dict[str, Path], tmp_path:
         "--anchors", str(anchors), "--out", str(tmp_path / "eval"), "--device", "cpu",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "s2: 2 models; single best" in result.output and "(paper: 0.52" in result.output
+    assert (
+        "s2: 2 models; single best" in result.output and "(paper: single best 0.52" in result.output
+    )
     with (tmp_path / "eval" / "paper_protocol.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r["setting"] == "s2"]
     expected = _notebook_scores(paper, "s2")

@@ -227,7 +227,7 @@ def _parse_row(
     flattening = _choice(row, "flattening", FLATTENINGS, "auto", upper=False)
     role = _choice(row, "role", ROLES, None, upper=False)
     base = row.csv_path.parent
-    inventory = _vector_path(row, "inventory", base)
+    inventory = _inventory_path(row, base)
     points = _vector_path(row, "landcover_points", base, polygons=False)
     extra = {
         k: v.strip()
@@ -324,6 +324,18 @@ def _choice(row: _Row, column: str, allowed: tuple[str, ...], default, *, upper:
     return value
 
 
+def _inventory_path(row: _Row, base: Path) -> Path | None:
+    """Polygons, or a label raster (GeoTIFF of 0/1/255), checked now rather than on a server."""
+    from lsd.labels import is_label_raster, read_label_raster
+
+    text = row.get("inventory")
+    if text and is_label_raster(Path(text)):
+        path = (base / text).resolve()
+        read_label_raster(path, where=row.where("inventory"))
+        return path
+    return _vector_path(row, "inventory", base)
+
+
 def _vector_path(row: _Row, column: str, base: Path, *, polygons: bool = True) -> Path | None:
     text = row.get(column)
     if not text:
@@ -339,4 +351,21 @@ def _vector_path(row: _Row, column: str, base: Path, *, polygons: bool = True) -
             read_class_points(path)
         except UserError as exc:
             raise row.fail(column, str(exc)) from None
+    return path
+
+
+def write_events_csv(path: Path | str, rows: Sequence[dict[str, Any]]) -> Path:
+    """An events.csv that read_events reads back: id and date first, then the other columns in
+    the order they first appear; paths are written as given (relative to the CSV's folder)."""
+    from lsd.files import atomic_path
+
+    columns: list[str] = ["id", "date"]
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    path = Path(path)
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
     return path

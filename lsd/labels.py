@@ -1,5 +1,10 @@
 """Burn a landslide inventory into label.tif on the stack's grid: the same rule for every source.
 
+An inventory is either polygons (any vector format) or a label raster (a GeoTIFF of 1 =
+landslide, 0 = not, 255 or its nodata = unknown, such as the paper's label tifs). A raster is
+reprojected onto the event grid with nearest neighbour, so codes are never blended; event
+pixels the raster does not cover are unknown (255).
+
 Codes follow the file contract: 1 landslide, 0 not landslide, 255 unknown. Pixels outside the AOI
 polygon get 255, because nobody mapped landslides there: counting them as "not landslide" would
 teach a model that unmapped slopes are stable. A pixel belongs to a polygon when its centre lies
@@ -14,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsd.errors import InputNotFound, InvalidFile
 from lsd.rasters import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
 from lsd.spec import to_crs
 from lsd.vectors import read_polygons
@@ -41,6 +47,59 @@ def aoi_mask(aoi_4326, grid: Grid) -> np.ndarray:
     return _burn([to_crs(aoi_4326, 4326, grid.crs)], grid)
 
 
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img")
+RASTER_CODES = (LABEL_BACKGROUND, LABEL_LANDSLIDE, LABEL_IGNORE)
+
+
+def is_label_raster(path: Path) -> bool:
+    return Path(path).suffix.lower() in RASTER_SUFFIXES
+
+
+def read_label_raster(path: Path, *, where: str):
+    """A label raster's codes (uint8, nodata -> 255), checked, with its georeferencing."""
+    import rasterio
+
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFound(f"{where}: file {path} not found")
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise InvalidFile(
+                    f"{where}: {path} has no coordinate reference system; a label raster must "
+                    "be georeferenced to be put on an event grid"
+                )
+            if src.count != 1:
+                raise InvalidFile(f"{where}: {path} has {src.count} bands; expected one label")
+            data = src.read(1, masked=True)
+            crs, transform = src.crs, src.transform
+    except rasterio.errors.RasterioIOError as exc:
+        first = str(exc).splitlines()[0]
+        raise InvalidFile(f"{where}: {path} is not a readable raster ({first})") from None
+    codes = np.asarray(data.filled(LABEL_IGNORE))
+    bad = sorted(set(np.unique(codes).tolist()) - set(RASTER_CODES))
+    if bad:
+        raise InvalidFile(
+            f"{where}: {path} holds value {bad[0]}; a label raster holds 0 (not landslide), "
+            "1 (landslide) and 255 or nodata (unknown)"
+        )
+    return codes.astype(np.uint8), crs, transform
+
+
+def raster_labels(path: Path, grid: Grid, *, where: str) -> np.ndarray:
+    """A label raster on the event grid, nearest neighbour; uncovered pixels are 255."""
+    from rasterio.warp import Resampling, reproject
+
+    codes, crs, transform = read_label_raster(path, where=where)
+    out = np.full((grid.height, grid.width), LABEL_IGNORE, dtype=np.uint8)
+    reproject(
+        codes, out, src_transform=transform, src_crs=crs, src_nodata=LABEL_IGNORE,
+        dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=LABEL_IGNORE,
+        resampling=Resampling.nearest,
+    )  # fmt: skip
+    return out
+
+
 def rasterize_labels(
     inventory: Path | None,
     aoi_4326,
@@ -49,7 +108,8 @@ def rasterize_labels(
     warn: Callable[[str], None] = print,
     event_id: str = "",
 ) -> np.ndarray:
-    """The uint8 label for one event: inventory polygons 1, rest of the AOI 0, outside 255.
+    """The uint8 label for one event: inventory polygons 1, rest of the AOI 0, outside 255;
+    or, for a label raster, its codes inside the AOI (nearest neighbour) and 255 outside.
 
     Without an inventory every pixel is 255 (unknown): the event can still be mapped by a model,
     but it carries no ground truth for training or scoring. An inventory that misses the AOI
@@ -60,6 +120,14 @@ def rasterize_labels(
     if inventory is None:
         return label
     inside = aoi_mask(aoi_4326, grid)
+    if is_label_raster(inventory):
+        where = f"event {event_id} inventory".strip()
+        codes = raster_labels(Path(inventory), grid, where=where)
+        if not (codes[inside] != LABEL_IGNORE).any():
+            warn(f"warning: event {event_id}: {inventory} does not cover the AOI; its label is "
+                 "all unknown (check the raster's CRS)")  # fmt: skip
+        label[inside] = codes[inside]
+        return label
     gdf = read_polygons(Path(inventory), where=f"event {event_id} inventory".strip())
     aoi_grid = to_crs(aoi_4326, 4326, grid.crs)
     geoms = list(gdf.to_crs(grid.crs).geometry)

@@ -22,6 +22,7 @@ def main() -> None:
 def _register() -> None:
     from lsd.pipeline import (
         cmd_add_layer,
+        cmd_download,
         cmd_ensemble,
         cmd_evaluate,
         cmd_fetch,
@@ -31,6 +32,7 @@ def _register() -> None:
         cmd_train,
     )
 
+    main.add_command(cmd_download.download_group)
     main.add_command(cmd_fetch.fetch)
     main.add_command(cmd_import.import_group)
     main.add_command(cmd_inspect.inspect)

@@ -32,6 +32,16 @@ from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
     show_default=True,
     help="Ensemble sizes to mark in the figures and the report.",
 )
+@click.option(
+    "--protocol", type=click.Choice(["lsd", "paper"]), default="lsd", show_default=True,
+    help="paper: the paper notebook's scoring (whole centre-cropped image, p > 0.5, every K) "
+    "beside its Table 8; RUNS may then be a folder of RUNS folders (one per setting).",
+)  # fmt: skip
+@click.option(
+    "--anchors", type=click.Path(path_type=Path),
+    help="Table 8 as CSV (setting,f1_single_best_val,f1_ens10,f1_ens20,f1_ens40) for "
+    "--protocol paper [the paper's numbers, built in].",
+)  # fmt: skip
 @device_option
 @overwrite_option
 def evaluate(
@@ -41,6 +51,8 @@ def evaluate(
     out: Path | None,
     threshold: float,
     ks_text: str,
+    protocol: str,
+    anchors: Path | None,
     device: str,
     overwrite: bool,
 ) -> None:
@@ -51,6 +63,9 @@ def evaluate(
     ks = parse_ks(ks_text)
     ids = [p.strip() for p in events_text.split(",") if p.strip()] if events_text else None
     dev = str(resolve_device(device))
+    if protocol == "paper":
+        _evaluate_paper(runs, data, out, ids, anchors, dev, overwrite)
+        return
     ev = evaluate_runs(
         runs, data, out, events=ids, threshold=threshold, ks=ks, overwrite=overwrite, device=dev
     )
@@ -60,3 +75,26 @@ def evaluate(
     for k in sorted({*(k for k in ks if k <= n), n}):
         click.echo(f"  ensemble K={k}: F1 {ev.test.ensemble[k - 1].f1:.4f}")
     click.echo(f"wrote {ev.out}")
+
+
+def _evaluate_paper(runs, data, out, ids, anchors, device: str, overwrite: bool) -> None:
+    from lsd.paper import TABLE8_KS
+    from lsd.pipeline.paper_protocol import evaluate_paper, read_table8
+
+    results, folder = evaluate_paper(
+        runs, data, out, events=ids, anchors=anchors, overwrite=overwrite, device=device
+    )
+    table8 = read_table8(anchors)
+    for r in results:
+        paper = table8.get(r.setting)
+        shown = [f"single best {r.single[0].f1:.3f}"] + [
+            f"ens{k} {r.ensemble[k - 1].f1:.3f}" for k in TABLE8_KS if k <= len(r.ensemble)
+        ]
+        names = ["single best", *(f"ens{k}" for k in TABLE8_KS)]
+        tail = (
+            " (paper: " + ", ".join(f"{n} {x:.2f}" for n, x in zip(names, paper, strict=True)) + ")"
+            if paper
+            else ""
+        )
+        click.echo(f"{r.setting}: {len(r.entries)} models; {'; '.join(shown)}{tail}")
+    click.echo(f"wrote {folder}")

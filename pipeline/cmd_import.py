@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from lsd.pipeline.options import PATH, LsdGroup, progress_option
+from lsd.errors import OutputExists
+from lsd.pipeline.options import PATH, LsdGroup, device_option, progress_option
 
 _PATH = PATH
 GO_ON_LINE = "rerun the same command to go on: finished event folders are kept and skipped"
@@ -90,3 +91,66 @@ def tiles(
         progress=progress,
     )
     click.echo(f"{len(folders)} event folder(s) in {dest}")
+
+
+@import_group.command("paper")
+@click.argument("src", type=_PATH)
+@click.argument("dest", type=_PATH)
+@click.option(
+    "--inventories", type=_PATH,
+    help="Also write each georeferenced label as landslide polygons (GeoPackage) with an "
+    "events.csv for lsd fetch into this new folder.",
+)  # fmt: skip
+@progress_option
+def paper(src: Path, dest: Path, inventories: Path | None, progress: bool) -> None:
+    """Import the paper's dataset (global_dataset.zip, unpacked, under SRC) into DEST.
+
+    Each input/label pair becomes DEST/<event id>/ with the 15 layers of the paper's Table 2;
+    test/ gives the test event, train_val/ the training and validation events (the paper's
+    validation draw). Georeferencing is kept when the tifs carry it.
+    """
+    from lsd.pipeline.sources import import_paper
+
+    if inventories is not None and inventories.exists():
+        raise OutputExists(f"{inventories}: already exists; give a new folder",
+                           field="inventories")  # fmt: skip
+    summary = import_paper(src, dest, progress=progress)
+    roles = _role_counts(summary.folders)
+    click.echo(f"{len(summary.folders)} event folder(s) in {dest} ({roles})")
+    if inventories is not None:
+        from lsd.pipeline.paper_inventories import write_inventories
+
+        csv_path = write_inventories(summary.folders, inventories,
+                                     echo=lambda m: click.echo(m, err=True))  # fmt: skip
+        click.echo(f"inventories and events.csv for lsd fetch: {csv_path}")
+
+
+def _role_counts(folders: list[Path]) -> str:
+    from lsd.events import read_event
+
+    counts: dict[str, int] = {}
+    for folder in folders:
+        role = read_event(folder).role or "none"
+        counts[role] = counts.get(role, 0) + 1
+    return ", ".join(f"{n} {role}" for role, n in sorted(counts.items()))
+
+
+@import_group.command("paper-models")
+@click.argument("models", type=_PATH)
+@click.argument("runs", type=_PATH)
+@click.option(
+    "--data", "data", required=True, type=_PATH,
+    help="The paper's events, as `lsd import paper` wrote them (roles and statistics).",
+)  # fmt: skip
+@device_option
+def paper_models(models: Path, runs: Path, data: Path, device: str) -> None:
+    """Import the paper's trained models (trained_models.zip, unpacked, under MODELS) as RUNS.
+
+    Each setting's multirun becomes RUNS/<setting> (s1, s2, s1s2, all) with one bundle per
+    checkpoint and a leaderboard from val/f1_best, ready for lsd ensemble, evaluate, predict.
+    """
+    from lsd.pipeline.paper_models import import_paper_models
+    from lsd.training.device import resolve_device
+
+    dev = str(resolve_device(device))
+    import_paper_models(models, runs, data, device=dev, echo=lambda m: click.echo(m, err=True))

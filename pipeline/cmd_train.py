@@ -7,11 +7,14 @@ Options are parsed here into plain values; every check that can fail on user inp
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from lsd.errors import InvalidValue
 from lsd.pipeline.options import LsdCommand, device_option
+from lsd.training.presets import preset_options
 
 RESUME_LINE = (
     "rerun the same command to resume: finished runs are kept and an unfinished run goes on "
@@ -59,8 +62,28 @@ def _split(value: str | None, flag: str) -> int | list[str] | None:
     return ids
 
 
+def _with_preset(preset: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The preset's value for every option left at its default on the command line."""
+    ctx = click.get_current_context()
+    out = dict(values)
+    for key, value in preset_options(preset).items():
+        source = ctx.get_parameter_source(key)
+        if key not in values or source in (None, ParameterSource.DEFAULT):
+            out[key] = value
+    return out
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 @click.command(cls=LsdCommand, interrupt=RESUME_LINE)
 @click.option("--setting", required=True, help="s1, s2, s1s2, all, a user setting, or 'a,b,c'.")
+@click.option(
+    "--preset", default="lsd", show_default=True, type=click.Choice(["lsd", "paper", "quick"]),
+    help="Named options for the ones not given: lsd (the paper's text), paper (the paper's "
+    "code), quick (a small grid in minutes on a CPU). See docs/train.md.",
+)  # fmt: skip
 @click.option(
     "--data", "data_dir", required=True, type=click.Path(path_type=Path),
     help="Folder of event folders (stack.tif + label.tif each).",
@@ -87,12 +110,21 @@ def _split(value: str | None, flag: str) -> int | list[str] | None:
     help="Stop a run after this many epochs without a better validation F1.",
 )  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--lr-schedule", type=click.Choice(["none", "plateau"]), default="none", show_default=True,
+    help="plateau: ReduceLROnPlateau on the validation loss (factor 0.1, patience 10).",
+)  # fmt: skip
+@click.option(
+    "--crop-anchor", type=click.Choice(["random", "centre"]), default="random",
+    show_default=True, help="Where the anchoring landslide pixel sits in a training crop.",
+)  # fmt: skip
 @click.option("--val", "val", help="Validation events: a count or comma-separated event ids.")
 @click.option("--test", "test", help="Test events: a count or comma-separated event ids.")
 @device_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(
     setting: str,
+    preset: str,
     data_dir: Path,
     out_dir: Path,
     settings_file: Path | None,
@@ -107,6 +139,8 @@ def train(
     crop: int,
     patience: int,
     seed: int,
+    lr_schedule: str,
+    crop_anchor: str,
     val: str | None,
     test: str | None,
     device: str,
@@ -121,22 +155,25 @@ def train(
         "losses": _names(losses, "--losses"),
         "lrs": _lrs(lrs),
     }
+    given = {
+        "encoder": encoder, "epochs": epochs, "iters_per_epoch": iters_per_epoch,
+        "batch_size": batch_size, "crop": crop, "patience": patience, "seed": seed,
+        "lr_schedule": lr_schedule, "crop_anchor": crop_anchor,
+    }  # fmt: skip
     opts = GridOptions(
-        **{k: v for k, v in axes.items() if v is not None},
+        **_with_preset(preset, {**{k: v for k, v in axes.items() if v is not None}, **given}),
         setting=setting,
         settings_file=str(settings_file) if settings_file else None,
-        encoder=encoder,
         encoder_weights=str(encoder_weights) if encoder_weights else None,
-        epochs=epochs,
-        iters_per_epoch=iters_per_epoch,
-        batch_size=batch_size,
-        crop=crop,
-        patience=patience,
-        seed=seed,
         val=_split(val, "--val"),
         test=_split(test, "--test"),
         device=device,
+        preset=preset,
     )
+    if preset != "lsd":
+        click.echo(f"preset {preset}: " + ", ".join(
+            f"{k} {_shown(getattr(opts, k))}" for k in preset_options(preset)
+        ), err=True)  # fmt: skip
     plan = prepare_grid(data_dir, out_dir, opts)
     n = len(plan.configs())
     click.echo(

@@ -22,6 +22,7 @@ from lsd.errors import InvalidValue, UserError
 from lsd.events import EventFolder, list_events, select_events
 from lsd.files import atomic_path
 from lsd.outputs import check_output, mark
+from lsd.paper import TABLE8
 from lsd.pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
 from lsd.runs import SPLIT_FILE, RunEntry, read_leaderboard, read_split
 from lsd.training.ensemble import (
@@ -44,15 +45,6 @@ SUMMARY_JSON = "evaluation.json"
 DEFAULT_KS = (10, 20, 40)
 
 COUNT_COLS = ("tp", "fp", "fn", "tn", "precision", "recall", "f1", "iou", "bias")
-# The paper's Table 8 (Ganerod et al. 2023): test F1 of the single best model by validation F1
-# and of the top-10/20/40 ensembles, per layer setting. Kept here so the report can show the
-# structure to compare against without needing the anchors folder.
-PAPER_TABLE8_ROWS = (
-    ("s1", 0.29, 0.44, 0.40, 0.43),
-    ("s2", 0.52, 0.57, 0.61, 0.60),
-    ("s1s2", 0.64, 0.68, 0.69, 0.69),
-    ("all", 0.65, 0.66, 0.66, 0.68),
-)
 
 
 def _num(x: float) -> str:
@@ -397,7 +389,7 @@ def _report_lines(
         "",
         markdown_table(
             ["setting", "single best", "ens10", "ens20", "ens40"],
-            [[s, *(fmt(x, 2) for x in r)] for s, *r in PAPER_TABLE8_ROWS],
+            [[s, *(fmt(x, 2) for x in r)] for s, r in TABLE8.items()],
         ),
         "",
         "This run, same structure:",

@@ -38,6 +38,8 @@ from lsd.spec import event_grid
 from tests.ee_offline import calls, constants, decode, graph_of
 
 REPO = Path(__file__).resolve().parents[1]
+# three invented polygons near the Norway event: a fixture for the pipeline, not a survey
+INVENTED_INVENTORY = REPO / "tests" / "data" / "invented_inventory_norway.geojson"
 EXAMPLES = REPO / "examples"
 SENTINEL = download.NODATA_SENTINEL
 CANOPY = FetchConfig().canopy_height_asset
@@ -176,7 +178,9 @@ def fake(ee_offline, monkeypatch) -> FakeEE:
 @pytest.fixture
 def events_csv(tmp_path: Path) -> Path:
     """Norway (with the example inventory), Italy and Peru, as a user would write them."""
-    shutil.copy(EXAMPLES / "inventory_norway.geojson", tmp_path / "inv.geojson")
+    shutil.copy(
+        REPO / "tests" / "data" / "invented_inventory_norway.geojson", tmp_path / "inv.geojson"
+    )
     csv = tmp_path / "events.csv"
     csv.write_text(
         "id,date,lon,lat,role,inventory,location\n"

@@ -22,6 +22,8 @@ from lsd.rasters import read_label, read_stack
 
 pytestmark = pytest.mark.live
 REPO = Path(__file__).resolve().parents[1]
+# three invented polygons near the Norway event: a fixture for the pipeline, not a survey
+INVENTED_INVENTORY = REPO / "tests" / "data" / "invented_inventory_norway.geojson"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,9 @@ def live_ee():
 
 
 def test_fetch_small_norway_event(live_ee, tmp_path: Path) -> None:
-    shutil.copy(REPO / "examples" / "inventory_norway.geojson", tmp_path / "inv.geojson")
+    shutil.copy(
+        REPO / "tests" / "data" / "invented_inventory_norway.geojson", tmp_path / "inv.geojson"
+    )
     csv = tmp_path / "events.csv"
     csv.write_text(
         "id,date,lon,lat,role,inventory\n05-norway,2019-07-30,6.11699,61.51734,test,inv.geojson\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,6 +19,8 @@ from lsd.rasters import Grid
 from lsd.spec import to_crs
 
 REPO = Path(__file__).resolve().parents[1]
+# three invented polygons near the Norway event: a fixture for the pipeline, not a survey
+INVENTED_INVENTORY = REPO / "tests" / "data" / "invented_inventory_norway.geojson"
 EXAMPLES = REPO / "examples"
 # The Norway event's grid: a 2 km square centred on (346650, 6823810) in UTM 32N.
 X0, Y1 = 345650.0, 6824810.0
@@ -93,9 +96,16 @@ def test_inventory_outside_aoi_warns_and_labels_zero(tmp_path: Path) -> None:
     assert len(warnings) == 1 and "05-norway" in warnings[0] and "AOI" in warnings[0]
 
 
-def test_norway_example_inventory_matches_point_in_polygon() -> None:
-    """The example inventory against an independent rasterisation: pixel-centre containment."""
-    (spec,) = read_events(EXAMPLES / "events.csv", only={"05-norway"})
+def test_norway_example_inventory_matches_point_in_polygon(tmp_path: Path) -> None:
+    """An invented inventory (a test fixture, not a survey) against an independent
+    rasterisation: pixel-centre containment."""
+    shutil.copy(
+        REPO / "tests" / "data" / "invented_inventory_norway.geojson", tmp_path / "i.geojson"
+    )
+    (tmp_path / "events.csv").write_text(
+        "id,date,lon,lat,inventory\n05-norway,2019-07-30,6.11699,61.51734,i.geojson\n"
+    )
+    (spec,) = read_events(tmp_path / "events.csv")
     label = rasterize_labels(spec.inventory, spec.aoi, GRID)
     polys = gpd.read_file(spec.inventory).to_crs(32632).geometry.union_all()
     rows, cols = np.mgrid[0:200, 0:200]

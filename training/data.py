@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_HOLDOUT_FRACTION = 0.15
+CROP_ANCHORS = ("random", "centre")
 
 
 @dataclass
@@ -287,6 +288,7 @@ class CropSampler:
         batch_size: int = 4,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        anchor: str = "random",
     ) -> None:
         import torch
 
@@ -303,7 +305,10 @@ class CropSampler:
                     f"event '{ev.event_id}': image {ev.image.shape} and label {ev.label.shape} "
                     "differ in size"
                 )
+        if anchor not in CROP_ANCHORS:
+            raise ValueError(f"crop anchor {anchor!r} is not one of {', '.join(CROP_ANCHORS)}")
         self.crop = crop
+        self.anchor = anchor
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.channels = channels.pop()
@@ -367,9 +372,28 @@ class CropSampler:
             hi = torch.where(has_pos, torch.minimum(at, hi_any), hi_any)
             return lo + (v * (hi - lo + 1).double()).long().clamp_max(hi - lo)
 
+        if self.anchor == "centre":
+            return ev, *self._centred(has_pos, r, c, h, w, u), aug
         top = corner(h, r, u[:, 1])
         left = corner(w, c, u[:, 2])
         return ev, top, left, aug
+
+    def _centred(self, has_pos, r, c, h, w, u) -> tuple[torch.Tensor, torch.Tensor]:
+        """The paper's AnchorCrop: the anchor (a landslide pixel, or a uniformly drawn pixel of a
+        landslide-free event) at the window's centre, the window shifted to fit the image; an
+        image smaller than the crop sits inside the window (padded) instead."""
+        import torch
+
+        crop = self.crop
+        r = torch.where(has_pos, r, (u[:, 1] * h.double()).long().clamp_max(h - 1))
+        c = torch.where(has_pos, c, (u[:, 2] * w.double()).long().clamp_max(w - 1))
+
+        def start(size: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+            lo = torch.clamp(size - crop, max=0)
+            hi = torch.clamp(size - crop, min=0)
+            return torch.minimum(torch.maximum(at - crop // 2, lo), hi)
+
+        return start(h, r), start(w, c)
 
     def state_dict(self) -> dict[str, Any]:
         """The random stream's position, so a resumed run draws the batches it would have."""

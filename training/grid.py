@@ -39,13 +39,17 @@ from lsd.runs import (
     write_split,
 )
 from lsd.spec import ROLES
+from lsd.training.data import CROP_ANCHORS
 from lsd.training.executors import DataRef, EpochHook, Executor, InProcessExecutor, RunTask
-from lsd.training.loop import RunConfig, TrainOptions
+from lsd.training.loop import LR_SCHEDULES, RunConfig, TrainOptions
 from lsd.training.models import ARCHITECTURES
 
 DEFAULT_LRS: tuple[float, ...] = (0.01, 0.001)
 # Options that change what a run learns; a RUNS folder refuses a resume that changes them.
-FIXED_OPTIONS = ("encoder", "encoder_weights", "crop", "batch_size", "iters_per_epoch", "seed")
+FIXED_OPTIONS = (
+    "encoder", "encoder_weights", "crop", "batch_size", "iters_per_epoch", "seed", "lr_schedule",
+    "crop_anchor",
+)  # fmt: skip
 # Limits a resume may change, as long as every run is what the new limits would make.
 LIMIT_OPTIONS = ("epochs", "patience")
 POSITIVE_OPTIONS = ("epochs", "iters_per_epoch", "batch_size", "crop", "patience")
@@ -71,6 +75,7 @@ class GridOptions(TrainOptions):
     val: int | list[str] | None = None
     test: int | list[str] | None = None
     device: str = "auto"
+    preset: str = "lsd"  # recorded: which named set of options filled the unset ones
 
     def train_options(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in TrainOptions.__dataclass_fields__}
@@ -153,7 +158,16 @@ def check_options(opts: GridOptions) -> GridOptions:
             )
     if opts.seed < 0:
         raise InvalidValue(f"seed must be zero or positive, got {opts.seed}", field="seed")
+    _check_choice(opts.lr_schedule, LR_SCHEDULES, "lr_schedule")
+    _check_choice(opts.crop_anchor, CROP_ANCHORS, "crop_anchor")
     return replace(opts, archs=archs, losses=losses, lrs=tuple(dict.fromkeys(opts.lrs)))
+
+
+def _check_choice(value: str, choices: Sequence[str], name: str) -> None:
+    if value not in choices:
+        raise InvalidValue(
+            f"{name.replace('_', ' ')} '{value}' is not one of {', '.join(choices)}", field=name
+        )
 
 
 def _check_layers(

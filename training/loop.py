@@ -43,6 +43,8 @@ from lsd.training.models import build_model
 from lsd.training.precision import Precision
 
 CHECKPOINT_FORMAT = "lsd-checkpoint/1"
+LR_SCHEDULES = ("none", "plateau")
+PLATEAU = {"mode": "min", "factor": 0.1, "patience": 10}  # configs/model/default.yaml
 EpochHook = Callable[[int, dict[str, Any]], None]
 ValEvent = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # image, label, no-data mask
 
@@ -64,6 +66,12 @@ class TrainOptions:
     epochs: int = 500
     patience: int = 50
     seed: int = 0
+    # "plateau": ReduceLROnPlateau on the validation loss (factor 0.1, patience 10), as the
+    # paper's code; "none": a constant learning rate (lsd's default, the paper's text)
+    lr_schedule: str = "none"
+    # "centre": the landslide pixel at the crop's centre, shifted to fit (the paper's
+    # AnchorCrop); "random": at a random position inside the crop (lsd's default)
+    crop_anchor: str = "random"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +166,33 @@ def evaluate(model: nn.Module, val: Sequence[ValEvent], precision: Precision) ->
     return validation_counts(model, val, precision)
 
 
+@torch.no_grad()
+def evaluate_with_loss(
+    model: nn.Module,
+    val: Sequence[ValEvent],
+    precision: Precision,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> tuple[Counts, float]:
+    """`evaluate`, plus the mean over validation events of the run's loss on each whole event
+    (the quantity the paper's ReduceLROnPlateau watches). The counts come from the one scoring
+    pass; the loss needs logits, so it takes one whole-image forward per event of its own."""
+    from lsd.training.models import forward_whole
+
+    counts = evaluate(model, val, precision)
+    was_training = model.training
+    model.eval()
+    losses = []
+    try:
+        for image, label, _ in val:
+            x = precision.prepare_input(image.unsqueeze(0))
+            with precision.autocast():
+                logits = forward_whole(model, x)
+            losses.append(float(loss_fn(logits.float(), label.unsqueeze(0))))
+    finally:
+        model.train(was_training)
+    return counts, sum(losses) / max(len(losses), 1)
+
+
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
@@ -209,10 +244,15 @@ class _Run:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.scheduler = (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimiser, **PLATEAU)
+            if cfg.lr_schedule == "plateau"
+            else None
+        )
         self.loss_fn = build_loss(cfg.loss)
         self.sampler = CropSampler(
             list(data.train), crop=cfg.crop, batch_size=cfg.batch_size, seed=cfg.seed,
-            device=str(device),
+            device=str(device), anchor=cfg.crop_anchor,
         )  # fmt: skip
         self.val = data.val_on(device)
         self.tracker = BestTracker(cfg.patience)
@@ -228,6 +268,8 @@ class _Run:
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimiser.load_state_dict(state["optimiser"])
+        if self.scheduler is not None and state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         scaler = self.precision.scaler
         if scaler is not None and state.get("scaler"):
@@ -249,6 +291,7 @@ class _Run:
             "format": CHECKPOINT_FORMAT,
             "model": _cpu_state(self.model),
             "optimiser": self.optimiser.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "sampler": self.sampler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
             "torch_rng": torch.get_rng_state(),
@@ -300,7 +343,12 @@ class _Run:
             loss_sum += loss.detach()
             bar.update()
         train_loss = float(loss_sum) / cfg.iters_per_epoch
-        counts = evaluate(model, self.val, precision)
+        lr_now = self.optimiser.param_groups[0]["lr"]
+        if self.scheduler is not None:
+            counts, val_loss = evaluate_with_loss(model, self.val, precision, self.loss_fn)
+            self.scheduler.step(val_loss)
+        else:
+            counts = evaluate(model, self.val, precision)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         row = {
@@ -311,7 +359,7 @@ class _Run:
             "val_f1": counts.f1,
             "val_iou": counts.iou,
             "seconds": round(time.perf_counter() - started, 3),
-            "lr": cfg.lr,
+            "lr": lr_now,
             "counts": [counts.tp, counts.fp, counts.fn, counts.tn],
         }
         self.rows.append(row)
@@ -406,6 +454,8 @@ def _finish(run: _Run) -> dict[str, Any]:
         "setting": data.setting,
         "split": data.split,
         "optimiser": "Adam",
+        "lr_schedule": cfg.lr_schedule,
+        "crop_anchor": cfg.crop_anchor,
         "stop_reason": run.stop_reason,
         "pixel_m": data.pixel_m,
     }

@@ -11,6 +11,7 @@ Registered sources, by the name the CLI and docs use:
     earthengine      lsd.gee.source.EarthEngineSource      events.csv -> Earth Engine layers
     landslide4sense  lsd.pipeline.sources.landslide4sense  Landslide4Sense HDF5 patches
     tiles            lsd.pipeline.sources.tiles            image/mask pairs (PNG, GeoTIFF)
+    paper            lsd.pipeline.sources.paper            the paper's dataset (Zenodo 13471162)
 
 To add one: write a module with a class that has `name`, `keep_going`, `items()`, `plan(item)`
 and `build(item, folder)` (writing through lsd.events.write_event), add it to SOURCES, and give
@@ -39,6 +40,7 @@ SOURCES: dict[str, str] = {
     "earthengine": "lsd.gee.source:EarthEngineSource",
     "landslide4sense": "lsd.pipeline.sources.landslide4sense:Landslide4SenseSource",
     "tiles": "lsd.pipeline.sources.tiles:TileSource",
+    "paper": "lsd.pipeline.sources.paper:PaperDatasetSource",
 }
 
 
@@ -198,3 +200,10 @@ def import_tiles(
     """Image/mask pairs under `src` as `dest/<prefix><image stem>/` (see TileSource)."""
     source = source_class("tiles")(src, mapping, **kw)
     return build_events(source, dest, progress=progress, desc="import tiles").folders
+
+
+def import_paper(src: Path | str, dest: Path | str, *, progress: bool = True) -> BuildSummary:
+    """The paper's global_dataset under `src` as `dest/<event id>/` (see PaperDatasetSource)."""
+    from lsd.pipeline.sources.paper import PaperDatasetSource
+
+    return build_events(PaperDatasetSource(src), dest, progress=progress, desc="import paper")

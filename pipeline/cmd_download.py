@@ -1,0 +1,56 @@
+"""`lsd download`: published data and models, fetched once, verified and unpacked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from lsd.errors import ServiceUnavailable
+from lsd.paper import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_DOI, ZENODO_RECORD
+from lsd.pipeline.options import PATH, LsdGroup, progress_option
+
+# A mirror of the Zenodo records API (or a test server); the default is zenodo.org itself.
+URL_ENV = "LSD_ZENODO_URL"
+
+
+@click.group("download", cls=LsdGroup)
+def download_group() -> None:
+    """Fetch published datasets and models (the paper's Zenodo record)."""
+
+
+@download_group.command("paper")
+@click.option("--data", is_flag=True, help=f"The dataset ({DATA_ARCHIVE}).")
+@click.option("--models", is_flag=True, help=f"The 360 trained models ({MODELS_ARCHIVE}).")
+@click.option("--to", "to", required=True, type=PATH, help="Folder to unpack into.")
+@click.option(
+    "--from-archive", "from_archive", multiple=True, type=PATH,
+    help=f"An archive downloaded by hand ({DATA_ARCHIVE} or {MODELS_ARCHIVE}); repeatable.",
+)  # fmt: skip
+@progress_option
+def paper(data: bool, models: bool, to: Path, from_archive: tuple[Path, ...], progress: bool):
+    """Download the paper's dataset and/or models (both when neither is named) into TO.
+
+    Zenodo record 13471162 (doi:10.5281/zenodo.13471162): the published md5 of each archive is
+    checked, the archive unpacked into TO/global_dataset or TO/trained_models, and a rerun
+    with everything in place does nothing.
+    """
+    from lsd.pipeline.download import ZENODO_URL, download_paper
+
+    base = os.environ.get(URL_ENV) or ZENODO_URL
+    try:
+        folders = download_paper(
+            to, data=data, models=models, archives=from_archive, base_url=base,
+            progress=progress, echo=lambda m: click.echo(m, err=True),
+        )  # fmt: skip
+    except ServiceUnavailable as exc:
+        names = " and ".join(n for n, on in ((DATA_ARCHIVE, data), (MODELS_ARCHIVE, models))
+                             if on or not (data or models))  # fmt: skip
+        raise ServiceUnavailable(
+            f"{exc}; without network, download {names} from https://zenodo.org/records/"
+            f"{ZENODO_RECORD} (doi:{ZENODO_DOI}) by hand and run: lsd download paper "
+            f"--from-archive PATH --to {to}"
+        ) from None
+    for folder in folders:
+        click.echo(str(folder))

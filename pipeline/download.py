@@ -1,0 +1,366 @@
+"""Downloading the paper's archives from Zenodo: listed, fetched, verified, unpacked, once.
+
+The record's file list comes from the Zenodo records API (name, download link, md5), and each
+archive is fetched by pooch (`pooch.retrieve`: hash check on the downloaded bytes, a file that
+fails the check is deleted before anyone sees it) through a downloader that shows progress and
+resumes an interrupted download where it stopped (HTTP Range), since the archives are large. pooch's
+own DOI resolver asks doi.org and then hard-codes zenodo.org, so it cannot be pointed at a mirror
+or a test server; the records API it reads is read here instead, from a base URL that defaults to
+https://zenodo.org (the DOI 10.5281/zenodo.N names record N).
+
+An archive is unpacked into a hidden temporary folder beside its destination and renamed into
+place only when every member has been extracted and its CRC checked, so DIR holds a complete
+global_dataset/ (or trained_models/) or none. download.json records what was unpacked from
+which archive with which checksum; a rerun that finds its entry and the folder does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from lsd.errors import InputNotFound, InvalidFile, InvalidValue, OutputExists, ServiceUnavailable
+from lsd.files import atomic_path, check_writable, read_json, write_json
+from lsd.paper import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_RECORD
+
+ZENODO_URL = "https://zenodo.org"
+RECORD_FILE = "download.json"
+LISTING_FILE = f"zenodo-{ZENODO_RECORD}.json"
+DOWNLOADS_DIR = ".downloads"
+TIMEOUT_S = 60
+JUNK_TOP = {"__MACOSX"}
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RecordFile:
+    """One file of a Zenodo record as its API lists it."""
+
+    name: str
+    url: str
+    md5: str | None
+    size: int | None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
+
+
+def _network_reason(exc: BaseException) -> str:
+    """requests' messages nest urllib3's; the user needs the kind of failure."""
+    import requests
+
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "the proxy refused the connection"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS failed (a proxy that inspects traffic?)"
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {TIMEOUT_S} s"
+    for needle, why in (
+        ("Failed to resolve", "host name not resolved: no network or DNS"),
+        ("Name or service not known", "host name not resolved: no network or DNS"),
+        ("Connection refused", "connection refused"),
+        ("Network is unreachable", "network unreachable"),
+        ("Connection reset", "connection reset"),
+    ):
+        if needle in text:
+            return why
+    return _reason(exc)
+
+
+def _listing_url(base_url: str, record: int) -> str:
+    return f"{base_url.rstrip('/')}/api/records/{record}"
+
+
+def parse_listing(raw: Any, where: str) -> list[RecordFile]:
+    """Files of a records-API answer, in either form Zenodo has used (key/links.self with
+    "md5:..." checksums, or filename/links.download with bare md5)."""
+    files = raw.get("files") if isinstance(raw, dict) else None
+    if isinstance(files, dict):  # InvenioRDM answers can nest the list under "entries"
+        files = files.get("entries")
+        files = list(files.values()) if isinstance(files, dict) else files
+    if not isinstance(files, list) or not files:
+        raise ServiceUnavailable(f"{where}: the answer lists no files (not a Zenodo record?)")
+    out = []
+    for item in files:
+        name = item.get("key") or item.get("filename")
+        links = item.get("links") or {}
+        url = links.get("self") or links.get("content") or links.get("download")
+        if not name or not url:
+            raise ServiceUnavailable(f"{where}: a file entry lacks its name or download link")
+        checksum = str(item.get("checksum") or "")
+        md5 = checksum.split(":", 1)[1] if checksum.startswith("md5:") else (checksum or None)
+        size = item.get("size") or item.get("filesize")
+        out.append(RecordFile(name, url, md5, int(size) if size else None))
+    return out
+
+
+def fetch_listing(base_url: str, record: int = ZENODO_RECORD) -> tuple[list[RecordFile], Any]:
+    """The record's files from the records API; one line when it cannot be reached."""
+    import requests
+
+    url = _listing_url(base_url, record)
+    try:
+        response = requests.get(url, timeout=TIMEOUT_S)
+        response.raise_for_status()
+        raw = response.json()
+    except requests.HTTPError as exc:
+        raise ServiceUnavailable(f"{url}: {_reason(exc)}") from None
+    except requests.RequestException as exc:
+        raise ServiceUnavailable(f"cannot reach {url} ({_network_reason(exc)})") from None
+    except ValueError:
+        raise ServiceUnavailable(f"{url}: the answer is not JSON (a proxy page?)") from None
+    return parse_listing(raw, url), raw
+
+
+class ResumingDownloader:
+    """A pooch downloader that keeps what has arrived in `<name>.part` and, on the next try,
+    asks only for the rest (an HTTP Range request); a server that ignores Range sends it all
+    again. pooch still checks the hash of the whole file and deletes it when wrong."""
+
+    def __init__(self, part: Path, *, progress: bool, timeout: float = TIMEOUT_S) -> None:
+        self.part, self.progress, self.timeout = part, progress, timeout
+
+    def __call__(self, url: str, output_file: Any, pooch_obj: Any = None, **_: Any) -> None:
+        import requests
+        from tqdm import tqdm
+
+        have = self.part.stat().st_size if self.part.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
+            if r.status_code == 416:  # the part is all there is (or more): start over
+                self.part.unlink()
+                return self(url, output_file, pooch_obj)
+            r.raise_for_status()
+            resumed = have > 0 and r.status_code == 206
+            size = int(r.headers.get("content-length") or 0) + (have if resumed else 0)
+            with (
+                self.part.open("ab" if resumed else "wb") as f,
+                tqdm(total=size or None, initial=have if resumed else 0, unit="B",
+                     unit_scale=True, disable=not self.progress, desc=self.part.stem) as bar,
+            ):  # fmt: skip
+                for chunk in r.iter_content(chunk_size=1 << 16):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        shutil.move(str(self.part), str(output_file))
+
+
+def md5_of(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- unpacking
+
+
+def _members(zf: zipfile.ZipFile, archive: Path) -> list[zipfile.ZipInfo]:
+    members = zf.infolist()
+    for info in members:
+        parts = PurePosixPath(info.filename).parts
+        if not parts or info.filename.startswith("/") or ".." in parts:
+            raise InvalidFile(
+                f"{archive}: member {info.filename!r} would unpack outside its folder"
+            )
+    return members
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    """Extract `archive` into the folder `dest`, which appears only when complete.
+
+    A zip whose entries all sit in one top folder named like `dest` loses that level, so
+    global_dataset.zip becomes DIR/global_dataset/train_val/..., not .../global_dataset/global...
+    """
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise InvalidFile(f"{archive}: not a complete zip archive ({_reason(exc)}); "
+                          "nothing was unpacked") from None  # fmt: skip
+    except OSError as exc:
+        raise InputNotFound(f"{archive}: cannot read ({exc.strerror or exc})") from None
+    with zf, atomic_path(dest, directory=True) as tmp:
+        for info in _members(zf, archive):
+            try:
+                zf.extract(info, tmp)
+            except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
+                raise InvalidFile(
+                    f"{archive}: member {info.filename} is damaged ({_reason(exc)}); "
+                    "nothing was unpacked"
+                ) from None
+        tops = [p for p in tmp.iterdir() if p.name not in JUNK_TOP]
+        if len(tops) == 1 and tops[0].is_dir() and tops[0].name == dest.name:
+            inner = tmp / f".{dest.name}.inner"
+            tops[0].rename(inner)
+            for junk in tmp.iterdir():
+                if junk != inner:
+                    shutil.rmtree(junk) if junk.is_dir() else junk.unlink()
+            for child in inner.iterdir():
+                child.rename(tmp / child.name)
+            inner.rmdir()
+    return dest
+
+
+# --------------------------------------------------------------------------- the download
+
+
+@dataclass
+class Wanted:
+    """One archive to bring into DIR: its name, the folder it becomes, and where it comes from."""
+
+    name: str
+    folder: str
+    archive: Path | None = None  # a file the user placed by hand
+
+    @classmethod
+    def of(cls, name: str) -> Wanted:
+        return cls(name, name.removesuffix(".zip"))
+
+
+def _record(to: Path) -> dict[str, Any]:
+    path = to / RECORD_FILE
+    raw = read_json(path) if path.exists() else {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def is_complete(to: Path, want: Wanted) -> bool:
+    entry = _record(to).get(want.name)
+    return isinstance(entry, dict) and (to / want.folder).is_dir()
+
+
+def _note(to: Path, want: Wanted, md5: str, size: int, source: str, checked: str) -> None:
+    record = _record(to)
+    record[want.name] = {
+        "folder": want.folder, "md5": md5, "size": size, "source": source, "md5_check": checked,
+        "unpacked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    write_json(to / RECORD_FILE, record)
+
+
+def _published(to: Path) -> dict[str, RecordFile]:
+    """The file list saved by an earlier download, so a placed archive can be checked offline."""
+    path = to / LISTING_FILE
+    if not path.exists():
+        return {}
+    try:
+        return {f.name: f for f in parse_listing(read_json(path), str(path))}
+    except (ServiceUnavailable, InvalidFile):
+        return {}
+
+
+def _from_archive(to: Path, want: Wanted, echo: Echo) -> None:
+    archive = want.archive
+    assert archive is not None
+    if not archive.is_file():
+        raise InputNotFound(f"{archive}: archive not found", field="from_archive")
+    md5, size = md5_of(archive), archive.stat().st_size
+    known = _published(to).get(want.name)
+    if known is not None and known.md5 and known.md5 != md5:
+        raise InvalidFile(
+            f"{archive}: md5 {md5} differs from the {known.md5} Zenodo publishes for "
+            f"{want.name}; not unpacked (the file was left where it is)"
+        )
+    checked = "published md5 matched" if known and known.md5 else "zip CRCs only"
+    if checked == "zip CRCs only":
+        echo(f"{want.name}: no published checksum at hand (run once online to record it); "
+             "checking the zip's own CRCs")  # fmt: skip
+    unpack(archive, to / want.folder)
+    _note(to, want, md5, size, str(archive.resolve()), checked)
+
+
+def _download(to: Path, want: Wanted, files: dict[str, RecordFile], progress: bool) -> None:
+    import pooch
+    import requests
+
+    entry = files.get(want.name)
+    if entry is None:
+        raise ServiceUnavailable(
+            f"Zenodo record {ZENODO_RECORD} lists no {want.name} (it has "
+            f"{', '.join(sorted(files)) or 'no files'})"
+        )
+    if not entry.md5:
+        raise ServiceUnavailable(f"Zenodo record {ZENODO_RECORD} publishes no md5 for {want.name}")
+    downloads = to / DOWNLOADS_DIR
+    downloads.mkdir(parents=True, exist_ok=True)
+    part = downloads / f"{want.name}.part"
+    try:
+        path = Path(pooch.retrieve(
+            entry.url, known_hash=f"md5:{entry.md5}", fname=want.name, path=downloads,
+            downloader=ResumingDownloader(part, progress=progress),
+        ))  # fmt: skip
+    except ValueError as exc:  # pooch: the downloaded bytes fail the published hash
+        raise InvalidFile(f"{want.name}: {_reason(exc)}; the download was deleted, nothing "
+                          "was unpacked") from None  # fmt: skip
+    except requests.RequestException as exc:
+        raise ServiceUnavailable(f"cannot download {entry.url} ({_network_reason(exc)})") from None
+    unpack(path, to / want.folder)
+    _note(to, want, entry.md5, path.stat().st_size, entry.url, "published md5 matched")
+    path.unlink()  # unpacked and recorded; the archive would only double the disk space
+    if downloads.is_dir() and not any(downloads.iterdir()):
+        downloads.rmdir()
+
+
+def wanted_archives(data: bool, models: bool, archives: Sequence[Path]) -> list[Wanted]:
+    """What to fetch: the archives asked for, each from a placed file where one is given."""
+    names = [n for n, on in ((DATA_ARCHIVE, data), (MODELS_ARCHIVE, models)) if on]
+    if not names and not archives:
+        names = [DATA_ARCHIVE, MODELS_ARCHIVE]
+    wants = {n: Wanted.of(n) for n in names}
+    for archive in archives:
+        name = Path(archive).name
+        if name not in (DATA_ARCHIVE, MODELS_ARCHIVE):
+            raise InvalidValue(
+                f"{archive}: expected a file named {DATA_ARCHIVE} or {MODELS_ARCHIVE}",
+                field="from_archive",
+            )
+        wants.setdefault(name, Wanted.of(name)).archive = Path(archive)
+    return list(wants.values())
+
+
+def download_paper(
+    to: Path | str,
+    *,
+    data: bool = False,
+    models: bool = False,
+    archives: Sequence[Path] = (),
+    base_url: str = ZENODO_URL,
+    progress: bool = True,
+    echo: Echo = print,
+) -> list[Path]:
+    """Bring the paper's archives into `to` (both when neither is asked for and none is placed);
+    returns the unpacked folders. Placed `archives` are checked and unpacked without network."""
+    to = check_writable(to)
+    wants = wanted_archives(data, models, archives)
+    for want in wants:
+        folder = to / want.folder
+        if folder.exists() and not is_complete(to, want):
+            raise OutputExists(
+                f"{folder}: exists but was not unpacked by lsd download; move it away (lsd "
+                "never deletes what it did not write) or import it directly"
+            )
+    todo = [w for w in wants if not is_complete(to, w)]
+    for want in wants:
+        if want not in todo:
+            echo(f"{want.name}: already complete in {to / want.folder}")
+    files: dict[str, RecordFile] = {}
+    if any(w.archive is None for w in todo):
+        listing, raw = fetch_listing(base_url)
+        write_json(to / LISTING_FILE, raw)
+        files = {f.name: f for f in listing}
+    for want in todo:
+        if want.archive is not None:
+            _from_archive(to, want, echo)
+        else:
+            _download(to, want, files, progress)
+        echo(f"{want.name}: unpacked into {to / want.folder}")
+    return [to / w.folder for w in wants]

@@ -28,6 +28,21 @@ from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
 )
 @device_option
 @click.option(
+    "--precision", default="auto", show_default=True,
+    help="auto (mixed on GPUs, fp32 on CPUs), fp32, or bf16 (GPUs, and CPUs with AVX512-BF16/AMX).",
+)  # fmt: skip
+@click.option("--tta", is_flag=True, help="Average the 8 flips/rotations of each tile (8x slower).")
+@click.option(
+    "--executor", default="inprocess", show_default=True,
+    help="inprocess, or ray: blocks of rows predicted on a Ray cluster (pip install 'lsd[ray]').",
+)  # fmt: skip
+@click.option(
+    "--ray-address", help="Ray cluster: HOST:PORT, ray://HOST:PORT or auto [a new local one]."
+)
+@click.option(
+    "--block-rows", type=int, help="With ray: image rows per block [about 64 MB of output each]."
+)
+@click.option(
     "--min-area-m2",
     default=500.0,
     show_default=True,
@@ -49,6 +64,11 @@ def predict(
     overlap: int,
     batch_size: int | None,
     device: str,
+    precision: str,
+    tta: bool,
+    executor: str,
+    ray_address: str | None,
+    block_rows: int | None,
     min_area_m2: float,
     mask_water: bool,
     mask_snow: bool,
@@ -63,7 +83,7 @@ def predict(
     from lsd.pipeline.masks import MaskOptions
     from lsd.pipeline.predict import PredictOptions, predict_stack
     from lsd.training.device import resolve_device
-    from lsd.training.inference import TileOptions
+    from lsd.training.inference import ForwardOptions, TileOptions
 
     if (stack is None) == (aoi is None):
         raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")
@@ -78,13 +98,20 @@ def predict(
         min_area_m2=min_area_m2,
         masks=MaskOptions(water=mask_water, snow=mask_snow, min_slope=min_slope),
         overwrite=overwrite,
+        forward=ForwardOptions(precision=precision, tta=tta),
+        executor=executor,
+        ray_address=ray_address,
+        block_rows=block_rows,
     )
+    if (ray_address or block_rows) and executor != "ray":
+        raise UserError("--ray-address and --block-rows go with --executor ray")
     check_output_folder(out, overwrite)
     inputs: dict = {}
     spec = None
     if aoi is not None:
         spec = aoi_spec(aoi, parse_date(date_text))
-    resolve_device(device)  # an unusable --device fails before anything is loaded or fetched
+    if executor != "ray":  # on Ray the workers choose; here an unusable --device fails early
+        resolve_device(device)
     models = open_models(model)
     if spec is not None:
         work = out.parent / f"{out.name}.inputs"

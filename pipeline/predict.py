@@ -24,7 +24,7 @@ from lsd.errors import InvalidValue
 from lsd.files import atomic_path, write_json
 from lsd.pipeline import maps, polygons
 from lsd.pipeline.masks import MaskOptions, plan_masks
-from lsd.rasters import read_layer_names, require_layers
+from lsd.rasters import RowReader, read_layer_names, require_layers
 
 # Weights a CPU prediction holds at once (two UnetPlusPlus/resnet34 members); see predict_mean_std.
 MEMBER_BUDGET_BYTES = 256 * 2**20
@@ -43,6 +43,10 @@ class PredictOptions:
     masks: MaskOptions = field(default_factory=MaskOptions)
     overwrite: bool = False
     progress: bool = True
+    forward: Any = None  # lsd.training.inference.ForwardOptions; None: its defaults
+    executor: str = "inprocess"  # or "ray": blocks of rows predicted on a Ray cluster
+    ray_address: str | None = None  # None: a local Ray cluster
+    block_rows: int | None = None  # Ray: image rows per block; None: about 64 MB of output
 
 
 @dataclass
@@ -56,7 +60,8 @@ class _Job:
     plan: dict[str, str]  # mask control -> layer
     threshold: float
     tiles: Any  # TileOptions
-    device: Any  # torch.device
+    device: Any  # torch.device (on Ray: the request, resolved on the workers)
+    forward: Any = None  # ForwardOptions
     src: Any = None  # the open rasterio dataset
     tmp: Path = Path(".")
 
@@ -64,7 +69,9 @@ class _Job:
 def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
     """Everything that can be wrong with the input, checked before any model is loaded."""
     from lsd.training.device import resolve_device
-    from lsd.training.inference import TileOptions
+    from lsd.training.executors import EXECUTORS
+    from lsd.training.inference import ForwardOptions, TileOptions
+    from lsd.training.precision import Precision
 
     names = read_layer_names(stack)
     require_layers(stack, names, model.layers, "the model")
@@ -73,7 +80,23 @@ def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
     if opts.min_area_m2 < 0:
         raise InvalidValue(f"minimum area {opts.min_area_m2} m2 must be >= 0", field="min_area_m2")
     tiles = opts.tiles or TileOptions()
-    return _Job(stack, model, opts, names, plan, threshold, tiles, resolve_device(opts.device))
+    forward = opts.forward or ForwardOptions()
+    if opts.executor not in EXECUTORS:
+        raise InvalidValue(
+            f"unknown executor '{opts.executor}'; choose from {', '.join(EXECUTORS)}",
+            field="executor",
+        )
+    if opts.block_rows is not None and opts.block_rows < 1:
+        raise InvalidValue(f"block rows {opts.block_rows} must be at least 1", field="block_rows")
+    if opts.executor == "ray":  # the workers choose their device
+        from lsd.training.executor_ray import RayExecutor
+
+        RayExecutor(address=opts.ray_address, device=opts.device)  # installed, address answers
+        device: Any = opts.device
+    else:
+        device = resolve_device(opts.device)
+        Precision.for_device(device, mode=forward.precision)  # bf16 only where it is native
+    return _Job(stack, model, opts, names, plan, threshold, tiles, device, forward)
 
 
 def predict_stack(
@@ -117,28 +140,14 @@ def _infer(job: _Job) -> tuple[dict[str, Any], maps.RasterSink]:
     """Stream the ensemble's mean and std over the stack into the map writers.
 
     On a GPU every member lives in device memory; on a CPU members come in groups whose weights
-    fit MEMBER_BUDGET_BYTES, so memory does not grow with ensemble size.
+    fit MEMBER_BUDGET_BYTES, so memory does not grow with ensemble size. With the Ray executor
+    the stack is cut into blocks of rows that workers predict (lsd.training.executor_ray); the
+    blocks come back with the values a single pass gives, and are written here as they arrive.
     """
-    from rasterio.windows import Window
     from tqdm import tqdm
-
-    from lsd.training.bundle import load_members
-    from lsd.training.inference import member_groups, predict_mean_std
 
     src, model = job.src, job.model
     idx = [job.names.index(n) + 1 for n in model.layers]
-    nodata_value = src.nodata
-    read_s = [0.0]
-
-    def read_rows(r0: int, r1: int) -> np.ndarray:
-        t0 = time.perf_counter()
-        data = src.read(idx, window=Window(0, r0, src.width, r1 - r0), out_dtype="float32")
-        if nodata_value is not None and not np.isnan(nodata_value):
-            for layer in data:  # per layer: no boolean copy of the whole strip
-                layer[layer == nodata_value] = np.nan
-        read_s[0] += time.perf_counter() - t0
-        return data
-
     profile = {"width": src.width, "height": src.height, "crs": src.crs, "transform": src.transform}
     stats: dict[str, Any] = {}
     bar = tqdm(total=src.height, unit="row", desc="predict", disable=not job.opts.progress)
@@ -146,17 +155,41 @@ def _infer(job: _Job) -> tuple[dict[str, Any], maps.RasterSink]:
         job.tmp, profile, job.threshold, src, job.plan, job.opts.masks, job.names, bar
     )
     try:
-        budget = float("inf") if job.device.type == "cuda" else MEMBER_BUDGET_BYTES
-        predict_mean_std(
-            lambda members: load_members(model, members, job.device),
-            member_groups(model.weight_bytes(), budget), read_rows, src.height, src.width, sink,
-            scratch=job.tmp, tiles=job.tiles, device=job.device, stats=stats,
-        )  # fmt: skip
+        if job.opts.executor == "ray":
+            _infer_on_ray(job, idx, sink, stats)
+        else:
+            _infer_here(job, idx, sink, stats)
     finally:
         sink.close()
         bar.close()
-    stats["read_s"] = read_s[0]
     return stats, sink
+
+
+def _infer_here(job: _Job, idx: list[int], sink: maps.RasterSink, stats: dict[str, Any]) -> None:
+    from lsd.training.bundle import load_members
+    from lsd.training.inference import member_groups, predict_mean_std
+
+    src, model = job.src, job.model
+    read_rows = RowReader(src, idx)
+    budget = float("inf") if job.device.type == "cuda" else MEMBER_BUDGET_BYTES
+    predict_mean_std(
+        lambda members: load_members(model, members, job.device),
+        member_groups(model.weight_bytes(), budget), read_rows, src.height, src.width, sink,
+        scratch=job.tmp, tiles=job.tiles, device=job.device, stats=stats, forward=job.forward,
+    )  # fmt: skip
+    stats["read_s"] = read_rows.seconds
+
+
+def _infer_on_ray(job: _Job, idx: list[int], sink: maps.RasterSink, stats: dict[str, Any]) -> None:
+    from lsd.training.executor_ray import BlockJob, predict_on_ray
+
+    src = job.src
+    block = BlockJob(
+        model=job.model, stack=job.stack.resolve(), indexes=tuple(idx), height=src.height,
+        width=src.width, tiles=job.tiles, forward=job.forward, member_budget=MEMBER_BUDGET_BYTES,
+        rows_per_block=job.opts.block_rows,
+    )  # fmt: skip
+    predict_on_ray(block, sink, address=job.opts.ray_address, device=job.opts.device, stats=stats)
 
 
 def _polygons(src, tmp: Path, min_area_m2: float) -> dict[str, Any]:
@@ -232,6 +265,9 @@ def _run_record(
         "overlap": tiles.overlap,
         "batch_size": stats.get("batch_size", tiles.batch_size),
         "device": str(job.device),
+        "precision": job.forward.precision,
+        "tta": job.forward.tta,
+        "executor": opts.executor,
         "inference": stats,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "host": {"python": platform.python_version(), "machine": platform.machine()},

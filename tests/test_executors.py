@@ -247,3 +247,56 @@ def test_executor_mistakes_are_one_line(l4s_events: Path, tmp_path: Path, monkey
     [line] = result.output.strip().splitlines()
     assert "pip install 'lsd[ray]'" in line and line.startswith("Error: --executor")
     assert not (tmp_path / "RUNS" / "runs").exists()  # nothing trained by any of these
+
+
+# --------------------------------------------------------------------------- prediction on Ray
+
+
+@pytest.fixture(scope="module")
+def mosaic(l4s_events: Path, inprocess: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A 256 x 384 mosaic of six real patches with a hole of no data, and a 2-member ensemble
+    of the grid trained above."""
+    import numpy as np
+    import rasterio
+
+    from lsd.events import list_events
+    from lsd.rasters import Grid, read_stack, write_stack
+    from lsd.training.ensemble import make_ensemble
+
+    root = tmp_path_factory.mktemp("mosaic")
+    events = list_events(l4s_events)[:6]
+    parts = [read_stack(e.stack)[0] for e in events]
+    names = list(read_stack(events[0].stack)[1])
+    image = np.concatenate([np.concatenate(parts[i : i + 3], axis=2) for i in (0, 3)], axis=1)
+    image[:, 100:170, 20:90] = np.nan
+    grid = Grid(image.shape[2], image.shape[1], rasterio.crs.CRS.from_epsg(32654),
+                rasterio.Affine(10, 0, 500000, 0, -10, 4750000))  # fmt: skip
+    write_stack(root / "stack.tif", image.astype(np.float32), names, grid)
+    make_ensemble(inprocess, root / "ensemble", k=2, progress=False)
+    return root
+
+
+def test_ray_prediction_in_blocks_is_the_single_process_map(ray_cluster: str, mosaic: Path,
+                                                             tmp_path: Path):  # fmt: skip
+    import json
+
+    import numpy as np
+    import rasterio
+
+    args = ["predict", "--stack", mosaic / "stack.tif", "--model", mosaic / "ensemble",
+            "--tile", "64", "--overlap", "16", "--device", "cpu", "--min-area-m2", "0"]  # fmt: skip
+    assert lsd(*args, "--out", tmp_path / "one").exit_code == 0
+    res = lsd(*args, "--out", tmp_path / "ray", "--executor", "ray", "--block-rows", "48")
+    assert res.exit_code == 0, res.output
+    run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert run["executor"] == "ray" and run["inference"]["blocks"] == 5
+    for name in ("probability.tif", "disagreement.tif", "mask.tif"):
+        with rasterio.open(tmp_path / "one" / name) as a:
+            x = a.read(1)
+        with rasterio.open(tmp_path / "ray" / name) as b:
+            y = b.read(1)
+        assert np.isnan(x).any() or name == "mask.tif"
+        assert np.array_equal(x, y, equal_nan=True), name  # to the last bit, seams included
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
+    one = json.loads((tmp_path / "one" / "run.json").read_text())
+    assert run["polygons"] == one["polygons"] and run["landslide_pixels"] == one["landslide_pixels"]

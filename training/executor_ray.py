@@ -19,6 +19,7 @@ import contextlib
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from lsd.errors import DeviceUnavailable, InvalidValue, ServiceUnavailable, UserError
@@ -228,3 +229,121 @@ class RayExecutor:
             return "Ray"
         share = f"{p.num_gpus:g} GPU" if p.num_gpus else f"{p.num_cpus:g} CPU"
         return f"Ray ({share} per run, up to {p.slots} at once)"
+
+
+# --------------------------------------------------------------------------- large-area prediction
+
+BLOCK_BYTES = 64 * 2**20  # mean + std of one block, float32: what a worker returns at a time
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """Everything a worker needs to predict a block of rows of one stack (paths by value: the
+    stack and the ensemble must be readable at the same paths on every worker)."""
+
+    model: Any  # lsd.bundles.ModelFiles, checked once by the driver
+    stack: Any  # Path
+    indexes: tuple[int, ...]  # the members' layers as 1-based bands of the stack
+    height: int
+    width: int
+    tiles: Any  # TileOptions
+    forward: Any  # ForwardOptions
+    member_budget: float  # bytes of weights a CPU worker holds at once
+    rows_per_block: int | None = None  # None: about BLOCK_BYTES of output per block
+
+    def blocks(self) -> list[tuple[int, int]]:
+        from lsd.training.inference import row_blocks
+
+        rows = self.rows_per_block or max(1, BLOCK_BYTES // (8 * self.width))
+        return row_blocks(self.height, self.tiles, rows)
+
+
+def predict_block(job: BlockJob, k0: int, k1: int, device: str, threads: int) -> tuple:
+    """On a worker: mean and std of the rows that rows k0..k1-1 of tiles finish, with the
+    values a whole-stack pass gives them. Memory: one strip, one block, one group of members."""
+    import tempfile
+
+    import numpy as np
+    import rasterio
+    import torch
+
+    from lsd.rasters import RowReader
+    from lsd.training.bundle import load_members
+    from lsd.training.inference import block_rows, member_groups, predict_mean_std
+
+    torch.set_num_threads(threads)
+    r0, r1 = block_rows(job.height, job.tiles, k0, k1)
+    mean = np.empty((r1 - r0, job.width), dtype=np.float32)
+    std = np.empty_like(mean)
+
+    def keep(row: int, m: np.ndarray, s: np.ndarray) -> None:
+        mean[row - r0 : row - r0 + len(m)] = m
+        std[row - r0 : row - r0 + len(s)] = s
+
+    budget = float("inf") if device.startswith("cuda") else job.member_budget
+    stats: dict[str, Any] = {}
+    with (
+        rasterio.Env(GDAL_CACHEMAX=64),
+        rasterio.open(job.stack) as src,
+        tempfile.TemporaryDirectory(prefix="lsd-block-") as scratch,
+    ):
+        read = RowReader(src, job.indexes)
+        predict_mean_std(
+            lambda members: load_members(job.model, members, device),
+            member_groups(job.model.weight_bytes(), budget), read, job.height, job.width, keep,
+            scratch=Path(scratch), tiles=job.tiles, device=device, stats=stats,
+            forward=job.forward, tile_rows=(k0, k1),
+        )  # fmt: skip
+    stats["read_s"] = read.seconds
+    stats["host"] = socket.gethostname()
+    return r0, mean, std, stats
+
+
+def predict_on_ray(
+    job: BlockJob,
+    emit: Any,
+    *,
+    address: str | None = None,
+    device: str = "auto",
+    cpus_per_block: int = 1,
+    stats: dict[str, Any] | None = None,
+) -> None:
+    """Predict every block on the cluster and hand each to `emit(row0, mean, std)` as it comes
+    back (in any order; the map writers write windows). At most as many blocks are in flight as
+    the cluster runs at once, so the driver holds at most that many blocks."""
+    with connect(address) as ray:
+        where = placement(ray.cluster_resources(), device, 1, cpus_per_block)
+        remote = ray.remote(predict_block).options(
+            num_cpus=where.num_cpus, num_gpus=where.num_gpus, max_retries=DEFAULT_RETRIES,
+            name="lsd-predict-block",
+        )  # fmt: skip
+        shared = ray.put(job)
+        queue, flying, per_block = list(job.blocks()), [], []
+        while queue or flying:
+            while queue and len(flying) < where.slots:
+                k0, k1 = queue.pop(0)
+                flying.append(remote.remote(shared, k0, k1, where.device, where.threads))
+            ready, flying = ray.wait(flying, num_returns=1)
+            try:
+                r0, mean, std, st = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                raise cause if isinstance(cause, UserError) else exc from None
+            emit(r0, mean, std)
+            per_block.append(st)
+            del mean, std
+    if stats is not None:
+        _merge_block_stats(stats, per_block, where)
+
+
+def _merge_block_stats(stats: dict[str, Any], blocks: list[dict[str, Any]], where) -> None:
+    first = blocks[0]
+    stats.update({k: first[k] for k in ("batch_size", "tile_shape", "member_groups") if k in first})
+    stats["device"] = where.device
+    stats["executor"] = "ray"
+    stats["blocks"] = len(blocks)
+    stats["hosts"] = sorted({b["host"] for b in blocks})
+    stats["tiles"] = sum(b["tiles"] for b in blocks)
+    stats["tiles_skipped_all_nan"] = sum(b["tiles_skipped_all_nan"] for b in blocks)
+    stats["forward_s"] = round(sum(b["forward_s"] for b in blocks), 4)
+    stats["read_s"] = sum(b["read_s"] for b in blocks)

@@ -33,6 +33,10 @@ from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
 )  # fmt: skip
 @click.option("--tta", is_flag=True, help="Average the 8 flips/rotations of each tile (8x slower).")
 @click.option(
+    "--runtime", default="torch", show_default=True,
+    help="torch, or onnx: ONNX Runtime on the CPU, each member checked against PyTorch to 1e-4.",
+)  # fmt: skip
+@click.option(
     "--executor", default="inprocess", show_default=True,
     help="inprocess, or ray: blocks of rows predicted on a Ray cluster (pip install 'lsd[ray]').",
 )  # fmt: skip
@@ -66,6 +70,7 @@ def predict(
     device: str,
     precision: str,
     tta: bool,
+    runtime: str,
     executor: str,
     ray_address: str | None,
     block_rows: int | None,
@@ -98,7 +103,7 @@ def predict(
         min_area_m2=min_area_m2,
         masks=MaskOptions(water=mask_water, snow=mask_snow, min_slope=min_slope),
         overwrite=overwrite,
-        forward=ForwardOptions(precision=precision, tta=tta),
+        forward=ForwardOptions(precision=precision, tta=tta, runtime=runtime),
         executor=executor,
         ray_address=ray_address,
         block_rows=block_rows,

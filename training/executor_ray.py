@@ -190,6 +190,7 @@ class RayExecutor:
                 field="cpus_per_run",
             )
         import_ray()  # says how to install it before anything else happens
+        placement({"CPU": 1.0}, device if device != "cuda" else "auto", runs_per_gpu, cpus_per_run)
         if address:
             check_answers(address)  # a dead address fails now, in seconds
         self.runs_per_gpu, self.address, self.device = runs_per_gpu, address, device

@@ -398,11 +398,14 @@ def run_grid(
     pending = plan.tasks(todo)
     try:
         while pending:
+            before = len(pending)
             (executor or InProcessExecutor()).run(
                 pending, on_done=on_done, on_epoch=on_epoch, progress=progress,
                 on_start=on_start, on_failed=on_failed,
             )  # fmt: skip
             pending = [t for t in pending if t.run_id not in call.trained + list(call.failed)]
+            if pending and len(pending) == before:
+                time.sleep(poll_s)  # a free-looking claim we could not take (a takeover race)
             pending = _wait_for_others(plan, pending, call, claim_stale_s, poll_s, bar)
     finally:
         claims.close()

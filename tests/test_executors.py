@@ -181,6 +181,33 @@ def test_ray_run_without_its_data_folder_fails_alone(
     assert str(missing) in msg and "data folder not found" in msg and "\n" not in msg
 
 
+def test_failed_runs_are_reported_together_and_retried_by_a_rerun(
+    ray_cluster: str, l4s_events: Path, tmp_path: Path
+):
+    import shutil
+
+    from lsd.training.executors import RunsFailed
+
+    data = tmp_path / "data"
+    shutil.copytree(l4s_events, data)
+    opts = GridOptions(**{**SMALL, "epochs": 1})
+    plan = prepare_grid(data, tmp_path / "RUNS", opts, device_on_workers=True)
+    data.rename(tmp_path / "elsewhere")  # the workers no longer see the data folder
+    with pytest.raises(RunsFailed) as err:
+        run_grid(plan, progress=False, executor=RayExecutor(device="cpu"))
+    assert str(err.value).startswith("4 of 4 run(s) failed (")
+    assert str(data) in str(err.value) and "run the same command again" in str(err.value)
+    for rid in RUN_IDS:
+        run = tmp_path / "RUNS" / "runs" / rid
+        assert "data folder not found" in (run / FAILED_FILE).read_text()
+        assert not (run / CLAIM_FILE).exists()
+    (tmp_path / "elsewhere").rename(data)
+    call = GridCall()
+    run_grid(plan, progress=False, executor=RayExecutor(device="cpu"), call=call)
+    assert set(call.trained) == RUN_IDS
+    assert not list((tmp_path / "RUNS" / "runs").glob(f"*/{FAILED_FILE}"))
+
+
 def test_second_driver_on_the_same_runs_folder_neither_duplicates_nor_loses(
     ray_cluster: str, l4s_events: Path, tmp_path: Path
 ):

@@ -343,6 +343,36 @@ class GridCall:
     failed: dict[str, str] = field(default_factory=dict)  # run id -> one-line reason
 
 
+class _Hooks:
+    """What the grid does when an executor starts, finishes or loses a run."""
+
+    def __init__(self, plan: GridPlan, claims: _Claims, call: GridCall, bar: Any) -> None:
+        self.plan, self.claims, self.call, self.bar = plan, claims, call, bar
+
+    def on_start(self, task: RunTask) -> bool:
+        from lsd.training.loop import is_finished
+
+        if not self.claims.take(task.run_dir):
+            return False
+        if is_finished(task.run_dir):  # finished by another driver since we planned
+            self.claims.release(task.run_dir)
+            return False
+        clear_failure(task.run_dir)
+        return True
+
+    def on_done(self, task: RunTask, done: dict[str, Any]) -> None:
+        write_leaderboard(self.plan.out)
+        self.claims.release(task.run_dir)
+        self.call.trained.append(task.run_id)
+        self.bar.update()
+
+    def on_failed(self, task: RunTask, message: str, details: str) -> None:
+        write_failure(task.run_dir, details)
+        self.claims.release(task.run_dir)
+        self.call.failed[task.run_id] = message
+        _warn(f"{task.run_id}: run failed: {message}")
+
+
 def run_grid(
     plan: GridPlan,
     *,
@@ -373,35 +403,14 @@ def run_grid(
     bar = tqdm(total=len(configs), desc="grid", unit="run", disable=not progress, position=0)
     bar.update(len(configs) - len(todo))
     claims = _Claims(claim_stale_s, heartbeat_s)
-
-    def on_start(task: RunTask) -> bool:
-        if not claims.take(task.run_dir):
-            return False
-        if is_finished(task.run_dir):  # finished by another driver since we planned
-            claims.release(task.run_dir)
-            return False
-        clear_failure(task.run_dir)
-        return True
-
-    def on_done(task: RunTask, done: dict[str, Any]) -> None:
-        write_leaderboard(plan.out)
-        claims.release(task.run_dir)
-        call.trained.append(task.run_id)
-        bar.update()
-
-    def on_failed(task: RunTask, message: str, details: str) -> None:
-        write_failure(task.run_dir, details)
-        claims.release(task.run_dir)
-        call.failed[task.run_id] = message
-        _warn(f"{task.run_id}: run failed: {message}")
-
+    hooks = _Hooks(plan, claims, call, bar)
     pending = plan.tasks(todo)
     try:
         while pending:
             before = len(pending)
             (executor or InProcessExecutor()).run(
-                pending, on_done=on_done, on_epoch=on_epoch, progress=progress,
-                on_start=on_start, on_failed=on_failed,
+                pending, on_done=hooks.on_done, on_epoch=on_epoch, progress=progress,
+                on_start=hooks.on_start, on_failed=hooks.on_failed,
             )  # fmt: skip
             pending = [t for t in pending if t.run_id not in call.trained + list(call.failed)]
             if pending and len(pending) == before:

@@ -1,17 +1,24 @@
-"""Benchmark `lsd predict`: pipeline overhead over pure forward time, and peak memory vs area.
+"""Benchmark `lsd predict`: CPU modes, Ray workers, pipeline overhead, and peak memory vs area.
 
-Two measurements, both on synthetic stacks written to a temporary folder (random weights are fine:
-speed and memory do not depend on what the network learnt):
+Measurements on synthetic stacks written to a temporary folder (random weights are fine for
+speed and memory, which do not depend on what the network learnt; bench_cpu_modes.py measures
+what the modes do to F1 with trained models):
 
-1. time: an M-member ensemble over an N x N, C-layer stack. The full pipeline (`predict_stack`:
-   windowed reads, blending, COG writing, vectorising, quicklook) is timed end to end, then every
-   member's forward pass alone is timed on the same number of tiles in the same batch shapes.
-   overhead = end_to_end / sum(pure forward) - 1; the target is < 0.25.
-2. memory: the pipeline runs in a fresh subprocess per stack size and reports its peak resident
-   set size (ru_maxrss); equal peaks for a small and a large stack show memory does not grow with
-   area. The default uses one small member so the large size finishes in minutes on a laptop.
+1. time, per mode: an M-member ensemble over an N x N, C-layer stack. The full pipeline
+   (`predict_stack`: windowed reads, blending, COG writing, vectorising, quicklook) is timed end
+   to end, then every member's forward pass alone on the same tiles in the same batch shapes.
+   overhead = end_to_end / sum(pure forward) - 1 (target < 0.25). Modes:
+     fp32_contiguous  fp32 without channels_last: the CPU path before it (reproduced here by
+                      turning channels_last off in lsd.training.precision)
+     channels_last    fp32 channels_last, the CPU default
+     bf16             channels_last + bf16 autocast (--precision bf16; CPUs with AVX512-BF16/AMX)
+     onnx             ONNX Runtime fp32 (--runtime onnx; export time reported apart)
+2. Ray: the same prediction with `--executor ray` on a local cluster of 1 and 2 worker CPUs
+   (--ray-workers), to compare with the in-process run.
+3. memory: the pipeline runs in a fresh subprocess per stack size and reports its peak resident
+   set size; equal peaks for a small and a large stack show memory does not grow with area.
 
-    python benchmarks/bench_predict.py                       # the issue's full configuration
+    python benchmarks/bench_predict.py                       # the issue's configuration: long
     python benchmarks/bench_predict.py --size 1024 --members 2 --memory-sizes 2048 6000
 
 Writes benchmarks/results/predict.json (or --json PATH) and prints the figures.
@@ -73,8 +80,7 @@ def make_members(n: int, arch: str, encoder: str, layers: list[str], folder: Pat
     """
     import torch
 
-    from lsd.bundles import BundleMeta, check_bundle
-    from lsd.pipeline.predict import LoadedModel
+    from lsd.bundles import BundleMeta, ModelFiles, check_bundle
     from lsd.training.bundle import save_bundle
     from lsd.training.models import build_model
 
@@ -92,70 +98,174 @@ def make_members(n: int, arch: str, encoder: str, layers: list[str], folder: Pat
         save_bundle(folder / f"m{i:02d}", model, meta)
         folders.append(folder / f"m{i:02d}")
     metas = [check_bundle(f) for f in folders]
-    return LoadedModel(folders, metas, tuple(layers), 0.5, folder, {"benchmark": True})
+    return ModelFiles(folders, metas, tuple(layers), 0.5, folder, {"benchmark": True})
 
 
-def run_pipeline(stack: Path, model, out: Path, args) -> dict:
+MODES = {  # name -> (precision, runtime, channels_last)
+    "fp32_contiguous": ("fp32", "torch", False),
+    "channels_last": ("auto", "torch", True),
+    "bf16": ("bf16", "torch", True),
+    "onnx": ("fp32", "onnx", False),
+}
+
+
+@contextlib.contextmanager
+def channels_last(on: bool):
+    """The CPU path before channels_last, for comparison: the policy with it turned off."""
+    from lsd.training.precision import Precision
+
+    original = Precision.for_device.__func__
+
+    def without(cls, device, **kw):
+        p = original(cls, device, **kw)
+        p.channels_last = False
+        return p
+
+    if not on:
+        Precision.for_device = classmethod(without)
+    try:
+        yield
+    finally:
+        Precision.for_device = classmethod(original)
+
+
+def run_pipeline(stack: Path, model, out: Path, args, mode: str = "channels_last",
+                 executor: str = "inprocess") -> dict:  # fmt: skip
     from lsd.pipeline.predict import PredictOptions, predict_stack
+    from lsd.training.inference import ForwardOptions, TileOptions
 
-    opts = PredictOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                          device=args.device, overwrite=True, progress=False)  # fmt: skip
-    return predict_stack(stack, model, out, opts)
+    precision, runtime, cl = MODES[mode]
+    block_rows = getattr(args, "block_rows", None) or max(1, args.size // 4)
+    opts = PredictOptions(
+        tiles=TileOptions(args.tile, args.overlap, args.batch_size), device=args.device,
+        overwrite=True, progress=False, executor=executor,
+        forward=ForwardOptions(precision=precision, runtime=runtime),
+        block_rows=block_rows if executor == "ray" else None,
+    )  # fmt: skip
+    with channels_last(cl):
+        return predict_stack(stack, model, out, opts)
 
 
-def pure_forward_s(model, tiles: int, th: int, tw: int, channels: int, batch: int) -> list[float]:
-    """Each member's forward alone on `tiles` tiles in the pipeline's batch shapes."""
+def pure_forward_s(model, tiles: int, th: int, tw: int, channels: int, batch: int,
+                   mode: str) -> list[float]:  # fmt: skip
+    """Each member's forward alone on `tiles` tiles in the pipeline's batch shapes, in `mode`."""
     import torch
 
+    from lsd.training.bundle import load_members
     from lsd.training.models import pad_to_multiple
+    from lsd.training.precision import Precision
 
+    precision, runtime, cl = MODES[mode]
     sizes = [batch] * (tiles // batch) + ([tiles % batch] if tiles % batch else [])
     x = torch.randn(batch, channels, th, tw)
     x, _, _ = pad_to_multiple(x)
+    with channels_last(cl):
+        policy = Precision.for_device(torch.device("cpu"), mode=precision)
     out = []
     with torch.inference_mode():
         for i in range(len(model.folders)):
-            [(net, _)] = model.load([i], "cpu")
-            net(x[:1])  # warm-up, as the pipeline's first batch is not special either
+            [(net, _)] = load_members(model, [i], "cpu")
+            if runtime == "onnx":
+                from lsd.training.onnx_runtime import onnx_net
+
+                net = onnx_net(net, channels, 64, f"member {i + 1}") or net
+            else:
+                policy.prepare_model(net)
+
+            def fwd(n: int, net=net) -> None:
+                xin = policy.prepare_input(x[:n]) if runtime == "torch" else x[:n]
+                with policy.autocast() if runtime == "torch" else contextlib.nullcontext():
+                    net(xin)
+
+            fwd(1)  # warm-up, as the pipeline's first batch is not special either
             t0 = time.perf_counter()
             for n in sizes:
-                net(x[:n])
+                fwd(n)
             out.append(time.perf_counter() - t0)
             del net
     return out
 
 
-def time_run(args) -> dict:
+def time_run(args, mode: str, tmp: Path, names: list[str], model) -> dict:
+    """One mode end to end, then its pure forward time."""
+    reset_peak_rss()
+    export_s = 0.0
+    if MODES[mode][1] == "onnx":  # export into the cache first: a one-off cost per member
+        t0 = time.perf_counter()
+        pure_forward_s(model, 1, 64, 64, len(names), 1, mode)
+        export_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    record = run_pipeline(tmp / "stack.tif", model, tmp / f"out-{mode}", args, mode)
+    e2e = time.perf_counter() - t0
+    peak = peak_rss_mib()
+    inf = record["inference"]
+    th, tw = inf["tile_shape"]
+    pure = pure_forward_s(model, inf["tiles"], th, tw, len(names), inf["batch_size"], mode)
+    pure_sum = sum(pure)
+    return {
+        "mode": mode, "size": args.size, "layers": args.layers, "members": args.members,
+        "arch": args.arch, "encoder": args.encoder, "tile": args.tile, "overlap": args.overlap,
+        "batch_size": inf["batch_size"], "threads": args.threads, "tiles": inf["tiles"],
+        "member_groups": len(inf["member_groups"]), "peak_rss_mib": round(peak, 1),
+        "end_to_end_s": round(e2e, 2), "pure_forward_sum_s": round(pure_sum, 2),
+        "in_pipeline_forward_s": inf["forward_s"], "onnx_export_s": round(export_s, 2),
+        "overhead_fraction": round(e2e / pure_sum - 1.0, 4),
+        "pipeline_timings_s": record["timings_s"],
+    }  # fmt: skip
+
+
+def ray_runs(args, tmp: Path, model) -> list[dict]:
+    """The default mode on a local Ray cluster of W worker CPUs, for each W."""
+    import ray
+
+    out = []
+    for workers in args.ray_workers:
+        t0 = time.perf_counter()
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        start_s = time.perf_counter() - t0
+        try:
+            t0 = time.perf_counter()
+            rec = run_pipeline(tmp / "stack.tif", model, tmp / f"out-ray{workers}", args,
+                               executor="ray")  # fmt: skip
+            secs = time.perf_counter() - t0
+        finally:
+            ray.shutdown()
+        out.append({"workers": workers, "cluster_start_s": round(start_s, 2),
+                    "end_to_end_s": round(secs, 2), "blocks": rec["inference"]["blocks"],
+                    "tiles": rec["inference"]["tiles"]})  # fmt: skip
+        inf = rec["inference"]
+        print(f"ray: {workers} worker(s): {secs:.1f} s end to end ({inf['blocks']} blocks, "
+              f"{inf['tiles']} tiles; cluster start {start_s:.1f} s)")  # fmt: skip
+    return out
+
+
+def time_runs(args) -> dict:
     import torch
 
+    from lsd.training.precision import cpu_has_bf16
+
     torch.set_num_threads(args.threads)
+    modes = [m for m in args.modes if m != "bf16" or cpu_has_bf16()]
+    result: dict = {"modes": {}}
     with tempfile.TemporaryDirectory(prefix="lsd-bench-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
         names = write_synthetic_stack(tmp / "stack.tif", args.size, args.layers)
-        stack_s = time.perf_counter() - t0
+        result["stack_write_s"] = round(time.perf_counter() - t0, 2)
         model = make_members(args.members, args.arch, args.encoder, names, tmp / "members")
-        reset_peak_rss()
-        t0 = time.perf_counter()
-        record = run_pipeline(tmp / "stack.tif", model, tmp / "out", args)
-        e2e = time.perf_counter() - t0
-        peak = peak_rss_mib()
-        inf = record["inference"]
-        th, tw = inf["tile_shape"]
-        pure = pure_forward_s(model, inf["tiles"], th, tw, len(names),
-                              inf["batch_size"])  # fmt: skip
-    pure_sum = sum(pure)
-    return {
-        "size": args.size, "layers": args.layers, "members": args.members, "arch": args.arch,
-        "encoder": args.encoder, "tile": args.tile, "overlap": args.overlap,
-        "batch_size": inf["batch_size"], "threads": args.threads, "tiles": inf["tiles"],
-        "member_groups": len(inf["member_groups"]), "peak_rss_mib": round(peak, 1),
-        "stack_write_s": round(stack_s, 2), "end_to_end_s": round(e2e, 2),
-        "pure_forward_sum_s": round(pure_sum, 2),
-        "in_pipeline_forward_s": inf["forward_s"],
-        "overhead_fraction": round(e2e / pure_sum - 1.0, 4),
-        "pipeline_timings_s": record["timings_s"],
-    }  # fmt: skip
+        for mode in modes:
+            t = result["modes"][mode] = time_run(args, mode, tmp, names, model)
+            print(f"time [{mode}]: {t['members']} x {t['arch']}/{t['encoder']} on "
+                  f"{t['size']}^2 x {t['layers']} layers, {t['tiles']} tiles: end-to-end "
+                  f"{t['end_to_end_s']} s, pure forward {t['pure_forward_sum_s']} s, overhead "
+                  f"{100 * t['overhead_fraction']:.1f}%")  # fmt: skip
+        if args.ray_workers:
+            result["ray"] = ray_runs(args, tmp, model)
+    base = result["modes"].get("fp32_contiguous")
+    if base:
+        for t in result["modes"].values():
+            t["speedup_vs_fp32_contiguous"] = round(base["end_to_end_s"] / t["end_to_end_s"], 3)
+    return result
 
 
 def peak_rss_mib() -> float:
@@ -238,6 +348,10 @@ def main() -> None:
     p.add_argument("--memory-members", type=int, default=1)
     p.add_argument("--memory-arch", default="UnetPlusPlus")
     p.add_argument("--memory-encoder", default="resnet34")
+    p.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
+    p.add_argument("--ray-workers", type=int, nargs="*", default=[1, 2])
+    p.add_argument("--block-rows", type=int, default=None,
+                   help="rows per Ray block [a quarter of the stack]")  # fmt: skip
     p.add_argument("--skip-time", action="store_true")
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "predict.json")
@@ -251,12 +365,7 @@ def main() -> None:
         result["memory"] = memory_runs(args)
         result["memory_limit_mib"] = 2048
     if not args.skip_time:
-        t = time_run(args)
-        result["time"] = t
-        print(f"time: {t['members']} x {t['arch']}/{t['encoder']} on {t['size']}^2 x "
-              f"{t['layers']} layers, {t['tiles']} tiles: end-to-end {t['end_to_end_s']} s, "
-              f"pure forward {t['pure_forward_sum_s']} s, overhead "
-              f"{100 * t['overhead_fraction']:.1f}% (target < 25%)")  # fmt: skip
+        result["time"] = time_runs(args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -4,7 +4,9 @@ Measures, for UnetPlusPlus/resnet34 on 256 x 256 crops, batch 4, 11 layers (the 
 samples/s and achieved TFLOP/s of a full training step (forward, backward, Adam update), and the
 share of a step spent in the data path (anchored crop, rotation/flip, collate; normalisation is
 done once when events are loaded). On a GPU it compares fp32 with bf16 + channels_last, and
-CPU-fed batches with GPU-resident data. Prints a table and writes JSON.
+CPU-fed batches with GPU-resident data; on a CPU, contiguous fp32 (lsd before channels_last)
+with channels_last fp32 (the default) and channels_last + bf16 (where the CPU has native
+bfloat16). Prints a table and writes JSON.
 
     python benchmarks/bench_train.py                      # CPU, real Landslide4Sense patches
     python benchmarks/bench_train.py --device cuda        # GPU figures (when one is present)
@@ -64,6 +66,26 @@ def time_steps(model, opt, loss_fn, next_batch, device, steps, warmup, amp_dtype
     return (time.perf_counter() - t0) / steps
 
 
+def cpu_modes(model, opt, loss_fn, next_batch, device, args) -> dict[str, dict]:
+    """The CPU paths of lsd.training.precision: channels_last fp32 (the default) and, where the
+    CPU has native bfloat16, channels_last + bf16 autocast (--precision bf16)."""
+    from lsd.training.precision import cpu_has_bf16
+
+    model.to(memory_format=torch.channels_last)
+
+    def cl():
+        x, y = next_batch()
+        return x.contiguous(memory_format=torch.channels_last), y
+
+    out = {"fp32_channels_last": {"step_s": time_steps(model, opt, loss_fn, cl, device,
+                                                        args.steps, args.warmup)}}  # fmt: skip
+    if cpu_has_bf16():
+        out["bf16_channels_last"] = {"step_s": time_steps(
+            model, opt, loss_fn, cl, device, args.steps, args.warmup, torch.bfloat16)}  # fmt: skip
+    model.to(memory_format=torch.contiguous_format)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared/data/landslide4sense-21")
@@ -74,10 +96,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads [all cores]")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/train_throughput.json")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         import_landslide4sense(args.data, Path(tmp), progress=False)
@@ -109,6 +134,8 @@ def main() -> None:
     results: dict[str, dict] = {}
     step_s = time_steps(model, opt, loss_fn, cpu_fed, device, args.steps, args.warmup)
     results["fp32_cpu_fed"] = {"step_s": step_s}
+    if device.type == "cpu":
+        results.update(cpu_modes(model, opt, loss_fn, cpu_fed, device, args))
     if device.type == "cuda":
         gpu_sampler = CropSampler(
             arrays, crop=args.crop, batch_size=args.batch_size, seed=0, device=device

@@ -207,6 +207,32 @@ def layer_statistics(
     return out
 
 
+class RowReader:
+    """Rows of chosen bands of an open stack as float32 (C, rows, width), its nodata value and
+    +/-inf as NaN: what streamed prediction reads, on one machine or on the workers of a
+    cluster."""
+
+    def __init__(self, src: Any, indexes: Sequence[int]) -> None:
+        self.src, self.indexes = src, list(indexes)
+        self.nodata = src.nodata
+        self.seconds = 0.0
+
+    def __call__(self, r0: int, r1: int) -> np.ndarray:
+        import time
+
+        from rasterio.windows import Window
+
+        t0 = time.perf_counter()
+        window = Window(0, r0, self.src.width, r1 - r0)
+        data = self.src.read(self.indexes, window=window, out_dtype="float32")
+        for layer in data:  # per layer: no boolean copy of the whole strip
+            if self.nodata is not None and not np.isnan(self.nodata):
+                layer[layer == self.nodata] = np.nan
+            layer[np.isinf(layer)] = np.nan  # non-finite is no data, as in training
+        self.seconds += time.perf_counter() - t0
+        return data
+
+
 def read_label(label_path: Path | str) -> tuple[np.ndarray, Grid]:
     label_path = Path(label_path)
     with _open(label_path) as src:

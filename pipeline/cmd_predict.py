@@ -41,6 +41,25 @@ def _check_inputs_given(
 )
 @device_option
 @click.option(
+    "--precision", default="auto", show_default=True,
+    help="auto (mixed on GPUs, fp32 on CPUs), fp32, or bf16 (GPUs, and CPUs with AVX512-BF16/AMX).",
+)  # fmt: skip
+@click.option("--tta", is_flag=True, help="Average the 8 flips/rotations of each tile (8x slower).")
+@click.option(
+    "--runtime", default="torch", show_default=True,
+    help="torch, or onnx: ONNX Runtime on the CPU, each member checked against PyTorch to 1e-4.",
+)  # fmt: skip
+@click.option(
+    "--executor", default="inprocess", show_default=True,
+    help="inprocess, or ray: blocks of rows predicted on a Ray cluster (pip install 'lsd[ray]').",
+)  # fmt: skip
+@click.option(
+    "--ray-address", help="Ray cluster: HOST:PORT, ray://HOST:PORT or auto [a new local one]."
+)
+@click.option(
+    "--block-rows", type=int, help="With ray: image rows per block [about 64 MB of output each]."
+)
+@click.option(
     "--min-area-m2",
     default=500.0,
     show_default=True,
@@ -67,6 +86,12 @@ def predict(
     overlap: int,
     batch_size: int | None,
     device: str,
+    precision: str,
+    tta: bool,
+    runtime: str,
+    executor: str,
+    ray_address: str | None,
+    block_rows: int | None,
     min_area_m2: float,
     mask_water: bool,
     mask_snow: bool,
@@ -76,13 +101,13 @@ def predict(
 ) -> None:
     """Map landslides on a stack (or on an AOI and date, fetched first) with an ensemble."""
     from lsd.bundles import open_models
-    from lsd.errors import InputNotFound
+    from lsd.errors import InputNotFound, UserError
     from lsd.outputs import check_output, check_reusable
     from lsd.pipeline.aoi import aoi_spec, fetch_for_prediction, parse_date
     from lsd.pipeline.masks import MaskOptions
     from lsd.pipeline.predict import EmptyInput, PredictOptions, predict_stack
     from lsd.training.device import resolve_device
-    from lsd.training.inference import TileOptions
+    from lsd.training.inference import ForwardOptions, TileOptions
 
     _check_inputs_given(stack, aoi, date_text, project)
     opts = PredictOptions(
@@ -93,14 +118,21 @@ def predict(
         masks=MaskOptions(water=mask_water, snow=mask_snow, min_slope=min_slope),
         overwrite=overwrite,
         allow_empty_layers=allow_empty_layers,
+        forward=ForwardOptions(precision=precision, tta=tta, runtime=runtime),
+        executor=executor,
+        ray_address=ray_address,
+        block_rows=block_rows,
     )
+    if (ray_address or block_rows) and executor != "ray":
+        raise UserError("--ray-address and --block-rows go with --executor ray")
     check_output(out, "map", overwrite=overwrite, inputs=(stack, model, aoi))
     inputs: dict = {}
     spec = None
     if aoi is not None:
         spec = aoi_spec(aoi, parse_date(date_text))
         work = check_reusable(out.parent / f"{out.name}.inputs", "data")
-    resolve_device(device)  # an unusable --device fails before anything is loaded or fetched
+    if executor != "ray":  # on Ray the workers choose; here an unusable --device fails early
+        resolve_device(device)
     models = open_models(model)
     if spec is not None:
         stack = fetch_for_prediction(spec, models.layers, work, project)

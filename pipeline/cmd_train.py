@@ -12,7 +12,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from lsd.errors import InvalidValue
+from lsd.errors import InvalidValue, UserError
 from lsd.pipeline.options import LsdCommand, device_option
 from lsd.training.presets import preset_options
 
@@ -77,6 +77,20 @@ def _shown(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
+def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: int, device: str):
+    """The executor the options ask for; options that go with Ray alone are refused elsewhere."""
+    from lsd.training.executors import make_executor
+
+    if name != "ray" and address:
+        raise UserError("--ray-address goes with --executor ray")
+    if name != "ray" and cpus_per_run != 1:
+        raise UserError("--cpus-per-run goes with --executor ray")
+    if name == "ray":
+        return make_executor(name, runs_per_gpu=runs_per_gpu, address=address, device=device,
+                             cpus_per_run=cpus_per_run)  # fmt: skip
+    return make_executor(name, runs_per_gpu=runs_per_gpu)
+
+
 @click.command(cls=LsdCommand, interrupt=RESUME_LINE)
 @click.option("--setting", required=True, help="s1, s2, s1s2, all, a user setting, or 'a,b,c'.")
 @click.option(
@@ -121,6 +135,25 @@ def _shown(value: Any) -> str:
 @click.option("--val", "val", help="Validation events: a count or comma-separated event ids.")
 @click.option("--test", "test", help="Test events: a count or comma-separated event ids.")
 @device_option
+@click.option(
+    "--precision", default="auto", show_default=True,
+    help="auto (mixed on GPUs, fp32 on CPUs), fp32, or bf16 (GPUs, and CPUs with AVX512-BF16/AMX).",
+)  # fmt: skip
+@click.option(
+    "--executor", default="inprocess", show_default=True,
+    help="inprocess (this machine) or ray (a Ray cluster; pip install 'lsd[ray]').",
+)  # fmt: skip
+@click.option(
+    "--ray-address", help="Ray cluster: HOST:PORT, ray://HOST:PORT or auto [a new local one]."
+)  # fmt: skip
+@click.option(
+    "--runs-per-gpu", type=int, default=1, show_default=True,
+    help="Runs trained at once on each device (worker processes, or fractional GPUs on Ray).",
+)  # fmt: skip
+@click.option(
+    "--cpus-per-run", type=int, default=1, show_default=True,
+    help="CPU cores each run takes on a Ray cluster without GPUs.",
+)  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(
     setting: str,
@@ -144,11 +177,16 @@ def train(
     val: str | None,
     test: str | None,
     device: str,
+    precision: str,
+    executor: str,
+    ray_address: str | None,
+    runs_per_gpu: int,
+    cpus_per_run: int,
     quiet: bool,
 ) -> None:
     """Train the grid of architectures x losses x learning rates and rank it by validation F1."""
     from lsd.runs import LEADERBOARD_FILE
-    from lsd.training.grid import GridOptions, prepare_grid, run_grid
+    from lsd.training.grid import GridCall, GridOptions, prepare_grid, run_grid
 
     axes = {
         "archs": _names(archs, "--archs"),
@@ -169,20 +207,28 @@ def train(
         test=_split(test, "--test"),
         device=device,
         preset=preset,
+        precision=precision,
     )
     if preset != "lsd":
         click.echo(f"preset {preset}: " + ", ".join(
             f"{k} {_shown(getattr(opts, k))}" for k in preset_options(preset)
         ), err=True)  # fmt: skip
-    plan = prepare_grid(data_dir, out_dir, opts)
+    runner = _executor(executor, ray_address, runs_per_gpu, cpus_per_run, device)
+    plan = prepare_grid(data_dir, out_dir, opts, device_on_workers=executor == "ray")
     n = len(plan.configs())
+    where = f"Ray ({ray_address or 'a local cluster'})" if executor == "ray" else plan.device
     click.echo(
-        f"{n} run(s) on {plan.device}: {len(plan.split['train'])} train, "
+        f"{n} run(s) on {where}: {len(plan.split['train'])} train, "
         f"{len(plan.split['val'])} val, {len(plan.split['test'])} test event(s); "
         f"layers {', '.join(plan.layers)}",
         err=True,
     )
-    rows = run_grid(plan, progress=not quiet)
+    call = GridCall()
+    rows = run_grid(plan, progress=not quiet, executor=runner, call=call)
+    if call.elsewhere:
+        click.echo(f"{len(call.elsewhere)} run(s) were finished by another driver: "
+                   f"{', '.join(call.elsewhere)}", err=True)  # fmt: skip
+    click.echo(f"trained here: {', '.join(call.trained) or 'none'}", err=True)
     if rows:
         best = rows[0]
         click.echo(

@@ -26,7 +26,14 @@ from lsd.outputs import check_output, mark
 from lsd.pipeline import maps, polygons
 from lsd.pipeline.masks import MaskOptions, plan_masks
 from lsd.progress import Progress, warn
-from lsd.rasters import LayerStats, layer_statistics, read_grid, read_layer_names, require_layers
+from lsd.rasters import (
+    LayerStats,
+    RowReader,
+    layer_statistics,
+    read_grid,
+    read_layer_names,
+    require_layers,
+)
 
 # Weights a CPU prediction holds at once (two UnetPlusPlus/resnet34 members); see predict_mean_std.
 MEMBER_BUDGET_BYTES = 256 * 2**20
@@ -56,6 +63,10 @@ class PredictOptions:
     overwrite: bool = False
     progress: bool = True
     allow_empty_layers: bool = False  # map even when a needed layer holds no data
+    forward: Any = None  # lsd.training.inference.ForwardOptions; None: its defaults
+    executor: str = "inprocess"  # or "ray": blocks of rows predicted on a Ray cluster
+    ray_address: str | None = None  # None: a local Ray cluster
+    block_rows: int | None = None  # Ray: image rows per block; None: about 64 MB of output
 
 
 @dataclass
@@ -69,7 +80,8 @@ class _Job:
     plan: dict[str, str]  # mask control -> layer
     threshold: float
     tiles: Any  # TileOptions
-    device: Any  # torch.device
+    device: Any  # torch.device (on Ray: the request, resolved on the workers)
+    forward: Any = None  # ForwardOptions
     src: Any = None  # the open rasterio dataset
     tmp: Path = Path(".")
     checks: dict[str, Any] = field(default_factory=dict)  # what _inspect found
@@ -77,8 +89,7 @@ class _Job:
 
 def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
     """Everything that can be wrong with the input, checked before any model is loaded."""
-    from lsd.training.device import resolve_device
-    from lsd.training.inference import TileOptions
+    from lsd.training.inference import ForwardOptions, TileOptions
 
     names = read_layer_names(stack)
     require_layers(stack, names, model.layers, "the model")
@@ -87,11 +98,43 @@ def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
     if opts.min_area_m2 < 0:
         raise InvalidValue(f"minimum area {opts.min_area_m2} m2 must be >= 0", field="min_area_m2")
     tiles = opts.tiles or TileOptions()
-    job = _Job(stack, model, opts, names, plan, threshold, tiles, resolve_device(opts.device))
+    forward = opts.forward or ForwardOptions()
+    device = _device_for(opts, forward)
+    job = _Job(stack, model, opts, names, plan, threshold, tiles, device, forward)
     job.checks = _inspect(stack, model, opts.allow_empty_layers)
     for line in job.checks["warnings"]:
         warn(line)
     return job
+
+
+def _device_for(opts: PredictOptions, forward: Any) -> Any:
+    """The device to predict on, checked with the executor and runtime asked for; on Ray the
+    request itself, which each worker resolves."""
+    from lsd.training.device import resolve_device
+    from lsd.training.executors import EXECUTORS
+    from lsd.training.precision import Precision
+
+    if opts.executor not in EXECUTORS:
+        raise InvalidValue(
+            f"unknown executor '{opts.executor}'; choose from {', '.join(EXECUTORS)}",
+            field="executor",
+        )
+    if opts.block_rows is not None and opts.block_rows < 1:
+        raise InvalidValue(f"block rows {opts.block_rows} must be at least 1", field="block_rows")
+    if forward.runtime == "onnx":
+        from lsd.training.onnx_runtime import import_ort
+
+        import_ort()  # says how to install it
+    if opts.executor == "ray":  # the workers choose their device
+        from lsd.training.executor_ray import RayExecutor
+
+        RayExecutor(address=opts.ray_address, device=opts.device)  # installed, address answers
+        return opts.device
+    device = resolve_device(opts.device)
+    Precision.for_device(device, mode=forward.precision)  # bf16 only where it is native
+    if forward.runtime == "onnx" and device.type == "cuda":
+        raise InvalidValue("runtime onnx runs on the CPU; use device cpu with it", field="runtime")
+    return device
 
 
 def _inspect(stack: Path, model: ModelFiles, allow_empty: bool) -> dict[str, Any]:
@@ -200,28 +243,13 @@ def _infer(job: _Job) -> tuple[dict[str, Any], maps.RasterSink]:
     """Stream the ensemble's mean and std over the stack into the map writers.
 
     On a GPU every member lives in device memory; on a CPU members come in groups whose weights
-    fit MEMBER_BUDGET_BYTES, so memory does not grow with ensemble size.
+    fit MEMBER_BUDGET_BYTES, so memory does not grow with ensemble size. With the Ray executor
+    the stack is cut into blocks of rows that workers predict (lsd.training.executor_ray); the
+    blocks come back with the values a single pass gives, and are written here as they arrive.
     """
-    from rasterio.windows import Window
-
-    from lsd.training.bundle import load_members
-    from lsd.training.inference import member_groups, predict_mean_std
 
     src, model = job.src, job.model
     idx = [job.names.index(n) + 1 for n in model.layers]
-    nodata_value = src.nodata
-    read_s = [0.0]
-
-    def read_rows(r0: int, r1: int) -> np.ndarray:
-        t0 = time.perf_counter()
-        data = src.read(idx, window=Window(0, r0, src.width, r1 - r0), out_dtype="float32")
-        for layer in data:  # per layer: no boolean copy of the whole strip
-            if nodata_value is not None and not np.isnan(nodata_value):
-                layer[layer == nodata_value] = np.nan
-            layer[np.isinf(layer)] = np.nan  # non-finite is no data, as in training
-        read_s[0] += time.perf_counter() - t0
-        return data
-
     profile = {"width": src.width, "height": src.height, "crs": src.crs, "transform": src.transform}
     stats: dict[str, Any] = {}
     bar = Progress(src.height, desc="predict", unit="rows", enabled=job.opts.progress)
@@ -229,17 +257,41 @@ def _infer(job: _Job) -> tuple[dict[str, Any], maps.RasterSink]:
         job.tmp, profile, job.threshold, src, job.plan, job.opts.masks, job.names, bar
     )
     try:
-        budget = float("inf") if job.device.type == "cuda" else MEMBER_BUDGET_BYTES
-        predict_mean_std(
-            lambda members: load_members(model, members, job.device),
-            member_groups(model.weight_bytes(), budget), read_rows, src.height, src.width, sink,
-            scratch=job.tmp, tiles=job.tiles, device=job.device, stats=stats,
-        )  # fmt: skip
+        if job.opts.executor == "ray":
+            _infer_on_ray(job, idx, sink, stats)
+        else:
+            _infer_here(job, idx, sink, stats)
     finally:
         sink.close()
         bar.close()
-    stats["read_s"] = read_s[0]
     return stats, sink
+
+
+def _infer_here(job: _Job, idx: list[int], sink: maps.RasterSink, stats: dict[str, Any]) -> None:
+    from lsd.training.bundle import load_members
+    from lsd.training.inference import member_groups, predict_mean_std
+
+    src, model = job.src, job.model
+    read_rows = RowReader(src, idx)
+    budget = float("inf") if job.device.type == "cuda" else MEMBER_BUDGET_BYTES
+    predict_mean_std(
+        lambda members: load_members(model, members, job.device),
+        member_groups(model.weight_bytes(), budget), read_rows, src.height, src.width, sink,
+        scratch=job.tmp, tiles=job.tiles, device=job.device, stats=stats, forward=job.forward,
+    )  # fmt: skip
+    stats["read_s"] = read_rows.seconds
+
+
+def _infer_on_ray(job: _Job, idx: list[int], sink: maps.RasterSink, stats: dict[str, Any]) -> None:
+    from lsd.training.executor_ray import BlockJob, predict_on_ray
+
+    src = job.src
+    block = BlockJob(
+        model=job.model, stack=job.stack.resolve(), indexes=tuple(idx), height=src.height,
+        width=src.width, tiles=job.tiles, forward=job.forward, member_budget=MEMBER_BUDGET_BYTES,
+        rows_per_block=job.opts.block_rows,
+    )  # fmt: skip
+    predict_on_ray(block, sink, address=job.opts.ray_address, device=job.opts.device, stats=stats)
 
 
 def _polygons(src, tmp: Path, min_area_m2: float) -> dict[str, Any]:
@@ -319,6 +371,10 @@ def _run_record(
         "overlap": tiles.overlap,
         "batch_size": stats.get("batch_size", tiles.batch_size),
         "device": str(job.device),
+        "precision": job.forward.precision,
+        "tta": job.forward.tta,
+        "runtime": job.forward.runtime,
+        "executor": opts.executor,
         "inference": stats,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "host": {"python": platform.python_version(), "machine": platform.machine()},

@@ -5,22 +5,37 @@ executor trains them and reports each finished run back, and the grid keeps the 
 (leaderboard) up to date. A task carries everything a worker needs, by value or by path (the data
 folder, split, layers, normalisation), so an executor in another process or on another machine
 that sees the same folders can run it. `InProcessExecutor` is the default: one run after another,
-in this process, on one device. A distributed executor is one new module plus one entry in
-`EXECUTORS`.
+in this process, on one device; with several runs per device it hands the runs to worker
+processes (lsd.training.executor_pool), and `ray` spreads them over a Ray cluster
+(lsd.training.executor_ray). A distributed executor is one new module plus one entry in
+`EXECUTORS`; `dispatch` is the loop that such executors share.
+
+Before starting a task an executor asks `on_start(task)`: the grid answers False when another
+driver holds the run's claim (lsd.runs), and the executor skips the task. Executors that isolate
+runs report a failed run with `on_failed(task, message, details)` and go on with the others.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import socket
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from lsd.errors import InvalidValue
+from lsd.errors import InputNotFound, InvalidValue, UserError
 from lsd.training.loop import RunConfig, RunData
 
 EpochHook = Callable[[str, int, dict[str, Any]], None]  # (run_id, epoch, metrics row)
 DoneHook = Callable[["RunTask", dict[str, Any]], None]  # (task, done.json record)
+StartHook = Callable[["RunTask"], bool]  # False: do not start this task (claimed elsewhere)
+FailHook = Callable[["RunTask", str, str], None]  # (task, one-line message, traceback text)
+
+
+class RunsFailed(UserError):
+    """Some runs of a grid failed; the others finished and are on the leaderboard."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,14 @@ class DataRef:
             split={role: list(ids) for role, ids in self.split}, pixel_m=self.pixel_m,
         )  # fmt: skip
 
+    def check_here(self) -> None:
+        """On a worker: the data folder must be there, or the run fails naming it."""
+        if not self.data_dir.is_dir():
+            raise InputNotFound(
+                f"{self.data_dir}: data folder not found on {socket.gethostname()} "
+                "(every worker must see the data folder at this path)"
+            )
+
 
 @dataclass(frozen=True)
 class RunTask:
@@ -62,10 +85,35 @@ class RunTask:
     run_dir: Path
     data: DataRef
     device: str  # as resolved by the grid ("cpu", "cuda", "cuda:1")
+    precision: str = "auto"  # lsd.training.precision.PRECISIONS
 
     @property
     def run_id(self) -> str:
         return self.cfg.run_id
+
+
+_WORKER_DATA: dict[DataRef, RunData] = {}
+
+
+def train_task(task: RunTask, *, progress: bool = False) -> dict[str, Any]:
+    """Train one task in this process (a worker's entry point); the events are loaded once per
+    process and kept for its next tasks."""
+    from lsd.training.loop import train_run
+
+    task.data.check_here()
+    runs = task.run_dir.parent.parent
+    if not runs.is_dir():
+        raise InputNotFound(
+            f"{runs}: RUNS folder not found on {socket.gethostname()} "
+            "(every worker must see the RUNS folder at this path)"
+        )
+    if task.data not in _WORKER_DATA:
+        _WORKER_DATA.clear()  # one grid's data at a time
+        _WORKER_DATA[task.data] = task.data.load()
+    return train_run(
+        task.cfg, _WORKER_DATA[task.data], task.run_dir, device=task.device, progress=progress,
+        precision=task.precision,
+    )  # fmt: skip
 
 
 class Executor(Protocol):
@@ -76,6 +124,8 @@ class Executor(Protocol):
         on_done: DoneHook,
         on_epoch: EpochHook | None = None,
         progress: bool = True,
+        on_start: StartHook | None = None,
+        on_failed: FailHook | None = None,
     ) -> None:
         """Train every task (resuming its checkpoint where there is one); call `on_done` after
         each run's done.json is written. Tasks are independent and may finish in any order."""
@@ -102,10 +152,16 @@ class InProcessExecutor:
         on_done: DoneHook,
         on_epoch: EpochHook | None = None,
         progress: bool = True,
+        on_start: StartHook | None = None,
+        on_failed: FailHook | None = None,
     ) -> None:
+        """A failure stops the grid here (as it always did): in one process, the next run
+        would meet the same problem."""
         from lsd.training.loop import train_run
 
         for task in tasks:
+            if on_start is not None and not on_start(task):
+                continue
             hook = None
             if on_epoch is not None:
 
@@ -114,19 +170,122 @@ class InProcessExecutor:
 
             done = train_run(
                 task.cfg, self.data_for(task.data), task.run_dir, device=task.device,
-                progress=progress, on_epoch=hook,
+                progress=progress, on_epoch=hook, precision=task.precision,
             )  # fmt: skip
             on_done(task, done)
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {"inprocess": InProcessExecutor}
+# --------------------------------------------------------------------------- shared dispatch
 
 
-def make_executor(name: str) -> Executor:
-    try:
-        return EXECUTORS[name]()
-    except KeyError:
-        known = ", ".join(EXECUTORS)
+def failure_text(exc: BaseException) -> tuple[str, str]:
+    """(one line for the user, the traceback for failed.txt); a user error is its message."""
+    if isinstance(exc, UserError):
+        return exc.message, "".join(traceback.format_exception(exc))
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    line = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return line, "".join(traceback.format_exception(exc))
+
+
+@dataclass
+class Dispatch:
+    """How an executor starts tasks and explains failures, for `dispatch`."""
+
+    submit: Callable[[RunTask], cf.Future]
+    slots: int  # tasks in flight at once
+    explain: Callable[[BaseException], tuple[str, str]] = failure_text
+    retry: Callable[[RunTask, BaseException], bool] = lambda task, exc: False
+    poll_s: float = 2.0
+
+
+def dispatch(
+    tasks: Sequence[RunTask],
+    how: Dispatch,
+    *,
+    on_done: DoneHook,
+    on_epoch: EpochHook | None = None,
+    on_start: StartHook | None = None,
+    on_failed: FailHook | None = None,
+) -> None:
+    """Keep up to `how.slots` tasks in flight, claiming each as it starts (so other drivers can
+    take the rest), report each as it ends, and follow epochs through the runs' metrics.csv."""
+    queue = list(tasks)
+    flying: dict[cf.Future, RunTask] = {}
+    epochs: dict[str, int] = {}
+    while queue or flying:
+        while queue and len(flying) < how.slots:
+            task = queue.pop(0)
+            if on_start is None or on_start(task):
+                flying[how.submit(task)] = task
+        if not flying:
+            break
+        done, _ = cf.wait(flying, timeout=how.poll_s, return_when=cf.FIRST_COMPLETED)
+        if on_epoch is not None:
+            _follow_epochs(flying.values(), epochs, on_epoch)
+        for fut in done:
+            task = flying.pop(fut)
+            try:
+                record = fut.result()
+            except Exception as exc:
+                if how.retry(task, exc):
+                    flying[how.submit(task)] = task
+                    continue
+                if on_failed is None:
+                    raise
+                on_failed(task, *how.explain(exc))
+                continue
+            if on_epoch is not None:
+                _follow_epochs([task], epochs, on_epoch)
+            on_done(task, record)
+
+
+def _follow_epochs(tasks, seen: dict[str, int], on_epoch: EpochHook) -> None:
+    from lsd.runs import read_metrics
+
+    for task in tasks:
+        for row in read_metrics(task.run_dir):
+            try:
+                epoch = int(row["epoch"])
+            except (KeyError, ValueError):
+                continue
+            if epoch > seen.get(task.run_id, 0):
+                seen[task.run_id] = epoch
+                on_epoch(task.run_id, epoch, dict(row))
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def _local(runs_per_gpu: int = 1, **_: Any) -> Executor:
+    """This machine: one process, or worker processes when several runs share a device."""
+    if runs_per_gpu == 1:
+        return InProcessExecutor()
+    from lsd.training.executor_pool import ProcessExecutor
+
+    return ProcessExecutor(runs_per_gpu)
+
+
+def _ray(**options: Any) -> Executor:
+    from lsd.training.executor_ray import RayExecutor
+
+    return RayExecutor(**options)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"inprocess": _local, "ray": _ray}
+
+
+def check_runs_per_gpu(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InvalidValue(
-            f"unknown executor '{name}'; choose from {known}", field="executor"
-        ) from None
+            f"runs per gpu must be a positive whole number, got {value}", field="runs_per_gpu"
+        )
+    return value
+
+
+def make_executor(name: str, *, runs_per_gpu: int = 1, **options: Any) -> Executor:
+    """The executor called `name`; `options` go to it (Ray: address, device)."""
+    check_runs_per_gpu(runs_per_gpu)
+    if name not in EXECUTORS:
+        known = ", ".join(EXECUTORS)
+        raise InvalidValue(f"unknown executor '{name}'; choose from {known}", field="executor")
+    return EXECUTORS[name](runs_per_gpu=runs_per_gpu, **options)

@@ -11,6 +11,8 @@ runs in one leaderboard. `run_grid` plans the runs, hands them to an executor
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,23 +26,39 @@ from lsd.progress import Progress, say, warn
 from lsd.rasters import layer_statistics
 from lsd.runs import (
     CHECKPOINT_FILE,
+    CLAIM_HEARTBEAT_S,
+    CLAIM_STALE_S,
     DONE_FILE,
     GRID_FILE,
     SPLIT_FILE,
+    ClaimOwner,
+    claim_state,
+    clear_failure,
     is_runs_folder,
     read_done,
     read_grid_record,
     read_metrics,
     read_split,
+    refresh_claim,
+    release_claim,
     run_dirs,
     run_folder,
+    take_claim,
+    write_failure,
     write_grid_record,
     write_leaderboard,
     write_split,
 )
 from lsd.spec import ROLES
 from lsd.training.data import CROP_ANCHORS
-from lsd.training.executors import DataRef, EpochHook, Executor, InProcessExecutor, RunTask
+from lsd.training.executors import (
+    DataRef,
+    EpochHook,
+    Executor,
+    InProcessExecutor,
+    RunsFailed,
+    RunTask,
+)
 from lsd.training.loop import LR_SCHEDULES, RunConfig, TrainOptions
 from lsd.training.models import ARCHITECTURES
 
@@ -76,6 +94,7 @@ class GridOptions(TrainOptions):
     test: int | list[str] | None = None
     device: str = "auto"
     preset: str = "lsd"  # recorded: which named set of options filled the unset ones
+    precision: str = "auto"  # lsd.training.precision.PRECISIONS
 
     def train_options(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in TrainOptions.__dataclass_fields__}
@@ -108,7 +127,7 @@ class GridPlan:
 
     def data_ref(self) -> DataRef:
         return DataRef(
-            data_dir=self.data_dir, train=tuple(self.split["train"]),
+            data_dir=self.data_dir.resolve(), train=tuple(self.split["train"]),
             val=tuple(self.split["val"]), layers=tuple(self.layers), mean=tuple(self.mean),
             std=tuple(self.std), setting=self.options.setting,
             split=tuple((role, tuple(ids)) for role, ids in self.split.items()),
@@ -116,8 +135,11 @@ class GridPlan:
         )  # fmt: skip
 
     def tasks(self, configs: Sequence[RunConfig]) -> list[RunTask]:
-        ref = self.data_ref()
-        return [RunTask(c, run_folder(self.out, c.run_id), ref, str(self.device)) for c in configs]
+        """Absolute paths throughout: a worker elsewhere has another working directory."""
+        ref, out, precision = self.data_ref(), self.out.resolve(), self.options.precision
+        return [
+            RunTask(c, run_folder(out, c.run_id), ref, str(self.device), precision) for c in configs
+        ]
 
 
 def check_options(opts: GridOptions) -> GridOptions:
@@ -309,13 +331,28 @@ def _check_out(out: Path) -> None:
         )
 
 
-def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -> GridPlan:
-    """Check everything, then record split.json and grid.json; nothing is trained here."""
+def prepare_grid(
+    data_dir: Path | str,
+    out_dir: Path | str,
+    opts: GridOptions,
+    *,
+    device_on_workers: bool = False,
+) -> GridPlan:
+    """Check everything, then record split.json and grid.json; nothing is trained here.
+
+    With `device_on_workers` (a cluster), the device is chosen where each run lands, so this
+    machine need not have it; the plan keeps the request ("auto", "cpu", "cuda")."""
     from lsd.training.data import compute_norm, split_events
     from lsd.training.device import resolve_device
+    from lsd.training.precision import Precision, check_precision
 
     opts = check_options(opts)
-    device = resolve_device(opts.device)
+    check_precision(opts.precision)
+    if device_on_workers:
+        device: Any = opts.device
+    else:
+        device = resolve_device(opts.device)
+        Precision.for_device(device, training=True, mode=opts.precision)  # bf16 where possible
     resolve_setting(opts.setting, opts.settings_file)  # a malformed setting fails first
     events = list_events(data_dir)
     common = set.intersection(*(set(e.layers) for e in events))
@@ -356,18 +393,107 @@ def prepare_grid(data_dir: Path | str, out_dir: Path | str, opts: GridOptions) -
     return GridPlan(out, opts, layers, events, split, mean, std, device, Path(data_dir), pixel_m)
 
 
+class _Claims:
+    """The runs this grid call holds, with a heartbeat thread that keeps their claims fresh."""
+
+    def __init__(self, stale_s: float, heartbeat_s: float) -> None:
+        self.owner = ClaimOwner.here()
+        self.stale_s = stale_s
+        self.held: set[Path] = set()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True)
+        self.thread.start()
+
+    def _beat(self, every: float) -> None:
+        while not self.stop.wait(every):
+            with self.lock:
+                held = list(self.held)
+            for run_dir in held:
+                if not refresh_claim(run_dir, self.owner):
+                    warn(f"{run_dir.name}: lost its claim to another driver")
+
+    def take(self, run_dir: Path) -> bool:
+        if not take_claim(run_dir, self.owner, self.stale_s):
+            return False
+        with self.lock:
+            self.held.add(run_dir)
+        return True
+
+    def release(self, run_dir: Path) -> None:
+        with self.lock:
+            self.held.discard(run_dir)
+        release_claim(run_dir, self.owner)
+
+    def close(self) -> None:
+        self.stop.set()
+        for run_dir in list(self.held):
+            self.release(run_dir)
+        self.owner.retire()
+
+
+@dataclass
+class GridCall:
+    """What one call of `run_grid` did, for its caller's summary."""
+
+    trained: list[str] = field(default_factory=list)  # finished by this call
+    elsewhere: list[str] = field(default_factory=list)  # finished by another driver meanwhile
+    failed: dict[str, str] = field(default_factory=dict)  # run id -> one-line reason
+
+
+class _Hooks:
+    """What the grid does when an executor starts, finishes or loses a run."""
+
+    def __init__(self, plan: GridPlan, claims: _Claims, call: GridCall, bar: Any) -> None:
+        self.plan, self.claims, self.call, self.bar = plan, claims, call, bar
+
+    def on_start(self, task: RunTask) -> bool:
+        from lsd.training.loop import is_finished
+
+        if not self.claims.take(task.run_dir):
+            return False
+        if is_finished(task.run_dir):  # finished by another driver since we planned
+            self.claims.release(task.run_dir)
+            return False
+        clear_failure(task.run_dir)
+        return True
+
+    def on_done(self, task: RunTask, done: dict[str, Any]) -> None:
+        write_leaderboard(self.plan.out)
+        self.claims.release(task.run_dir)
+        self.call.trained.append(task.run_id)
+        self.bar.update(text=f"{task.run_id}: val F1 {float(done.get('val_f1', math.nan)):.4f}")
+
+    def on_failed(self, task: RunTask, message: str, details: str) -> None:
+        write_failure(task.run_dir, details)
+        self.claims.release(task.run_dir)
+        self.call.failed[task.run_id] = message
+        warn(f"{task.run_id}: run failed: {message}")
+
+
 def run_grid(
     plan: GridPlan,
     *,
     progress: bool = True,
     on_epoch: EpochHook | None = None,
     executor: Executor | None = None,
+    claim_stale_s: float = CLAIM_STALE_S,
+    heartbeat_s: float = CLAIM_HEARTBEAT_S,
+    poll_s: float = 5.0,
+    call: GridCall | None = None,
 ) -> list[dict[str, Any]]:
     """Plan the runs still to do, hand them to the executor, keep the leaderboard current as
     they finish; returns the final leaderboard rows. A resumed grid says first how many runs it
-    skips (finished), continues (from a checkpoint) and starts."""
+    skips (finished), continues (from a checkpoint) and starts.
+
+    A run is started only under its claim (lsd.runs), so other drivers on the same RUNS folder
+    train other runs. Runs another driver holds are waited for: they end finished, or their
+    claim goes stale and this call trains them. Runs that fail are reported together at the end
+    (RunsFailed) after the others have finished.
+    """
     from lsd.training.loop import is_finished
 
+    call = call if call is not None else GridCall()
     configs = plan.configs()
     todo = [c for c in configs if not is_finished(run_folder(plan.out, c.run_id))]
     going_on = [c for c in todo if (run_folder(plan.out, c.run_id) / CHECKPOINT_FILE).is_file()]
@@ -380,15 +506,64 @@ def run_grid(
     write_leaderboard(plan.out)
     bar = Progress(len(configs), desc="grid", unit="runs", enabled=progress, position=0)
     bar.skip(skipped)
-
-    def on_done(task: RunTask, done: dict[str, Any]) -> None:
-        write_leaderboard(plan.out)
-        bar.update(text=f"{task.run_id}: val F1 {float(done.get('val_f1', math.nan)):.4f}")
-
+    claims = _Claims(claim_stale_s, heartbeat_s)
+    hooks = _Hooks(plan, claims, call, bar)
+    pending = plan.tasks(todo)
     try:
-        (executor or InProcessExecutor()).run(
-            plan.tasks(todo), on_done=on_done, on_epoch=on_epoch, progress=progress
-        )
+        while pending:
+            before = len(pending)
+            (executor or InProcessExecutor()).run(
+                pending, on_done=hooks.on_done, on_epoch=on_epoch, progress=progress,
+                on_start=hooks.on_start, on_failed=hooks.on_failed,
+            )  # fmt: skip
+            pending = [t for t in pending if t.run_id not in call.trained + list(call.failed)]
+            if pending and len(pending) == before:
+                time.sleep(poll_s)  # a free-looking claim we could not take (a takeover race)
+            pending = _wait_for_others(plan, pending, call, claim_stale_s, poll_s, bar)
     finally:
+        claims.close()
         bar.close()
-    return write_leaderboard(plan.out)
+    rows = write_leaderboard(plan.out)
+    if call.failed:
+        lines = "; ".join(f"{rid}: {why}" for rid, why in call.failed.items())
+        raise RunsFailed(
+            f"{len(call.failed)} of {len(configs)} run(s) failed ({lines}); the others are on "
+            f"{plan.out / 'leaderboard.csv'}; run the same command again to retry them"
+        )
+    return rows
+
+
+def _wait_for_others(
+    plan: GridPlan,
+    pending: list[RunTask],
+    call: GridCall,
+    stale_s: float,
+    poll_s: float,
+    bar: Any,
+) -> list[RunTask]:
+    """Wait while other drivers hold every pending run; return the runs still unfinished once
+    one of them is free or stale (none when the others finished them all)."""
+    from lsd.training.loop import is_finished
+
+    told = False
+    while pending:
+        still = []
+        for task in pending:
+            if is_finished(task.run_dir):
+                call.elsewhere.append(task.run_id)
+                bar.update(text=f"{task.run_id}: finished by another driver")
+            else:
+                still.append(task)
+        if len(still) < len(pending):
+            write_leaderboard(plan.out)
+        pending = still
+        states = {t.run_id: claim_state(t.run_dir, stale_s) for t in pending}
+        free = [t for t in pending if states[t.run_id].holder is None or states[t.run_id].stale]
+        if free or not pending:
+            return pending
+        if not told:
+            holders = sorted({s.holder for s in states.values() if s.holder})
+            warn(f"waiting for {len(pending)} run(s) that {', '.join(holders)} is training")
+            told = True
+        time.sleep(poll_s)
+    return pending

@@ -10,6 +10,14 @@ next row of tiles are final and are handed to the caller, so only one strip (til
 width) of accumulators is ever held: memory does not grow with the number of rows. `predict_array`
 is the in-memory front end; `predict_rows` is the streamed core that `pipeline.predict` drives with
 windowed raster reads and writes. Both share one code path so they give identical numbers.
+
+`predict_rows` can also run a range of rows of tiles alone (`tile_rows`): it starts at the first
+row of tiles that reaches the range, so every output pixel sums the same tiles in the same order
+as a whole-image pass and the values are identical to the last bit. That is what lets blocks of
+a large area be predicted on different workers (lsd.training.executor_ray) into one seamless map.
+
+`ForwardOptions` say how each tile goes through a network: the precision mode
+(lsd.training.precision) and test-time augmentation (the mean of the 8 flips and rotations).
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from lsd.training.normalise import norm_tensors, normalise
 from lsd.training.precision import Precision
 
 MIN_TILE = 32
+# (quarter turns, mirrored) for the 8 symmetries of the square, identity first
+DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))
 ReadRows = Callable[[int, int], np.ndarray]  # (row0, row1) -> raw (C, row1-row0, W) float32
 EmitRows = Callable[[int, np.ndarray], None]  # (row0, probs (M, rows, W)) for finished rows
 
@@ -93,6 +103,28 @@ class TileOptions:
             )
 
 
+@dataclass(frozen=True)
+class ForwardOptions:
+    """How a tile goes through each network."""
+
+    precision: str = "auto"  # lsd.training.precision.PRECISIONS
+    tta: bool = False  # average the 8 flips/rotations (8x the forward passes)
+    runtime: str = "torch"  # or "onnx": ONNX Runtime on the CPU (lsd.training.onnx_runtime)
+
+    def __post_init__(self) -> None:
+        from lsd.training.onnx_runtime import RUNTIMES
+        from lsd.training.precision import check_precision
+
+        check_precision(self.precision)
+        if self.runtime not in RUNTIMES:
+            raise InvalidValue(
+                f"runtime '{self.runtime}' is not one of {', '.join(RUNTIMES)}", field="runtime"
+            )
+        if self.runtime == "onnx" and self.precision == "bf16":
+            raise InvalidValue("runtime onnx runs in fp32; use precision auto or fp32 with it",
+                               field="runtime")  # fmt: skip
+
+
 def _member_layers(members: Sequence[Member]) -> list[str]:
     if not members:
         raise ValueError("no members to predict with")
@@ -108,16 +140,27 @@ class _Runner:
     per-tile work is a few array copies and one forward per batch per member."""
 
     def __init__(
-        self, members: Sequence[Member], channels: int, batch_size: int, device: torch.device
+        self,
+        members: Sequence[Member],
+        channels: int,
+        batch_size: int,
+        device: torch.device,
+        forward: ForwardOptions | None = None,
     ) -> None:
         self.device = device
-        self.precision = Precision.for_device(device)
+        self.forward = forward or ForwardOptions()
+        self.precision = Precision.for_device(device, mode=self.forward.precision)
         self.members: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
         for model, meta in members:
             model.eval()
             model.to(device)
             self.precision.prepare_model(model)
             self.members.append((model, *norm_tensors(meta.mean, meta.std, device)))
+        self.labels = [f"member {i + 1} ({meta.arch}/{meta.encoder})"
+                       for i, (_, meta) in enumerate(members)]  # fmt: skip
+        self.nets: list[Any] = [None] * len(members)  # ONNX Runtime sessions, where used
+        if self.forward.runtime == "onnx":
+            self._start_onnx(channels)
         self.batch_size = batch_size
         self.channels = channels
         self.buffer: np.ndarray | None = None
@@ -138,18 +181,59 @@ class _Runner:
         if self.device.type == "cuda":
             x_raw = x_raw.pin_memory().to(self.device, non_blocking=True)
         outs: list[np.ndarray] = []
-        for m, (model, mean, std) in enumerate(self.members):
+        for m, (_, mean, std) in enumerate(self.members):
             t0 = time.perf_counter()
             x = normalise(x_raw, mean, std)  # one batch copy
-            x, _, _ = pad_to_multiple(x, min_side=model_min_side(model))
-            x = self.precision.prepare_input(x)
-            with self.precision.autocast():
-                logits = model(x)
-            prob = torch.sigmoid(logits[:, 0, :th, :tw].float()).cpu().numpy()
+            views = DIHEDRAL if self.forward.tta else DIHEDRAL[:1]
+            total = None
+            for k, mirrored in views:
+                p = self._view_prob(m, x, k, mirrored)
+                total = p if total is None else total + p
+            prob = (total / len(views) if len(views) > 1 else total)[:, :th, :tw].cpu().numpy()
             self.forward_s[m] += time.perf_counter() - t0
             outs.append(prob)
         self.tiles += n
         return outs
+
+    def _start_onnx(self, channels: int) -> None:
+        from lsd.training.onnx_runtime import import_ort, onnx_net
+
+        if self.device.type != "cpu":
+            raise InvalidValue(f"runtime onnx runs on the CPU, not on {self.device}; "
+                               "use runtime torch there", field="runtime")  # fmt: skip
+        import_ort()
+        for m, (model, _, _) in enumerate(self.members):
+            side = max(model_min_side(model), 64)
+            self.nets[m] = onnx_net(model, channels, side, self.labels[m])
+
+    def _view_prob(self, m: int, x: torch.Tensor, k: int, mirrored: bool):
+        """Sigmoid of member m on one symmetry of the batch, turned back: (N, H, W) fp32. A
+        member on ONNX Runtime is checked against PyTorch on its first batch."""
+        from lsd.training.onnx_runtime import agrees
+
+        model = self.members[m][0]
+        v = torch.flip(x, dims=(-1,)) if mirrored else x
+        v = torch.rot90(v, k, dims=(-2, -1)) if k else v
+        h, w = v.shape[-2:]
+        v, _, _ = pad_to_multiple(v, min_side=model_min_side(model))
+        net = self.nets[m]
+        if net is None:
+            p = self._torch_prob(model, v, h, w)
+        else:
+            p = torch.sigmoid(net(v)[:, 0, :h, :w].float())
+            if not net.checked:
+                net.checked = True
+                ref = self._torch_prob(model, v, h, w)
+                if not agrees(p, ref, self.labels[m]):
+                    self.nets[m], p = None, ref
+        p = torch.rot90(p, -k, dims=(-2, -1)) if k else p
+        return torch.flip(p, dims=(-1,)) if mirrored else p
+
+    def _torch_prob(self, model: nn.Module, v: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        v = self.precision.prepare_input(v)
+        with self.precision.autocast():
+            logits = model(v)
+        return torch.sigmoid(logits[:, 0, :h, :w].float())
 
 
 def _all_nan(strip: np.ndarray) -> np.ndarray:
@@ -194,27 +278,34 @@ def predict_rows(
     tiles: TileOptions | None = None,
     device: str | torch.device = "cpu",
     stats: dict[str, Any] | None = None,
+    forward: ForwardOptions | None = None,
+    tile_rows: tuple[int, int] | None = None,
 ) -> None:
     """Streamed core: read one strip of rows per row of tiles, emit rows as soon as they are final.
 
     `emit(row0, probs)` receives per-member probabilities (M, rows, width) float32 for consecutive
     row blocks that together cover the image exactly once, top to bottom; NaN where every layer of
     the input pixel is NaN. `stats`, when given, receives forward seconds per member and counts.
+    With `tile_rows` = (k0, k1), only the rows that rows k0..k1-1 of tiles finish are emitted
+    (`block_rows` gives them), with the values a whole-image pass gives them.
     """
     tiles = tiles or TileOptions()
     tile, overlap = tiles.tile, tiles.overlap
     dev = resolve_device(device)
     batch_size = tiles.batch_size or default_batch_size(dev)
     layers = _member_layers(members)
-    runner = _Runner(members, len(layers), batch_size, dev)
+    runner = _Runner(members, len(layers), batch_size, dev, forward)
     th, tw = min(tile, height), min(tile, width)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    k0, k1 = tile_rows or (0, len(ys))
+    first = next(k for k in range(k0 + 1) if ys[k] + th > ys[k0])  # first row of tiles in reach
     weight = blend_weight(th, tw, overlap)
     acc = np.zeros((len(members), th, width), dtype=np.float32)
     wsum = np.zeros((th, width), dtype=np.float32)
     skipped = 0
 
-    for k, y in enumerate(ys):
+    for k in range(first, k1):
+        y = ys[k]
         strip = read_rows(y, y + th)
         if strip.shape != (len(layers), th, width):
             want = (len(layers), th, width)
@@ -228,10 +319,11 @@ def predict_rows(
         del strip
         last = k == len(ys) - 1
         done = th if last else ys[k + 1] - y
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = acc[:, :done] / wsum[:done]
-        out[:, nodata[:done]] = np.nan
-        emit(y, out)
+        if k >= k0:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = acc[:, :done] / wsum[:done]
+            out[:, nodata[:done]] = np.nan
+            emit(y, out)
         if not last:
             # keep the rows the next row of tiles also covers; clear the rest
             acc[:, : th - done] = acc[:, done:]
@@ -249,6 +341,25 @@ def predict_rows(
         stats["tile_shape"] = [th, tw]
 
 
+def tile_row_count(height: int, tiles: TileOptions) -> int:
+    return len(tile_starts(height, tiles.tile, tiles.overlap))
+
+
+def block_rows(height: int, tiles: TileOptions, k0: int, k1: int) -> tuple[int, int]:
+    """The image rows [r0, r1) that rows k0..k1-1 of tiles emit."""
+    ys = tile_starts(height, tiles.tile, tiles.overlap)
+    return ys[k0], (ys[k1] if k1 < len(ys) else height)
+
+
+def row_blocks(height: int, tiles: TileOptions, rows_per_block: int) -> list[tuple[int, int]]:
+    """Rows of tiles grouped into blocks of about `rows_per_block` image rows (at least one row
+    of tiles each), as (k0, k1) ranges that cover the image once, top to bottom."""
+    n = tile_row_count(height, tiles)
+    stride = max(1, tiles.tile - tiles.overlap)
+    per = max(1, rows_per_block // stride)
+    return [(k, min(k + per, n)) for k in range(0, n, per)]
+
+
 def predict_array(
     members: Sequence[Member],
     image: np.ndarray,
@@ -256,6 +367,7 @@ def predict_array(
     tiles: TileOptions | None = None,
     device: str | torch.device = "cpu",
     stats: dict[str, Any] | None = None,
+    forward: ForwardOptions | None = None,
 ) -> np.ndarray:
     """Per-member sigmoid probabilities (M, H, W) float32 for a RAW (C, H, W) image.
 
@@ -284,6 +396,7 @@ def predict_array(
         tiles=tiles,
         device=device,
         stats=stats,
+        forward=forward,
     )
     return out
 
@@ -319,6 +432,8 @@ def predict_mean_std(
     tiles: TileOptions | None = None,
     device: str | torch.device = "cpu",
     stats: dict[str, Any] | None = None,
+    forward: ForwardOptions | None = None,
+    tile_rows: tuple[int, int] | None = None,
 ) -> None:
     """Mean and (population) std across all members, streamed, holding one group of members.
 
@@ -326,7 +441,8 @@ def predict_mean_std(
     prediction may use; so members are loaded group by group, each group makes one pass over the
     stack, and the per-pixel sums of p and p^2 (float64, exact enough for the std) wait between
     passes in two scratch files rather than in memory. With one group there is a single pass and
-    no scratch file. Every member is loaded exactly once.
+    no scratch file. Every member is loaded exactly once. `tile_rows` limits the pass to a block
+    of rows, as in predict_rows.
     """
     n = sum(len(g) for g in groups)
     per_group: list[dict[str, Any]] = []
@@ -335,13 +451,16 @@ def predict_mean_std(
         st: dict[str, Any] = {}
         predict_rows(
             members, read_rows, height, width, sink, tiles=tiles, device=device, stats=st,
+            forward=forward, tile_rows=tile_rows,
         )  # fmt: skip
         per_group.append(st)
 
     if len(groups) == 1:
         run(load_group(groups[0]), lambda r0, p: emit(r0, p.mean(axis=0), p.std(axis=0)))
     else:
-        sums = _PixelSums(scratch, height, width)
+        r0, r1 = (0, height) if tile_rows is None else block_rows(height, tiles or TileOptions(),
+                                                                  *tile_rows)  # fmt: skip
+        sums = _PixelSums(scratch, r1 - r0, width, row0=r0)
         try:
             for g in groups:
                 members = load_group(g)
@@ -363,8 +482,8 @@ class _PixelSums:
 
     BLOCK_ROWS = 256
 
-    def __init__(self, folder: Path, height: int, width: int) -> None:
-        self.height, self.width = height, width
+    def __init__(self, folder: Path, height: int, width: int, row0: int = 0) -> None:
+        self.height, self.width, self.row0 = height, width, row0
         self.row_bytes = width * 8
         self.files = []
         for name in (".sum_p.f64", ".sum_p2.f64"):
@@ -381,7 +500,7 @@ class _PixelSums:
         block.tofile(f)
 
     def add(self, r0: int, probs: np.ndarray) -> None:
-        rows = probs.shape[1]
+        rows, r0 = probs.shape[1], r0 - self.row0
         p = probs.astype(np.float64)
         for f, term in zip(self.files, (p.sum(axis=0), (p * p).sum(axis=0)), strict=True):
             self._write(f, r0, self._read(f, r0, rows) + term)
@@ -392,7 +511,7 @@ class _PixelSums:
             s1, s2 = (self._read(f, r0, rows) for f in self.files)
             mean = s1 / n
             std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
-            yield r0, mean.astype(np.float32), std.astype(np.float32)
+            yield self.row0 + r0, mean.astype(np.float32), std.astype(np.float32)
 
     def close(self) -> None:
         for f in self.files:

@@ -232,12 +232,13 @@ class _Run:
     """The live state of one run: model, optimiser, sampler and the bookkeeping of its epochs,
     with the checkpoint that saves and restores all of it."""
 
-    def __init__(self, cfg: RunConfig, data: RunData, run_dir: Path, device: torch.device):
+    def __init__(self, cfg: RunConfig, data: RunData, run_dir: Path, device: torch.device,
+                 precision: str = "auto"):  # fmt: skip
         from lsd.training.data import CropSampler
         from lsd.training.losses import build_loss
 
         self.cfg, self.data, self.run_dir, self.device = cfg, data, run_dir, device
-        self.precision = Precision.for_device(device, training=True)
+        self.precision = Precision.for_device(device, training=True, mode=precision)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.arch, len(data.layers), cfg.encoder, cfg.encoder_weights)
         self.model = self.precision.prepare_model(model.to(device))
@@ -370,10 +371,12 @@ class _Run:
         return row
 
 
-def _start(cfg: RunConfig, data: RunData, run_dir: Path, device: torch.device) -> _Run:
+def _start(
+    cfg: RunConfig, data: RunData, run_dir: Path, device: torch.device, precision: str = "auto"
+) -> _Run:
     """A fresh run, or the one its checkpoint describes; a checkpoint that is unreadable or
     does not fit these options is dropped (with a warning) and the run starts over."""
-    run = _Run(cfg, data, run_dir, device)
+    run = _Run(cfg, data, run_dir, device, precision)
     state = _load_checkpoint(run.checkpoint) if run.checkpoint.exists() else None
     if state is None:
         run.checkpoint.unlink(missing_ok=True)
@@ -385,7 +388,7 @@ def _start(cfg: RunConfig, data: RunData, run_dir: Path, device: torch.device) -
         warn(f"{run.checkpoint}: checkpoint does not fit this run ({type(exc).__name__}); "
              "restarting this run from scratch")  # fmt: skip
         run.checkpoint.unlink(missing_ok=True)
-        return _Run(cfg, data, run_dir, device)
+        return _Run(cfg, data, run_dir, device, precision)
 
 
 def train_run(
@@ -396,15 +399,17 @@ def train_run(
     device: torch.device | str = "cpu",
     progress: bool = True,
     on_epoch: EpochHook | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Train one run (resuming from its checkpoint when there is one) and return done.json.
 
     `on_epoch(epoch, row)` is called after each epoch's checkpoint is safely on disk, which is
-    the point where stopping the process loses nothing.
+    the point where stopping the process loses nothing. `precision` is a mode of
+    lsd.training.precision (auto, fp32, bf16).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = _start(cfg, data, run_dir, torch.device(device))
+    run = _start(cfg, data, run_dir, torch.device(device), precision)
     if run.rows:
         write_metrics(run_dir / METRICS_FILE, run.rows)
     else:
@@ -458,6 +463,7 @@ def _finish(run: _Run) -> dict[str, Any]:
         "crop_anchor": cfg.crop_anchor,
         "stop_reason": run.stop_reason,
         "pixel_m": data.pixel_m,
+        "precision": run.precision.name,
     }
     meta = BundleMeta(
         arch=cfg.arch, encoder=cfg.encoder, loss=cfg.loss, lr=cfg.lr, layers=list(data.layers),

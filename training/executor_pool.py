@@ -1,0 +1,144 @@
+"""Several runs per device on one machine, in worker processes (no cluster needed).
+
+A small model leaves most of a large GPU idle; `runs_per_gpu` = N trains N runs at once on each
+device, each in its own process (one CUDA context each, so one run's crash or out-of-memory error
+cannot take the others down). Processes are started with `spawn` (CUDA cannot be forked) and
+keep the loaded events between runs. On a machine with several GPUs and device "cuda", the
+workers are spread over all of them; on the CPU, the cores are shared out between the workers.
+
+A worker that dies (killed, out of memory) breaks Python's process pool; the pool is started
+again and the unfinished runs resume from their checkpoints, up to `max_restarts` times.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from typing import Any
+
+from lsd.training.executors import (
+    Dispatch,
+    DoneHook,
+    EpochHook,
+    FailHook,
+    RunTask,
+    StartHook,
+    dispatch,
+    failure_text,
+)
+
+_DEVICE = ""  # this worker's device when the pool spreads workers over GPUs
+
+
+def worker_devices(device: str, workers_per_device: int) -> list[str]:
+    """One entry per worker process: the device it trains on."""
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return [f"cuda:{g}" for g in range(torch.cuda.device_count())] * workers_per_device
+    return [device] * workers_per_device
+
+
+def _init(devices: Any, threads: int) -> None:
+    """Worker start: take a device slot and a share of the CPU cores."""
+    import torch
+
+    global _DEVICE
+    _DEVICE = devices.get()
+    torch.set_num_threads(threads)
+
+
+def _train_in_worker(task: RunTask) -> dict[str, Any]:
+    from lsd.training.executors import train_task
+
+    return train_task(replace(task, device=_DEVICE or task.device))
+
+
+class ProcessExecutor:
+    """`runs_per_gpu` worker processes per device, fed one run at a time."""
+
+    name = "processes"
+
+    def __init__(
+        self,
+        runs_per_gpu: int,
+        max_restarts: int = 2,
+        poll_s: float = 2.0,
+        threads: int | None = None,
+    ) -> None:
+        self.runs_per_gpu, self.max_restarts, self.poll_s = runs_per_gpu, max_restarts, poll_s
+        self.threads = threads  # torch threads per worker; None: the cores shared out
+        self.restarts = 0
+
+    def run(
+        self,
+        tasks: Sequence[RunTask],
+        *,
+        on_done: DoneHook,
+        on_epoch: EpochHook | None = None,
+        progress: bool = True,
+        on_start: StartHook | None = None,
+        on_failed: FailHook | None = None,
+    ) -> None:
+        if not tasks:
+            return
+        devices = worker_devices(tasks[0].device, self.runs_per_gpu)
+        threads = self.threads or max(1, (os.cpu_count() or 1) // len(devices))
+        ctx = mp.get_context("spawn")
+        pool: list[cf.ProcessPoolExecutor] = []
+        started_in: dict[str, int] = {}  # run id -> the pool generation it was submitted to
+
+        def start_pool() -> cf.ProcessPoolExecutor:
+            slots = ctx.Queue()
+            for d in devices:
+                slots.put(d)
+            pool.append(cf.ProcessPoolExecutor(
+                len(devices), mp_context=ctx, initializer=_init, initargs=(slots, threads),
+            ))  # fmt: skip
+            return pool[-1]
+
+        def restart() -> None:
+            pool[-1].shutdown(wait=False, cancel_futures=True)
+            self.restarts += 1
+            start_pool()
+
+        def submit(task: RunTask) -> cf.Future:
+            if not pool:
+                start_pool()
+            try:
+                fut = pool[-1].submit(_train_in_worker, task)
+            except BrokenProcessPool:  # a worker died since the last submission
+                if self.restarts >= self.max_restarts:
+                    raise
+                restart()
+                fut = pool[-1].submit(_train_in_worker, task)
+            started_in[task.run_id] = len(pool)
+            return fut
+
+        def retry(task: RunTask, exc: BaseException) -> bool:
+            if not isinstance(exc, BrokenProcessPool) or self.restarts >= self.max_restarts:
+                return False
+            if started_in.get(task.run_id) == len(pool):  # first casualty of this pool
+                restart()
+            return True
+
+        def explain(exc: BaseException) -> tuple[str, str]:
+            if isinstance(exc, BrokenProcessPool):
+                return "its worker process died (killed, or out of memory)", repr(exc)
+            return failure_text(exc)
+
+        how = Dispatch(submit=submit, slots=len(devices), explain=explain, retry=retry,
+                       poll_s=self.poll_s)  # fmt: skip
+        try:
+            dispatch(tasks, how, on_done=on_done, on_epoch=on_epoch, on_start=on_start,
+                     on_failed=on_failed)  # fmt: skip
+        finally:
+            if pool:
+                pool[-1].shutdown(wait=True, cancel_futures=True)
+
+    def describe(self) -> str:
+        return f"{self.runs_per_gpu} worker processes per device"

@@ -10,14 +10,14 @@ together.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lsd.errors import InputNotFound, InvalidFile
+from lsd.errors import InvalidFile
+from lsd.files import read_toml_table
 from lsd.spec import EventSpec, aoi_centroid
 
 # ESA WorldCover v200 class -> paper class. WorldCover has a single "bare / sparse vegetation"
@@ -149,15 +149,7 @@ class FetchConfig:
         """Settings from the `[fetch]` table of a TOML file, each checked against its type;
         `overrides` (e.g. the AOI size given on the command line) win over the file."""
         path = Path(path)
-        try:
-            doc = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputNotFound(f"{path}: fetch settings file not found") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise InvalidFile(f"{path}: not a readable TOML file ({exc})") from None
-        table = doc.get("fetch")
-        if not isinstance(table, dict):
-            raise InvalidFile(f'{path}: needs a [fetch] table, e.g. snow_mode = "erode"')
+        table = read_toml_table(path, "fetch", "fetch settings", 'snow_mode = "erode"')
         return cls.from_mapping(table, where=str(path), **overrides)
 
     @classmethod

@@ -245,6 +245,24 @@ def write_json(path: Path | str, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def read_toml_table(path: Path | str, table: str, what: str, example: str) -> dict[str, Any]:
+    """The `[table]` of a TOML file the user wrote (`what` names the file's purpose in
+    messages, `example` shows a line of the table), or one line saying what is wrong."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputNotFound(f"{path}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidFile(f"{path}: not a readable TOML {what} file ({exc})") from None
+    found = doc.get(table)
+    if not isinstance(found, dict) or not found:
+        raise InvalidFile(f"{path}: needs a [{table}] table, e.g. {example}")
+    return found
+
+
 def read_json(path: Path | str) -> Any:
     path = Path(path)
     try:

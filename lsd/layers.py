@@ -13,11 +13,11 @@ mean the same bands on fetched events and on imported patches.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
-from lsd.errors import InputNotFound, InvalidFile, InvalidValue
+from lsd.errors import InvalidFile, InvalidValue
+from lsd.files import read_toml_table
 
 # The paper's stack (Ganerod et al., Table 2), in its order.
 PAPER_LAYERS: tuple[str, ...] = (
@@ -101,15 +101,7 @@ LANDCOVER_BARE_ROCK = 7
 def load_settings_file(path: Path | str) -> dict[str, tuple[str, ...]]:
     """Read user settings from a TOML file with a `[settings]` table of name = [layers]."""
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputNotFound(f"{path}: settings file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidFile(f"{path}: not a readable TOML settings file ({exc})") from None
-    table = doc.get("settings")
-    if not isinstance(table, dict) or not table:
-        raise InvalidFile(f'{path}: needs a [settings] table, e.g. mine = ["dNDVI", "slope"]')
+    table = read_toml_table(path, "settings", "settings", 'mine = ["dNDVI", "slope"]')
     out: dict[str, tuple[str, ...]] = {}
     for name, layers in table.items():
         if (

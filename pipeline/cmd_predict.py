@@ -99,7 +99,11 @@ def predict(
     allow_empty_layers: bool,
     overwrite: bool,
 ) -> None:
-    """Map landslides on a stack (or on an AOI and date, fetched first) with an ensemble."""
+    """Map landslides on a stack (or on an AOI and date, fetched first) with an ensemble.
+
+    \f
+    Long because click hands every option over as a parameter; the work is in
+    lsd.pipeline.predict."""
     from lsd.bundles import open_models
     from lsd.errors import InputNotFound, UserError
     from lsd.outputs import check_output, check_reusable

@@ -184,7 +184,11 @@ def train(
     cpus_per_run: int,
     quiet: bool,
 ) -> None:
-    """Train the grid of architectures x losses x learning rates and rank it by validation F1."""
+    """Train the grid of architectures x losses x learning rates and rank it by validation F1.
+
+    \f
+    Long because click hands every option over as a parameter; the work is in
+    lsd.training.grid."""
     from lsd.runs import LEADERBOARD_FILE
     from lsd.training.grid import GridCall, GridOptions, prepare_grid, run_grid
 

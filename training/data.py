@@ -290,6 +290,9 @@ class CropSampler:
         device: str | torch.device = "cpu",
         anchor: str = "random",
     ) -> None:
+        """Check the events, move them to the device once and build every index table a batch
+        needs (landslide pixels, augmentation maps, canvases); long because batches then only
+        look things up."""
         import torch
 
         if not events:

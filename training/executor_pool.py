@@ -84,6 +84,9 @@ class ProcessExecutor:
         on_start: StartHook | None = None,
         on_failed: FailHook | None = None,
     ) -> None:
+        """Run the tasks on a pool of spawned workers, one slot per device share; a pool whose
+        worker died is replaced and its runs resumed. One function, long, because submit,
+        restart and retry share the pool's generation count."""
         if not tasks:
             return
         devices = worker_devices(tasks[0].device, self.runs_per_gpu)

@@ -288,6 +288,9 @@ def predict_rows(
     the input pixel is NaN. `stats`, when given, receives forward seconds per member and counts.
     With `tile_rows` = (k0, k1), only the rows that rows k0..k1-1 of tiles finish are emitted
     (`block_rows` gives them), with the values a whole-image pass gives them.
+
+    One function, long, because the strip accumulators and the emit rule share every index; the
+    per-strip tile work is `_add_strip`.
     """
     tiles = tiles or TileOptions()
     tile, overlap = tiles.tile, tiles.overlap

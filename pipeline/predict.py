@@ -212,10 +212,19 @@ def predict_stack(
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     check_output(out_dir, "map", overwrite=opts.overwrite, inputs=(stack, model.path))
-    job = _check(Path(stack), model, opts)
+    # the cap covers the input checks too: their one pass over the stack would otherwise fill
+    # GDAL's default cache (5% of RAM) with blocks that are never read again
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        job = _check(Path(stack), model, opts)
+        return _write_map(job, out_dir, inputs or {}, t_start)
+
+
+def _write_map(job: _Job, out_dir: Path, inputs: dict[str, Any], t_start: float) -> dict[str, Any]:
+    """Everything goes into a hidden folder that becomes `out_dir` only when complete."""
+    import rasterio
+
     timings: dict[str, float] = {}
     with (
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
         atomic_path(out_dir, directory=True) as job.tmp,
         rasterio.open(job.stack) as job.src,
     ):
@@ -224,14 +233,14 @@ def predict_stack(
         timings["read_s"], timings["write_s"] = stats.pop("read_s"), sink.write_s
 
         t0 = time.perf_counter()
-        kept = _polygons(job.src, job.tmp, opts.min_area_m2)
+        kept = _polygons(job.src, job.tmp, job.opts.min_area_m2)
         timings["vectorise_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         _finish_rasters(job.tmp)
         timings["cog_quicklook_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
-        record = _run_record(job, inputs or {}, sink, kept, stats, timings)
+        record = _run_record(job, inputs, sink, kept, stats, timings)
         maps.write_mask_style(job.tmp / maps.MASK_STYLE_FILE)
         maps.write_readme(job.tmp / maps.README_FILE, record)
         write_json(job.tmp / maps.RUN_FILE, record)

@@ -70,9 +70,11 @@ def signalled(args: list[object], when: str, sig: int, timeout: float = 240) -> 
     entry = [sys.executable, "-c", "from lsd.pipeline.cli import main; main()"]
     cmd = [str(script)] if script.exists() else entry
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # a shell's background jobs start with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child the default disposition, as a terminal's Ctrl-C finds it
     proc = subprocess.Popen(
         cmd + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env=env,
+        text=True, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     watchdog = threading.Timer(timeout, proc.kill)
     watchdog.start()

@@ -13,7 +13,6 @@ import click
 from lsd.errors import OutputExists
 from lsd.pipeline.options import PATH, LsdGroup, device_option, progress_option
 
-_PATH = PATH
 GO_ON_LINE = "rerun the same command to go on: finished event folders are kept and skipped"
 
 
@@ -23,8 +22,8 @@ def import_group() -> None:
 
 
 @import_group.command("landslide4sense", interrupt=GO_ON_LINE)
-@click.argument("src", type=_PATH)
-@click.argument("dest", type=_PATH)
+@click.argument("src", type=PATH)
+@click.argument("dest", type=PATH)
 @progress_option
 def landslide4sense(src: Path, dest: Path, progress: bool) -> None:
     """Import Landslide4Sense patches (SRC/img/image_N.h5 + SRC/mask/mask_N.h5) into DEST.
@@ -39,8 +38,8 @@ def landslide4sense(src: Path, dest: Path, progress: bool) -> None:
 
 
 @import_group.command("tiles", interrupt=GO_ON_LINE)
-@click.argument("src", type=_PATH)
-@click.argument("dest", type=_PATH)
+@click.argument("src", type=PATH)
+@click.argument("dest", type=PATH)
 @click.option(
     "--mapping",
     required=True,
@@ -51,7 +50,7 @@ def landslide4sense(src: Path, dest: Path, progress: bool) -> None:
 @click.option("--masks-dir", default="masks", show_default=True, help="Mask folder in SRC.")
 @click.option(
     "--pairs",
-    type=_PATH,
+    type=PATH,
     default=None,
     help="File of 'image mask' lines (e.g. map.txt; looked up in SRC first) instead of "
     "pairing by file name.",
@@ -94,10 +93,10 @@ def tiles(
 
 
 @import_group.command("paper")
-@click.argument("src", type=_PATH)
-@click.argument("dest", type=_PATH)
+@click.argument("src", type=PATH)
+@click.argument("dest", type=PATH)
 @click.option(
-    "--inventories", type=_PATH,
+    "--inventories", type=PATH,
     help="Also write each georeferenced label as landslide polygons (GeoPackage) with an "
     "events.csv for lsd fetch into this new folder.",
 )  # fmt: skip
@@ -136,10 +135,10 @@ def _role_counts(folders: list[Path]) -> str:
 
 
 @import_group.command("paper-models")
-@click.argument("models", type=_PATH)
-@click.argument("runs", type=_PATH)
+@click.argument("models", type=PATH)
+@click.argument("runs", type=PATH)
 @click.option(
-    "--data", "data", required=True, type=_PATH,
+    "--data", "data", required=True, type=PATH,
     help="The paper's events, as `lsd import paper` wrote them (roles and statistics).",
 )  # fmt: skip
 @device_option

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
+from lsd.pipeline.options import (
+    LsdCommand,
+    device_option,
+    overwrite_option,
+    precision_option,
+    ray_address_option,
+)
 
 
 def _check_inputs_given(
@@ -40,10 +46,7 @@ def _check_inputs_given(
     help="Tiles per forward pass [default: 8 on a GPU, 1 on a CPU, where batching is no faster].",
 )
 @device_option
-@click.option(
-    "--precision", default="auto", show_default=True,
-    help="auto (mixed on GPUs, fp32 on CPUs), fp32, or bf16 (GPUs, and CPUs with AVX512-BF16/AMX).",
-)  # fmt: skip
+@precision_option
 @click.option("--tta", is_flag=True, help="Average the 8 flips/rotations of each tile (8x slower).")
 @click.option(
     "--runtime", default="torch", show_default=True,
@@ -53,9 +56,7 @@ def _check_inputs_given(
     "--executor", default="inprocess", show_default=True,
     help="inprocess, or ray: blocks of rows predicted on a Ray cluster (pip install 'lsd[ray]').",
 )  # fmt: skip
-@click.option(
-    "--ray-address", help="Ray cluster: HOST:PORT, ray://HOST:PORT or auto [a new local one]."
-)
+@ray_address_option
 @click.option(
     "--block-rows", type=int, help="With ray: image rows per block [about 64 MB of output each]."
 )

@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 
 from lsd.errors import InvalidValue, UserError
-from lsd.pipeline.options import LsdCommand, device_option
+from lsd.pipeline.options import LsdCommand, device_option, precision_option, ray_address_option
 from lsd.training.presets import preset_options
 
 RESUME_LINE = (
@@ -135,17 +135,12 @@ def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: i
 @click.option("--val", "val", help="Validation events: a count or comma-separated event ids.")
 @click.option("--test", "test", help="Test events: a count or comma-separated event ids.")
 @device_option
-@click.option(
-    "--precision", default="auto", show_default=True,
-    help="auto (mixed on GPUs, fp32 on CPUs), fp32, or bf16 (GPUs, and CPUs with AVX512-BF16/AMX).",
-)  # fmt: skip
+@precision_option
 @click.option(
     "--executor", default="inprocess", show_default=True,
     help="inprocess (this machine) or ray (a Ray cluster; pip install 'lsd[ray]').",
 )  # fmt: skip
-@click.option(
-    "--ray-address", help="Ray cluster: HOST:PORT, ray://HOST:PORT or auto [a new local one]."
-)  # fmt: skip
+@ray_address_option
 @click.option(
     "--runs-per-gpu", type=int, default=1, show_default=True,
     help="Runs trained at once on each device (worker processes, or fractional GPUs on Ray).",

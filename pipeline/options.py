@@ -115,6 +115,20 @@ def device_option(f):
     )(f)
 
 
+def precision_option(f):
+    return click.option(
+        "--precision", default="auto", show_default=True,
+        help="auto (mixed on GPUs, fp32 on CPUs), fp32, or bf16 (GPUs, and CPUs with "
+        "AVX512-BF16/AMX).",
+    )(f)  # fmt: skip
+
+
+def ray_address_option(f):
+    return click.option(
+        "--ray-address", help="Ray cluster: HOST:PORT, ray://HOST:PORT or auto [a new local one]."
+    )(f)
+
+
 def overwrite_option(f):
     return click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")(f)
 

@@ -12,6 +12,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (`pytestmark = pytest.mark.usefixtures(...)`): results that
+    are compared bit for bit depend on the thread count, and two cores are shared with workers."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def shared_dataset(name: str) -> Path:
     """Path to a dataset in ../shared/data, or skip the test saying what is missing."""
     path = SHARED_DATA / name

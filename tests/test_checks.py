@@ -32,13 +32,7 @@ from lsd.training.normalise import normalise_array_
 from lsd.training.precision import Precision
 from lsd.training.scoring import member_probability, no_data
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def lsd(*args: object, cwd: Path | None = None) -> tuple[int, str]:

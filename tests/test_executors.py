@@ -45,12 +45,7 @@ COMPARED = ("rank", "run_id", "val_f1", "val_precision", "val_recall", "val_iou"
             "epochs_run")  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def board(runs: Path) -> list[dict[str, str]]:

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from click.testing import CliRunner
 
 from lsd.pipeline.cli import main
@@ -42,12 +41,7 @@ TRAIN = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def lsd(*args: object, cwd: Path | None = None) -> tuple[int, str]:

@@ -27,12 +27,7 @@ from lsd.training.loop import (
 LAYERS = ["B2", "B3", "B4", "B8", "slope", "elevation"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,12 +31,7 @@ SMALL = [
 RUN_IDS = ["Unet-Dice-lr0.001", "Unet-BCE-lr0.001", "FPN-Dice-lr0.001", "FPN-BCE-lr0.001"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def lsd(*args: str | Path):

@@ -43,7 +43,12 @@ from lsd.layers import PAPER_LAYERS
 from lsd.spec import EventSpec, Window
 from tests.ee_offline import Call, Lambda, calls, constants, filters_by_collection, graph_of
 
-EVENTS_CSV = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "paper_events.csv"
+# /work/shared beside the checkout (/work/main), or two levels up from a worktree (/work/wt/x)
+EVENTS_CSV = next(
+    (p / "shared" / "anchors" / "paper_events.csv" for p in Path(__file__).resolve().parents[2:4]
+     if (p / "shared" / "anchors" / "paper_events.csv").is_file()),
+    Path(__file__).resolve().parents[2] / "shared" / "anchors" / "paper_events.csv",
+)  # fmt: skip
 CFG = FetchConfig()
 WINDOW_DAYS = 60
 TREE = "n= 40\nnode), split, n, loss, yval, (yprob)\n  1) root 40 30 2 (0.2 0.3 0.5)\n"

@@ -599,8 +599,14 @@ def test_dry_run_graphs_are_what_the_fetch_sends(fake: FakeEE, events_csv: Path,
                        "--only", "05-norway")  # fmt: skip
     assert result.exit_code == 0, result.output
     sent = [graphs.encode(r["expression"]) for r in fake.pixel_requests]
-    stack = read_graph(gdir / "05-norway" / "stack.json")["graph"]
-    assert sent and all(g == graphs.encode(download.unmasked(graphs_decode(stack))) for g in sent)
+    doc = read_graph(gdir / "05-norway" / "stack.json")
+    assert sent and all(g == doc["graph"] for g in sent)  # byte for byte, unmask included
+    root = decode(doc["graph"])
+    assert root.name == "Image.toFloat" and root.args["value"].name == "Image.unmask"
+    fill = root.args["value"].args["value"]  # Image.unmask(input, value)
+    assert fill.name == "Image.constant" and fill.args["value"] == download.NODATA_SENTINEL
+    assert doc["no_data_sentinel"] == download.NODATA_SENTINEL
+    assert graphs.encode(graphs_decode(doc["graph"])) == doc["graph"]  # replays as documented
 
 
 def test_large_aoi_and_year_long_window(fake: FakeEE, tmp_path: Path) -> None:

@@ -6,9 +6,10 @@ per request: `facts.json` (scene listing), `constants.json` (per-event values), 
 float32, lsd.gee.download.unmasked, byte for byte the `expression` of each computePixels request)
 and one file per graph group (s1, terrain, aux, landcover, s2; s2bands, ndvi, s1scenes for the
 layer groups beyond the paper) with the image of that group's layers alone, masks kept, to read
-rather than to send. Each file holds the graph exactly as the ee client serialises it (`ee.serializer.encode(..., for_cloud_api=True)`), so
-`ee.deserializer.decode(doc["graph"])` rebuilds the object, and the offline tests read these same
-files. Format `lsd-ee-graph/1`, owned here.
+rather than to send. Each file holds the graph exactly as the ee client serialises it
+(`ee.serializer.encode(..., for_cloud_api=True)`), so `ee.deserializer.decode(doc["graph"])`
+rebuilds the object, and the offline tests read these same files. Format `lsd-ee-graph/1`, owned
+here.
 """
 
 from __future__ import annotations

@@ -26,7 +26,13 @@ import shapely.geometry
 
 from lsd.errors import InvalidValue
 from lsd.gee import landcover, s1, s1scenes, s2, s2bands, terrain
-from lsd.gee.config import FetchConfig, dem_asset_for
+from lsd.gee.config import (
+    FILLED_FROM_GLO30,
+    GLO30_ASSET,
+    FetchConfig,
+    dem_asset_for,
+    kg_climate_zero_based,
+)
 from lsd.gee.event_facts import (
     CONSTANTS_TAG,
     Constants,
@@ -325,12 +331,20 @@ def event_provenance(
         out["s2_level"] = resolved.s2_level
         out["s2_masking"] = s2.masking_method(cfg, resolved.s2_level)  # type: ignore[arg-type]
         out["s2_composite"] = "greenest pixel (qualityMosaic on NDVI)"
-    if s1_windows(names) or names & {"elevation", "slope", LANDCOVER_LAYER}:
+    if needs_dem(names):
         out["dem_asset"] = dem_asset_for(spec, cfg)
         out["dem_resample"] = cfg.dem_resample
+        if out["dem_asset"] in FILLED_FROM_GLO30:
+            out["dem_voids"] = f"filled from {GLO30_ASSET}"
     for layer, attr in AUX_ASSET_FIELDS.items():
         if layer in names:
             out[attr] = getattr(cfg, attr)
+    if "kgClimate" in names and cfg.kg_climate_asset:
+        out["kg_climate_codes"] = (
+            "the asset's codes 0-31 plus 1: lsd's 1 (Af) .. 32 (Ocean)"
+            if kg_climate_zero_based(cfg)
+            else "the asset's codes as they are (lsd's table: 1 Af .. 32 Ocean)"
+        )
     if "canopyHeight" in names:
         out["canopy_height_fill_asset"] = cfg.canopy_height_fill_asset
         out["canopy_height_codes_masked"] = "values above 60 (101 water, 102 snow/ice, 103 no data)"
@@ -396,6 +410,12 @@ def _landcover_provenance(spec: EventSpec, cfg: FetchConfig, cart: dict[str, Any
         "tile_input": cfg.cart_tile_input,
         "classes": landcover.class_table(),
     }
+
+
+def needs_dem(layers: Iterable[str]) -> bool:
+    """Whether any of the layers is computed from the DEM (terrain flattening, slope, CART)."""
+    names = set(layers)
+    return bool(s1_windows(names) or names & {"elevation", "slope", LANDCOVER_LAYER})
 
 
 def asset_available(asset_id: str) -> bool:

@@ -30,6 +30,8 @@ from lsd.gee.config import (
     CANOPY_HEIGHT_BOREAL_ASSET,
     CLOUD_SCORE_PLUS_COLLECTION,
     GLO30_ASSET,
+    ICELAND_DEM_ASSET,
+    KG_CLIMATE_ASSET,
     S1_COLLECTION,
     S2_CLOUD_PROB_COLLECTION,
     S2_L1C_COLLECTION,
@@ -223,14 +225,17 @@ def test_paper_event_graph(ee_offline: Any, event_id: str) -> None:
         assert col in ids["ImageCollection"]
     assert CFG.worldcover_asset not in ids["ImageCollection"]  # sampled once per event, not here
     assert {CANOPY_HEIGHT_ASSET, CANOPY_HEIGHT_BOREAL_ASSET} <= ids["ImageCollection"]
-    assert CFG.kg_climate_asset is None  # no catalog holds the paper's map: NaN until configured
+    assert KG_CLIMATE_ASSET in ids["Image"]  # the paper's map, fsn1995's public asset
 
-    # DEM by latitude: SRTM inside 56S..60N, GLO-30 outside; resampled bilinearly
+    # DEM by latitude: SRTM inside 56S..60N, Iceland's 10 m DEM in Iceland (voids from
+    # GLO-30), GLO-30 elsewhere; resampled bilinearly
     lat = float(ROWS_BY_ID[event_id]["lat"])
     if -56 <= lat <= 60:
         assert SRTM_ASSET in ids["Image"] and GLO30_ASSET not in ids["ImageCollection"]
     else:
         assert GLO30_ASSET in ids["ImageCollection"] and SRTM_ASSET not in ids["Image"]
+        iceland = ROWS_BY_ID[event_id]["location"] == "Iceland"
+        assert (ICELAND_DEM_ASSET in ids["Image"]) == iceland
     assert {c.args["mode"] for c in calls(root, "Image.resample")} == {"bilinear"}
 
     # Sentinel-1 filters: IW, VV and VH, the chosen pass, both windows, the AOI
@@ -545,18 +550,30 @@ def test_cart_training_in_the_constants_request(ee_offline: Any) -> None:
 
 @pytest.mark.parametrize(
     ("event_id", "dem"),
-    [("1", GLO30_ASSET), ("5", GLO30_ASSET), ("15", GLO30_ASSET), ("12", SRTM_ASSET),
-     ("3", SRTM_ASSET)],
+    [("1", ICELAND_DEM_ASSET), ("15", ICELAND_DEM_ASSET), ("5", GLO30_ASSET),
+     ("12", SRTM_ASSET), ("3", SRTM_ASSET)],
 )  # fmt: skip
 def test_dem_by_latitude(ee_offline: Any, event_id: str, dem: str) -> None:
-    """Iceland, Norway above 60N take GLO-30; Alaska at 59.2N and New Zealand take SRTM."""
+    """Iceland takes its 10 m DEM (the paper's local DEM; GLO-30 fills the sea), Norway above
+    60N GLO-30; Alaska at 59.2N and New Zealand take SRTM."""
     spec = make_spec(row(event_id))
     root = tile_graph(spec, names=["elevation"])
     ids = loaded_ids(root)
     assert (dem in ids["Image"]) or (dem in ids["ImageCollection"])
-    assert not (ids["Image"] | ids["ImageCollection"]) - {dem}
+    fill = {GLO30_ASSET} if dem == ICELAND_DEM_ASSET else set()
+    assert (ids["Image"] | ids["ImageCollection"]) - {dem} == fill
     (resample,) = calls(root, "Image.resample")
     assert resample.args["mode"] == "bilinear"
+    assert layers.event_provenance(spec, CFG, ["elevation"], Resolved(), CONST)[
+        "dem_asset"] == dem  # fmt: skip
+    if dem == ICELAND_DEM_ASSET:
+        # Iceland's DEM where it has data, GLO-30 elsewhere, on the 10 m DEM's own grid
+        (unmask,) = calls(root, "Image.unmask")
+        assert unmask.args["input"].args["input"].args["id"] == ICELAND_DEM_ASSET
+        assert GLO30_ASSET in loaded_ids(unmask.args["value"])["ImageCollection"]
+        proj = [c for c in calls(root, "Image.setDefaultProjection")
+                if c.args["image"] is unmask]  # fmt: skip
+        assert calls(proj[0].args["crs"], "Image.load")[0].args["id"] == ICELAND_DEM_ASSET
     if dem == GLO30_ASSET:
         # the projection comes from a GLO-30 tile that intersects the AOI
         (proj,) = calls(root, "Image.setDefaultProjection")
@@ -581,12 +598,53 @@ def test_dem_options(ee_offline: Any) -> None:
     root = tile_graph(make_spec(row("12")), FetchConfig(high_latitude_dem="arcticdem"),
                       names=["elevation"])  # 59.2 N: SRTM, not the Arctic DEM  # fmt: skip
     assert loaded_ids(root)["Image"] == {SRTM_ASSET}
+    # Iceland: glo30 asks for GLO-30 alone, arcticdem for the Arctic mosaic
+    for choice, asset in (("glo30", GLO30_ASSET), ("arcticdem", ARCTICDEM_ASSET)):
+        root = tile_graph(make_spec(row("1")), FetchConfig(high_latitude_dem=choice),
+                          names=["elevation"])  # fmt: skip
+        ids = loaded_ids(root)
+        assert ICELAND_DEM_ASSET not in ids["Image"]
+        assert asset in ids["Image"] | ids["ImageCollection"]
+    # an AOI that leaves Iceland's box (a 60 km square at its east coast) takes GLO-30
+    from lsd.gee.config import dem_asset_for, inside_iceland
+
+    wide = make_spec(row("1"), aoi=Polygon([(-14.0, 65.0), (-13.0, 65.0), (-13.0, 65.5),
+                                            (-14.0, 65.5)]))  # fmt: skip
+    assert not inside_iceland(wide.aoi) and dem_asset_for(wide, CFG) == GLO30_ASSET
+
+
+def test_kg_climate_default_asset_and_codes(ee_offline: Any) -> None:
+    """fsn1995's asset numbers Af .. ET from 0 (koppen.js), lsd's table from 1: the default is
+    remapped 0..31 -> 1..32 (other codes masked); an asset of one's own is taken as it is
+    unless kg_climate_codes says it starts at 0."""
+    from lsd.gee.config import KG_CLASSES
+
+    spec = make_spec(row("19"))
+    root = tile_graph(spec, names=["kgClimate"])
+    assert loaded_ids(root)["Image"] == {KG_CLIMATE_ASSET}
+    (remap,) = calls(root, "Image.remap")
+    pairs = dict(zip(remap.args["from"], remap.args["to"], strict=True))
+    assert pairs == {c - 1: c for c in range(1, 33)}
+    assert KG_CLASSES[pairs[0]] == "Af" and KG_CLASSES[pairs[30]] == "ET"
+    assert KG_CLASSES[pairs[31]] == "Ocean"
+    assert loaded_ids(remap.args["image"])["Image"] == {KG_CLIMATE_ASSET}
+    prov = layers.event_provenance(spec, CFG, ["kgClimate"], Resolved(), CONST)
+    assert prov["kg_climate_asset"] == KG_CLIMATE_ASSET and "plus 1" in prov["kg_climate_codes"]
+    own = FetchConfig(kg_climate_asset="users/me/KG_1986_2010")
+    root = tile_graph(spec, own, names=["kgClimate"])
+    assert loaded_ids(root)["Image"] == {"users/me/KG_1986_2010"}
+    assert not calls(root, "Image.remap")
+    root = tile_graph(spec, FetchConfig(kg_climate_asset="users/me/kg0", kg_climate_codes="from0"),
+                      names=["kgClimate"])  # fmt: skip
+    assert calls(root, "Image.remap")
+    root = tile_graph(spec, FetchConfig(kg_climate_codes="from1"), names=["kgClimate"])
+    assert not calls(root, "Image.remap")  # the default asset, told to read as it is
 
 
 def test_auxiliary_layers(ee_offline: Any) -> None:
     spec = make_spec(row("19"))
-    root = tile_graph(spec, names=["kgClimate", "canopyHeight"])
-    # kgClimate: no asset configured -> fully masked; canopy codes > 60 masked in both products
+    root = tile_graph(spec, FetchConfig(kg_climate_asset=None), names=["kgClimate", "canopyHeight"])
+    # kgClimate: asset switched off -> fully masked; canopy codes > 60 masked in both products
     assert loaded_ids(root)["Image"] == set()
     masked = [c for c in calls(root, "Image.updateMask") if is_constant_image(c.args["mask"], 0)]
     assert len(masked) == 1
@@ -668,7 +726,7 @@ def test_provenance_record(ee_offline: Any) -> None:
     assert out["s2_level"] == "L2A" and "B10 > 0.01" in out["s2_masking"]
     assert "SCL 11 grown 300 m" in out["s2_masking"]
     assert out["landcover"]["accuracy"] == 0.9 and out["landcover"]["tile_input"] == "tree"
-    assert out["kg_climate_asset"] is None
+    assert out["kg_climate_asset"] == KG_CLIMATE_ASSET
     out = layers.event_provenance(spec, CFG, ["dNDVI"], Resolved(s2_level="L1C"), None)
     assert "s1_flattening" not in out and out["s2_level"] == "L1C"
     assert "NDSI > 0.4" in out["s2_masking"]
@@ -685,7 +743,9 @@ def test_asset_available(ee_offline: Any, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(ee_offline.data, "getInfo", fake_info)
     assert layers.asset_available(CFG.canopy_height_asset)
     assert not layers.asset_available("forbidden")
-    assert layers.unavailable_aux_layers(CFG) == {"kgClimate": None}  # not configured
+    assert layers.unavailable_aux_layers(CFG) == {"kgClimate": KG_CLIMATE_ASSET}  # None: missing
+    off = FetchConfig(kg_climate_asset=None)
+    assert layers.unavailable_aux_layers(off) == {"kgClimate": None}  # switched off
     cfg = FetchConfig(kg_climate_asset="users/me/kg")
     assert layers.unavailable_aux_layers(cfg) == {"kgClimate": "users/me/kg"}
     assert layers.unavailable_aux_layers(cfg, ["elevation"]) == {}

@@ -136,9 +136,16 @@ class EventGraph:
 
     @cached_property
     def s1_pass(self) -> dict[str, dict[str, Any]]:
-        """Per pass: flattened scenes per window, their dB composites and geometry layers."""
+        """Per pass: flattened scenes per window, their dB composites and geometry layers.
+
+        `distorted` is where every scene of a window (either window) is in layover or shadow:
+        where the pass's composites, each scene masked on its own distortion, have no data.
+        The six backscatter layers are masked to exactly that area, so that it is the same in
+        all of them and in the flags. `db_all` are the composites of every scene, never
+        masked: what CART sees."""
         out: dict[str, dict[str, Any]] = {}
         use_volume = self.flattening[0]
+        mask = self.cfg.mask_distortions
         for orbit in self.resolved.passes:
             phi_i = self.look(orbit)
             flat = {
@@ -148,14 +155,15 @@ class EventGraph:
                 )
                 for k in ("pre", "post")
             }  # fmt: skip
-            layover = flat["post"].select("layover").max()
-            shadow = flat["post"].select("shadow").max()
+            scenes = flat["pre"].merge(flat["post"])
+            db_all = {k: s1.db_composite(c) for k, c in flat.items()}
             out[orbit] = {
                 "flat": flat,
-                "db": {k: s1.db_composite(c) for k, c in flat.items()},
-                "layover": layover,
-                "shadow": shadow,
-                "distorted": layover.Or(shadow),
+                "db": {k: s1.db_composite(c, mask) for k, c in flat.items()} if mask else db_all,
+                "db_all": db_all,
+                "distorted": s1.all_distorted(flat["pre"]).Or(s1.all_distorted(flat["post"])),
+                "any_layover": scenes.select("layover").max(),
+                "any_shadow": scenes.select("shadow").max(),
                 "lia": flat["post"].select("lia").median(),
             }
         return out
@@ -173,8 +181,10 @@ class EventGraph:
     def backscatter(self, key: str, pol: str, masked: bool = True) -> ee.Image:
         parts = []
         for orbit, products in self.s1_pass.items():
-            image = products["db"][key].select(pol)
-            parts.append(self._masked(image, orbit) if masked else image)
+            if masked:
+                parts.append(self._masked(products["db"][key].select(pol), orbit))
+            else:
+                parts.append(products["db_all"][key].select(pol))
         return self._combine(parts)
 
     def change(self, pol: str) -> ee.Image:
@@ -186,10 +196,18 @@ class EventGraph:
         return self._combine(parts)
 
     def distortion(self, name: str) -> ee.Image:
-        """layover or shadow, 1 = distorted: with two passes, where both are (only there are
-        the combined VV/VH NoData)."""
-        flags = [products[name] for products in self.s1_pass.values()]
-        return flags[0] if len(flags) == 1 else ee.ImageCollection(flags).min()
+        """layover or shadow, 1 = distorted: where the backscatter layers have no data (every
+        scene of a window distorted, in every pass), split by the kind of distortion any of
+        those scenes shows. With one pass the look direction is one, so a pixel is in layover
+        in all its distorted scenes or in shadow in all; with two passes a slope can be in
+        layover for one and in shadow for the other, and is then flagged as both."""
+        passes = list(self.s1_pass.values())
+        if len(passes) == 1:
+            nodata, any_kind = passes[0]["distorted"], passes[0][f"any_{name}"]
+        else:
+            nodata = ee.ImageCollection([p["distorted"] for p in passes]).min()
+            any_kind = ee.ImageCollection([p[f"any_{name}"] for p in passes]).max()
+        return nodata.And(any_kind)
 
     # -- Sentinel-2
     @cached_property
@@ -386,7 +404,14 @@ def _s1_provenance(
             "method": "angular flattening, Vollrath, Mullissa & Reiche 2020",
             "convention": cfg.look_convention,
             "distortions_masked": cfg.mask_distortions,
-            "layover_shadow": "max over post-window scenes"
+            "distortion_masking": (
+                "each scene's VV, VH masked on its own layover/shadow before the median; no "
+                "data where every scene of a window is distorted"
+                if cfg.mask_distortions
+                else "none: in layover and shadow the values are gamma0 not flattened"
+            ),
+            "layover_shadow": "where every scene of the pre or the post window is distorted, "
+            "by the kind of distortion those scenes show"
             + ("; with two passes, where both are distorted" if len(resolved.passes) > 1 else ""),
             "lia": f"median over post-window scenes of {resolved.passes[0]}",
         },

@@ -304,6 +304,14 @@ def test_s1_flattening_graph(ee_offline: Any) -> None:
     )
     # vegetated share 0.8 >= 0.5: the volume model, chosen on the client (no If in the graph)
     assert not calls(body, "If")
+    # the factor is 1 (gamma0 unflattened) in layover and shadow, where it changes sign
+    (defined,) = calls(body, "Image.where")
+    assert is_constant_image(defined.args["value"], 1)
+    test = defined.args["test"]
+    assert test.name == "Image.or"
+    assert {x.args["names"][0] for x in (test.args["image1"], test.args["image2"])} == {
+        "layover", "shadow"}  # fmt: skip
+    assert defined.args["input"].name == "Image.divide"  # the volume factor
     # composites: median of linear power, back to dB by 10*log10; layover max over post scenes
     assert calls(root, "reduce.median") and calls(root, "Image.log10")
     assert calls(root, "reduce.max")
@@ -378,17 +386,70 @@ def not_masks(root: Any) -> list[Call]:
     return [m for m in masks if isinstance(m, Call) and m.name == "Image.not"]
 
 
-def test_distortions_mask_backscatter(ee_offline: Any) -> None:
-    """Table 2: layover and shadow 'should match the NoData areas in the VV and VH bands'."""
+def layer_node(root: Any, name: str) -> Call:
+    """The output layer `name`: the rename of a toFloat that build_event_image adds."""
+    (node,) = [c for c in calls(root, "Image.rename") if c.args["names"] == [name]
+               and c.args["input"].name == "Image.toFloat"]  # fmt: skip
+    return node
+
+
+def scene_masked_medians(root: Any) -> list[Call]:
+    """Medians over scenes each masked on its own distortion (gee_s1_ard's per-scene mask):
+    reduce.median of Collection.map(<scene -> VV,VH .updateMask(not(layover or shadow))>)."""
+    out = []
+    for median in calls(root, "reduce.median"):
+        col = median.args["collection"]
+        if not (isinstance(col, Call) and col.name == "Collection.map"):
+            continue
+        body = col.args["baseAlgorithm"].body
+        if body.name != "Image.updateMask" or body.args["mask"].name != "Image.not":
+            continue
+        flags = body.args["mask"].args["value"]
+        kinds = {c.args["bandSelectors"][0] for c in calls(flags, "Image.select")}
+        scene = col.args["collection"]  # the flattened scenes of one window
+        assert kinds == {"layover", "shadow"} and flatten_lambdas(scene)
+        out.append(median)
+    return out
+
+
+def test_distortions_mask_each_scene_and_flags_match_no_data(ee_offline: Any) -> None:
+    """gee_s1_ard masks each scene before the median: a composite pixel is no data only where
+    every scene of a window is distorted, and the flags mark exactly that area (Table 2: they
+    'should match the NoData areas in the VV and VH bands')."""
     spec = make_spec(row("5"))
-    root = tile_graph(spec, names=["preVV", "dVH"])
-    masks = not_masks(root)
-    flags = [m.args["value"] for m in masks]
-    assert len(flags) == 2 and all(f.name == "Image.or" for f in flags)
-    for f in flags:  # (max of layover over post scenes) or (max of shadow)
-        assert {x.name for x in (f.args["image1"], f.args["image2"])} == {"reduce.max"}
-    root = tile_graph(spec, FetchConfig(mask_distortions=False), names=["preVV", "dVH"])
-    assert not not_masks(root)
+    root = tile_graph(spec, names=["preVV", "dVH", "layover", "shadow"])
+    assert len(scene_masked_medians(root)) == 2  # pre and post, each scene masked on its own
+    assert not [c for c in calls(root, "reduce.median")
+                if c not in scene_masked_medians(root)
+                and not calls(c, "Image.updateMask")
+                and ["lia"] not in selects(c)]  # fmt: skip
+    # the no-data area: every scene of the pre window distorted, or every scene of the post
+    masks = [m for m in not_masks(root) if m.args["value"].name == "Image.or"]  # of layers
+    areas = {id(m.args["value"]) for m in masks}
+    assert len(masks) == 2 and len(areas) == 1  # preVV and dVH: one and the same area
+    area = masks[0].args["value"]
+    assert area.name == "Image.or"
+    for side in (area.args["image1"], area.args["image2"]):
+        assert side.name == "reduce.min"  # every scene...
+        per_scene = side.args["collection"].args["baseAlgorithm"].body  # ...layover or shadow
+        assert per_scene.name == "Image.rename" and per_scene.args["input"].name == "Image.or"
+    assert {m for m in calls(root, "Image.updateMask")
+            if calls(m.args["mask"], "reduce.max")} == set()  # no union over scenes  # fmt: skip
+    # the flags: that same area, by the kind of distortion the scenes show
+    flags = {n: layer_node(root, n) for n in ("layover", "shadow")}
+    for name, flag in flags.items():
+        (both,) = calls(flag, "Image.and")
+        assert both.args["image1"] is area
+        kind = both.args["image2"]
+        assert kind.name == "reduce.max"  # any scene showing that kind
+        selected = kind.args["collection"]  # ImageCollection.select maps Image.select
+        body = selected.args["baseAlgorithm"].body
+        assert body.name == "Image.select" and body.args["bandSelectors"] == [name]
+        assert selected.args["collection"].name == "ImageCollection.merge"  # both windows
+    # mask_distortions off: no scene and no layer masked, the flags unchanged in kind
+    root = tile_graph(spec, FetchConfig(mask_distortions=False), names=["preVV", "dVH", "layover"])
+    assert not not_masks(root) and not scene_masked_medians(root)
+    assert calls(root, "Image.and")
 
 
 def test_orbit_both_composites_each_pass_on_its_own(ee_offline: Any) -> None:
@@ -410,7 +471,13 @@ def test_orbit_both_composites_each_pass_on_its_own(ee_offline: Any) -> None:
 
     assert {round(look_of(body)) for body in lambdas} == {100, 260}
     # preVV: mean of the two per-pass composites; layover: flagged only where both passes are
+    # distorted (their no-data areas, min over passes), by the kind any pass shows there
     assert calls(root, "reduce.mean") and calls(root, "reduce.min")
+    (both_flag,) = calls(layer_node(root, "layover"), "Image.and")
+    nodata, kind = both_flag.args["image1"], both_flag.args["image2"]
+    assert nodata.name == "reduce.min" and kind.name == "reduce.max"
+    assert len(nodata.args["collection"].args["images"]) == 2  # one area per pass
+    assert len(kind.args["collection"].args["images"]) == 2
     # liaDeg from one pass (the first), not a median across geometries
     lia = [c for c in calls(root, "Image.rename") if c.args["names"] == ["liaDeg"]][0]
     lia_passes = filter_facts(filters_by_collection(lia)[S1_COLLECTION])
@@ -838,6 +905,12 @@ class Arr:
     def lte(self, o: Any) -> Arr:
         return Arr(self.a <= self._v(o))
 
+    def Or(self, o: Any) -> Arr:  # noqa: N802 - ee.Image's name
+        return Arr(np.logical_or(self.a, self._v(o)))
+
+    def where(self, test: Any, value: Any) -> Arr:
+        return Arr(np.where(self._v(test), self._v(value), self.a))
+
 
 def reference(theta: Any, alpha_s: Any, phi_r: Any) -> dict[str, Any]:
     """The paper's equations written directly in numpy, independent of gee/s1.py."""
@@ -851,6 +924,10 @@ def reference(theta: Any, alpha_s: Any, phi_r: Any) -> dict[str, Any]:
         "lia": np.degrees(np.arccos(np.cos(aaz) * np.cos(theta - ar))),
         "layover": ar >= theta,
         "shadow": ar <= -(np.pi / 2 - theta),
+        "defined_volume": np.where(
+            (ar >= theta) | (ar <= -(np.pi / 2 - theta)), 1.0,
+            np.tan(np.pi / 2 - theta + ar) / np.tan(np.pi / 2 - theta),
+        ),
     }
 
 
@@ -865,6 +942,9 @@ def ours(theta: Any, alpha_s: Any, phi_r: Any, wrap: Any = Arr) -> dict[str, Any
         "lia": s1.local_incidence_deg(t, ar, aaz),
         "layover": s1.layover_mask(t, ar),
         "shadow": s1.shadow_mask(t, ar),
+        "defined_volume": s1.defined_factor(
+            s1.volume_factor(t, ar), s1.layover_mask(t, ar), s1.shadow_mask(t, ar)
+        ),
     }
 
 
@@ -906,11 +986,36 @@ def test_flattening_physics() -> None:
     assert not ours(theta, np.radians(50.0), np.pi)["shadow"].a
 
 
+def test_flattening_values_are_defined_in_layover_and_shadow() -> None:
+    """mask_distortions off keeps the values: the model factors change sign in layover and
+    shadow (gamma0 / f negative or infinite, its dB NaN); there gamma0 stays unflattened, so
+    every value is positive and finite and CART never sees NaN."""
+    theta, slope, phi = np.broadcast_arrays(
+        np.radians(np.linspace(29.0, 46.0, 18))[:, None, None],
+        np.radians(np.linspace(0.0, 80.0, 81))[None, :, None],
+        np.radians(np.linspace(0.0, 350.0, 36))[None, None, :],
+    )
+    t, sl, p = Arr(theta), Arr(slope), Arr(phi)
+    ar, aaz = s1.range_slope(sl, p), s1.azimuth_slope(sl, p)
+    lay, sh = s1.layover_mask(t, ar), s1.shadow_mask(t, ar)
+    distorted = np.logical_or(lay.a, sh.a)
+    gamma0 = 0.05
+    for raw in (s1.volume_factor(t, ar), s1.surface_factor(t, ar, aaz)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            before = 10 * np.log10(gamma0 / raw.a)
+        after = 10 * np.log10(gamma0 / s1.defined_factor(raw, lay, sh).a)
+        assert np.isfinite(after).all()  # no NaN, no inf, anywhere
+        np.testing.assert_array_equal(after[~distorted], before[~distorted])
+        np.testing.assert_allclose(after[distorted], 10 * np.log10(gamma0))  # not flattened
+        assert (~np.isfinite(before[distorted])).sum() > 1000  # the bug: NaN there
+    assert 0.2 < distorted.mean() < 0.6
+
+
 UNARY = {"Image.tan": np.tan, "Image.cos": np.cos, "Image.sin": np.sin,
          "Image.atan": np.arctan, "Image.acos": np.arccos}  # fmt: skip
 BINARY = {"Image.add": np.add, "Image.subtract": np.subtract, "Image.multiply": np.multiply,
           "Image.divide": np.divide, "Image.gte": np.greater_equal,
-          "Image.lte": np.less_equal}  # fmt: skip
+          "Image.lte": np.less_equal, "Image.or": np.logical_or}  # fmt: skip
 
 
 def evaluate(node: Any) -> float:
@@ -922,6 +1027,9 @@ def evaluate(node: Any) -> float:
         return float(node.args["value"])
     if node.name in UNARY:
         return float(UNARY[node.name](evaluate(node.args["value"])))
+    if node.name == "Image.where":
+        test = evaluate(node.args["test"])
+        return evaluate(node.args["value"]) if test else evaluate(node.args["input"])
     if node.name in BINARY:
         return float(BINARY[node.name](evaluate(node.args["image1"]),
                                        evaluate(node.args["image2"])))  # fmt: skip

@@ -925,7 +925,8 @@ def reference(theta: Any, alpha_s: Any, phi_r: Any) -> dict[str, Any]:
         "layover": ar >= theta,
         "shadow": ar <= -(np.pi / 2 - theta),
         "defined_volume": np.where(
-            (ar >= theta) | (ar <= -(np.pi / 2 - theta)), 1.0,
+            (ar >= theta) | (ar <= -(np.pi / 2 - theta)),
+            1.0,
             np.tan(np.pi / 2 - theta + ar) / np.tan(np.pi / 2 - theta),
         ),
     }

@@ -174,6 +174,10 @@ class FetchConfig:
     cart_buffer_m: float = 2_000.0  # AOI buffer from which CART training points are drawn
     cart_max_nodes: int | None = None  # None = unlimited (Earth Engine's default)
     cart_tile_input: Literal["tree", "samples"] = "tree"  # what each tile request carries
+    # CART's S2 image: the pre-event scene that shows most of the CART region, clouds masked,
+    # snow kept (the paper's "image with minimal cloud cover"); its gaps filled from the next
+    # clearest, this many scenes in all (1 = that one image alone)
+    cart_s2_scenes: int = 3
     bare_rock_ndvi: float = 0.1  # WorldCover 60 pixels below this pre-event NDVI train as bare rock
     seed: int = 0
 

@@ -17,6 +17,7 @@ layers the masked Sentinel-2 scenes and greenest-pixel choice of dNDVI (lsd.gee.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
@@ -238,10 +239,33 @@ class EventGraph:
 
     # -- CART land cover
     @cached_property
+    def cart_scenes(self) -> ee.ImageCollection:
+        """The scenes of CART's S2 image, each with its clear share over the CART region: the
+        per-event constants' when known (no reduction in a tile), else ranked in the graph."""
+        level = self.resolved.s2_level
+        known = (self.constants.cart or {}).get("s2_scenes") if self.constants else None
+        if known is not None:
+            col = s2.cloud_masked_collection(
+                self.aoi,
+                self.spec.pre,
+                self.cfg,
+                level,
+                ids=sorted(known),  # type: ignore[arg-type]
+            )
+            return s2.with_shares(col, known)
+        col = s2.cloud_masked_collection(self.aoi, self.spec.pre, self.cfg, level)  # type: ignore[arg-type]
+        return s2.clearest(col, self.region(self.cfg.cart_buffer_m), self.cfg.cart_s2_scenes)
+
+    @cached_property
+    def cart_image(self) -> ee.Image:
+        """The least-cloudy pre-event image, clouds masked and snow kept (s2.clearest_mosaic)."""
+        return s2.clearest_mosaic(self.cart_scenes)
+
+    @cached_property
     def cart_features(self) -> ee.Image:
         vv = self.backscatter("pre", "VV", masked=False)
         vh = self.backscatter("pre", "VH", masked=False)
-        return landcover.features_image(self.s2_greenest["pre"], self.dem, vv, vh)
+        return landcover.features_image(self.cart_image, self.dem, vv, vh)
 
     @cached_property
     def cart(self) -> landcover.CartResult:
@@ -250,12 +274,17 @@ class EventGraph:
         if self.spec.landcover_points is not None:
             points = landcover.user_points(features, self.spec.landcover_points, cfg)
         else:
+            image = self.cart_image
             classes = landcover.paper_classes(
-                self.worldcover, self.s2_greenest["pre"].select("NDVI"), cfg
+                self.worldcover, image.select("NDVI"), cfg, image.select(s2.SNOW_BAND)
             )
             region = self.region(cfg.cart_buffer_m)
             points = landcover.worldcover_points(features, classes, region, cfg)
-        return landcover.train_cart(features, points, cfg)
+        shares = ee.Dictionary.fromLists(
+            self.cart_scenes.aggregate_array("system:index"),
+            self.cart_scenes.aggregate_array(s2.CLEAR_SHARE),
+        )
+        return dataclasses.replace(landcover.train_cart(features, points, cfg), s2_scenes=shares)
 
     def land_cover(self) -> ee.Image:
         if self.constants and self.constants.cart:
@@ -426,6 +455,14 @@ def _landcover_provenance(spec: EventSpec, cfg: FetchConfig, cart: dict[str, Any
     )
     return {
         "classifier": "smileCart",
+        "s2_image": (
+            f"the pre-event Sentinel-2 scene that shows most of the AOI + {cfg.cart_buffer_m:g} m "
+            f"(clouds and their shadows masked as for dNDVI, snow not masked), its gaps filled "
+            f"from the next clearest ({cfg.cart_s2_scenes} scene(s) at most)"
+        ),
+        "s2_scenes_clear_share": cart.get("s2_scenes"),
+        "snow_points": "points on snow in that image (the dNDVI snow rule) train class 8",
+        "points_per_class": cart.get("class_counts"),
         "training_source": source,
         "holdout": cfg.cart_holdout,
         "accuracy": cart.get("accuracy"),

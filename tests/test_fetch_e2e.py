@@ -136,7 +136,9 @@ class FakeEE:
             out["vegetated_fraction"] = 0.8
         if "cart" in request:
             out["cart"] = {"tree": TREE, "train": {"type": "FeatureCollection", "features": []},
-                           "accuracy": 0.87, "kappa": 0.8, "n_train": 70, "n_test": 30}  # fmt: skip
+                           "accuracy": 0.87, "kappa": 0.8, "n_train": 70, "n_test": 30,
+                           "s2_scenes": {"2019preL2A03": 0.99, "2019preL2A07": 0.4},
+                           "class_counts": {str(c): 12 for c in range(1, 9)}}  # fmt: skip
         return out
 
     def get_info(self, asset_id: str) -> Any:

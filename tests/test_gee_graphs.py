@@ -62,11 +62,14 @@ TRAIN = {
         for i in range(16)
     ],
 }  # fmt: skip
+S2_SCENES = {"20190601T103031_20190601T103026_T32VLP": 0.97,
+             "20190611T103031_20190611T103026_T32VLP": 0.62}  # fmt: skip
 CONST = Constants(
     look_direction={"DESCENDING": math.radians(100.0), "ASCENDING": math.radians(260.0)},
     vegetated_fraction=0.8,
     cart={"tree": TREE, "train": TRAIN, "accuracy": 0.9, "kappa": 0.85, "n_train": 16,
-          "n_test": 4},
+          "n_test": 4, "s2_scenes": S2_SCENES,
+          "class_counts": {str(c): 12 for c in range(1, 9)}},
 )  # fmt: skip
 # Calls that aggregate over a region or the training data: what a tile must not repeat.
 PER_EVENT_CALLS = ("Image.reduceRegion", "Image.stratifiedSample", "Image.sampleRegions",
@@ -346,7 +349,8 @@ def test_constants_request_graph(ee_offline: Any) -> None:
     assert remaps and remaps[0].args["from"] == [10, 20, 30, 40, 90, 95]
     cart = values["cart"]
     cart = cart.args["input"] if isinstance(cart, Call) else cart
-    assert set(cart) == {"train", "tree", "accuracy", "kappa", "n_train", "n_test"}
+    assert set(cart) == {"train", "tree", "accuracy", "kappa", "n_train", "n_test",
+                         "class_counts", "s2_scenes"}  # fmt: skip
     assert calls(cart["tree"], "Classifier.explain")
     assert calls(cart["train"], "Image.stratifiedSample")
 
@@ -581,10 +585,16 @@ def test_cart_in_tiles(ee_offline: Any) -> None:
     assert ["B2", "B3", "B4", "B8", "B11", "B12"] in selects(features)
     assert list(FEATURE_BANDS) == ["B2", "B3", "B4", "B8", "B11", "B12", "elevation",
                                    "preVV", "preVH"]  # fmt: skip
-    # the radar features are not masked for distortions (CART classifies every pixel)
+    # the radar features are not masked for distortions (CART classifies every pixel), and
+    # their values are finite there: the model factor is 1 in layover and shadow
     assert not [c for c in calls(features, "Image.updateMask")
                 if isinstance(c.args["mask"], Call) and c.args["mask"].name == "Image.not"
-                and calls(c.args["mask"], "reduce.max")]  # fmt: skip
+                and calls(c.args["mask"], "reduce.min")]  # fmt: skip
+    assert not scene_masked_medians(features)
+    medians = [m for m in calls(features, "reduce.median") if selects(m) != [["lia"]]]
+    assert medians and all(
+        [w.args["value"].args["value"] for w in calls(m, "Image.where")] == [1] for m in medians
+    )
     # option: retrain on the constant points in each tile
     root = tile_graph(spec, FetchConfig(cart_tile_input="samples"), names=["landCover"])
     (train,) = calls(root, "Classifier.train")
@@ -613,6 +623,70 @@ def test_cart_training_in_the_constants_request(ee_offline: Any) -> None:
     (matrix,) = calls(root, "Collection.errorMatrix")
     assert matrix.args["order"] == list(range(1, 9))
     assert S1_COLLECTION in loaded_ids(root)["ImageCollection"]  # pre-event radar features
+
+
+@pytest.mark.parametrize("event_id", ["1", "5", "14", "21"])  # Iceland, Norway, NZ, Kyrgyzstan
+def test_cart_image_is_the_least_cloudy_scene_with_snow_kept(ee_offline: Any, event_id: str):
+    """The paper trained CART on a Sentinel-2 image with minimal cloud cover: the features come
+    from the pre-event scenes ranked by the share of the CART region they show clear (clouds
+    masked by the dNDVI rule, snow not masked), and snow in that image trains class 8; so all
+    eight classes can get points (the snow-masked greenest composite gave snow none)."""
+    spec = make_spec(row(event_id))
+    root = graph_of(layers.constants_request(spec, CFG, ["landCover"], Resolved()))
+    (sample,) = calls(root, "Image.stratifiedSample")
+    # features: a qualityMosaic on each scene's clear share, of the 3 clearest scenes
+    (mosaic,) = calls(sample, "ImageCollection.qualityMosaic")
+    assert mosaic.args["qualityBand"] == "clear_share"
+    assert not [q for q in calls(sample, "ImageCollection.qualityMosaic")
+                if q.args["qualityBand"] == "NDVI"]  # not the greenest composite  # fmt: skip
+    (limit,) = calls(mosaic, "Collection.limit")
+    assert (limit.args["limit"], limit.args["key"], limit.args["ascending"]) == (
+        CFG.cart_s2_scenes, "clear_share", False)  # fmt: skip
+    # each scene's share: mean of 'shown' over the AOI + 2 km at 100 m
+    (share,) = [r for r in calls(limit, "Image.reduceRegion") if r.args["scale"] == 100]
+    assert share.args["reducer"].name == "Reducer.mean"
+    lons = [p[0] for p in share.args["geometry"].args["coordinates"][0]]
+    width_km = (max(lons) - min(lons)) * 111.32 * math.cos(math.radians(spec.aoi.centroid.y))
+    assert width_km == pytest.approx(2 + 2 * 2, rel=0.02)
+    # clouds masked as for dNDVI (opened 3 px, cast 5 km), snow NOT masked (no 300 m erosion)
+    assert [c.args["radius"] for c in calls(mosaic, "Image.focalMin")] == [3]
+    assert calls(mosaic, "Image.directionalDistanceTransform")
+    assert not [c for c in calls(sample, "Image.focalMin") if c.args["units"] == "meters"]
+    # classes: WorldCover remapped, bare rock by NDVI of that image, snow in it is class 8
+    (remap,) = [c for c in calls(sample, "Image.remap") if 50 in c.args["from"]]
+    wheres = {c.args["value"].args["value"]: c for c in calls(sample, "Image.where")
+              if c.args["value"].name == "Image.constant"}  # fmt: skip
+    assert set(remap.args["to"]) | set(wheres) >= set(range(1, 9))  # every class trainable
+    snow_test = wheres[8].args["test"]
+    assert snow_test.name == "Image.select" and snow_test.args["bandSelectors"] == ["snow"]
+    assert calls(snow_test, "ImageCollection.qualityMosaic")[0] is mosaic  # the same image
+    snow_flag = [c for c in calls(mosaic, "Image.eq") if is_constant_image(c.args["image2"], 11)]
+    assert snow_flag  # SCL 11, as a band, not a mask
+    ndvi_test = wheres[7].args["test"].args["image2"]  # NDVI < 0.1 of CART's image
+    assert calls(ndvi_test, "ImageCollection.qualityMosaic")[0] is mosaic
+    # the constants carry the scenes and their shares, and the points per class
+    cart = root.args["input"]["cart"] if isinstance(root, Call) else root["cart"]
+    cart = cart.args["input"] if isinstance(cart, Call) else cart
+    assert cart["s2_scenes"].name == "Dictionary.fromLists"
+    counts = cart["class_counts"]
+    assert counts.name == "AggregateFeatureCollection.histogram"
+    assert counts.args["property"] == "class"
+    assert calls(counts, "Image.stratifiedSample")[0] is sample  # all points, before the split
+
+
+def test_cart_image_in_tiles_from_the_constants(ee_offline: Any) -> None:
+    """A tile rebuilds CART's image from the scene ids and shares of the constants: no ranking,
+    no reduction; the scenes filtered by id, the shares set from a constant dictionary."""
+    spec = make_spec(row("1"))
+    root = tile_graph(spec, names=["landCover"])
+    assert not calls(root, "Image.reduceRegion") and not calls(root, "Collection.limit")
+    (mosaic,) = calls(root, "ImageCollection.qualityMosaic")
+    assert mosaic.args["qualityBand"] == "clear_share"
+    (by_id,) = [c for c in calls(mosaic, "Filter.listContains")
+                if c.args.get("rightField") == "system:index"]  # fmt: skip
+    assert by_id.args["leftValue"] == sorted(S2_SCENES)
+    (shares,) = calls(mosaic, "Dictionary.get")
+    assert shares.args["dictionary"] == S2_SCENES
 
 
 @pytest.mark.parametrize(

@@ -408,6 +408,55 @@ def event_provenance(
     return out
 
 
+def layer_conventions(
+    spec: EventSpec, cfg: FetchConfig, layers: Sequence[str], resolved: Resolved
+) -> dict[str, dict[str, str]]:
+    """The value-changing choices this fetch made that lsd.gee decides, as event.json's
+    `conventions` entries ({"value", "how": "recorded", "evidence"}; names and shape shared
+    with lsd.conventions): the snow mask of the optical composites, the DEM, the land-cover
+    source, and whether VV/VH were masked on layover and shadow. Only those the layers use."""
+    names = set(check_layers(layers))
+    out: dict[str, dict[str, str]] = {}
+
+    def record(name: str, value: str, evidence: str) -> None:
+        out[name] = {"value": value, "how": "recorded", "evidence": evidence}
+
+    optical = {n for n in names if n == "dNDVI" or s2bands.handles(n)}
+    if optical:
+        rule = "SCL 11" if resolved.s2_level == "L2A" else f"NDSI > {cfg.l1c_snow_ndsi}"
+        verb = "grown" if cfg.snow_mode == "grow" else "eroded"
+        record(
+            "snow_mask", f"{cfg.snow_mode} {cfg.snow_buffer_m:g} m",
+            f"{', '.join(sorted(optical))}: snow ({rule}) {verb} by {cfg.snow_buffer_m:g} m "
+            "and masked before the greenest-pixel composites; landCover's image is not "
+            "snow-masked",
+        )  # fmt: skip
+    if needs_dem(names):
+        dem = dem_asset_for(spec, cfg)
+        voids = f", voids from {GLO30_ASSET}" if dem in FILLED_FROM_GLO30 else ""
+        record("dem", dem, f"resampled {cfg.dem_resample}{voids}")
+    if LANDCOVER_LAYER in names:
+        points = (
+            f"points file {spec.landcover_points.name}"
+            if spec.landcover_points is not None
+            else cfg.worldcover_asset
+        )
+        record(
+            "land_cover", f"cart:{points}",
+            f"smileCart per event on {points}; features from the least-cloudy pre-event "
+            f"Sentinel-2 image ({cfg.cart_s2_scenes} scene(s), clouds masked, snow kept), "
+            "elevation, pre-event VV/VH",
+        )  # fmt: skip
+    if s1_windows(names) and names & {*BACKSCATTER, "dVV", "dVH"}:
+        record(
+            "distortion_masking", "per_scene" if cfg.mask_distortions else "none",
+            "each scene's VV/VH masked on its own layover/shadow before the median (no data "
+            "where every scene of a window is distorted)" if cfg.mask_distortions else
+            "nothing masked; in layover and shadow VV/VH are gamma0 not flattened",
+        )  # fmt: skip
+    return out
+
+
 def _s1_provenance(
     spec: EventSpec, cfg: FetchConfig, resolved: Resolved, constants: Constants | None
 ) -> dict[str, Any]:

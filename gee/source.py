@@ -360,9 +360,13 @@ def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) 
             "rule": "pixel centre inside a polygon (all_touched=False)",
             "outside_aoi": "255 (unknown); the whole label is 255 without an inventory",
         }
+    from lsd.gee.layers import layer_conventions
+
+    conventions = layer_conventions(spec, src.cfg, run.layers, run.resolved)
     return event_record(
-        spec.event_id, layers=run.layers, grid=grid, source=source, role=spec.role, label=label
-    )
+        spec.event_id, layers=run.layers, grid=grid, source=source, role=spec.role, label=label,
+        conventions=conventions,
+    )  # fmt: skip
 
 
 def _stack_writer(run: EventRun, grid: Grid, folder: Path) -> Callable[[Path], None] | None:

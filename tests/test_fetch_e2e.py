@@ -261,6 +261,13 @@ def test_fetch_writes_contract_folders(fake: FakeEE, events_csv: Path, tmp_path:
         assert source["image_counts"] == {"s1_pre": 7, "s1_post": 6, "s2_pre": 12, "s2_post": 11}
         assert source["unavailable_layers"] == ["canopyHeight"]
         assert prov["kg_climate_asset"] == KG_CLIMATE_ASSET
+        conventions = meta["conventions"]
+        assert conventions["distortion_masking"]["value"] == "per_scene"
+        assert conventions["land_cover"]["how"] == "recorded"
+        assert conventions["dem"]["value"] == prov["dem_asset"]
+        assert prov["landcover"]["s2_scenes_clear_share"] == {"2019preL2A03": 0.99,
+                                                              "2019preL2A07": 0.4}  # fmt: skip
+        assert prov["landcover"]["points_per_class"]["8"] == 12
         assert meta["grid"]["crs"] == f"EPSG:{epsg}" and meta["grid"]["width"] == 200
         assert source["event"]["extra"]["location"] in ("Norway", "Italy", "Peru")
         assert meta["written_by"].startswith("lsd ") and meta["label"]["written"]

@@ -873,6 +873,26 @@ def test_provenance_record(ee_offline: Any) -> None:
     assert "NDSI > 0.4" in out["s2_masking"]
 
 
+def test_conventions_record_what_the_fetch_decided(ee_offline: Any, tmp_path: Path) -> None:
+    """event.json `conventions` entries in the shared shape for the choices lsd.gee makes."""
+    spec = make_spec(row("1"))  # Iceland
+    out = layers.layer_conventions(spec, CFG, PAPER_LAYERS, Resolved())
+    assert set(out) == {"snow_mask", "dem", "land_cover", "distortion_masking"}
+    assert all(set(v) == {"value", "how", "evidence"} and v["how"] == "recorded"
+               for v in out.values())  # fmt: skip
+    assert out["dem"]["value"] == ICELAND_DEM_ASSET and GLO30_ASSET in out["dem"]["evidence"]
+    assert out["snow_mask"]["value"] == "grow 300 m" and "SCL 11" in out["snow_mask"]["evidence"]
+    assert out["land_cover"]["value"] == "cart:ESA/WorldCover/v200"
+    assert out["distortion_masking"]["value"] == "per_scene"
+    cfg = FetchConfig(mask_distortions=False, snow_mode="erode", high_latitude_dem="glo30")
+    out = layers.layer_conventions(spec, cfg, ["preVV", "dNDVI"], Resolved(s2_level="L1C"))
+    assert out["distortion_masking"]["value"] == "none" and "land_cover" not in out
+    assert out["snow_mask"]["value"] == "erode 300 m" and "NDSI > 0.4" in out["snow_mask"][
+        "evidence"]  # fmt: skip
+    assert out["dem"]["value"] == GLO30_ASSET
+    assert layers.layer_conventions(spec, CFG, ["kgClimate"], Resolved()) == {}
+
+
 def test_asset_available(ee_offline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Mocked server: readable, missing (None) and forbidden (EEException) assets."""
 

@@ -87,7 +87,11 @@ def run(args: argparse.Namespace) -> dict:
 
     cfg = FetchConfig(cart_tile_input=args.cart_input)
     cart = {"tree": tree_string(args.tree_nodes), "train": samples(args.points),
-            "accuracy": 0.9, "kappa": 0.85, "n_train": args.points, "n_test": 240}  # fmt: skip
+            "accuracy": 0.9, "kappa": 0.85, "n_train": args.points, "n_test": 240,
+            # CART's image: the clearest pre-event scenes and their shares, as the request
+            # returns them (cart_s2_scenes of them)
+            "s2_scenes": {f"20190{k + 6}01T103031_20190{k + 6}01T103026_T32VLP": 0.9 - k / 10
+                          for k in range(cfg.cart_s2_scenes)}}  # fmt: skip
     consts = Constants({"DESCENDING": math.radians(100.0), "ASCENDING": math.radians(260.0)},
                        0.7, cart)  # fmt: skip
     rows = []

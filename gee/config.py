@@ -45,14 +45,23 @@ WORLDCOVER_VEGETATED: tuple[int, ...] = (10, 20, 30, 40, 90, 95)
 WORLDCOVER_WATER = 80
 
 # DEMs. SRTM GL1 covers 56 S .. 60 N; outside it the Copernicus GLO-30 DEM is used. Above 60 N
-# the paper used local 10 m DEMs; the Earth Engine catalog holds no 10 m ArcticDEM, only the 5 m
-# mosaic below (deprecated there, a surface model with voids) and 2 m strips, so GLO-30 stays
-# the default and the mosaic is an option (FetchConfig.high_latitude_dem).
+# the paper used local 10 m DEMs. Iceland's (IslandsDEM v1.0, 10 m, ISN93) is in Earth Engine
+# through the community catalog (gee-community-catalog.org, the page the paper cites): it is the
+# default for AOIs inside Iceland, voids (sea) filled from GLO-30. Elsewhere above 60 N the
+# catalog holds no 10 m DEM (no 10 m ArcticDEM: only the 5 m mosaic below, deprecated there, a
+# surface model with voids, and 2 m strips), so GLO-30 stays the default and the mosaic is an
+# option (FetchConfig.high_latitude_dem).
 SRTM_ASSET = "USGS/SRTMGL1_003"
 GLO30_ASSET = "COPERNICUS/DEM/GLO30"
 ARCTICDEM_ASSET = "UMN/PGC/ArcticDEM/V2/5m"
+ICELAND_DEM_ASSET = "projects/ee-landmaelingar/assets/IslandsDEMv1_10m_isn93"
+# lon/lat box of Iceland with its near islands (Bjargtangar 24.53 W, Gerpir 13.50 W, the
+# Vestmannaeyjar and Surtsey 63.3 N, Grimsey 66.55 N): an AOI wholly inside takes its DEM
+ICELAND_BOUNDS = (-24.6, 63.2, -13.4, 66.6)
 SRTM_LAT_RANGE = (-56.0, 60.0)
 ARCTIC_LAT = 60.0
+# DEMs that are not whole-globe catalog products: their voids are filled from GLO-30
+FILLED_FROM_GLO30 = (ARCTICDEM_ASSET, ICELAND_DEM_ASSET)
 
 S1_COLLECTION = "COPERNICUS/S1_GRD"
 S2_SR_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
@@ -68,11 +77,17 @@ CANOPY_HEIGHT_BOREAL_ASSET = "projects/sat-io/open-datasets/GLAD/GEDI_V25_Boreal
 CANOPY_HEIGHT_MAX_M = 60  # codes above are classes (water, snow/ice, no data), not heights
 
 # Koppen-Geiger classes of the map the paper names (Rubel et al. 2017, 1986-2010, 5 arc
-# minutes, koeppen-geiger.vu-wien.ac.at): the raster's codes 1-32.
+# minutes, koeppen-geiger.vu-wien.ac.at): lsd's codes 1-32, those of the map's GeoTIFF.
 KG_CLASSES: dict[int, str] = dict(enumerate(
     ("Af", "Am", "As", "Aw", "BSh", "BSk", "BWh", "BWk", "Cfa", "Cfb", "Cfc", "Csa", "Csb",
      "Csc", "Cwa", "Cwb", "Cwc", "Dfa", "Dfb", "Dfc", "Dfd", "Dsa", "Dsb", "Dsc", "Dsd", "Dwa",
      "Dwb", "Dwc", "Dwd", "EF", "ET", "Ocean"), start=1))  # fmt: skip
+
+# The same map as a public Earth Engine asset (github fsn1995/Fun-with-Google-Earth-Engine,
+# README section 4 and koppen.js): its codes start at 0 (koppen.js lists Af .. ET for 0 .. 30
+# and masks values above 30, the ocean), one below lsd's table, so 0 .. 31 become 1 .. 32.
+KG_CLIMATE_ASSET = "users/fsn1995/Global_19862010_KG_5m"
+KG_ZERO_BASED_ASSETS = frozenset({KG_CLIMATE_ASSET})
 
 # Bands of the pre-event S2 composite that CART sees (with elevation, preVV and preVH).
 CART_S2_BANDS: tuple[str, ...] = ("B2", "B3", "B4", "B8", "B11", "B12")
@@ -91,10 +106,26 @@ def dem_asset_for(spec: EventSpec, cfg: FetchConfig | None = None) -> str:
     lo, hi = SRTM_LAT_RANGE
     if min_lat >= lo and max_lat <= hi:
         return SRTM_ASSET
-    arctic = cfg is not None and cfg.high_latitude_dem == "arcticdem"
-    if arctic and aoi_centroid(spec.aoi)[1] >= ARCTIC_LAT:
+    choice = cfg.high_latitude_dem if cfg is not None else "national"
+    if choice == "national" and inside_iceland(spec.aoi):
+        return ICELAND_DEM_ASSET
+    if choice == "arcticdem" and aoi_centroid(spec.aoi)[1] >= ARCTIC_LAT:
         return ARCTICDEM_ASSET
     return GLO30_ASSET
+
+
+def inside_iceland(aoi: Any) -> bool:
+    """True when the whole AOI lies in Iceland's box (ICELAND_BOUNDS)."""
+    west, south, east, north = ICELAND_BOUNDS
+    lon0, lat0, lon1, lat1 = aoi.bounds
+    return west <= lon0 and lon1 <= east and south <= lat0 and lat1 <= north
+
+
+def kg_climate_zero_based(cfg: FetchConfig) -> bool:
+    """Whether the kgClimate asset numbers its classes from 0 (Af = 0), so lsd adds one."""
+    if cfg.kg_climate_codes == "auto":
+        return cfg.kg_climate_asset in KG_ZERO_BASED_ASSETS
+    return cfg.kg_climate_codes == "from0"
 
 
 @dataclass(frozen=True)
@@ -103,10 +134,11 @@ class FetchConfig:
 
     scale: float = 10.0  # output pixel size, metres
     aoi_km2: float = 4.0  # default AOI area around a point event
-    # Auxiliary layers. No Earth Engine catalog page offers the paper's Koppen-Geiger map, so
-    # kgClimate needs an asset of your own (docs/layers.md); None = the layer is NaN.
-    kg_climate_asset: str | None = None
+    # Auxiliary layers. kgClimate: the paper's Koppen-Geiger map as shared by fsn1995 (codes
+    # from 0, mapped to lsd's 1-32), or an asset of your own; None = the layer is NaN.
+    kg_climate_asset: str | None = KG_CLIMATE_ASSET
     kg_climate_kind: AssetKind = "image"
+    kg_climate_codes: Literal["auto", "from0", "from1"] = "auto"  # auto: from0 for fsn1995's
     canopy_height_asset: str = CANOPY_HEIGHT_ASSET
     canopy_height_kind: AssetKind = "collection"
     canopy_height_fill_asset: str | None = CANOPY_HEIGHT_BOREAL_ASSET  # None = no boreal fill
@@ -134,13 +166,18 @@ class FetchConfig:
     look_direction_buffer_m: float = 10_000.0  # area around the AOI for the look direction
     # DEM
     dem_resample: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
-    high_latitude_dem: Literal["glo30", "arcticdem"] = "glo30"
+    # above 60 N: national = Iceland's 10 m DEM inside Iceland, GLO-30 elsewhere (paper)
+    high_latitude_dem: Literal["national", "glo30", "arcticdem"] = "national"
     # CART land cover
     cart_points_per_class: int = 100
     cart_holdout: float = 0.3
     cart_buffer_m: float = 2_000.0  # AOI buffer from which CART training points are drawn
     cart_max_nodes: int | None = None  # None = unlimited (Earth Engine's default)
     cart_tile_input: Literal["tree", "samples"] = "tree"  # what each tile request carries
+    # CART's S2 image: the pre-event scene that shows most of the CART region, clouds masked,
+    # snow kept (the paper's "image with minimal cloud cover"); its gaps filled from the next
+    # clearest, this many scenes in all (1 = that one image alone)
+    cart_s2_scenes: int = 3
     bare_rock_ndvi: float = 0.1  # WorldCover 60 pixels below this pre-event NDVI train as bare rock
     seed: int = 0
 

@@ -2,12 +2,14 @@
 
 `lsd fetch --dry-run --graphs DIR` (and a fetch with `--graphs`) writes, per event, one JSON file
 per request: `facts.json` (scene listing), `constants.json` (per-event values), `stack.json`
-(what every download request evaluates) and one file per graph group (s1, terrain, aux,
-landcover, s2; s2bands, ndvi, s1scenes for the layer groups beyond the paper) with the image of
-that group's layers alone. Each file holds the
-graph exactly as the ee client sends it (`ee.serializer.encode(..., for_cloud_api=True)`), so
-`ee.deserializer.decode(doc["graph"])` rebuilds the object, and the offline tests read these same
-files. Format `lsd-ee-graph/1`, owned here.
+(what every download request evaluates: the stack unmasked to the no-data sentinel and cast to
+float32, lsd.gee.download.unmasked, byte for byte the `expression` of each computePixels request)
+and one file per graph group (s1, terrain, aux, landcover, s2; s2bands, ndvi, s1scenes for the
+layer groups beyond the paper) with the image of that group's layers alone, masks kept, to read
+rather than to send. Each file holds the graph exactly as the ee client serialises it
+(`ee.serializer.encode(..., for_cloud_api=True)`), so `ee.deserializer.decode(doc["graph"])`
+rebuilds the object, and the offline tests read these same files. Format `lsd-ee-graph/1`, owned
+here.
 """
 
 from __future__ import annotations
@@ -143,8 +145,8 @@ def write_event_graphs(
     unavailable: frozenset[str] = frozenset(),
 ) -> list[Path]:
     """Every request of one event's fetch, one file each: facts.json, constants.json (when a
-    layer needs per-event values), stack.json (the image each download request evaluates, for
-    the bands of its band group) and one file per graph group. Built with `constants` when they
+    layer needs per-event values), stack.json (the expression each download request sends, with
+    the band ids of its band group) and one file per graph group. Built with `constants` when they
     are known, else with the per-event values computed inside the graphs."""
     from lsd.gee import download
     from lsd.gee import event_facts as ef
@@ -178,7 +180,11 @@ def write_event_graphs(
             constants=constants,
         )  # fmt: skip
         path = folder / f"{group}.json"
-        extra = {"band_ids_per_request": band_ids} if group == "stack" else {}
+        extra: dict[str, Any] = {}
+        if group == "stack":  # what computePixels and the exports are sent, unmask included
+            image = download.unmasked(image)
+            extra = {"band_ids_per_request": band_ids,
+                     "no_data_sentinel": download.NODATA_SENTINEL}  # fmt: skip
         write_graph(
             path, image, event_id=spec.event_id, request="computePixels", group=group,
             group_layers=members, **extra, **meta,

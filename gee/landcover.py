@@ -14,7 +14,7 @@ from typing import Any
 import ee
 
 from lsd.gee.config import CART_S2_BANDS, WORLDCOVER_BARE, WORLDCOVER_REMAP, FetchConfig
-from lsd.layers import LANDCOVER_BARE_ROCK, LANDCOVER_CLASSES
+from lsd.layers import LANDCOVER_BARE_ROCK, LANDCOVER_CLASSES, LANDCOVER_SNOW
 from lsd.vectors import CLASS_COLUMN, read_class_points
 
 CLASS_PROPERTY = CLASS_COLUMN
@@ -27,20 +27,28 @@ def worldcover_image(cfg: FetchConfig) -> ee.Image:
     return ee.ImageCollection(cfg.worldcover_asset).mosaic().select([0]).rename("worldcover")
 
 
-def paper_classes(worldcover: ee.Image, pre_ndvi: ee.Image, cfg: FetchConfig) -> ee.Image:
+def paper_classes(
+    worldcover: ee.Image, pre_ndvi: ee.Image, cfg: FetchConfig, snow: ee.Image | None = None
+) -> ee.Image:
     """WorldCover remapped to the paper's classes, band 'class'; WorldCover's bare/sparse class
-    is split by pre-event NDVI into sparsely vegetated (4) and bare rock (7)."""
+    is split by pre-event NDVI into sparsely vegetated (4) and bare rock (7); and where CART's
+    image shows snow (`snow` = 1) the point is glacier and snow (8), whatever WorldCover says:
+    its features are snow's, and the paper's class 8 is seasonal snow as well as glaciers."""
     src = list(WORLDCOVER_REMAP)
     dst = [WORLDCOVER_REMAP[k] for k in src]
     classes = worldcover.remap(src, dst)
     bare_rock = worldcover.eq(WORLDCOVER_BARE).And(pre_ndvi.lt(cfg.bare_rock_ndvi))
-    return classes.where(bare_rock, LANDCOVER_BARE_ROCK).rename(CLASS_PROPERTY).toInt()
+    classes = classes.where(bare_rock, LANDCOVER_BARE_ROCK)
+    if snow is not None:
+        classes = classes.where(snow, LANDCOVER_SNOW)
+    return classes.rename(CLASS_PROPERTY).toInt()
 
 
 def features_image(
     s2_pre: ee.Image, elevation: ee.Image, pre_vv: ee.Image, pre_vh: ee.Image
 ) -> ee.Image:
-    """What CART sees: pre-event S2 bands, elevation and pre-event VV, VH (dB)."""
+    """What CART sees: the bands of the least-cloudy pre-event S2 image (cloud-masked, snow
+    kept; lsd.gee.s2.clearest_mosaic), elevation and pre-event VV, VH (dB, never masked)."""
     return (
         s2_pre.select(list(CART_S2_BANDS))
         .addBands(elevation.rename("elevation"))
@@ -84,6 +92,8 @@ class CartResult:
     n_test: ee.Number
     tree: ee.ComputedObject  # the trained tree as text (Classifier.explain)
     train: ee.FeatureCollection  # the training points, properties only
+    s2_scenes: ee.ComputedObject | None = None  # {scene id: clear share} of CART's S2 image
+    class_counts: ee.ComputedObject | None = None  # training points per class
 
 
 def cart_classifier(cfg: FetchConfig) -> ee.Classifier:
@@ -113,22 +123,26 @@ def train_cart(features: ee.Image, points: ee.FeatureCollection, cfg: FetchConfi
         n_test=test.size(),
         tree=ee.Dictionary(classifier.explain()).get("tree"),
         train=train.select([*FEATURE_BANDS, CLASS_PROPERTY], None, False),
+        class_counts=points.aggregate_histogram(CLASS_PROPERTY),
     )
 
 
 def cart_constants(result: CartResult) -> ee.Dictionary:
     """What the per-event request returns about CART: the training points (so each tile can
     retrain on exactly them), the tree they give, and the holdout scores for event.json."""
-    return ee.Dictionary(
-        {
-            "train": result.train,
-            "tree": result.tree,
-            "accuracy": result.accuracy,
-            "kappa": result.kappa,
-            "n_train": result.n_train,
-            "n_test": result.n_test,
-        }
-    )
+    out = {
+        "train": result.train,
+        "tree": result.tree,
+        "accuracy": result.accuracy,
+        "kappa": result.kappa,
+        "n_train": result.n_train,
+        "n_test": result.n_test,
+    }
+    if result.class_counts is not None:
+        out["class_counts"] = result.class_counts
+    if result.s2_scenes is not None:
+        out["s2_scenes"] = result.s2_scenes
+    return ee.Dictionary(out)
 
 
 def classify_from_constants(

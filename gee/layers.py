@@ -17,6 +17,7 @@ layers the masked Sentinel-2 scenes and greenest-pixel choice of dNDVI (lsd.gee.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
@@ -26,7 +27,13 @@ import shapely.geometry
 
 from lsd.errors import InvalidValue
 from lsd.gee import landcover, s1, s1scenes, s2, s2bands, terrain
-from lsd.gee.config import FetchConfig, dem_asset_for
+from lsd.gee.config import (
+    FILLED_FROM_GLO30,
+    GLO30_ASSET,
+    FetchConfig,
+    dem_asset_for,
+    kg_climate_zero_based,
+)
 from lsd.gee.event_facts import (
     CONSTANTS_TAG,
     Constants,
@@ -130,9 +137,16 @@ class EventGraph:
 
     @cached_property
     def s1_pass(self) -> dict[str, dict[str, Any]]:
-        """Per pass: flattened scenes per window, their dB composites and geometry layers."""
+        """Per pass: flattened scenes per window, their dB composites and geometry layers.
+
+        `distorted` is where every scene of a window (either window) is in layover or shadow:
+        where the pass's composites, each scene masked on its own distortion, have no data.
+        The six backscatter layers are masked to exactly that area, so that it is the same in
+        all of them and in the flags. `db_all` are the composites of every scene, never
+        masked: what CART sees."""
         out: dict[str, dict[str, Any]] = {}
         use_volume = self.flattening[0]
+        mask = self.cfg.mask_distortions
         for orbit in self.resolved.passes:
             phi_i = self.look(orbit)
             flat = {
@@ -142,14 +156,15 @@ class EventGraph:
                 )
                 for k in ("pre", "post")
             }  # fmt: skip
-            layover = flat["post"].select("layover").max()
-            shadow = flat["post"].select("shadow").max()
+            scenes = flat["pre"].merge(flat["post"])
+            db_all = {k: s1.db_composite(c) for k, c in flat.items()}
             out[orbit] = {
                 "flat": flat,
-                "db": {k: s1.db_composite(c) for k, c in flat.items()},
-                "layover": layover,
-                "shadow": shadow,
-                "distorted": layover.Or(shadow),
+                "db": {k: s1.db_composite(c, mask) for k, c in flat.items()} if mask else db_all,
+                "db_all": db_all,
+                "distorted": s1.all_distorted(flat["pre"]).Or(s1.all_distorted(flat["post"])),
+                "any_layover": scenes.select("layover").max(),
+                "any_shadow": scenes.select("shadow").max(),
                 "lia": flat["post"].select("lia").median(),
             }
         return out
@@ -167,8 +182,10 @@ class EventGraph:
     def backscatter(self, key: str, pol: str, masked: bool = True) -> ee.Image:
         parts = []
         for orbit, products in self.s1_pass.items():
-            image = products["db"][key].select(pol)
-            parts.append(self._masked(image, orbit) if masked else image)
+            if masked:
+                parts.append(self._masked(products["db"][key].select(pol), orbit))
+            else:
+                parts.append(products["db_all"][key].select(pol))
         return self._combine(parts)
 
     def change(self, pol: str) -> ee.Image:
@@ -180,10 +197,18 @@ class EventGraph:
         return self._combine(parts)
 
     def distortion(self, name: str) -> ee.Image:
-        """layover or shadow, 1 = distorted: with two passes, where both are (only there are
-        the combined VV/VH NoData)."""
-        flags = [products[name] for products in self.s1_pass.values()]
-        return flags[0] if len(flags) == 1 else ee.ImageCollection(flags).min()
+        """layover or shadow, 1 = distorted: where the backscatter layers have no data (every
+        scene of a window distorted, in every pass), split by the kind of distortion any of
+        those scenes shows. With one pass the look direction is one, so a pixel is in layover
+        in all its distorted scenes or in shadow in all; with two passes a slope can be in
+        layover for one and in shadow for the other, and is then flagged as both."""
+        passes = list(self.s1_pass.values())
+        if len(passes) == 1:
+            nodata, any_kind = passes[0]["distorted"], passes[0][f"any_{name}"]
+        else:
+            nodata = ee.ImageCollection([p["distorted"] for p in passes]).min()
+            any_kind = ee.ImageCollection([p[f"any_{name}"] for p in passes]).max()
+        return nodata.And(any_kind)
 
     # -- Sentinel-2
     @cached_property
@@ -214,10 +239,33 @@ class EventGraph:
 
     # -- CART land cover
     @cached_property
+    def cart_scenes(self) -> ee.ImageCollection:
+        """The scenes of CART's S2 image, each with its clear share over the CART region: the
+        per-event constants' when known (no reduction in a tile), else ranked in the graph."""
+        level = self.resolved.s2_level
+        known = (self.constants.cart or {}).get("s2_scenes") if self.constants else None
+        if known is not None:
+            col = s2.cloud_masked_collection(
+                self.aoi,
+                self.spec.pre,
+                self.cfg,
+                level,
+                ids=sorted(known),  # type: ignore[arg-type]
+            )
+            return s2.with_shares(col, known)
+        col = s2.cloud_masked_collection(self.aoi, self.spec.pre, self.cfg, level)  # type: ignore[arg-type]
+        return s2.clearest(col, self.region(self.cfg.cart_buffer_m), self.cfg.cart_s2_scenes)
+
+    @cached_property
+    def cart_image(self) -> ee.Image:
+        """The least-cloudy pre-event image, clouds masked and snow kept (s2.clearest_mosaic)."""
+        return s2.clearest_mosaic(self.cart_scenes)
+
+    @cached_property
     def cart_features(self) -> ee.Image:
         vv = self.backscatter("pre", "VV", masked=False)
         vh = self.backscatter("pre", "VH", masked=False)
-        return landcover.features_image(self.s2_greenest["pre"], self.dem, vv, vh)
+        return landcover.features_image(self.cart_image, self.dem, vv, vh)
 
     @cached_property
     def cart(self) -> landcover.CartResult:
@@ -226,12 +274,17 @@ class EventGraph:
         if self.spec.landcover_points is not None:
             points = landcover.user_points(features, self.spec.landcover_points, cfg)
         else:
+            image = self.cart_image
             classes = landcover.paper_classes(
-                self.worldcover, self.s2_greenest["pre"].select("NDVI"), cfg
+                self.worldcover, image.select("NDVI"), cfg, image.select(s2.SNOW_BAND)
             )
             region = self.region(cfg.cart_buffer_m)
             points = landcover.worldcover_points(features, classes, region, cfg)
-        return landcover.train_cart(features, points, cfg)
+        shares = ee.Dictionary.fromLists(
+            self.cart_scenes.aggregate_array("system:index"),
+            self.cart_scenes.aggregate_array(s2.CLEAR_SHARE),
+        )
+        return dataclasses.replace(landcover.train_cart(features, points, cfg), s2_scenes=shares)
 
     def land_cover(self) -> ee.Image:
         if self.constants and self.constants.cart:
@@ -325,12 +378,20 @@ def event_provenance(
         out["s2_level"] = resolved.s2_level
         out["s2_masking"] = s2.masking_method(cfg, resolved.s2_level)  # type: ignore[arg-type]
         out["s2_composite"] = "greenest pixel (qualityMosaic on NDVI)"
-    if s1_windows(names) or names & {"elevation", "slope", LANDCOVER_LAYER}:
+    if needs_dem(names):
         out["dem_asset"] = dem_asset_for(spec, cfg)
         out["dem_resample"] = cfg.dem_resample
+        if out["dem_asset"] in FILLED_FROM_GLO30:
+            out["dem_voids"] = f"filled from {GLO30_ASSET}"
     for layer, attr in AUX_ASSET_FIELDS.items():
         if layer in names:
             out[attr] = getattr(cfg, attr)
+    if "kgClimate" in names and cfg.kg_climate_asset:
+        out["kg_climate_codes"] = (
+            "the asset's codes 0-31 plus 1: lsd's 1 (Af) .. 32 (Ocean)"
+            if kg_climate_zero_based(cfg)
+            else "the asset's codes as they are (lsd's table: 1 Af .. 32 Ocean)"
+        )
     if "canopyHeight" in names:
         out["canopy_height_fill_asset"] = cfg.canopy_height_fill_asset
         out["canopy_height_codes_masked"] = "values above 60 (101 water, 102 snow/ice, 103 no data)"
@@ -344,6 +405,55 @@ def event_provenance(
         )
     if unavailable:
         out["unavailable_layers"] = sorted(set(unavailable))
+    return out
+
+
+def layer_conventions(
+    spec: EventSpec, cfg: FetchConfig, layers: Sequence[str], resolved: Resolved
+) -> dict[str, dict[str, str]]:
+    """The value-changing choices this fetch made that lsd.gee decides, as event.json's
+    `conventions` entries ({"value", "how": "recorded", "evidence"}; names and shape shared
+    with lsd.conventions): the snow mask of the optical composites, the DEM, the land-cover
+    source, and whether VV/VH were masked on layover and shadow. Only those the layers use."""
+    names = set(check_layers(layers))
+    out: dict[str, dict[str, str]] = {}
+
+    def record(name: str, value: str, evidence: str) -> None:
+        out[name] = {"value": value, "how": "recorded", "evidence": evidence}
+
+    optical = {n for n in names if n == "dNDVI" or s2bands.handles(n)}
+    if optical:
+        rule = "SCL 11" if resolved.s2_level == "L2A" else f"NDSI > {cfg.l1c_snow_ndsi}"
+        verb = "grown" if cfg.snow_mode == "grow" else "eroded"
+        record(
+            "snow_mask", f"{cfg.snow_mode} {cfg.snow_buffer_m:g} m",
+            f"{', '.join(sorted(optical))}: snow ({rule}) {verb} by {cfg.snow_buffer_m:g} m "
+            "and masked before the greenest-pixel composites; landCover's image is not "
+            "snow-masked",
+        )  # fmt: skip
+    if needs_dem(names):
+        dem = dem_asset_for(spec, cfg)
+        voids = f", voids from {GLO30_ASSET}" if dem in FILLED_FROM_GLO30 else ""
+        record("dem", dem, f"resampled {cfg.dem_resample}{voids}")
+    if LANDCOVER_LAYER in names:
+        points = (
+            f"points file {spec.landcover_points.name}"
+            if spec.landcover_points is not None
+            else cfg.worldcover_asset
+        )
+        record(
+            "land_cover", f"cart:{points}",
+            f"smileCart per event on {points}; features from the least-cloudy pre-event "
+            f"Sentinel-2 image ({cfg.cart_s2_scenes} scene(s), clouds masked, snow kept), "
+            "elevation, pre-event VV/VH",
+        )  # fmt: skip
+    if s1_windows(names) and names & {*BACKSCATTER, "dVV", "dVH"}:
+        record(
+            "distortion_masking", "per_scene" if cfg.mask_distortions else "none",
+            "each scene's VV/VH masked on its own layover/shadow before the median (no data "
+            "where every scene of a window is distorted)" if cfg.mask_distortions else
+            "nothing masked; in layover and shadow VV/VH are gamma0 not flattened",
+        )  # fmt: skip
     return out
 
 
@@ -372,7 +482,14 @@ def _s1_provenance(
             "method": "angular flattening, Vollrath, Mullissa & Reiche 2020",
             "convention": cfg.look_convention,
             "distortions_masked": cfg.mask_distortions,
-            "layover_shadow": "max over post-window scenes"
+            "distortion_masking": (
+                "each scene's VV, VH masked on its own layover/shadow before the median; no "
+                "data where every scene of a window is distorted"
+                if cfg.mask_distortions
+                else "none: in layover and shadow the values are gamma0 not flattened"
+            ),
+            "layover_shadow": "where every scene of the pre or the post window is distorted, "
+            "by the kind of distortion those scenes show"
             + ("; with two passes, where both are distorted" if len(resolved.passes) > 1 else ""),
             "lia": f"median over post-window scenes of {resolved.passes[0]}",
         },
@@ -387,6 +504,14 @@ def _landcover_provenance(spec: EventSpec, cfg: FetchConfig, cart: dict[str, Any
     )
     return {
         "classifier": "smileCart",
+        "s2_image": (
+            f"the pre-event Sentinel-2 scene that shows most of the AOI + {cfg.cart_buffer_m:g} m "
+            f"(clouds and their shadows masked as for dNDVI, snow not masked), its gaps filled "
+            f"from the next clearest ({cfg.cart_s2_scenes} scene(s) at most)"
+        ),
+        "s2_scenes_clear_share": cart.get("s2_scenes"),
+        "snow_points": "points on snow in that image (the dNDVI snow rule) train class 8",
+        "points_per_class": cart.get("class_counts"),
         "training_source": source,
         "holdout": cfg.cart_holdout,
         "accuracy": cart.get("accuracy"),
@@ -396,6 +521,12 @@ def _landcover_provenance(spec: EventSpec, cfg: FetchConfig, cart: dict[str, Any
         "tile_input": cfg.cart_tile_input,
         "classes": landcover.class_table(),
     }
+
+
+def needs_dem(layers: Iterable[str]) -> bool:
+    """Whether any of the layers is computed from the DEM (terrain flattening, slope, CART)."""
+    names = set(layers)
+    return bool(s1_windows(names) or names & {"elevation", "slope", LANDCOVER_LAYER})
 
 
 def asset_available(asset_id: str) -> bool:

@@ -40,6 +40,8 @@ class Raster(Protocol):
     def acos(self) -> Raster: ...
     def gte(self, other: Any) -> Raster: ...
     def lte(self, other: Any) -> Raster: ...
+    def Or(self, other: Any) -> Raster: ...  # noqa: N802 - ee.Image's name
+    def where(self, test: Any, value: Any) -> Raster: ...
 
 
 # ----------------------------------------------------------------------------- formulas
@@ -88,6 +90,19 @@ def shadow_mask(theta: Raster, alpha_r: Raster) -> Raster:
     """Shadow: the slope away from the sensor is steeper than the grazing angle,
     alpha_r <= -(90 deg - theta_i)."""
     return alpha_r.lte(ninety_minus(theta).multiply(-1))
+
+
+def defined_factor(factor: Raster, layover: Raster, shadow: Raster) -> Raster:
+    """The model factor where flattening has a meaning, 1 in layover and shadow.
+
+    There the angle 90 deg - theta_i + alpha_r leaves 0 .. 90 deg: the volume factor's tangent
+    turns negative (or infinite at the edges) and the surface factor's cosine in layover too,
+    so gamma0 / f would be negative or infinite and its dB (log10) NaN. Those pixels keep
+    gamma0 unflattened instead: positive and finite, so dB, the composites and CART's radar
+    features are defined everywhere; the layover and shadow flags say where they are. Where
+    mask_distortions is on, the scene's VV and VH are masked there anyway.
+    """
+    return factor.where(layover.Or(shadow), 1)
 
 
 # ----------------------------------------------------------------------------- collections
@@ -190,10 +205,10 @@ def flatten_image(
 
     sigma0 = ee.Image.constant(10).pow(image.select(["VV", "VH"]).divide(10)).rename(["VV", "VH"])
     gamma0 = sigma0.divide(theta.cos())
-    factor = model_factor(theta, alpha_r, alpha_az, use_volume)
-    flat = gamma0.multiply(factor) if convention == "gee_s1_ard" else gamma0.divide(factor)
     layover = layover_mask(theta, alpha_r).rename("layover")
     shadow = shadow_mask(theta, alpha_r).rename("shadow")
+    factor = defined_factor(model_factor(theta, alpha_r, alpha_az, use_volume), layover, shadow)
+    flat = gamma0.multiply(factor) if convention == "gee_s1_ard" else gamma0.divide(factor)
     lia = local_incidence_deg(theta, alpha_r, alpha_az).rename("lia")
     out = flat.rename(["VV", "VH"]).addBands(layover).addBands(shadow).addBands(lia)
     return ee.Image(out.copyProperties(image, ["system:time_start", "system:index"]))
@@ -229,9 +244,32 @@ def to_db(linear: ee.Image) -> ee.Image:
     return linear.log10().multiply(10)
 
 
-def db_composite(flat: ee.ImageCollection) -> ee.Image:
-    """Median of the flattened linear VV, VH over a window, back in dB."""
-    return to_db(flat.select(["VV", "VH"]).median()).rename(["VV", "VH"])
+def distorted(scene: ee.Image) -> ee.Image:
+    """1 where a flattened scene is in layover or shadow."""
+    return scene.select("layover").Or(scene.select("shadow")).rename("distorted")
+
+
+def valid_backscatter(scene: ee.Image) -> ee.Image:
+    """A flattened scene's VV, VH masked where that scene is in layover or shadow, as
+    gee_s1_ard masks each scene (`gamma0_flat.mask(mask)` in its terrain flattening)."""
+    return scene.select(["VV", "VH"]).updateMask(distorted(scene).Not())
+
+
+def db_composite(flat: ee.ImageCollection, mask_distortions: bool = False) -> ee.Image:
+    """Median of the flattened linear VV, VH over a window, back in dB.
+
+    With mask_distortions each scene is masked where it is itself distorted before the median,
+    so a pixel takes the median of the scenes that see it, and is no data only where every
+    scene of the window is distorted (scenes of other relative orbits have other incidence
+    angles, so steep slopes are often in layover in some and not in others)."""
+    col = flat.map(valid_backscatter) if mask_distortions else flat.select(["VV", "VH"])
+    return to_db(col.median()).rename(["VV", "VH"])
+
+
+def all_distorted(flat: ee.ImageCollection) -> ee.Image:
+    """1 where every scene of the collection is in layover or shadow: where the masked
+    composite of these scenes has no data."""
+    return flat.map(distorted).min()
 
 
 # ----------------------------------------------------------------------------- model choice

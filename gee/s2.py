@@ -169,6 +169,76 @@ def masked_collection(
     return joined.map(mask_one)
 
 
+# ----------------------------------------------------------------------------- CART's image
+# The paper trained CART on "a Sentinel-2 image with minimal cloud cover": a real image, clouds
+# masked, snow left as it is (the greenest composite masks snow, so snowfields would have no
+# features and class 8, glacier and snow, no training points).
+CLEAR_SHARE = "clear_share"
+CLEAR_SHARE_SCALE_M = 100  # clouds are opened at 20 m and their shadows cast at 100 m
+SNOW_BAND = "snow"
+
+
+def cloud_masked_collection(
+    aoi: ee.Geometry,
+    window: Window,
+    cfg: FetchConfig,
+    level: Level = "L2A",
+    ids: list[str] | None = None,
+) -> ee.ImageCollection:
+    """Cloud- and shadow-masked scenes (the composites' rule), snow kept, with NDVI and a band
+    'snow' (1 on snow by the composites' snow rule, for CART's class 8); only `ids` if given."""
+    joined = maskable(aoi, window, level, cfg)
+    if ids is not None:
+        joined = joined.filter(ee.Filter.inList("system:index", ids))
+
+    def mask_one(img: ee.Image) -> ee.Image:
+        img = ee.Image(img)
+        if cfg.s2_cloud == "cloudscoreplus":
+            clear = cloud_score_plus_clear(img, cfg)
+        else:
+            clear = cloud_mask(img, level, cfg).Not()
+        flags = snow(img, level, cfg).rename(SNOW_BAND)
+        bands = add_ndvi(img).select(list(COMPOSITE_BANDS)).addBands(flags)
+        return ee.Image(bands.updateMask(clear).copyProperties(img, ["system:index"]))
+
+    return joined.map(mask_one)
+
+
+def clear_share(scene: ee.Image, region: ee.Geometry) -> ee.Number:
+    """Share of the region a cloud-masked scene shows (covered and clear), 0 .. 1."""
+    seen = scene.select("B4").mask().unmask(0, False)
+    share = seen.reduceRegion(
+        reducer=ee.Reducer.mean(), geometry=region, scale=CLEAR_SHARE_SCALE_M, maxPixels=1e9,
+        bestEffort=True,
+    ).get("B4")  # fmt: skip
+    return ee.Number(ee.Algorithms.If(share, share, 0))
+
+
+def clearest(col: ee.ImageCollection, region: ee.Geometry, n: int) -> ee.ImageCollection:
+    """The n scenes that show most of the region, each with its share as property
+    'clear_share' (scenes that show none of it left out). Computed once per event."""
+    with_share = col.map(lambda img: ee.Image(img).set(CLEAR_SHARE, clear_share(img, region)))
+    return with_share.filter(ee.Filter.gt(CLEAR_SHARE, 0)).limit(n, CLEAR_SHARE, False)
+
+
+def with_shares(col: ee.ImageCollection, shares: dict[str, float]) -> ee.ImageCollection:
+    """The scenes with the clear shares the per-event request found, as constants."""
+    table = ee.Dictionary(shares)
+    return col.map(lambda img: ee.Image(img).set(CLEAR_SHARE, table.get(img.get("system:index"))))
+
+
+def clearest_mosaic(col: ee.ImageCollection) -> ee.Image:
+    """Per pixel the scene with the largest clear share among those that show it: the least
+    cloudy image, its gaps (clouds, granule edges) filled from the next clearest."""
+
+    def rank(img: ee.Image) -> ee.Image:
+        img = ee.Image(img)
+        share = ee.Image.constant(img.get(CLEAR_SHARE)).toFloat().rename(CLEAR_SHARE)
+        return img.addBands(share.updateMask(img.select("B4").mask()))
+
+    return col.map(rank).qualityMosaic(CLEAR_SHARE)
+
+
 def greenest(col: ee.ImageCollection) -> ee.Image:
     """Greenest-pixel composite: every band taken from the scene with the highest NDVI."""
     return col.qualityMosaic("NDVI")

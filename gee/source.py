@@ -21,7 +21,7 @@ from typing import Any
 
 from lsd.events import event_record, write_event
 from lsd.files import write_json
-from lsd.gee.config import S1_COLLECTION, FetchConfig, dem_asset_for
+from lsd.gee.config import FILLED_FROM_GLO30, S1_COLLECTION, FetchConfig, dem_asset_for
 from lsd.labels import rasterize_labels
 from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS
 from lsd.rasters import Grid
@@ -198,8 +198,11 @@ class EventRun:
 
         spec, layers = self.spec, self.layers
         needed = {}
+        dem = dem_asset_for(spec, self.cfg)
         if spec.dem_asset:
             needed[spec.dem_asset] = "the event's dem"
+        elif dem in FILLED_FROM_GLO30 and gl.needs_dem(layers):
+            needed[dem] = "high_latitude_dem"
         auto_model = spec.flattening == "auto" and bool(ef.s1_windows(layers))
         if LANDCOVER_LAYER in layers or auto_model:
             needed[self.cfg.worldcover_asset] = "worldcover_asset"
@@ -357,9 +360,13 @@ def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) 
             "rule": "pixel centre inside a polygon (all_touched=False)",
             "outside_aoi": "255 (unknown); the whole label is 255 without an inventory",
         }
+    from lsd.gee.layers import layer_conventions
+
+    conventions = layer_conventions(spec, src.cfg, run.layers, run.resolved)
     return event_record(
-        spec.event_id, layers=run.layers, grid=grid, source=source, role=spec.role, label=label
-    )
+        spec.event_id, layers=run.layers, grid=grid, source=source, role=spec.role, label=label,
+        conventions=conventions,
+    )  # fmt: skip
 
 
 def _stack_writer(run: EventRun, grid: Grid, folder: Path) -> Callable[[Path], None] | None:

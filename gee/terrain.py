@@ -9,12 +9,14 @@ from __future__ import annotations
 import ee
 
 from lsd.gee.config import (
-    ARCTICDEM_ASSET,
     CANOPY_HEIGHT_MAX_M,
+    FILLED_FROM_GLO30,
     GLO30_ASSET,
+    KG_CLASSES,
     SRTM_ASSET,
     AssetKind,
     FetchConfig,
+    kg_climate_zero_based,
 )
 
 
@@ -28,11 +30,11 @@ def dem_image(asset_id: str, aoi: ee.Geometry, cfg: FetchConfig) -> ee.Image:
     """
     if asset_id == GLO30_ASSET:
         image = glo30_mosaic(aoi)
-    elif asset_id == ARCTICDEM_ASSET:
-        # the mosaic has voids; GLO-30 fills them so the terrain products stay continuous
-        arctic = ee.Image(ARCTICDEM_ASSET).select("elevation")
-        image = arctic.unmask(glo30_mosaic(aoi), False)
-        image = image.setDefaultProjection(arctic.projection())
+    elif asset_id in FILLED_FROM_GLO30:
+        # the ArcticDEM mosaic has voids, and Iceland's DEM ends at the coast: GLO-30 fills
+        # them so the terrain products stay continuous; the grid stays the fine DEM's
+        fine = ee.Image(asset_id).select([0])
+        image = fine.unmask(glo30_mosaic(aoi), False).setDefaultProjection(fine.projection())
     elif asset_id == SRTM_ASSET:
         image = ee.Image(SRTM_ASSET).select("elevation")
     else:
@@ -66,10 +68,15 @@ def load_first_band(asset_id: str, kind: AssetKind, name: str) -> ee.Image:
 
 
 def kg_climate(cfg: FetchConfig) -> ee.Image:
-    """The Koppen-Geiger class codes of the configured map, as they are in the asset."""
+    """The Koppen-Geiger class codes of the configured map in lsd's table (1 Af .. 32 Ocean):
+    a map numbered from 0 (fsn1995's asset) is shifted up by one, any other code is masked."""
     if not cfg.kg_climate_asset:
         return masked_layer("kgClimate")
-    return load_first_band(cfg.kg_climate_asset, cfg.kg_climate_kind, "kgClimate")
+    image = load_first_band(cfg.kg_climate_asset, cfg.kg_climate_kind, "kgClimate")
+    if kg_climate_zero_based(cfg):
+        codes = sorted(KG_CLASSES)
+        image = image.remap([c - 1 for c in codes], codes).rename("kgClimate")
+    return image
 
 
 def canopy_height(cfg: FetchConfig) -> ee.Image:

@@ -31,10 +31,12 @@ DEFAULT_SCALE_M = 10.0
 DEFAULT_WINDOW_DAYS = 60
 # Above this latitude a winter event gets a year each side: the low sun and snow leave no usable
 # optical image in two months, and the paper itself used 12-month windows for some events.
+# October counts as winter (April in the south): a 60-day post window from an October event
+# runs into December, the polar night at 65 N (event 1, Iceland, 2021-10-06).
 HIGH_LATITUDE = 55.0
 WINTER_WINDOW_DAYS = 365
-NORTH_WINTER_MONTHS = frozenset({11, 12, 1, 2, 3, 4})
-SOUTH_WINTER_MONTHS = frozenset({5, 6, 7, 8, 9, 10})
+NORTH_WINTER_MONTHS = frozenset({10, 11, 12, 1, 2, 3, 4})
+SOUTH_WINTER_MONTHS = frozenset({4, 5, 6, 7, 8, 9, 10})
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,12 @@ def square_aoi(lon: float, lat: float, km2: float, epsg: int, scale: float = DEF
 
 
 def aoi_in_utm(spec: EventSpec):
-    """The event's AOI in its UTM zone (metres), where areas and the pixel grid are measured."""
-    return to_crs(spec.aoi, 4326, spec.utm_epsg)
+    """The event's AOI in its UTM zone (metres), where areas and the pixel grid are measured.
+
+    An AOI split at 180 degrees is rejoined first (rejoined_aoi): the split adds a vertex on
+    each cut edge, placed on the straight line in degrees, which in UTM lies off the edge (2 cm
+    outside a 2 km square), so its bounds, and the grid snapped to them, would grow a row."""
+    return to_crs(rejoined_aoi(spec.aoi), 4326, spec.utm_epsg)
 
 
 def to_crs(geom, src: Any, dst: Any):
@@ -182,6 +188,23 @@ def normalize_aoi(geom):
             parts.append(affinity.translate(piece, xoff=dx))
     polys = [p for part in parts for p in getattr(part, "geoms", [part]) if p.area > 0]
     return shapely.MultiPolygon(polys) if len(polys) > 1 else polys[0]
+
+
+# Vertices this close (degrees, 0.1 mm) to the line through their neighbours are the split's own
+SPLIT_VERTEX_TOLERANCE = 1e-9
+
+
+def rejoined_aoi(geom):
+    """An AOI split at 180 degrees (normalize_aoi) as the one shape it was, on continuous
+    longitudes and without the vertices the split added on the cut edges (they lie on the line
+    between their neighbours in degrees, so dropping them leaves the shape as given); any other
+    AOI unchanged. For measuring in UTM only: Earth Engine keeps the split parts."""
+    import shapely
+
+    if getattr(geom, "geom_type", "") != "MultiPolygon" or _lon_extent(geom) <= 180.0:
+        return geom
+    whole = shapely.union_all(list(unwrap_lon(geom).geoms))
+    return whole.simplify(SPLIT_VERTEX_TOLERANCE, preserve_topology=True)
 
 
 def aoi_centroid(geom) -> tuple[float, float]:

@@ -195,7 +195,7 @@ def train(
     given = {
         "encoder": encoder, "epochs": epochs, "iters_per_epoch": iters_per_epoch,
         "batch_size": batch_size, "crop": crop, "patience": patience, "seed": seed,
-        "lr_schedule": lr_schedule, "crop_anchor": crop_anchor,
+        "lr_schedule": lr_schedule, "crop_anchor": crop_anchor, "precision": precision,
     }  # fmt: skip
     opts = GridOptions(
         **_with_preset(preset, {**{k: v for k, v in axes.items() if v is not None}, **given}),
@@ -206,7 +206,6 @@ def train(
         test=_split(test, "--test"),
         device=device,
         preset=preset,
-        precision=precision,
     )
     if preset != "lsd":
         click.echo(f"preset {preset}: " + ", ".join(

@@ -82,8 +82,12 @@ def _listing_url(base_url: str, record: int) -> str:
 
 
 def parse_listing(raw: Any, where: str) -> list[RecordFile]:
-    """Files of a records-API answer, in either form Zenodo has used (key/links.self with
-    "md5:..." checksums, or filename/links.download with bare md5)."""
+    """Files of a records-API answer, in any form Zenodo has used: key with "md5:..."
+    checksums or filename with bare md5; a list, or InvenioRDM's files.entries.
+
+    The file's own link is `content` (InvenioRDM), else `download` (before 2023, and the
+    transitional answers of 2023), else `self`, which only today's answer points at the file:
+    in InvenioRDM's form it is the file's metadata, in the transitional one a 404."""
     files = raw.get("files") if isinstance(raw, dict) else None
     if isinstance(files, dict):  # InvenioRDM answers can nest the list under "entries"
         files = files.get("entries")
@@ -94,7 +98,7 @@ def parse_listing(raw: Any, where: str) -> list[RecordFile]:
     for item in files:
         name = item.get("key") or item.get("filename")
         links = item.get("links") or {}
-        url = links.get("self") or links.get("content") or links.get("download")
+        url = links.get("content") or links.get("download") or links.get("self")
         if not name or not url:
             raise ServiceUnavailable(f"{where}: a file entry lacks its name or download link")
         checksum = str(item.get("checksum") or "")

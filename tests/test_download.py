@@ -137,6 +137,39 @@ def test_both_listing_forms_parse() -> None:
                       "links": {"download": "http://x/a.zip"}}]}  # fmt: skip
     assert parse_listing(new, "x") == parse_listing(old, "x")
     assert parse_listing(new, "x")[0].md5 == "ab"
+    # InvenioRDM: links.self is the file's metadata, links.content the file
+    native = {"files": {"enabled": True, "entries": {"a.zip": {
+        "key": "a.zip", "checksum": "md5:ab", "size": 3,
+        "links": {"self": "http://x/api/records/1/files/a.zip",
+                  "content": "http://x/a.zip"}}}}}  # fmt: skip
+    # 2023 transitional: links.self names a file id the API answers 404 for
+    links = {"self": "http://x/api/files/39922d36", "download": "http://x/a.zip"}
+    transitional = {"files": [{"id": "39922d36", "filename": "a.zip", "checksum": "ab",
+                               "filesize": 3, "links": links}]}  # fmt: skip
+    assert parse_listing(native, "x") == parse_listing(transitional, "x") == parse_listing(new, "x")
+
+
+@pytest.mark.parametrize("form", ["native", "transitional"])
+def test_download_takes_the_file_link_of_each_listing_form(
+    tmp_path: Path, dataset_zip: Path, form: str
+) -> None:
+    """Against the stand-in: the archive comes from links.content / links.download, and the
+    links.self of these forms (metadata JSON, a 404) is never asked for."""
+    from tests.zenodo_server import FILE_ID, METADATA
+
+    with zenodo_stand_in(tmp_path / "zenodo") as zenodo:
+        zenodo.publish(dataset_zip, form=form)
+        listing = json.loads((tmp_path / "zenodo" / "api" / "records" / "13471162").read_text())
+        assert isinstance(listing["files"], dict) == (form == "native")
+        to = tmp_path / "paper"
+        result = _download(to, zenodo.url, "--data")
+        assert result.exit_code == 0, result.output
+        assert (to / "global_dataset" / "test" / "label" / "5_label.tif").is_file()
+        record = json.loads((to / RECORD_FILE).read_text())[DATA_ARCHIVE]
+        assert record["md5_check"] == "published md5 matched"
+        assert zenodo.requests_for(DATA_ARCHIVE) == 1
+        assert zenodo.requests_to(f"/{METADATA}/{DATA_ARCHIVE}") == 0
+        assert zenodo.requests_to(f"/api/files/{FILE_ID}") == 0
 
 
 def test_interrupted_download_resumes_where_it_stopped(tmp_path: Path, dataset_zip: Path):

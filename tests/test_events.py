@@ -14,7 +14,7 @@ from shapely.geometry import Point, box
 from lsd.errors import UserError
 from lsd.eventcsv import read_events
 from lsd.pipeline.cli import main
-from lsd.spec import aoi_in_utm, event_grid, to_crs, utm_epsg
+from lsd.spec import aoi_in_utm, default_windows, event_grid, to_crs, utm_epsg
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "events.csv"
@@ -104,9 +104,20 @@ def test_default_windows() -> None:
     assert usa.pre.as_strings() == ("2018-12-02", "2019-12-02")
     assert usa.post.as_strings() == ("2019-12-02", "2020-12-01")
     assert (specs["15-iceland"].post.end - specs["15-iceland"].post.start).days == 365
-    # October in Iceland and November in Canada (49 N) keep 60 days
-    for eid in ("01-iceland", "25-canada", "20-peru"):
+    # October is winter at 65.9 N: 60 days after 2021-10-06 would end in the polar night
+    ice = specs["01-iceland"]
+    assert ice.pre.as_strings() == ("2020-10-06", "2021-10-06")
+    assert ice.post.as_strings() == ("2021-10-06", "2022-10-06")
+    # November in Canada (49 N) and June in Peru (15.7 S) keep 60 days
+    for eid in ("25-canada", "20-peru"):
         assert (specs[eid].post.end - specs[eid].post.start).days == 60
+    # the month edges of the rule, north and south (April is winter in both hemispheres)
+    for day, lat, days in (("2021-09-30", 65.0, 60), ("2021-10-01", 65.0, 365),
+                           ("2021-04-30", 65.0, 365), ("2021-05-01", 65.0, 60),
+                           ("2021-04-01", -60.0, 365), ("2021-03-31", -60.0, 60),
+                           ("2021-10-31", -60.0, 365), ("2021-11-01", -60.0, 60),
+                           ("2021-10-06", 54.9, 60)):  # fmt: skip
+        assert default_windows(dt.date.fromisoformat(day), lat) == (days, days), (day, lat)
 
 
 def test_window_columns_and_options(tmp_path: Path) -> None:

@@ -182,6 +182,23 @@ def test_antimeridian_polygon_is_split_and_local() -> None:
         normalize_aoi(wide)
 
 
+@pytest.mark.parametrize(
+    ("lon", "lat"), [(179.995, -16.0), (-179.999, 65.0), (179.9999, -16.0), (-179.99, 52.0)]
+)
+def test_antimeridian_square_gets_the_grid_of_any_square(tmp_path: Path, lon, lat) -> None:
+    """A 2 km square split at 180 degrees is 200 x 200 pixels like any other (the split's
+    vertices, 2 cm outside the UTM square, gave 200 x 201) and covers the square exactly."""
+    csv = tmp_path / "events.csv"
+    csv.write_text(f"id,date,lon,lat\nx,2020-06-01,{lon},{lat}\n")
+    (s,) = read_events(csv)
+    assert s.aoi.geom_type == "MultiPolygon"  # it does cross
+    grid = event_grid(s)
+    assert (grid.width, grid.height) == (200, 200)
+    left, bottom, right, top = grid.record()["bounds"]
+    assert aoi_in_utm(s).bounds == pytest.approx((left, bottom, right, top), abs=1e-6)
+    assert aoi_in_utm(s).area == pytest.approx(4e6, rel=1e-9)
+
+
 def to_km2(geom, epsg: int) -> float:
     from lsd.spec import to_crs
 

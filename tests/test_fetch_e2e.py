@@ -28,7 +28,13 @@ from shapely.geometry import Point
 from lsd.eventcsv import read_events
 from lsd.events import read_event
 from lsd.gee import download, graphs
-from lsd.gee.config import S2_L1C_COLLECTION, S2_SR_COLLECTION, FetchConfig
+from lsd.gee.config import (
+    ICELAND_DEM_ASSET,
+    KG_CLIMATE_ASSET,
+    S2_L1C_COLLECTION,
+    S2_SR_COLLECTION,
+    FetchConfig,
+)
 from lsd.gee.graphs import read_graph
 from lsd.layers import PAPER_LAYERS
 from lsd.pipeline.cli import main
@@ -130,7 +136,9 @@ class FakeEE:
             out["vegetated_fraction"] = 0.8
         if "cart" in request:
             out["cart"] = {"tree": TREE, "train": {"type": "FeatureCollection", "features": []},
-                           "accuracy": 0.87, "kappa": 0.8, "n_train": 70, "n_test": 30}  # fmt: skip
+                           "accuracy": 0.87, "kappa": 0.8, "n_train": 70, "n_test": 30,
+                           "s2_scenes": {"2019preL2A03": 0.99, "2019preL2A07": 0.4},
+                           "class_counts": {str(c): 12 for c in range(1, 9)}}  # fmt: skip
         return out
 
     def get_info(self, asset_id: str) -> Any:
@@ -214,13 +222,14 @@ def test_fetch_writes_contract_folders(fake: FakeEE, events_csv: Path, tmp_path:
     result = run_fetch("--event", str(events_csv), "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "3 fetched, 0 already complete" in result.output
-    # the missing canopy asset and the unconfigured climate map warn, during and in the summary
+    # the missing canopy asset warns, during and in the summary; the climate map is the
+    # default public asset, which the fake server has
     missing = (
         f"warning: event 05-norway: asset {CANOPY} does not exist or your account cannot read "
         "it; canopyHeight is NaN"
     )
     assert result.output.count(missing) == 2
-    assert "warning: event 20-peru: no kgClimate asset is configured" in result.output
+    assert "kgClimate" not in result.output
     assert len(fake.pixel_requests) == 3  # 200 x 200 px: one tile each
 
     for eid, epsg in (("05-norway", 32632), ("22-italy", 32632), ("20-peru", 32719)):
@@ -250,7 +259,15 @@ def test_fetch_writes_contract_folders(fake: FakeEE, events_csv: Path, tmp_path:
         assert prov["s1_look_direction_deg"] == {"DESCENDING": pytest.approx(99.981, abs=1e-3)}
         assert prov["s1_flattening"]["model"] == "volume"  # vegetated share 0.8
         assert source["image_counts"] == {"s1_pre": 7, "s1_post": 6, "s2_pre": 12, "s2_post": 11}
-        assert source["unavailable_layers"] == ["canopyHeight", "kgClimate"]
+        assert source["unavailable_layers"] == ["canopyHeight"]
+        assert prov["kg_climate_asset"] == KG_CLIMATE_ASSET
+        conventions = meta["conventions"]
+        assert conventions["distortion_masking"]["value"] == "per_scene"
+        assert conventions["land_cover"]["how"] == "recorded"
+        assert conventions["dem"]["value"] == prov["dem_asset"]
+        assert prov["landcover"]["s2_scenes_clear_share"] == {"2019preL2A03": 0.99,
+                                                              "2019preL2A07": 0.4}  # fmt: skip
+        assert prov["landcover"]["points_per_class"]["8"] == 12
         assert meta["grid"]["crs"] == f"EPSG:{epsg}" and meta["grid"]["width"] == 200
         assert source["event"]["extra"]["location"] in ("Norway", "Italy", "Peru")
         assert meta["written_by"].startswith("lsd ") and meta["label"]["written"]
@@ -530,6 +547,27 @@ def test_dry_run_fails_on_missing_assets_and_empty_orbits(fake: FakeEE, tmp_path
     assert "failed: event a-norway: no Sentinel-1 images (DESCENDING passes)" in result.output
 
 
+def test_dry_run_checks_icelands_dem_and_the_climate_map(fake: FakeEE, tmp_path: Path) -> None:
+    """The community assets lsd reads by default are checked before any download: Iceland's
+    10 m DEM for an Iceland event (not for Norway), and the Koppen-Geiger map."""
+    fake.missing_assets = {ICELAND_DEM_ASSET, KG_CLIMATE_ASSET}
+    csv = write_csv(tmp_path, "id,date,lon,lat",
+                    "01-iceland,2021-10-06,-17.5558,65.8674",
+                    "05-norway,2019-07-30,6.11699,61.51734")  # fmt: skip
+    result = run_fetch("--event", str(csv), "--out", str(tmp_path / "d"), "--dry-run")
+    assert result.exit_code == 1
+    problems = [ln.strip() for ln in result.output.splitlines() if ln.startswith("  problem:")]
+    assert problems == [
+        f"problem: event 01-iceland: asset {ICELAND_DEM_ASSET} (high_latitude_dem) does not "
+        "exist or your account cannot read it",
+        f"problem: event 01-iceland: asset {KG_CLIMATE_ASSET} does not exist or your account "
+        "cannot read it; kgClimate is NaN",
+        f"problem: event 05-norway: asset {KG_CLIMATE_ASSET} does not exist or your account "
+        "cannot read it; kgClimate is NaN",
+    ]
+    assert f"dem: {ICELAND_DEM_ASSET}" in result.output
+
+
 def test_open_sea_event_fails_with_a_hint(fake: FakeEE, tmp_path: Path) -> None:
     fake.s1 = {"DESCENDING": (0, 0), "ASCENDING": (0, 0)}
     fake.s2 = {"L2A": (0, 0), "L1C": (0, 0)}
@@ -599,8 +637,14 @@ def test_dry_run_graphs_are_what_the_fetch_sends(fake: FakeEE, events_csv: Path,
                        "--only", "05-norway")  # fmt: skip
     assert result.exit_code == 0, result.output
     sent = [graphs.encode(r["expression"]) for r in fake.pixel_requests]
-    stack = read_graph(gdir / "05-norway" / "stack.json")["graph"]
-    assert sent and all(g == graphs.encode(download.unmasked(graphs_decode(stack))) for g in sent)
+    doc = read_graph(gdir / "05-norway" / "stack.json")
+    assert sent and all(g == doc["graph"] for g in sent)  # byte for byte, unmask included
+    root = decode(doc["graph"])
+    assert root.name == "Image.toFloat" and root.args["value"].name == "Image.unmask"
+    fill = root.args["value"].args["value"]  # Image.unmask(input, value)
+    assert fill.name == "Image.constant" and fill.args["value"] == download.NODATA_SENTINEL
+    assert doc["no_data_sentinel"] == download.NODATA_SENTINEL
+    assert graphs.encode(graphs_decode(doc["graph"])) == doc["graph"]  # replays as documented
 
 
 def test_large_aoi_and_year_long_window(fake: FakeEE, tmp_path: Path) -> None:

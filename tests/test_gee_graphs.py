@@ -30,6 +30,8 @@ from lsd.gee.config import (
     CANOPY_HEIGHT_BOREAL_ASSET,
     CLOUD_SCORE_PLUS_COLLECTION,
     GLO30_ASSET,
+    ICELAND_DEM_ASSET,
+    KG_CLIMATE_ASSET,
     S1_COLLECTION,
     S2_CLOUD_PROB_COLLECTION,
     S2_L1C_COLLECTION,
@@ -43,7 +45,12 @@ from lsd.layers import PAPER_LAYERS
 from lsd.spec import EventSpec, Window
 from tests.ee_offline import Call, Lambda, calls, constants, filters_by_collection, graph_of
 
-EVENTS_CSV = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "paper_events.csv"
+# /work/shared beside the checkout (/work/main), or two levels up from a worktree (/work/wt/x)
+EVENTS_CSV = next(
+    (p / "shared" / "anchors" / "paper_events.csv" for p in Path(__file__).resolve().parents[2:4]
+     if (p / "shared" / "anchors" / "paper_events.csv").is_file()),
+    Path(__file__).resolve().parents[2] / "shared" / "anchors" / "paper_events.csv",
+)  # fmt: skip
 CFG = FetchConfig()
 WINDOW_DAYS = 60
 TREE = "n= 40\nnode), split, n, loss, yval, (yprob)\n  1) root 40 30 2 (0.2 0.3 0.5)\n"
@@ -55,11 +62,14 @@ TRAIN = {
         for i in range(16)
     ],
 }  # fmt: skip
+S2_SCENES = {"20190601T103031_20190601T103026_T32VLP": 0.97,
+             "20190611T103031_20190611T103026_T32VLP": 0.62}  # fmt: skip
 CONST = Constants(
     look_direction={"DESCENDING": math.radians(100.0), "ASCENDING": math.radians(260.0)},
     vegetated_fraction=0.8,
     cart={"tree": TREE, "train": TRAIN, "accuracy": 0.9, "kappa": 0.85, "n_train": 16,
-          "n_test": 4},
+          "n_test": 4, "s2_scenes": S2_SCENES,
+          "class_counts": {str(c): 12 for c in range(1, 9)}},
 )  # fmt: skip
 # Calls that aggregate over a region or the training data: what a tile must not repeat.
 PER_EVENT_CALLS = ("Image.reduceRegion", "Image.stratifiedSample", "Image.sampleRegions",
@@ -218,14 +228,17 @@ def test_paper_event_graph(ee_offline: Any, event_id: str) -> None:
         assert col in ids["ImageCollection"]
     assert CFG.worldcover_asset not in ids["ImageCollection"]  # sampled once per event, not here
     assert {CANOPY_HEIGHT_ASSET, CANOPY_HEIGHT_BOREAL_ASSET} <= ids["ImageCollection"]
-    assert CFG.kg_climate_asset is None  # no catalog holds the paper's map: NaN until configured
+    assert KG_CLIMATE_ASSET in ids["Image"]  # the paper's map, fsn1995's public asset
 
-    # DEM by latitude: SRTM inside 56S..60N, GLO-30 outside; resampled bilinearly
+    # DEM by latitude: SRTM inside 56S..60N, Iceland's 10 m DEM in Iceland (voids from
+    # GLO-30), GLO-30 elsewhere; resampled bilinearly
     lat = float(ROWS_BY_ID[event_id]["lat"])
     if -56 <= lat <= 60:
         assert SRTM_ASSET in ids["Image"] and GLO30_ASSET not in ids["ImageCollection"]
     else:
         assert GLO30_ASSET in ids["ImageCollection"] and SRTM_ASSET not in ids["Image"]
+        iceland = ROWS_BY_ID[event_id]["location"] == "Iceland"
+        assert (ICELAND_DEM_ASSET in ids["Image"]) == iceland
     assert {c.args["mode"] for c in calls(root, "Image.resample")} == {"bilinear"}
 
     # Sentinel-1 filters: IW, VV and VH, the chosen pass, both windows, the AOI
@@ -294,6 +307,14 @@ def test_s1_flattening_graph(ee_offline: Any) -> None:
     )
     # vegetated share 0.8 >= 0.5: the volume model, chosen on the client (no If in the graph)
     assert not calls(body, "If")
+    # the factor is 1 (gamma0 unflattened) in layover and shadow, where it changes sign
+    (defined,) = calls(body, "Image.where")
+    assert is_constant_image(defined.args["value"], 1)
+    test = defined.args["test"]
+    assert test.name == "Image.or"
+    assert {x.args["names"][0] for x in (test.args["image1"], test.args["image2"])} == {
+        "layover", "shadow"}  # fmt: skip
+    assert defined.args["input"].name == "Image.divide"  # the volume factor
     # composites: median of linear power, back to dB by 10*log10; layover max over post scenes
     assert calls(root, "reduce.median") and calls(root, "Image.log10")
     assert calls(root, "reduce.max")
@@ -328,7 +349,8 @@ def test_constants_request_graph(ee_offline: Any) -> None:
     assert remaps and remaps[0].args["from"] == [10, 20, 30, 40, 90, 95]
     cart = values["cart"]
     cart = cart.args["input"] if isinstance(cart, Call) else cart
-    assert set(cart) == {"train", "tree", "accuracy", "kappa", "n_train", "n_test"}
+    assert set(cart) == {"train", "tree", "accuracy", "kappa", "n_train", "n_test",
+                         "class_counts", "s2_scenes"}  # fmt: skip
     assert calls(cart["tree"], "Classifier.explain")
     assert calls(cart["train"], "Image.stratifiedSample")
 
@@ -368,17 +390,70 @@ def not_masks(root: Any) -> list[Call]:
     return [m for m in masks if isinstance(m, Call) and m.name == "Image.not"]
 
 
-def test_distortions_mask_backscatter(ee_offline: Any) -> None:
-    """Table 2: layover and shadow 'should match the NoData areas in the VV and VH bands'."""
+def layer_node(root: Any, name: str) -> Call:
+    """The output layer `name`: the rename of a toFloat that build_event_image adds."""
+    (node,) = [c for c in calls(root, "Image.rename") if c.args["names"] == [name]
+               and c.args["input"].name == "Image.toFloat"]  # fmt: skip
+    return node
+
+
+def scene_masked_medians(root: Any) -> list[Call]:
+    """Medians over scenes each masked on its own distortion (gee_s1_ard's per-scene mask):
+    reduce.median of Collection.map(<scene -> VV,VH .updateMask(not(layover or shadow))>)."""
+    out = []
+    for median in calls(root, "reduce.median"):
+        col = median.args["collection"]
+        if not (isinstance(col, Call) and col.name == "Collection.map"):
+            continue
+        body = col.args["baseAlgorithm"].body
+        if body.name != "Image.updateMask" or body.args["mask"].name != "Image.not":
+            continue
+        flags = body.args["mask"].args["value"]
+        kinds = {c.args["bandSelectors"][0] for c in calls(flags, "Image.select")}
+        scene = col.args["collection"]  # the flattened scenes of one window
+        assert kinds == {"layover", "shadow"} and flatten_lambdas(scene)
+        out.append(median)
+    return out
+
+
+def test_distortions_mask_each_scene_and_flags_match_no_data(ee_offline: Any) -> None:
+    """gee_s1_ard masks each scene before the median: a composite pixel is no data only where
+    every scene of a window is distorted, and the flags mark exactly that area (Table 2: they
+    'should match the NoData areas in the VV and VH bands')."""
     spec = make_spec(row("5"))
-    root = tile_graph(spec, names=["preVV", "dVH"])
-    masks = not_masks(root)
-    flags = [m.args["value"] for m in masks]
-    assert len(flags) == 2 and all(f.name == "Image.or" for f in flags)
-    for f in flags:  # (max of layover over post scenes) or (max of shadow)
-        assert {x.name for x in (f.args["image1"], f.args["image2"])} == {"reduce.max"}
-    root = tile_graph(spec, FetchConfig(mask_distortions=False), names=["preVV", "dVH"])
-    assert not not_masks(root)
+    root = tile_graph(spec, names=["preVV", "dVH", "layover", "shadow"])
+    assert len(scene_masked_medians(root)) == 2  # pre and post, each scene masked on its own
+    assert not [c for c in calls(root, "reduce.median")
+                if c not in scene_masked_medians(root)
+                and not calls(c, "Image.updateMask")
+                and ["lia"] not in selects(c)]  # fmt: skip
+    # the no-data area: every scene of the pre window distorted, or every scene of the post
+    masks = [m for m in not_masks(root) if m.args["value"].name == "Image.or"]  # of layers
+    areas = {id(m.args["value"]) for m in masks}
+    assert len(masks) == 2 and len(areas) == 1  # preVV and dVH: one and the same area
+    area = masks[0].args["value"]
+    assert area.name == "Image.or"
+    for side in (area.args["image1"], area.args["image2"]):
+        assert side.name == "reduce.min"  # every scene...
+        per_scene = side.args["collection"].args["baseAlgorithm"].body  # ...layover or shadow
+        assert per_scene.name == "Image.rename" and per_scene.args["input"].name == "Image.or"
+    assert {m for m in calls(root, "Image.updateMask")
+            if calls(m.args["mask"], "reduce.max")} == set()  # no union over scenes  # fmt: skip
+    # the flags: that same area, by the kind of distortion the scenes show
+    flags = {n: layer_node(root, n) for n in ("layover", "shadow")}
+    for name, flag in flags.items():
+        (both,) = calls(flag, "Image.and")
+        assert both.args["image1"] is area
+        kind = both.args["image2"]
+        assert kind.name == "reduce.max"  # any scene showing that kind
+        selected = kind.args["collection"]  # ImageCollection.select maps Image.select
+        body = selected.args["baseAlgorithm"].body
+        assert body.name == "Image.select" and body.args["bandSelectors"] == [name]
+        assert selected.args["collection"].name == "ImageCollection.merge"  # both windows
+    # mask_distortions off: no scene and no layer masked, the flags unchanged in kind
+    root = tile_graph(spec, FetchConfig(mask_distortions=False), names=["preVV", "dVH", "layover"])
+    assert not not_masks(root) and not scene_masked_medians(root)
+    assert calls(root, "Image.and")
 
 
 def test_orbit_both_composites_each_pass_on_its_own(ee_offline: Any) -> None:
@@ -400,7 +475,13 @@ def test_orbit_both_composites_each_pass_on_its_own(ee_offline: Any) -> None:
 
     assert {round(look_of(body)) for body in lambdas} == {100, 260}
     # preVV: mean of the two per-pass composites; layover: flagged only where both passes are
+    # distorted (their no-data areas, min over passes), by the kind any pass shows there
     assert calls(root, "reduce.mean") and calls(root, "reduce.min")
+    (both_flag,) = calls(layer_node(root, "layover"), "Image.and")
+    nodata, kind = both_flag.args["image1"], both_flag.args["image2"]
+    assert nodata.name == "reduce.min" and kind.name == "reduce.max"
+    assert len(nodata.args["collection"].args["images"]) == 2  # one area per pass
+    assert len(kind.args["collection"].args["images"]) == 2
     # liaDeg from one pass (the first), not a median across geometries
     lia = [c for c in calls(root, "Image.rename") if c.args["names"] == ["liaDeg"]][0]
     lia_passes = filter_facts(filters_by_collection(lia)[S1_COLLECTION])
@@ -504,10 +585,16 @@ def test_cart_in_tiles(ee_offline: Any) -> None:
     assert ["B2", "B3", "B4", "B8", "B11", "B12"] in selects(features)
     assert list(FEATURE_BANDS) == ["B2", "B3", "B4", "B8", "B11", "B12", "elevation",
                                    "preVV", "preVH"]  # fmt: skip
-    # the radar features are not masked for distortions (CART classifies every pixel)
+    # the radar features are not masked for distortions (CART classifies every pixel), and
+    # their values are finite there: the model factor is 1 in layover and shadow
     assert not [c for c in calls(features, "Image.updateMask")
                 if isinstance(c.args["mask"], Call) and c.args["mask"].name == "Image.not"
-                and calls(c.args["mask"], "reduce.max")]  # fmt: skip
+                and calls(c.args["mask"], "reduce.min")]  # fmt: skip
+    assert not scene_masked_medians(features)
+    medians = [m for m in calls(features, "reduce.median") if selects(m) != [["lia"]]]
+    assert medians and all(
+        [w.args["value"].args["value"] for w in calls(m, "Image.where")] == [1] for m in medians
+    )
     # option: retrain on the constant points in each tile
     root = tile_graph(spec, FetchConfig(cart_tile_input="samples"), names=["landCover"])
     (train,) = calls(root, "Classifier.train")
@@ -538,20 +625,96 @@ def test_cart_training_in_the_constants_request(ee_offline: Any) -> None:
     assert S1_COLLECTION in loaded_ids(root)["ImageCollection"]  # pre-event radar features
 
 
+@pytest.mark.parametrize("event_id", ["1", "5", "14", "21"])  # Iceland, Norway, NZ, Kyrgyzstan
+def test_cart_image_is_the_least_cloudy_scene_with_snow_kept(ee_offline: Any, event_id: str):
+    """The paper trained CART on a Sentinel-2 image with minimal cloud cover: the features come
+    from the pre-event scenes ranked by the share of the CART region they show clear (clouds
+    masked by the dNDVI rule, snow not masked), and snow in that image trains class 8; so all
+    eight classes can get points (the snow-masked greenest composite gave snow none)."""
+    spec = make_spec(row(event_id))
+    root = graph_of(layers.constants_request(spec, CFG, ["landCover"], Resolved()))
+    (sample,) = calls(root, "Image.stratifiedSample")
+    # features: a qualityMosaic on each scene's clear share, of the 3 clearest scenes
+    (mosaic,) = calls(sample, "ImageCollection.qualityMosaic")
+    assert mosaic.args["qualityBand"] == "clear_share"
+    assert not [q for q in calls(sample, "ImageCollection.qualityMosaic")
+                if q.args["qualityBand"] == "NDVI"]  # not the greenest composite  # fmt: skip
+    (limit,) = calls(mosaic, "Collection.limit")
+    assert (limit.args["limit"], limit.args["key"], limit.args["ascending"]) == (
+        CFG.cart_s2_scenes, "clear_share", False)  # fmt: skip
+    # each scene's share: mean of 'shown' over the AOI + 2 km at 100 m
+    (share,) = [r for r in calls(limit, "Image.reduceRegion") if r.args["scale"] == 100]
+    assert share.args["reducer"].name == "Reducer.mean"
+    lons = [p[0] for p in share.args["geometry"].args["coordinates"][0]]
+    width_km = (max(lons) - min(lons)) * 111.32 * math.cos(math.radians(spec.aoi.centroid.y))
+    assert width_km == pytest.approx(2 + 2 * 2, rel=0.02)
+    # clouds masked as for dNDVI (opened 3 px, cast 5 km), snow NOT masked (no 300 m erosion)
+    assert [c.args["radius"] for c in calls(mosaic, "Image.focalMin")] == [3]
+    assert calls(mosaic, "Image.directionalDistanceTransform")
+    assert not [c for c in calls(sample, "Image.focalMin") if c.args["units"] == "meters"]
+    # classes: WorldCover remapped, bare rock by NDVI of that image, snow in it is class 8
+    (remap,) = [c for c in calls(sample, "Image.remap") if 50 in c.args["from"]]
+    wheres = {c.args["value"].args["value"]: c for c in calls(sample, "Image.where")
+              if c.args["value"].name == "Image.constant"}  # fmt: skip
+    assert set(remap.args["to"]) | set(wheres) >= set(range(1, 9))  # every class trainable
+    snow_test = wheres[8].args["test"]
+    assert snow_test.name == "Image.select" and snow_test.args["bandSelectors"] == ["snow"]
+    assert calls(snow_test, "ImageCollection.qualityMosaic")[0] is mosaic  # the same image
+    snow_flag = [c for c in calls(mosaic, "Image.eq") if is_constant_image(c.args["image2"], 11)]
+    assert snow_flag  # SCL 11, as a band, not a mask
+    ndvi_test = wheres[7].args["test"].args["image2"]  # NDVI < 0.1 of CART's image
+    assert calls(ndvi_test, "ImageCollection.qualityMosaic")[0] is mosaic
+    # the constants carry the scenes and their shares, and the points per class
+    cart = root.args["input"]["cart"] if isinstance(root, Call) else root["cart"]
+    cart = cart.args["input"] if isinstance(cart, Call) else cart
+    assert cart["s2_scenes"].name == "Dictionary.fromLists"
+    counts = cart["class_counts"]
+    assert counts.name == "AggregateFeatureCollection.histogram"
+    assert counts.args["property"] == "class"
+    assert calls(counts, "Image.stratifiedSample")[0] is sample  # all points, before the split
+
+
+def test_cart_image_in_tiles_from_the_constants(ee_offline: Any) -> None:
+    """A tile rebuilds CART's image from the scene ids and shares of the constants: no ranking,
+    no reduction; the scenes filtered by id, the shares set from a constant dictionary."""
+    spec = make_spec(row("1"))
+    root = tile_graph(spec, names=["landCover"])
+    assert not calls(root, "Image.reduceRegion") and not calls(root, "Collection.limit")
+    (mosaic,) = calls(root, "ImageCollection.qualityMosaic")
+    assert mosaic.args["qualityBand"] == "clear_share"
+    (by_id,) = [c for c in calls(mosaic, "Filter.listContains")
+                if c.args.get("rightField") == "system:index"]  # fmt: skip
+    assert by_id.args["leftValue"] == sorted(S2_SCENES)
+    (shares,) = calls(mosaic, "Dictionary.get")
+    assert shares.args["dictionary"] == S2_SCENES
+
+
 @pytest.mark.parametrize(
     ("event_id", "dem"),
-    [("1", GLO30_ASSET), ("5", GLO30_ASSET), ("15", GLO30_ASSET), ("12", SRTM_ASSET),
-     ("3", SRTM_ASSET)],
+    [("1", ICELAND_DEM_ASSET), ("15", ICELAND_DEM_ASSET), ("5", GLO30_ASSET),
+     ("12", SRTM_ASSET), ("3", SRTM_ASSET)],
 )  # fmt: skip
 def test_dem_by_latitude(ee_offline: Any, event_id: str, dem: str) -> None:
-    """Iceland, Norway above 60N take GLO-30; Alaska at 59.2N and New Zealand take SRTM."""
+    """Iceland takes its 10 m DEM (the paper's local DEM; GLO-30 fills the sea), Norway above
+    60N GLO-30; Alaska at 59.2N and New Zealand take SRTM."""
     spec = make_spec(row(event_id))
     root = tile_graph(spec, names=["elevation"])
     ids = loaded_ids(root)
     assert (dem in ids["Image"]) or (dem in ids["ImageCollection"])
-    assert not (ids["Image"] | ids["ImageCollection"]) - {dem}
+    fill = {GLO30_ASSET} if dem == ICELAND_DEM_ASSET else set()
+    assert (ids["Image"] | ids["ImageCollection"]) - {dem} == fill
     (resample,) = calls(root, "Image.resample")
     assert resample.args["mode"] == "bilinear"
+    assert layers.event_provenance(spec, CFG, ["elevation"], Resolved(), CONST)[
+        "dem_asset"] == dem  # fmt: skip
+    if dem == ICELAND_DEM_ASSET:
+        # Iceland's DEM where it has data, GLO-30 elsewhere, on the 10 m DEM's own grid
+        (unmask,) = calls(root, "Image.unmask")
+        assert unmask.args["input"].args["input"].args["id"] == ICELAND_DEM_ASSET
+        assert GLO30_ASSET in loaded_ids(unmask.args["value"])["ImageCollection"]
+        proj = [c for c in calls(root, "Image.setDefaultProjection")
+                if c.args["image"] is unmask]  # fmt: skip
+        assert calls(proj[0].args["crs"], "Image.load")[0].args["id"] == ICELAND_DEM_ASSET
     if dem == GLO30_ASSET:
         # the projection comes from a GLO-30 tile that intersects the AOI
         (proj,) = calls(root, "Image.setDefaultProjection")
@@ -576,12 +739,53 @@ def test_dem_options(ee_offline: Any) -> None:
     root = tile_graph(make_spec(row("12")), FetchConfig(high_latitude_dem="arcticdem"),
                       names=["elevation"])  # 59.2 N: SRTM, not the Arctic DEM  # fmt: skip
     assert loaded_ids(root)["Image"] == {SRTM_ASSET}
+    # Iceland: glo30 asks for GLO-30 alone, arcticdem for the Arctic mosaic
+    for choice, asset in (("glo30", GLO30_ASSET), ("arcticdem", ARCTICDEM_ASSET)):
+        root = tile_graph(make_spec(row("1")), FetchConfig(high_latitude_dem=choice),
+                          names=["elevation"])  # fmt: skip
+        ids = loaded_ids(root)
+        assert ICELAND_DEM_ASSET not in ids["Image"]
+        assert asset in ids["Image"] | ids["ImageCollection"]
+    # an AOI that leaves Iceland's box (a 60 km square at its east coast) takes GLO-30
+    from lsd.gee.config import dem_asset_for, inside_iceland
+
+    wide = make_spec(row("1"), aoi=Polygon([(-14.0, 65.0), (-13.0, 65.0), (-13.0, 65.5),
+                                            (-14.0, 65.5)]))  # fmt: skip
+    assert not inside_iceland(wide.aoi) and dem_asset_for(wide, CFG) == GLO30_ASSET
+
+
+def test_kg_climate_default_asset_and_codes(ee_offline: Any) -> None:
+    """fsn1995's asset numbers Af .. ET from 0 (koppen.js), lsd's table from 1: the default is
+    remapped 0..31 -> 1..32 (other codes masked); an asset of one's own is taken as it is
+    unless kg_climate_codes says it starts at 0."""
+    from lsd.gee.config import KG_CLASSES
+
+    spec = make_spec(row("19"))
+    root = tile_graph(spec, names=["kgClimate"])
+    assert loaded_ids(root)["Image"] == {KG_CLIMATE_ASSET}
+    (remap,) = calls(root, "Image.remap")
+    pairs = dict(zip(remap.args["from"], remap.args["to"], strict=True))
+    assert pairs == {c - 1: c for c in range(1, 33)}
+    assert KG_CLASSES[pairs[0]] == "Af" and KG_CLASSES[pairs[30]] == "ET"
+    assert KG_CLASSES[pairs[31]] == "Ocean"
+    assert loaded_ids(remap.args["image"])["Image"] == {KG_CLIMATE_ASSET}
+    prov = layers.event_provenance(spec, CFG, ["kgClimate"], Resolved(), CONST)
+    assert prov["kg_climate_asset"] == KG_CLIMATE_ASSET and "plus 1" in prov["kg_climate_codes"]
+    own = FetchConfig(kg_climate_asset="users/me/KG_1986_2010")
+    root = tile_graph(spec, own, names=["kgClimate"])
+    assert loaded_ids(root)["Image"] == {"users/me/KG_1986_2010"}
+    assert not calls(root, "Image.remap")
+    root = tile_graph(spec, FetchConfig(kg_climate_asset="users/me/kg0", kg_climate_codes="from0"),
+                      names=["kgClimate"])  # fmt: skip
+    assert calls(root, "Image.remap")
+    root = tile_graph(spec, FetchConfig(kg_climate_codes="from1"), names=["kgClimate"])
+    assert not calls(root, "Image.remap")  # the default asset, told to read as it is
 
 
 def test_auxiliary_layers(ee_offline: Any) -> None:
     spec = make_spec(row("19"))
-    root = tile_graph(spec, names=["kgClimate", "canopyHeight"])
-    # kgClimate: no asset configured -> fully masked; canopy codes > 60 masked in both products
+    root = tile_graph(spec, FetchConfig(kg_climate_asset=None), names=["kgClimate", "canopyHeight"])
+    # kgClimate: asset switched off -> fully masked; canopy codes > 60 masked in both products
     assert loaded_ids(root)["Image"] == set()
     masked = [c for c in calls(root, "Image.updateMask") if is_constant_image(c.args["mask"], 0)]
     assert len(masked) == 1
@@ -663,10 +867,30 @@ def test_provenance_record(ee_offline: Any) -> None:
     assert out["s2_level"] == "L2A" and "B10 > 0.01" in out["s2_masking"]
     assert "SCL 11 grown 300 m" in out["s2_masking"]
     assert out["landcover"]["accuracy"] == 0.9 and out["landcover"]["tile_input"] == "tree"
-    assert out["kg_climate_asset"] is None
+    assert out["kg_climate_asset"] == KG_CLIMATE_ASSET
     out = layers.event_provenance(spec, CFG, ["dNDVI"], Resolved(s2_level="L1C"), None)
     assert "s1_flattening" not in out and out["s2_level"] == "L1C"
     assert "NDSI > 0.4" in out["s2_masking"]
+
+
+def test_conventions_record_what_the_fetch_decided(ee_offline: Any, tmp_path: Path) -> None:
+    """event.json `conventions` entries in the shared shape for the choices lsd.gee makes."""
+    spec = make_spec(row("1"))  # Iceland
+    out = layers.layer_conventions(spec, CFG, PAPER_LAYERS, Resolved())
+    assert set(out) == {"snow_mask", "dem", "land_cover", "distortion_masking"}
+    assert all(set(v) == {"value", "how", "evidence"} and v["how"] == "recorded"
+               for v in out.values())  # fmt: skip
+    assert out["dem"]["value"] == ICELAND_DEM_ASSET and GLO30_ASSET in out["dem"]["evidence"]
+    assert out["snow_mask"]["value"] == "grow 300 m" and "SCL 11" in out["snow_mask"]["evidence"]
+    assert out["land_cover"]["value"] == "cart:ESA/WorldCover/v200"
+    assert out["distortion_masking"]["value"] == "per_scene"
+    cfg = FetchConfig(mask_distortions=False, snow_mode="erode", high_latitude_dem="glo30")
+    out = layers.layer_conventions(spec, cfg, ["preVV", "dNDVI"], Resolved(s2_level="L1C"))
+    assert out["distortion_masking"]["value"] == "none" and "land_cover" not in out
+    assert out["snow_mask"]["value"] == "erode 300 m" and "NDSI > 0.4" in out["snow_mask"][
+        "evidence"]  # fmt: skip
+    assert out["dem"]["value"] == GLO30_ASSET
+    assert layers.layer_conventions(spec, CFG, ["kgClimate"], Resolved()) == {}
 
 
 def test_asset_available(ee_offline: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -680,7 +904,9 @@ def test_asset_available(ee_offline: Any, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(ee_offline.data, "getInfo", fake_info)
     assert layers.asset_available(CFG.canopy_height_asset)
     assert not layers.asset_available("forbidden")
-    assert layers.unavailable_aux_layers(CFG) == {"kgClimate": None}  # not configured
+    assert layers.unavailable_aux_layers(CFG) == {"kgClimate": KG_CLIMATE_ASSET}  # None: missing
+    off = FetchConfig(kg_climate_asset=None)
+    assert layers.unavailable_aux_layers(off) == {"kgClimate": None}  # switched off
     cfg = FetchConfig(kg_climate_asset="users/me/kg")
     assert layers.unavailable_aux_layers(cfg) == {"kgClimate": "users/me/kg"}
     assert layers.unavailable_aux_layers(cfg, ["elevation"]) == {}
@@ -773,6 +999,12 @@ class Arr:
     def lte(self, o: Any) -> Arr:
         return Arr(self.a <= self._v(o))
 
+    def Or(self, o: Any) -> Arr:  # noqa: N802 - ee.Image's name
+        return Arr(np.logical_or(self.a, self._v(o)))
+
+    def where(self, test: Any, value: Any) -> Arr:
+        return Arr(np.where(self._v(test), self._v(value), self.a))
+
 
 def reference(theta: Any, alpha_s: Any, phi_r: Any) -> dict[str, Any]:
     """The paper's equations written directly in numpy, independent of gee/s1.py."""
@@ -786,6 +1018,11 @@ def reference(theta: Any, alpha_s: Any, phi_r: Any) -> dict[str, Any]:
         "lia": np.degrees(np.arccos(np.cos(aaz) * np.cos(theta - ar))),
         "layover": ar >= theta,
         "shadow": ar <= -(np.pi / 2 - theta),
+        "defined_volume": np.where(
+            (ar >= theta) | (ar <= -(np.pi / 2 - theta)),
+            1.0,
+            np.tan(np.pi / 2 - theta + ar) / np.tan(np.pi / 2 - theta),
+        ),
     }
 
 
@@ -800,6 +1037,9 @@ def ours(theta: Any, alpha_s: Any, phi_r: Any, wrap: Any = Arr) -> dict[str, Any
         "lia": s1.local_incidence_deg(t, ar, aaz),
         "layover": s1.layover_mask(t, ar),
         "shadow": s1.shadow_mask(t, ar),
+        "defined_volume": s1.defined_factor(
+            s1.volume_factor(t, ar), s1.layover_mask(t, ar), s1.shadow_mask(t, ar)
+        ),
     }
 
 
@@ -841,11 +1081,36 @@ def test_flattening_physics() -> None:
     assert not ours(theta, np.radians(50.0), np.pi)["shadow"].a
 
 
+def test_flattening_values_are_defined_in_layover_and_shadow() -> None:
+    """mask_distortions off keeps the values: the model factors change sign in layover and
+    shadow (gamma0 / f negative or infinite, its dB NaN); there gamma0 stays unflattened, so
+    every value is positive and finite and CART never sees NaN."""
+    theta, slope, phi = np.broadcast_arrays(
+        np.radians(np.linspace(29.0, 46.0, 18))[:, None, None],
+        np.radians(np.linspace(0.0, 80.0, 81))[None, :, None],
+        np.radians(np.linspace(0.0, 350.0, 36))[None, None, :],
+    )
+    t, sl, p = Arr(theta), Arr(slope), Arr(phi)
+    ar, aaz = s1.range_slope(sl, p), s1.azimuth_slope(sl, p)
+    lay, sh = s1.layover_mask(t, ar), s1.shadow_mask(t, ar)
+    distorted = np.logical_or(lay.a, sh.a)
+    gamma0 = 0.05
+    for raw in (s1.volume_factor(t, ar), s1.surface_factor(t, ar, aaz)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            before = 10 * np.log10(gamma0 / raw.a)
+        after = 10 * np.log10(gamma0 / s1.defined_factor(raw, lay, sh).a)
+        assert np.isfinite(after).all()  # no NaN, no inf, anywhere
+        np.testing.assert_array_equal(after[~distorted], before[~distorted])
+        np.testing.assert_allclose(after[distorted], 10 * np.log10(gamma0))  # not flattened
+        assert (~np.isfinite(before[distorted])).sum() > 1000  # the bug: NaN there
+    assert 0.2 < distorted.mean() < 0.6
+
+
 UNARY = {"Image.tan": np.tan, "Image.cos": np.cos, "Image.sin": np.sin,
          "Image.atan": np.arctan, "Image.acos": np.arccos}  # fmt: skip
 BINARY = {"Image.add": np.add, "Image.subtract": np.subtract, "Image.multiply": np.multiply,
           "Image.divide": np.divide, "Image.gte": np.greater_equal,
-          "Image.lte": np.less_equal}  # fmt: skip
+          "Image.lte": np.less_equal, "Image.or": np.logical_or}  # fmt: skip
 
 
 def evaluate(node: Any) -> float:
@@ -857,6 +1122,9 @@ def evaluate(node: Any) -> float:
         return float(node.args["value"])
     if node.name in UNARY:
         return float(UNARY[node.name](evaluate(node.args["value"])))
+    if node.name == "Image.where":
+        test = evaluate(node.args["test"])
+        return evaluate(node.args["value"]) if test else evaluate(node.args["input"])
     if node.name in BINARY:
         return float(BINARY[node.name](evaluate(node.args["image1"]),
                                        evaluate(node.args["image2"])))  # fmt: skip

@@ -123,6 +123,71 @@ def test_layout_variations_are_tolerated(tmp_path: Path) -> None:
         np.testing.assert_array_equal(read_stack(events[event_id].stack)[0], np.moveaxis(x, 2, 0))
 
 
+def test_declared_nodata_is_kept_as_the_papers_reader_keeps_it(tmp_path: Path) -> None:
+    """A GDAL no-data tag is reported, not applied: the paper's reader (tifffile) knows no tag,
+    so its inputs and its statistics hold those values. Tags -9999 (tifffile's GDAL_NODATA
+    tag), 0 (a GeoTIFF by rasterio: every 'not layover' pixel would have become NaN) and NaN."""
+    from lsd.training.paper import paper_statistics
+
+    src = write_paper_dataset(tmp_path / "src", size=(40, 40), train_val=[1, 2, 3, 4, 8])
+    inputs = src / "train_val" / "input"
+
+    def shape(n: int) -> tuple[int, int]:  # the fixture's events differ in size
+        return tifffile.imread(src / "train_val" / "label" / f"{n}_label.tif").shape
+
+    x2, _ = event_arrays(2, *shape(2))
+    x2[:5, :6, :] = -9999.0
+    gdal_nodata = (42113, "s", 0, "-9999", True)  # the TIFF tag GDAL reads its no-data from
+    tifffile.imwrite(inputs / "2_input.tif", x2, planarconfig="contig",
+                     photometric="minisblack", extratags=[gdal_nodata])  # fmt: skip
+    x3, _ = event_arrays(3, *shape(3))
+    with rasterio.open(inputs / "3_input.tif", "w", driver="GTiff", width=x3.shape[1],
+                       height=x3.shape[0],
+                       count=15, dtype="float32", nodata=0.0) as dst:  # fmt: skip
+        dst.write(np.moveaxis(x3, 2, 0))
+    x4, _ = event_arrays(4, *shape(4))
+    with rasterio.open(inputs / "4_input.tif", "w", driver="GTiff", width=x4.shape[1],
+                       height=x4.shape[0],
+                       count=15, dtype="float32", nodata=float("nan")) as dst:  # fmt: skip
+        dst.write(np.moveaxis(x4, 2, 0))
+    result = _import(src, tmp_path / "events")
+    assert result.exit_code == 0, result.output
+    events = {e.event_id: e for e in list_events(tmp_path / "events")}
+    by_number = {e.meta["source"]["paper_event"]: e for e in events.values()}
+    for path in sorted(inputs.glob("*.tif")) + [src / "test" / "input" / "5_input.tif"]:
+        with tifffile.TiffFile(path) as tif:
+            raw = tif.pages[0].asarray()  # HWC, or CHW for the rasterio GeoTIFFs
+        hwc = raw if raw.shape[-1] == 15 else np.moveaxis(raw, 0, 2)
+        ev = by_number[int(path.name.split("_")[0])]
+        np.testing.assert_array_equal(read_stack(ev.stack)[0], np.moveaxis(hwc, 2, 0))
+    tags = {n: by_number[n].meta["source"].get("nodata_tag") for n in (1, 2, 3, 4)}
+    assert tags[1] is None
+    assert tags[2]["value"] == -9999 and tags[2]["values_equal_to_it"] == 5 * 6 * 15
+    assert tags[2]["kept_as_values"] and tags[2]["per_layer"]["dNDVI"] == 30
+    n_zero = int((x3 == 0).sum())
+    assert n_zero > 1000 and tags[3]["value"] == 0 and tags[3]["values_equal_to_it"] == n_zero
+    assert {"layover", "shadow"} <= set(tags[3]["per_layer"])  # 0 = not distorted, a value
+    assert tags[4]["value"] == "nan" and not tags[4]["kept_as_values"]
+    assert tags[4]["values_equal_to_it"] == int(np.isnan(x4).sum())
+    warned = [line for line in result.output.splitlines() if line.startswith("Warning: ")]
+    assert len(warned) == 2 and "declares GDAL no-data -9999, held by 450 value(s)" in warned[0]
+    assert "3_input.tif: declares GDAL no-data 0, held by" in warned[1]
+    # statistics: lsd's paper statistics on the imported stacks = compute_metadata of
+    # src/data/landslides.py on the source files read by tifffile
+    psum, psum_sq, pvalid = np.zeros(15), np.zeros(15), np.zeros(15)
+    for path in sorted(inputs.glob("*.tif")):
+        arr = tifffile.TiffFile(path).pages[0].asarray()
+        arr = arr if arr.shape[-1] == 15 else np.ascontiguousarray(np.moveaxis(arr, 0, 2))
+        psum += np.nansum(arr, axis=(0, 1))
+        psum_sq += np.nansum(arr**2, axis=(0, 1))
+        pvalid += (~np.isnan(arr)).sum(axis=(0, 1))
+    mean = psum / pvalid
+    train_val = [e for e in events.values() if e.meta["source"]["part"] == "train_val"]
+    got_mean, got_std = paper_statistics(read_stack(e.stack)[0] for e in train_val)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(got_std, np.sqrt(psum_sq / pvalid - mean**2), rtol=1e-12)
+
+
 def _broken(tmp_path: Path, how: str) -> Path:
     src = write_paper_dataset(tmp_path / how, size=(32, 32), train_val=[1, 2, 3, 4, 8])
     if how == "no labels":

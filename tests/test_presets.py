@@ -88,6 +88,33 @@ def test_plateau_divides_the_rate_by_ten_after_ten_epochs_without_a_lower_val_lo
     assert done["stop_reason"] == "epochs"
 
 
+def test_plateau_loss_is_the_papers_centre_crop_loss() -> None:
+    """The validation loss ReduceLROnPlateau watches: each event centre-cropped to a multiple of
+    32 as the paper's validation set was, one loss per event, averaged. A 40 x 40 event whose
+    landslide rows lie in the 4-row border the crop leaves out scores as if it had none."""
+    import math
+
+    from lsd.training.loop import evaluate_with_loss
+    from lsd.training.losses import build_loss
+    from lsd.training.precision import Precision
+
+    model = torch.nn.Conv2d(1, 1, kernel_size=1)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.fill_(2.0)  # logit 2 everywhere: p = 0.88
+    label = np.zeros((40, 40), np.uint8)
+    label[:4] = 1  # top border: outside rows 4..35 that CenterCrop(32) keeps
+    small = np.zeros((20, 24), np.uint8)  # narrower than 32: taken whole
+    val = [(torch.zeros(1, 40, 40), torch.from_numpy(label), None),
+           (torch.zeros(1, 20, 24), torch.from_numpy(small), None)]  # fmt: skip
+    precision = Precision.for_device(torch.device("cpu"), mode="fp32")
+    _, loss = evaluate_with_loss(model, val, precision, build_loss("BCE"))
+    bce_negative = math.log1p(math.exp(2.0))  # -log(1 - sigmoid(2)), every pixel label 0
+    assert loss == pytest.approx(bce_negative, rel=1e-6)
+    whole = (160 * math.log1p(math.exp(-2.0)) + 1440 * bce_negative) / 1600
+    assert abs(loss - (whole + bce_negative) / 2) > 0.05  # the padded whole event would differ
+
+
 @pytest.fixture(scope="module")
 def paper_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("preset")
@@ -118,6 +145,7 @@ def test_paper_preset_recorded_and_explicit_flags_win(paper_events: Path, tmp_pa
     assert (options["patience"], options["seed"], options["batch_size"]) == (
         paper["patience"], paper["seed"], paper["batch_size"])  # fmt: skip
     assert (options["epochs"], options["iters_per_epoch"], options["crop"]) == (2, 1, 32)
+    assert options["precision"] == "fp32"  # the paper trained fp32 (Lightning's default)
     split = json.loads((tmp_path / "runs" / "split.json").read_text())
     assert split["test"] == ["05-norway"] and len(split["val"]) == 1  # the imported roles
     # a RUNS folder made with lsd's defaults refuses to continue under the paper's schedule
@@ -126,3 +154,9 @@ def test_paper_preset_recorded_and_explicit_flags_win(paper_events: Path, tmp_pa
     again = _train(paper_events, tmp_path / "lsd", "--preset", "paper", "--epochs", "1",
                    "--iters-per-epoch", "1")  # fmt: skip
     assert again.exit_code != 0 and "lr schedule none, not plateau" in again.output
+    # an explicit --precision wins over the preset's fp32
+    mine = _train(paper_events, tmp_path / "auto", "--preset", "paper", "--epochs", "1",
+                  "--iters-per-epoch", "1", "--precision", "auto")  # fmt: skip
+    assert mine.exit_code == 0, mine.output
+    assert json.loads((tmp_path / "auto" / "grid.json").read_text())["options"]["precision"] == (
+        "auto")  # fmt: skip

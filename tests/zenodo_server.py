@@ -15,6 +15,9 @@ from pathlib import Path
 
 from lsd.paper import ZENODO_RECORD
 
+FILE_ID = "39922d36-4a0f-4650-9a07-53c703528e62"  # a file id the records API answers 404 for
+METADATA = "api/file-metadata"  # where the native form's links.self points: JSON, not the file
+
 
 class _Handler(SimpleHTTPRequestHandler):
     """http.server plus what a download host does: Range requests (206), and, when asked, a
@@ -64,15 +67,36 @@ class ZenodoStandIn:
         """The next answer for `name` stops after `n_bytes`, as a dropped connection does."""
         self.cut[f"/files/{name}"] = n_bytes
 
-    def publish(self, archive: Path, *, md5: str | None = None, legacy: bool = False) -> None:
-        """Serve `archive` and list it with its md5 (or the md5 given, to publish a wrong one)."""
+    def publish(
+        self, archive: Path, *, md5: str | None = None, legacy: bool = False, form: str = "",
+    ) -> None:  # fmt: skip
+        """Serve `archive` and list it with its md5 (or the md5 given, to publish a wrong one).
+
+        The listing takes the form Zenodo gives today (key, links.self = the file), or with
+        `legacy` the one before 2023 (filename, links.download), or `form`:
+        - "transitional" (2023, as the deposit API still answers): filename, bare md5,
+          links.self to a file id the API does not know (404) and links.download = the file;
+        - "native" (InvenioRDM, files.entries keyed by name): links.self = the file's
+          metadata (JSON), links.content = the file.
+        """
         files = self.root / "files"
         files.mkdir(parents=True, exist_ok=True)
         data = archive.read_bytes()
         (files / archive.name).write_bytes(data)
         digest = md5 or hashlib.md5(data).hexdigest()
         link = f"{self.url}/files/{archive.name}"
-        if legacy:
+        if form == "transitional":
+            entry = {"id": FILE_ID, "filename": archive.name, "checksum": digest,
+                     "filesize": len(data), "links": {"self": f"{self.url}/api/files/{FILE_ID}",
+                                                      "download": link}}  # fmt: skip
+        elif form == "native":
+            entry = {"key": archive.name, "checksum": f"md5:{digest}", "size": len(data),
+                     "links": {"self": f"{self.url}/{METADATA}/{archive.name}",
+                               "content": link}}  # fmt: skip
+            meta = self.root / METADATA / archive.name
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            meta.write_text(json.dumps({k: v for k, v in entry.items() if k != "links"}))
+        elif legacy:
             entry = {"filename": archive.name, "checksum": digest, "filesize": len(data),
                      "links": {"download": link}}  # fmt: skip
         else:
@@ -81,10 +105,18 @@ class ZenodoStandIn:
         listing = self.root / "api" / "records" / str(ZENODO_RECORD)
         listing.parent.mkdir(parents=True, exist_ok=True)
         old = json.loads(listing.read_text()) if listing.exists() else {"files": []}
-        others = [f for f in old["files"] if (f.get("key") or f.get("filename")) != archive.name]
-        record = {"id": ZENODO_RECORD, "doi": "10.5281/zenodo.13471162",
-                  "files": [*others, entry]}  # fmt: skip
+        listed = old["files"]
+        listed = list(listed["entries"].values()) if isinstance(listed, dict) else listed
+        others = [f for f in listed if (f.get("key") or f.get("filename")) != archive.name]
+        entries: list | dict = [*others, entry]
+        if form == "native":
+            entries = {"enabled": True, "entries": {e["key"]: e for e in entries}}
+        record = {"id": ZENODO_RECORD, "doi": "10.5281/zenodo.13471162", "files": entries}
         listing.write_text(json.dumps(record))
+
+    def requests_to(self, path: str) -> int:
+        """How often `path` (as the URL after the host) was asked for."""
+        return self.counts[path]
 
     def requests_for(self, name: str) -> int:
         return self.counts[f"/files/{name}"]

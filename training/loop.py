@@ -173,10 +173,15 @@ def evaluate_with_loss(
     precision: Precision,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
 ) -> tuple[Counts, float]:
-    """`evaluate`, plus the mean over validation events of the run's loss on each whole event
-    (the quantity the paper's ReduceLROnPlateau watches). The counts come from the one scoring
-    pass; the loss needs logits, so it takes one whole-image forward per event of its own."""
+    """`evaluate`, plus the validation loss the paper's ReduceLROnPlateau watches, computed as
+    its code did: the run's loss on each validation event centre-cropped to a multiple of 32
+    (GlobalLandslideData with crop 0: torchvision CenterCrop to h - h % 32, w - w % 32), one
+    event per batch, averaged over the events (Lightning's MeanMetric of `val/loss`). An event
+    narrower than 32 px, which the paper's data never held, is taken whole (padded). The counts
+    come from the one scoring pass; the loss needs logits, so it takes one forward per event of
+    its own."""
     from lsd.training.models import forward_whole
+    from lsd.training.paper import centre_crop_box
 
     counts = evaluate(model, val, precision)
     was_training = model.training
@@ -184,6 +189,9 @@ def evaluate_with_loss(
     losses = []
     try:
         for image, label, _ in val:
+            rows, cols = centre_crop_box(*image.shape[-2:])
+            if rows.stop > rows.start and cols.stop > cols.start:
+                image, label = image[..., rows, cols], label[rows, cols]
             x = precision.prepare_input(image.unsqueeze(0))
             with precision.autocast():
                 logits = forward_whole(model, x)

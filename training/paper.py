@@ -9,7 +9,7 @@
   centre-cropped to a multiple of 32 (torchvision CenterCrop: offset round((H - h) / 2), Python
   rounding), sigmoid, mean over members, then `.round()`: landslide where p > 0.5, ties at
   exactly 0.5 going to "not landslide" (round half to even). lsd's own maps pad instead of
-  cropping and use p >= 0.5.
+  cropping and use the same strict rule, p > 0.5 (lsd.bundles.is_landslide).
 """
 
 from __future__ import annotations

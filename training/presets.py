@@ -11,7 +11,9 @@ paper's protocol with ten epochs. What each preset sets and why is in docs/train
   validation loss (configs/model/default.yaml, landslide_module.py), early stopping on
   validation F1 with patience 50 (configs/callbacks/default.yaml), the crop centred on a
   landslide pixel and shifted to fit (AnchorCrop in src/data/landslides.py), seed 42
-  (configs/experiment/*.yaml). The split comes from the events' roles (`lsd import paper`).
+  (configs/experiment/*.yaml), fp32 arithmetic (configs/trainer/default.yaml leaves Lightning's
+  default precision 32, where lsd's `auto` would train in bf16 on CUDA). The split comes from
+  the events' roles (`lsd import paper`).
 - `quick`: two small models on short epochs, so the README's first command trains, ensembles
   and maps on the paper's data in minutes on a laptop CPU; a first look, not a result.
 """
@@ -33,6 +35,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_schedule": "plateau",
         "crop_anchor": "centre",
         "seed": 42,
+        "precision": "fp32",
     },
     "quick": {
         "archs": ("Unet", "Linknet"),

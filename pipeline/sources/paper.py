@@ -12,6 +12,11 @@ Roles: test/ gives "test"; of train_val/ the files the paper's code drew for val
 and the rest "train" (lsd.paper, PAPER_SEED), so `lsd train` and imported models see the
 paper's split. Every file is checked (pairs, 15 layers, label values 0/1/255, sizes) before the
 first folder is written, so a bad archive writes nothing.
+
+Values are kept as the paper's reader (tifffile) holds them: NaN is no data, and a GDAL no-data
+tag, which tifffile does not know, is reported (a warning, event.json `source.nodata_tag`) but
+not applied, so statistics and model inputs are the ones its code computed. Other importers
+(lsd.pipeline.sources.tiles) do apply the tag.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from lsd.pipeline.sources.paper_tifs import (
     tif_grid,
     tif_shape,
 )
+from lsd.progress import warn
 from lsd.rasters import Grid
 
 PARTS = {TRAIN_VAL_DIR: "train", TEST_DIR: "test"}
@@ -237,7 +243,7 @@ class PaperDatasetSource:
                 "label": str(item.label)}  # fmt: skip
 
     def build(self, item: PaperPair, folder: Path) -> None:
-        stack, g_in, geo_in = read_input(item.input)
+        stack, g_in, geo_in, tag = read_input(item.input)
         label, g_lab, geo_lab = read_label_tif(item.label)
         grid, geo = _pick_grid(item, [(g_in, geo_in), (g_lab, geo_lab)])
         source = {
@@ -251,6 +257,14 @@ class PaperDatasetSource:
             "role_rule": "test/ -> test; train_val/ -> val for the paper code's validation "
             "draw (train_test_split 0.8, NumPy seed 42), else train",
         }
+        if tag is not None:
+            source["nodata_tag"] = tag.record(PAPER_LAYERS)
+            if tag.count and not math.isnan(tag.value):
+                warn(
+                    f"{item.input}: declares GDAL no-data {tag.value:g}, held by {tag.count} "
+                    f"value(s); kept as values, as the paper's reader does (event.json "
+                    f"source.nodata_tag of {item.event_id})"
+                )
         extra: dict[str, Any] = {}
         if not geo:
             extra["georeferencing_note"] = (

@@ -118,22 +118,51 @@ def tif_grid(path: Path) -> tuple[Grid, bool]:
         return _grid(src, h, w)
 
 
-def read_input(path: Path) -> tuple[np.ndarray, Grid, bool]:
-    """(15, H, W) float32 with NaN for no data, the grid, and whether it is georeferenced."""
+@dataclass(frozen=True)
+class NoDataTag:
+    """What an input's GDAL no-data tag declares, and how many of its values equal it."""
+
+    value: float
+    count: int  # values (pixels x layers) equal to it; NaN tags count the NaN values
+    per_layer: tuple[int, ...]
+
+    def record(self, layers: tuple[str, ...] | list[str]) -> dict:
+        """For event.json: the tag, what lsd did with it, and where its value occurs."""
+        value = None if np.isnan(self.value) else self.value
+        return {
+            "value": "nan" if value is None else value,
+            "values_equal_to_it": self.count,
+            "per_layer": {n: c for n, c in zip(layers, self.per_layer, strict=True) if c},
+            "kept_as_values": value is not None,
+            "why": "the paper's reader (tifffile pages[0].asarray()) ignores GDAL tags, so its "
+            "statistics and inputs hold these values; only NaN is no data there",
+        }
+
+
+def read_input(path: Path) -> tuple[np.ndarray, Grid, bool, NoDataTag | None]:
+    """(15, H, W) float32 exactly as stored, the grid, whether it is georeferenced, and the GDAL
+    no-data tag when the tif declares one.
+
+    The values are the paper's reader's, not GDAL's: its code reads the tif with tifffile, which
+    knows no no-data tag, so a declared no-data value is a value in its statistics and in what
+    its models see, and only NaN is no data. The tag is returned for the caller to report.
+    """
     shape = tif_shape(path)
     check_channels(path, shape)
     with _open(path) as src:
         if shape.layout == "bands":
             data = src.read(out_dtype="float32")
-            nodata = src.nodata
         else:
             pages = _read_pages(src)
             data = pages if shape.layout == "pages" else np.moveaxis(pages, 2, 0)
-            nodata = src.nodata
+        nodata = src.nodata
         grid, geo = _grid(src, shape.height, shape.width)
-    if nodata is not None and not np.isnan(nodata):
-        data[data == nodata] = np.nan
-    return np.ascontiguousarray(data), grid, geo
+    tag = None
+    if nodata is not None:
+        hits = np.isnan(data) if np.isnan(nodata) else data == np.float32(nodata)
+        per_layer = tuple(int(n) for n in hits.sum(axis=(1, 2)))
+        tag = NoDataTag(float(nodata), sum(per_layer), per_layer)
+    return np.ascontiguousarray(data), grid, geo, tag
 
 
 def check_channels(path: Path, shape: TifShape) -> None:

@@ -50,15 +50,27 @@ def fetch_events(
     echo: Echo = print,
     show_progress: bool = True,
     graphs: Path | None = None,
+    source: str = "earthengine",
+    catalog: str | None = None,
+    settings_file: Path | None = None,
 ) -> FetchSummary:
     """Fetch every event of the CSV into `out`; failures are collected, not raised.
 
     `groups` and `s1_scenes` choose the layers of every row without its own `layers` cell.
+    `source` "stac" reads open STAC catalogs (`catalog`: a name or URL) instead of Earth
+    Engine; its own settings are the `[stac]` table of `settings_file`.
     """
+    cfg = cfg or FetchConfig()
+    if source == "stac":
+        return _fetch_stac(
+            csv, out, cfg, dry_run=dry_run, only=only, groups=groups, s1_scenes=s1_scenes,
+            echo=echo, show_progress=show_progress, catalog=catalog, settings_file=settings_file,
+        )  # fmt: skip
+    if catalog:
+        raise InvalidValue("a catalog goes with the STAC source", field="catalog")
     from lsd.gee import auth
     from lsd.gee.source import EXPORT_MODES
 
-    cfg = cfg or FetchConfig()
     if export not in (None, *EXPORT_MODES):
         raise InvalidValue(f"export mode must be drive or gcs, got '{export}'", field="export")
     if export == "gcs" and not bucket:
@@ -86,6 +98,34 @@ def fetch_events(
                 return _with_warnings(plan_events(source, echo=echo), source.warnings)
         return _with_warnings(plan_events(source, echo=echo), source.warnings)
     auth.initialize(project)
+    summary = build_events(source, out, progress=show_progress, echo=echo, desc="events")
+    return _with_warnings(summary, source.warnings)
+
+
+def stac_source(specs, cfg: FetchConfig, *, catalog: str | None, settings_file: Path | None, **kw):
+    """The STAC source with the shared settings of `cfg` and the `[stac]` table of the file."""
+    import dataclasses
+
+    from lsd.stac.catalogs import PLANETARY_COMPUTER
+    from lsd.stac.config import StacConfig
+
+    stac_cfg = StacConfig.from_values(dataclasses.asdict(cfg))
+    if settings_file is not None:
+        stac_cfg = StacConfig.from_toml(settings_file, stac_cfg)
+    return source_class("stac")(specs, stac_cfg, catalog=catalog or PLANETARY_COMPUTER, **kw)
+
+
+def _fetch_stac(
+    csv: Path, out: Path, cfg: FetchConfig, *, dry_run: bool, only, groups, s1_scenes, echo: Echo,
+    show_progress: bool, catalog: str | None, settings_file: Path | None,
+) -> FetchSummary:  # fmt: skip
+    specs = read_events(
+        csv, aoi_km2=cfg.aoi_km2, scale=cfg.scale, only=set(only or ()) or None, groups=groups,
+        s1_scenes=s1_scenes,
+    )  # fmt: skip
+    source = stac_source(specs, cfg, catalog=catalog, settings_file=settings_file, echo=echo)
+    if dry_run:
+        return _with_warnings(plan_events(source, echo=echo), source.warnings)
     summary = build_events(source, out, progress=show_progress, echo=echo, desc="events")
     return _with_warnings(summary, source.warnings)
 

@@ -105,6 +105,15 @@ def find_scenes(
         cat = choice.for_product(product)
         return client(cat.url), cat.collections[product]
 
+    # the DEM first: over open sea its absence says more than an empty scene window
+    if need["dem"] or need["worldcover"]:
+        region = buffered_aoi(spec, cart_buffer_m) if need["worldcover"] else spec.aoi
+    if need["dem"]:
+        cli, coll = where("dem")
+        found.dem = [i for i in cli.search(coll, region) if _has(i, ("DEM",))]
+        if not found.dem:
+            raise fail(f"{coll} has no tile over the AOI ({cli.catalog.name}); over open sea "
+                       "there is no DEM (and no scene) to build a stack from")  # fmt: skip
     if need["s2"]:
         cli, coll = where("s2")
         for key in sorted(need["s2"], reverse=True):  # pre, then post
@@ -132,14 +141,6 @@ def find_scenes(
             p: {k: [i for i in items if orbit_state(i) == p] for k, items in by_window.items()}
             for p in found.passes
         }
-    if need["dem"] or need["worldcover"]:
-        region = buffered_aoi(spec, cart_buffer_m) if need["worldcover"] else spec.aoi
-    if need["dem"]:
-        cli, coll = where("dem")
-        found.dem = [i for i in cli.search(coll, region) if _has(i, ("DEM",))]
-        if not found.dem:
-            raise fail(f"{coll} has no tile over the AOI ({cli.catalog.name}); over open sea "
-                       "there is no DEM (and no scene) to build a stack from")  # fmt: skip
     if need["worldcover"]:
         cli, coll = where("worldcover")
         found.worldcover = worldcover_items([i for i in cli.search(coll, region) if _has(i, ("WorldCover",))])

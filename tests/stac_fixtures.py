@@ -207,11 +207,11 @@ def make_world(folder: Path, base_url: str) -> World:
                 assets[band] = _asset(href(rel), band, dn.shape, transform, "uint16", 0, res)
             if res == 20.0:
                 scl = np.full((n, n), 4, dtype="uint8")
+                scl[land_class(x) == 80] = 6
                 box = CLOUD if scene == 1 else SNOW if scene == 3 else None
                 if box:
                     inside = (x >= box[0]) & (x < box[2]) & (y >= box[1]) & (y < box[3])
                     scl[inside] = 9 if scene == 1 else 11
-                scl[land_class(x) == 80] = 6
                 rel = f"s2/{sid}/SCL.tif"
                 write_cog(files / rel, scl, f"EPSG:{EPSG}", transform, 0)
                 assets["SCL"] = _asset(href(rel), "SCL", scl.shape, transform, "uint8", 0, res)
@@ -335,7 +335,7 @@ def settings(folder: Path, kg_url: str, cache: Path, **stac: Any) -> Path:
     path = folder / "settings.toml"
     extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in stac.items())
     path.write_text(
-        "[fetch]\naoi_km2 = 1.0\ncloud_grow_px = 2\nshadow_search_px = 5\n"
+        "[fetch]\ncloud_grow_px = 2\nshadow_search_px = 5\n"
         "cart_points_per_class = 30\ncart_buffer_m = 300.0\n\n"
         f'[stac]\nwindow_px = 64\ntimeout_s = 5.0\nkg_climate_file = "{kg_url}"\n'
         f'cache_dir = "{cache}"\n{extra}'

@@ -42,6 +42,17 @@ GROUPS = {
 WORLD_SIDE_M = 15_000.0  # holds a 10 km AOI and its 2 km CART buffer (beyond: no data)
 
 
+def _fixture(name: str):
+    """tests/<name>.py loaded by path (the benchmark runs outside pytest's rootdir)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def peak_mib() -> float:
     """This process's peak resident set (VmHWM): unlike ru_maxrss it is not inherited across
     exec from the parent, which wrote the world."""
@@ -55,14 +66,14 @@ def child(args: argparse.Namespace) -> None:
     """One fetch in this process; prints JSON with the wall time."""
     import datetime as dt
 
-    sys.path.insert(0, str(REPO))
     import lsd.stac.catalogs as cats
     from lsd.layers import PAPER_LAYERS
     from lsd.pipeline.sources import build_events
     from lsd.spec import make_spec, square_aoi, utm_epsg
     from lsd.stac.config import StacConfig
     from lsd.stac.source import StacSource
-    from tests import stac_fixtures as fx
+
+    fx = _fixture("stac_fixtures")
 
     cats.CATALOGS["planetary-computer"] = dataclasses.replace(
         cats.CATALOGS["planetary-computer"], url=args.catalog
@@ -78,8 +89,16 @@ def child(args: argparse.Namespace) -> None:
     summary = build_events(source, Path(args.out) / "data", need_label=False, progress=False)
     wall = time.perf_counter() - start
     peak = peak_mib()
-    print(json.dumps({"wall_s": round(wall, 2), "peak_mib": round(peak, 1),
-                      "failed": summary.failed, "layers": len(layers)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "wall_s": round(wall, 2),
+                "peak_mib": round(peak, 1),
+                "failed": summary.failed,
+                "layers": len(layers),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -98,9 +117,7 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    sys.path.insert(0, str(REPO))
-    from tests import stac_fixtures as fx
-    from tests import stac_server as srv
+    fx, srv = _fixture("stac_fixtures"), _fixture("stac_server")
 
     fx.SIDE = WORLD_SIDE_M
     results = []
@@ -110,21 +127,39 @@ def main() -> None:
             start = time.perf_counter()
             world = fx.make_world(tmp, server.url if args.http else str(tmp))
             print(f"world written in {time.perf_counter() - start:.1f} s", flush=True)
-            url = server.add(srv.Catalog("/api/stac/v1", world.collections, world.pc_items, page_size=50))
+            url = server.add(
+                srv.Catalog("/api/stac/v1", world.collections, world.pc_items, page_size=50)
+            )
             kg = str(tmp / "files/aux/kg.tif")
             for km2 in args.areas:
                 for group in args.groups:
                     out = tmp / f"run-{km2:g}-{group}"
-                    cmd = [sys.executable, __file__, "--child", "--group", group, "--km2", str(km2),
-                           "--catalog", url, "--kg", kg, "--out", str(out)]  # fmt: skip
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        "--group",
+                        group,
+                        "--km2",
+                        str(km2),
+                        "--catalog",
+                        url,
+                        "--kg",
+                        kg,
+                        "--out",
+                        str(out),
+                    ]
                     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
                     if proc.returncode:
                         print(proc.stderr[-2000:], file=sys.stderr)
                         raise SystemExit(f"{group} at {km2:g} km2 failed")
                     row = {"km2": km2, "group": group, **json.loads(proc.stdout.splitlines()[-1])}
                     results.append(row)
-                    print(f"{km2:6g} km2  {group:10s} {row['layers']:3d} layers  "
-                          f"{row['wall_s']:8.1f} s  peak {row['peak_mib']:7.0f} MiB", flush=True)  # fmt: skip
+                    print(
+                        f"{km2:6g} km2  {group:10s} {row['layers']:3d} layers  "
+                        f"{row['wall_s']:8.1f} s  peak {row['peak_mib']:7.0f} MiB",
+                        flush=True,
+                    )
     record = {
         "benchmark": "bench_stac",
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},

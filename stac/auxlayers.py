@@ -40,7 +40,9 @@ def local_file(layer: str, cfg: StacConfig) -> Path | None:
     if not source.startswith(("http://", "https://")):
         path = Path(source).expanduser()
         if not path.is_file():
-            raise InputNotFound(f"{path}: the {layer} map named by {AUX_LAYERS[layer]} is not there")
+            raise InputNotFound(
+                f"{path}: the {layer} map named by {AUX_LAYERS[layer]} is not there"
+            )
         return path
     import pooch
     import requests
@@ -49,11 +51,15 @@ def local_file(layer: str, cfg: StacConfig) -> Path | None:
     folder = cache_folder(cfg) / layer
     try:
         name = pooch.retrieve(
-            source, known_hash=f"sha256:{sha}" if sha else None, path=folder,
+            source,
+            known_hash=f"sha256:{sha}" if sha else None,
+            path=folder,
             downloader=pooch.HTTPDownloader(timeout=cfg.timeout_s, progressbar=False),
-        )  # fmt: skip
+        )
     except (requests.exceptions.RequestException, OSError, ValueError) as exc:
-        raise ServiceUnavailable(f"{layer}: cannot download {source} ({str(exc).splitlines()[0][:160]})") from None
+        raise ServiceUnavailable(
+            f"{layer}: cannot download {source} ({str(exc).splitlines()[0][:160]})"
+        ) from None
     return Path(name)
 
 

@@ -40,9 +40,20 @@ class EventBuild:
     """The pixels of one event; `run(work)` writes stack.tif into the folder `work`."""
 
     def __init__(
-        self, spec: EventSpec, layers: Sequence[str], cfg: StacConfig, found: EventScenes, warn: Warn
+        self,
+        spec: EventSpec,
+        layers: Sequence[str],
+        cfg: StacConfig,
+        found: EventScenes,
+        warn: Warn,
     ) -> None:
-        self.spec, self.layers, self.cfg, self.found, self.warn = spec, list(layers), cfg, found, warn
+        self.spec, self.layers, self.cfg, self.found, self.warn = (
+            spec,
+            list(layers),
+            cfg,
+            found,
+            warn,
+        )
         self.grid = event_grid(spec, cfg.scale)
         self.with_cart = LANDCOVER_LAYER in self.layers
         self.cart_grid = grown_grid(self.grid, cfg.cart_buffer_m) if self.with_cart else self.grid
@@ -66,9 +77,13 @@ class EventBuild:
     def read(self, item: Any, band: str, target: Target, resampling: str = "nearest") -> np.ndarray:
         key = asset_key(item.assets, band)
         where = f"event {self.spec.event_id}: item {item.id} asset {key}"
-        return read_onto(item.assets[key].href, target, resampling, timeout_s=self.cfg.timeout_s, where=where)
+        return read_onto(
+            item.assets[key].href, target, resampling, timeout_s=self.cfg.timeout_s, where=where
+        )
 
-    def mosaic(self, items: Sequence[Any], band: str, target: Target, resampling: str) -> np.ndarray:
+    def mosaic(
+        self, items: Sequence[Any], band: str, target: Target, resampling: str
+    ) -> np.ndarray:
         """The first valid value of the items in order (GLO-30 and WorldCover tiles)."""
         out = np.full((target.height, target.width), np.nan, dtype=np.float32)
         for arr in self.pool.map(lambda i: self.read(i, band, target, resampling), items):
@@ -79,12 +94,17 @@ class EventBuild:
     def s2_bands(self, item: Any, target: Target) -> dict[str, np.ndarray]:
         offset = s2.dn_offset(item)
         arrays = self.pool.map(lambda b: self.read(item, b, target), s2.COMPOSITE_BANDS)
-        return {b: (a + offset) / s2.REFLECTANCE_SCALE for b, a in zip(s2.COMPOSITE_BANDS, arrays, strict=True)}
+        return {
+            b: (a + offset) / s2.REFLECTANCE_SCALE
+            for b, a in zip(s2.COMPOSITE_BANDS, arrays, strict=True)
+        }
 
     # ------------------------------------------------------------------ Sentinel-2
 
     def make_masks(self) -> None:
-        target = Block(0, 0, self.mask_grid.grid.height, self.mask_grid.grid.width).target(self.mask_grid.grid)
+        target = Block(0, 0, self.mask_grid.grid.height, self.mask_grid.grid.width).target(
+            self.mask_grid.grid
+        )
         items = [i for key in ("pre", "post") for i in self.found.s2.get(key, [])]
         for item in items:
             if item.id not in self.masks:
@@ -106,7 +126,9 @@ class EventBuild:
         items = self.found.s1.get(orbit, {}).get(key, [])
         out = {}
         for pol in ("VV", "VH"):
-            scenes = np.stack(list(self.pool.map(lambda i: self.read(i, pol, target), items)))
+            scenes = np.stack(
+                list(self.pool.map(lambda i, pol=pol: self.read(i, pol, target), items))
+            )
             scenes[~(scenes > 0)] = np.nan
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -131,7 +153,12 @@ class EventBuild:
         lias = []
         for item in self.found.s1[orbit]["post"]:
             theta = radar.incidence_deg(
-                x, y, self.footprint(item), look, self.cfg.incidence_near_deg, self.cfg.incidence_far_deg
+                x,
+                y,
+                self.footprint(item),
+                look,
+                self.cfg.incidence_near_deg,
+                self.cfg.incidence_far_deg,
             )
             lay, sha, lia = radar.distortions(theta, slope, aspect, look)
             layover |= lay
@@ -159,8 +186,13 @@ class EventBuild:
         pre = self.composite("pre", target)
         dem = self.mosaic(self.found.dem, "DEM", target, self.cfg.dem_resample)
         vv, vh = self.s1_combined("pre", target, masked=None)
-        return {**{b: pre[b] for b in s2.COMPOSITE_BANDS}, "NDVI": pre["NDVI"],
-                "elevation": dem, "preVV": vv, "preVH": vh}  # fmt: skip
+        return {
+            **{b: pre[b] for b in s2.COMPOSITE_BANDS},
+            "NDVI": pre["NDVI"],
+            "elevation": dem,
+            "preVV": vv,
+            "preVH": vh,
+        }
 
     def s1_combined(self, key: str, target: Target, masked: dict[str, np.ndarray] | None):
         """VV, VH (dB) of a window over the passes: one pass as is, two passes averaged (each
@@ -189,22 +221,33 @@ class EventBuild:
                 for i, name in enumerate(FEATURE_BANDS, start=1):
                     dst.write(feats[name], i, window=window)
                 if self.spec.landcover_points is None:
-                    wc = self.mosaic(self.found.worldcover, "WorldCover", block.target(grid), "nearest")
+                    wc = self.mosaic(
+                        self.found.worldcover, "WorldCover", block.target(grid), "nearest"
+                    )
                     classes = paper_classes(wc, feats["NDVI"], self.cfg.bare_rock_ndvi)
                     rows, cols = np.indices(classes.shape)
                     index = (rows + block.row) * grid.width + (cols + block.col)
-                    table = np.stack([feats[f] for f in FEATURES], axis=-1).reshape(-1, len(FEATURES))
+                    table = np.stack([feats[f] for f in FEATURES], axis=-1).reshape(
+                        -1, len(FEATURES)
+                    )
                     sample.add(classes.ravel(), table, index.ravel())
         if self.spec.landcover_points is not None:
             x, y = self._user_points(path, grid)
         else:
             x, y = sample.arrays()
         self.sample_counts = {str(c): int((y == c).sum()) for c in sorted(set(y.tolist()))}
-        self.cart = train_cart(x, y, holdout=self.cfg.cart_holdout, seed=self.cfg.seed,
-                               max_nodes=self.cfg.cart_max_nodes)  # fmt: skip
+        self.cart = train_cart(
+            x,
+            y,
+            holdout=self.cfg.cart_holdout,
+            seed=self.cfg.seed,
+            max_nodes=self.cfg.cart_max_nodes,
+        )
         if self.cart is None:
-            self.warn(f"event {self.spec.event_id}: no land-cover training point has every "
-                      "feature; landCover is NaN")  # fmt: skip
+            self.warn(
+                f"event {self.spec.event_id}: no land-cover training point has every "
+                "feature; landCover is NaN"
+            )
         return path
 
     def _user_points(self, path: Path, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +256,10 @@ class EventBuild:
         from lsd.vectors import read_class_points
 
         rows = read_class_points(self.spec.landcover_points)
-        pts = [to_crs(__import__("shapely").geometry.Point(lon, lat), 4326, grid.crs) for lon, lat, _ in rows]
+        pts = [
+            to_crs(__import__("shapely").geometry.Point(lon, lat), 4326, grid.crs)
+            for lon, lat, _ in rows
+        ]
         with rasterio.open(path) as src:
             values = np.array([v for v in src.sample([(p.x, p.y) for p in pts])], dtype=np.float32)
         return values[:, : len(FEATURES)], np.array([c for _, _, c in rows], dtype=np.int32)
@@ -232,7 +278,9 @@ class EventBuild:
         stack = work / "stack.tif"
         grid = self.grid
         with contextlib.ExitStack() as stack_ctx:
-            dst = stack_ctx.enter_context(rasterio.open(stack, "w", **stack_profile(grid, len(self.layers))))
+            dst = stack_ctx.enter_context(
+                rasterio.open(stack, "w", **stack_profile(grid, len(self.layers)))
+            )
             feats = stack_ctx.enter_context(rasterio.open(features)) if features else None
             for i, name in enumerate(self.layers, start=1):
                 dst.set_band_description(i, name)
@@ -289,17 +337,25 @@ class EventBuild:
                     out[layer] = clean(layer, read_onto(str(path), target, "nearest", where=where))
         return out
 
-    def s1_layers(self, names: set[str], target: Target, topo: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def s1_layers(
+        self, names: set[str], target: Target, topo: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         geometry = {}
         wants_geometry = names & {"layover", "shadow", "liaDeg"} or (
-            self.cfg.mask_distortions and names & {"preVV", "postVV", "dVV", "preVH", "postVH", "dVH"}
+            self.cfg.mask_distortions
+            and names & {"preVV", "postVV", "dVV", "preVH", "postVH", "dVH"}
         )
         if wants_geometry:
-            geometry = {p: self.geometry(p, target, topo["slope"], topo["aspect"]) for p in self.found.passes}
+            geometry = {
+                p: self.geometry(p, target, topo["slope"], topo["aspect"])
+                for p in self.found.passes
+            }
         bad = {p: g[0] | g[1] for p, g in geometry.items()} if self.cfg.mask_distortions else None
         windows = {k for k in ("pre", "post") if names & {f"{k}VV", f"{k}VH", "dVV", "dVH"}}
-        per_pass = {p: {k: self.backscatter_db(p, k, target) for k in windows} for p in self.found.passes}
+        per_pass = {
+            p: {k: self.backscatter_db(p, k, target) for k in windows} for p in self.found.passes
+        }
 
         def combine(arrays: list[np.ndarray]) -> np.ndarray:
             with warnings.catch_warnings():
@@ -315,7 +371,10 @@ class EventBuild:
                     out[f"{k}{pol}"] = combine([masked(p, per_pass[p][k][pol]) for p in per_pass])
             if f"d{pol}" in names:
                 out[f"d{pol}"] = combine(
-                    [masked(p, per_pass[p]["post"][pol] - per_pass[p]["pre"][pol]) for p in per_pass]
+                    [
+                        masked(p, per_pass[p]["post"][pol] - per_pass[p]["pre"][pol])
+                        for p in per_pass
+                    ]
                 )
         if geometry:
             first = geometry[self.found.passes[0]]
@@ -337,4 +396,3 @@ def _window(block: Block):
 
 def look_directions(build: EventBuild) -> dict[str, float]:
     return {p: round(v, 3) for p, v in build.look.items()}
-

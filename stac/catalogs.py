@@ -122,10 +122,12 @@ class CatalogChoice:
 
     def record(self) -> dict[str, Any]:
         return {
-            product: {"catalog": self.for_product(product).name,
-                      "collection": self.for_product(product).collections[product]}
+            product: {
+                "catalog": self.for_product(product).name,
+                "collection": self.for_product(product).collections[product],
+            }
             for product in PRODUCTS
-        }  # fmt: skip
+        }
 
 
 def asset_key(assets: dict[str, Any], band: str) -> str | None:

@@ -87,13 +87,19 @@ class StacConfig:
         checked: dict[str, Any] = {}
         for key, value in table.items():
             if key not in fields:
-                raise InvalidFile(f"{path}: unknown stac setting '{key}'; known: {', '.join(sorted(fields))}")
+                raise InvalidFile(
+                    f"{path}: unknown stac setting '{key}'; known: {', '.join(sorted(fields))}"
+                )
             checked[key] = _check(path, key, value, hints[key])
         return dataclasses.replace(base, **checked)
 
 
 def _check(path: Path, key: str, value: Any, hint: Any) -> Any:
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) else (hint,)
+    options = (
+        typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType)
+        else (hint,)
+    )
     for option in options:
         if option is type(None) and value == "":
             return None

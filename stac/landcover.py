@@ -25,12 +25,24 @@ from lsd.layers import LANDCOVER_BARE_ROCK, LANDCOVER_CLASSES
 FEATURES: tuple[str, ...] = ("B2", "B3", "B4", "B8", "B11", "B12", "elevation", "preVV", "preVH")
 # ESA WorldCover v200 -> the paper's classes (the Earth Engine path's table, docs/layers.md)
 WORLDCOVER_REMAP: dict[int, int] = {
-    10: 2, 20: 2, 30: 3, 40: 3, 50: 1, 60: 4, 70: 8, 80: 5, 90: 6, 95: 6, 100: 4,
-}  # fmt: skip
+    10: 2,
+    20: 2,
+    30: 3,
+    40: 3,
+    50: 1,
+    60: 4,
+    70: 8,
+    80: 5,
+    90: 6,
+    95: 6,
+    100: 4,
+}
 WORLDCOVER_BARE = 60
 
 
-def paper_classes(worldcover: np.ndarray, pre_ndvi: np.ndarray, bare_rock_ndvi: float) -> np.ndarray:
+def paper_classes(
+    worldcover: np.ndarray, pre_ndvi: np.ndarray, bare_rock_ndvi: float
+) -> np.ndarray:
     """WorldCover codes as paper classes (0 = none), bare/sparse split by pre-event NDVI."""
     codes = np.where(np.isfinite(worldcover), worldcover, 0).astype(np.int32)
     lut = np.zeros(max(WORLDCOVER_REMAP) + 1, dtype=np.uint8)
@@ -69,9 +81,11 @@ class StratifiedSample:
             sel = classes[ok] == cls
             k = np.concatenate([self.keys.get(int(cls), np.empty(0, np.uint64)), keys[sel]])
             f = np.concatenate(
-                [self.rows.get(int(cls), np.empty((0, features.shape[1]), np.float32)),
-                 features[ok][sel]]
-            )  # fmt: skip
+                [
+                    self.rows.get(int(cls), np.empty((0, features.shape[1]), np.float32)),
+                    features[ok][sel],
+                ]
+            )
             order = np.argsort(k, kind="stable")[: self.per_class]
             self.keys[int(cls)], self.rows[int(cls)] = k[order], f[order]
 
@@ -115,7 +129,9 @@ class Cart:
         }
 
 
-def train_cart(x: np.ndarray, y: np.ndarray, *, holdout: float, seed: int, max_nodes: int | None) -> Cart | None:
+def train_cart(
+    x: np.ndarray, y: np.ndarray, *, holdout: float, seed: int, max_nodes: int | None
+) -> Cart | None:
     """CART on a random (1 - holdout) share of the points, scored on the rest; None without
     points."""
     from sklearn.metrics import accuracy_score, cohen_kappa_score
@@ -133,5 +149,9 @@ def train_cart(x: np.ndarray, y: np.ndarray, *, holdout: float, seed: int, max_n
     if test.any():
         pred = model.predict(x[test])
         accuracy = float(accuracy_score(y[test], pred))
-        kappa = float(cohen_kappa_score(y[test], pred)) if len(set(y[test]) | set(pred)) > 1 else 1.0
-    return Cart(model, accuracy, kappa, int(train.sum()), int(test.sum()), sorted(map(int, set(y[train]))))
+        kappa = (
+            float(cohen_kappa_score(y[test], pred)) if len(set(y[test]) | set(pred)) > 1 else 1.0
+        )
+    return Cart(
+        model, accuracy, kappa, int(train.sum()), int(test.sum()), sorted(map(int, set(y[train])))
+    )

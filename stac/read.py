@@ -66,9 +66,11 @@ class Block:
         x0 = t.c + t.a * (self.col - halo)
         y0 = t.f + t.e * (self.row - halo)
         return Target(
-            grid.crs, Affine(t.a, 0.0, x0, 0.0, t.e, y0), self.width + 2 * halo,
+            grid.crs,
+            Affine(t.a, 0.0, x0, 0.0, t.e, y0),
+            self.width + 2 * halo,
             self.height + 2 * halo,
-        )  # fmt: skip
+        )
 
     def slices(self) -> tuple[slice, slice]:
         return slice(self.row, self.row + self.height), slice(self.col, self.col + self.width)
@@ -97,9 +99,11 @@ def grown_grid(grid: Grid, metres: float, scale: float | None = None) -> Grid:
     x0, y0 = math.floor(x0 / scale) * scale, math.floor(y0 / scale) * scale
     x1, y1 = math.ceil(x1 / scale) * scale, math.ceil(y1 / scale) * scale
     return Grid(
-        width=round((x1 - x0) / scale), height=round((y1 - y0) / scale), crs=grid.crs,
+        width=round((x1 - x0) / scale),
+        height=round((y1 - y0) / scale),
+        crs=grid.crs,
         transform=Affine(scale, 0.0, x0, 0.0, -scale, y1),
-    )  # fmt: skip
+    )
 
 
 def offset_in(inner: Grid, outer: Grid) -> tuple[int, int]:
@@ -174,10 +178,16 @@ def read_onto(
             src = _dataset(href)
             src_nodata = nodata if nodata is not None else src.nodata
             with WarpedVRT(
-                src, crs=target.crs, transform=target.transform, width=target.width,
-                height=target.height, resampling=Resampling[resampling],
-                src_nodata=src_nodata, nodata=np.nan, dtype="float32",
-            ) as vrt:  # fmt: skip
+                src,
+                crs=target.crs,
+                transform=target.transform,
+                width=target.width,
+                height=target.height,
+                resampling=Resampling[resampling],
+                src_nodata=src_nodata,
+                nodata=np.nan,
+                dtype="float32",
+            ) as vrt:
                 return vrt.read(1)
     except rasterio.errors.RasterioError as exc:
         text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__

@@ -21,10 +21,24 @@ from lsd.stac.search import CatalogClient, is_iw_dual_pol, orbit_state, worldcov
 S1_LAYERS = {"preVV", "postVV", "dVV", "preVH", "postVH", "dVH", "layover", "shadow", "liaDeg"}
 NDVI_LAYERS = {"preNDVI", "postNDVI"}
 STAC_LAYERS: tuple[str, ...] = (
-    "preVV", "postVV", "dVV", "preVH", "postVH", "dVH", "layover", "shadow", "liaDeg",
-    "elevation", "slope", "kgClimate", "canopyHeight", "landCover", "dNDVI", "preNDVI",
+    "preVV",
+    "postVV",
+    "dVV",
+    "preVH",
+    "postVH",
+    "dVH",
+    "layover",
+    "shadow",
+    "liaDeg",
+    "elevation",
+    "slope",
+    "kgClimate",
+    "canopyHeight",
+    "landCover",
+    "dNDVI",
+    "preNDVI",
     "postNDVI",
-)  # fmt: skip
+)
 S2_NEEDED = ("B2", "B3", "B4", "B8", "B11", "B12", "SCL")
 
 
@@ -43,7 +57,10 @@ def needs(layers: Iterable[str]) -> dict[str, set[str]]:
         out["s1"].add("post")
     if backscatter:
         out["s1"].add("post")  # the layover/shadow mask of the backscatter needs post scenes
-    if names & {"elevation", "slope", "layover", "shadow", "liaDeg", LANDCOVER_LAYER} or backscatter:
+    if (
+        names & {"elevation", "slope", "layover", "shadow", "liaDeg", LANDCOVER_LAYER}
+        or backscatter
+    ):
         out["dem"].add("any")
     if LANDCOVER_LAYER in names:
         out["worldcover"].add("any")
@@ -112,8 +129,10 @@ def find_scenes(
         cli, coll = where("dem")
         found.dem = [i for i in cli.search(coll, region) if _has(i, ("DEM",))]
         if not found.dem:
-            raise fail(f"{coll} has no tile over the AOI ({cli.catalog.name}); over open sea "
-                       "there is no DEM (and no scene) to build a stack from")  # fmt: skip
+            raise fail(
+                f"{coll} has no tile over the AOI ({cli.catalog.name}); over open sea "
+                "there is no DEM (and no scene) to build a stack from"
+            )
     if need["s2"]:
         cli, coll = where("s2")
         for key in sorted(need["s2"], reverse=True):  # pre, then post
@@ -121,7 +140,9 @@ def find_scenes(
             usable = [i for i in items if _has(i, S2_NEEDED)]
             missing = [i.id for i in items if not _has(i, S2_NEEDED)]
             if missing:
-                found.left_out.setdefault(f"{coll} without assets {', '.join(S2_NEEDED)}", []).extend(missing)
+                found.left_out.setdefault(
+                    f"{coll} without assets {', '.join(S2_NEEDED)}", []
+                ).extend(missing)
             if not usable:
                 extra = f" ({len(missing)} left out for missing assets)" if missing else ""
                 raise fail(f"no {coll} scene in {window_text(key)} ({cli.catalog.name}){extra}")
@@ -143,10 +164,14 @@ def find_scenes(
         }
     if need["worldcover"]:
         cli, coll = where("worldcover")
-        found.worldcover = worldcover_items([i for i in cli.search(coll, region) if _has(i, ("WorldCover",))])
+        found.worldcover = worldcover_items(
+            [i for i in cli.search(coll, region) if _has(i, ("WorldCover",))]
+        )
         if not found.worldcover:
-            raise fail(f"{coll} has no tile over the AOI ({cli.catalog.name}); landCover needs its "
-                       "training points")  # fmt: skip
+            raise fail(
+                f"{coll} has no tile over the AOI ({cli.catalog.name}); landCover needs its "
+                "training points"
+            )
     return found
 
 
@@ -170,9 +195,14 @@ def choose_passes(
         for key in by_window:
             if not count(spec.orbit, key):
                 other = next(p for p in PASSES if p != spec.orbit)
-                hint = (f"; {other} has {count(other, key)} there: set orbit {other} or AUTO"
-                        if count(other, key) else "")  # fmt: skip
-                raise fail(f"no {collection} scene ({spec.orbit} passes) in {window_text(key)}{hint}")
+                hint = (
+                    f"; {other} has {count(other, key)} there: set orbit {other} or AUTO"
+                    if count(other, key)
+                    else ""
+                )
+                raise fail(
+                    f"no {collection} scene ({spec.orbit} passes) in {window_text(key)}{hint}"
+                )
         return [spec.orbit]
     full = [p for p in PASSES if complete(p)]
     if spec.orbit == "BOTH" and full:
@@ -193,4 +223,3 @@ def window_items(found: EventScenes, product: str, key: str) -> list[Any]:
     if product == "s2":
         return found.s2.get(key, [])
     return [i for p in found.passes for i in found.s1.get(p, {}).get(key, [])]
-

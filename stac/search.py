@@ -79,7 +79,9 @@ class CatalogClient:
             "intersects": shapely.geometry.mapping(aoi_4326),
         }
         if window is not None:
-            kwargs["datetime"] = f"{window.start.isoformat()}T00:00:00Z/{window.end.isoformat()}T00:00:00Z"
+            kwargs["datetime"] = (
+                f"{window.start.isoformat()}T00:00:00Z/{window.end.isoformat()}T00:00:00Z"
+            )
         try:
             items = list(self.client.search(**kwargs).items())
         except ServiceUnavailable:
@@ -114,7 +116,9 @@ def orbit_state(item: Any) -> str:
 
 def worldcover_items(items: Sequence[Any]) -> list[Any]:
     """The v200 (2021) tiles where the catalog has them, else its newest version."""
-    v200 = [i for i in items if i.properties.get("esa_worldcover:product_version") == WORLDCOVER_VERSION]
+    v200 = [
+        i for i in items if i.properties.get("esa_worldcover:product_version") == WORLDCOVER_VERSION
+    ]
     if v200:
         return v200
     if not items:

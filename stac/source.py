@@ -115,12 +115,14 @@ class StacSource:
             "pre_window": "..".join(spec.pre.as_strings()),
             "post_window": "..".join(spec.post.as_strings()),
             "collections": [
-                f"{p}: {self.choice.for_product(p).collections[p]} ({self.choice.for_product(p).name})"
+                f"{p}: {cat.collections[p]} ({cat.name})"
                 for p in products
+                for cat in [self.choice.for_product(p)]
             ],
             "orbit": spec.orbit,
             "layers": f"{len(layers)}: {', '.join(layers)}",
-            "nan_layers": [n for n in AUX_LAYERS if n in layers and not configured(n, self.cfg)] or None,
+            "nan_layers": [n for n in AUX_LAYERS if n in layers and not configured(n, self.cfg)]
+            or None,
         }
 
     def build(self, spec: EventSpec, folder: Path) -> None:
@@ -129,18 +131,25 @@ class StacSource:
         layers = self.layers_for(spec)
         for layer in AUX_LAYERS:
             if layer in layers and not configured(layer, self.cfg):
-                self.warn_once(layer, f"no STAC catalog offers {layer} and no "
-                               f"{AUX_LAYERS[layer]} is set ([stac] settings); {layer} is NaN")  # fmt: skip
+                self.warn_once(
+                    layer,
+                    f"no STAC catalog offers {layer} and no "
+                    f"{AUX_LAYERS[layer]} is set ([stac] settings); {layer} is NaN",
+                )
         notes: list[str] = []
 
         def note(msg: str) -> None:
             notes.append(msg)
             self.warn(msg)
 
-        found = find_scenes(spec, layers, self.choice, self.client, cart_buffer_m=self.cfg.cart_buffer_m)
+        found = find_scenes(
+            spec, layers, self.choice, self.client, cart_buffer_m=self.cfg.cart_buffer_m
+        )
         for why, ids in found.left_out.items():
-            note(f"event {spec.event_id}: {len(ids)} item(s) left out ({why}): {', '.join(ids[:3])}"
-                 + (" ..." if len(ids) > 3 else ""))  # fmt: skip
+            note(
+                f"event {spec.event_id}: {len(ids)} item(s) left out ({why}): {', '.join(ids[:3])}"
+                + (" ..." if len(ids) > 3 else "")
+            )
         work = folder / WORK_DIR
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -149,33 +158,53 @@ class StacSource:
             try:
                 stack = job.run(work)
             except ServiceUnavailable as exc:
-                raise EventFailed(str(exc) if str(exc).startswith("event ") else f"event {spec.event_id}: {exc}") from None
+                raise EventFailed(
+                    str(exc) if str(exc).startswith("event ") else f"event {spec.event_id}: {exc}"
+                ) from None
             label = None
             if self.write_label:
-                label = rasterize_labels(spec.inventory, spec.aoi, job.grid, warn=self.echo, event_id=spec.event_id)
+                label = rasterize_labels(
+                    spec.inventory, spec.aoi, job.grid, warn=self.echo, event_id=spec.event_id
+                )
             record = self.record(spec, job.grid, layers, found, job, notes)
-            write_event(folder, record, grid=job.grid, stack=lambda dest: os.replace(stack, dest), label=label)
+            write_event(
+                folder,
+                record,
+                grid=job.grid,
+                stack=lambda dest: os.replace(stack, dest),
+                label=label,
+            )
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
     # ------------------------------------------------------------------ event.json
 
     def record(
-        self, spec: EventSpec, grid: Grid, layers: Sequence[str], found: EventScenes, job: Any,
+        self,
+        spec: EventSpec,
+        grid: Grid,
+        layers: Sequence[str],
+        found: EventScenes,
+        job: Any,
         notes: list[str],
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         source = {
             "kind": self.name,
             "catalog": self.choice.primary.record(),
             "products": self.choice.record(),
             "event": describe_spec(spec),
-            "windows": {"pre": list(spec.pre.as_strings()), "post": list(spec.post.as_strings()),
-                        "end_exclusive": True},  # fmt: skip
+            "windows": {
+                "pre": list(spec.pre.as_strings()),
+                "post": list(spec.post.as_strings()),
+                "end_exclusive": True,
+            },
             "image_counts": found.counts(),
             "s1_passes": list(found.passes),
             "items": layer_items(layers, found),
             "provenance": self.provenance(layers, found, job),
-            "unavailable_layers": sorted(n for n in AUX_LAYERS if n in layers and not configured(n, self.cfg)),
+            "unavailable_layers": sorted(
+                n for n in AUX_LAYERS if n in layers and not configured(n, self.cfg)
+            ),
             "left_out": found.left_out,
             "warnings": notes,
             "config": dataclasses.asdict(self.cfg),
@@ -188,9 +217,14 @@ class StacSource:
                 "outside_aoi": "255 (unknown); the whole label is 255 without an inventory",
             }
         return event_record(
-            spec.event_id, layers=layers, grid=grid, source=source, role=spec.role, label=label,
+            spec.event_id,
+            layers=layers,
+            grid=grid,
+            source=source,
+            role=spec.role,
+            label=label,
             conventions=conventions(layers, self.choice, self.cfg),
-        )  # fmt: skip
+        )
 
     def provenance(self, layers: Sequence[str], found: EventScenes, job: Any) -> dict[str, Any]:
         cfg, names = self.cfg, set(layers)
@@ -220,8 +254,11 @@ class StacSource:
                 "lia": f"median over post-window scenes of {found.passes[0]}",
             }
         if found.dem:
-            out["dem"] = {"collection": self.choice.for_product("dem").collections["dem"],
-                          "resample": cfg.dem_resample, "slope": "4-neighbour central differences"}  # fmt: skip
+            out["dem"] = {
+                "collection": self.choice.for_product("dem").collections["dem"],
+                "resample": cfg.dem_resample,
+                "slope": "4-neighbour central differences",
+            }
         if LANDCOVER_LAYER in names:
             training = (
                 f"points file {job.spec.landcover_points}"
@@ -251,14 +288,24 @@ def layer_items(layers: Sequence[str], found: EventScenes) -> dict[str, list[str
 
     dem = item_ids(found.dem)
     table = {
-        "preVV": s1("pre") + dem, "preVH": s1("pre") + dem,
-        "postVV": s1("post") + dem, "postVH": s1("post") + dem,
-        "dVV": s1("pre") + s1("post") + dem, "dVH": s1("pre") + s1("post") + dem,
-        "layover": s1("post") + dem, "shadow": s1("post") + dem, "liaDeg": s1("post") + dem,
-        "elevation": dem, "slope": dem, "kgClimate": [], "canopyHeight": [],
+        "preVV": s1("pre") + dem,
+        "preVH": s1("pre") + dem,
+        "postVV": s1("post") + dem,
+        "postVH": s1("post") + dem,
+        "dVV": s1("pre") + s1("post") + dem,
+        "dVH": s1("pre") + s1("post") + dem,
+        "layover": s1("post") + dem,
+        "shadow": s1("post") + dem,
+        "liaDeg": s1("post") + dem,
+        "elevation": dem,
+        "slope": dem,
+        "kgClimate": [],
+        "canopyHeight": [],
         "landCover": s2_pre + s1("pre") + dem + item_ids(found.worldcover),
-        "dNDVI": s2_pre + s2_post, "preNDVI": s2_pre, "postNDVI": s2_post,
-    }  # fmt: skip
+        "dNDVI": s2_pre + s2_post,
+        "preNDVI": s2_pre,
+        "postNDVI": s2_post,
+    }
     return {n: table[n] for n in layers}
 
 
@@ -267,28 +314,47 @@ def conventions(layers: Sequence[str], choice: CatalogChoice, cfg: StacConfig) -
     names = set(layers)
     source = "+".join(sorted({c.name for c in choice.catalogs()}))
     out: dict[str, Any] = {
-        "source": {"value": f"stac:{source}", "how": "recorded",
-                   "evidence": "lsd.stac.source: " + ", ".join(
-                       f"{p} from {choice.for_product(p).name}" for p in ("s2", "s1", "dem", "worldcover"))},
-    }  # fmt: skip
+        "source": {
+            "value": f"stac:{source}",
+            "how": "recorded",
+            "evidence": "lsd.stac.source: "
+            + ", ".join(
+                f"{p} from {choice.for_product(p).name}" for p in ("s2", "s1", "dem", "worldcover")
+            ),
+        },
+    }
     radar_layers = names & {"preVV", "postVV", "dVV", "preVH", "postVH", "dVH", "landCover"}
     if radar_layers:
         out["flattening"] = {"value": "rtc-gamma0", "how": "recorded", "evidence": RTC_EVIDENCE}
-        out["radar_scale"] = {"value": "db", "how": "recorded",
-                              "evidence": "10 log10 of the median linear gamma0"}  # fmt: skip
+        out["radar_scale"] = {
+            "value": "db",
+            "how": "recorded",
+            "evidence": "10 log10 of the median linear gamma0",
+        }
     if names & {"layover", "shadow"}:
-        out["distortion_flags"] = {"value": "1=distorted", "how": "recorded",
-                                   "evidence": "lsd.stac.radar: 1 where a post-window scene is in "
-                                   "layover or shadow"}  # fmt: skip
+        out["distortion_flags"] = {
+            "value": "1=distorted",
+            "how": "recorded",
+            "evidence": "lsd.stac.radar: 1 where a post-window scene is in layover or shadow",
+        }
     if names & {"dNDVI", "preNDVI", "postNDVI", "landCover"}:
         verb = "grown" if cfg.snow_mode == "grow" else "eroded"
-        out["snow_mask"] = {"value": f"SCL 11 {verb} {cfg.snow_buffer_m:g} m", "how": "recorded",
-                            "evidence": s2.masking_method(cfg)}  # fmt: skip
+        out["snow_mask"] = {
+            "value": f"SCL 11 {verb} {cfg.snow_buffer_m:g} m",
+            "how": "recorded",
+            "evidence": s2.masking_method(cfg),
+        }
     if names & {"elevation", "slope", "layover", "shadow", "liaDeg", "landCover"}:
         dem = choice.for_product("dem")
-        out["dem"] = {"value": f"{dem.collections['dem']} ({dem.name})", "how": "recorded",
-                      "evidence": f"Copernicus GLO-30 resampled {cfg.dem_resample} to the 10 m grid"}  # fmt: skip
+        out["dem"] = {
+            "value": f"{dem.collections['dem']} ({dem.name})",
+            "how": "recorded",
+            "evidence": f"Copernicus GLO-30 resampled {cfg.dem_resample} to the 10 m grid",
+        }
     if "landCover" in names:
-        out["land_cover"] = {"value": "CART (scikit-learn) on ESA WorldCover v200 points",
-                             "how": "recorded", "evidence": "lsd.stac.landcover"}  # fmt: skip
+        out["land_cover"] = {
+            "value": "CART (scikit-learn) on ESA WorldCover v200 points",
+            "how": "recorded",
+            "evidence": "lsd.stac.landcover",
+        }
     return out

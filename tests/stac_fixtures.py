@@ -48,7 +48,15 @@ REFLECTANCE = {
 }
 BARE = REFLECTANCE[60]
 S2_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
-ES_KEYS = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "B11": "swir16", "B12": "swir22", "SCL": "scl"}
+ES_KEYS = {
+    "B02": "blue",
+    "B03": "green",
+    "B04": "red",
+    "B08": "nir",
+    "B11": "swir16",
+    "B12": "swir22",
+    "SCL": "scl",
+}
 # scene id, date, baseline, B8 factor west / east of x = 500000
 S2_SCENES = (
     ("S2A_MSIL2A_20200605T101031_R022_T32TMQ", "2020-06-05T10:20:00Z", "02.14", 1.0, 1.0),
@@ -60,11 +68,41 @@ NO_B11_SCENE = ("S2A_MSIL2A_20200730T101031_R022_T32TMQ", "2020-07-30T10:20:00Z"
 EVENT_DATE = "2020-07-01"
 # RTC: id, time, pass, VV factor (x the base), crs (None = the world's)
 RTC_SCENES = (
-    ("S1A_IW_GRDH_1SDV_20200603T053412_20200603T053437_032845_03CDCA_rtc", "2020-06-03T05:34:24Z", "descending", 1.0, None),
-    ("S1A_IW_GRDH_1SDV_20200615T053412_20200615T053437_033020_03D2F1_rtc", "2020-06-15T05:34:24Z", "descending", 1.2, None),
-    ("S1A_IW_GRDH_1SDV_20200611T172015_20200611T172040_032963_03D13B_rtc", "2020-06-11T17:20:27Z", "ascending", 1.0, None),
-    ("S1A_IW_GRDH_1SDV_20200709T053412_20200709T053437_033195_03D82C_rtc", "2020-07-09T05:34:24Z", "descending", 0.8, None),
-    ("S1A_IW_GRDH_1SDV_20200721T053412_20200721T053437_033370_03DD8A_rtc", "2020-07-21T05:34:24Z", "descending", None, 32633),
+    (
+        "S1A_IW_GRDH_1SDV_20200603T053412_20200603T053437_032845_03CDCA_rtc",
+        "2020-06-03T05:34:24Z",
+        "descending",
+        1.0,
+        None,
+    ),
+    (
+        "S1A_IW_GRDH_1SDV_20200615T053412_20200615T053437_033020_03D2F1_rtc",
+        "2020-06-15T05:34:24Z",
+        "descending",
+        1.2,
+        None,
+    ),
+    (
+        "S1A_IW_GRDH_1SDV_20200611T172015_20200611T172040_032963_03D13B_rtc",
+        "2020-06-11T17:20:27Z",
+        "ascending",
+        1.0,
+        None,
+    ),
+    (
+        "S1A_IW_GRDH_1SDV_20200709T053412_20200709T053437_033195_03D82C_rtc",
+        "2020-07-09T05:34:24Z",
+        "descending",
+        0.8,
+        None,
+    ),
+    (
+        "S1A_IW_GRDH_1SDV_20200721T053412_20200721T053437_033370_03DD8A_rtc",
+        "2020-07-21T05:34:24Z",
+        "descending",
+        None,
+        32633,
+    ),
 )
 RTC_CONSTANT_VV = 0.05  # the scene in another zone and at 20 m: constant, so any warp gives it
 HEADING_DESCENDING = 192.0  # the generator's footprint only; lsd computes its own
@@ -116,22 +154,36 @@ def rtc_base(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _centres(transform: Any, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    xs, ys = rasterio.transform.xy(transform, rows.ravel() - 0.5, cols.ravel() - 0.5, offset="center")
+    xs, ys = rasterio.transform.xy(
+        transform, rows.ravel() - 0.5, cols.ravel() - 0.5, offset="center"
+    )
     return np.asarray(xs).reshape(height, width), np.asarray(ys).reshape(height, width)
 
 
 def write_cog(path: Path, data: np.ndarray, crs: Any, transform: Any, nodata: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    profile = dict(driver="COG", width=data.shape[1], height=data.shape[0], count=1,
-                   dtype=str(data.dtype), crs=crs, transform=transform, nodata=nodata,
-                   compress="deflate", blocksize=256)  # fmt: skip
+    profile = dict(
+        driver="COG",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype=str(data.dtype),
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        compress="deflate",
+        blocksize=256,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
 
 
 def _poly(x0: float, y0: float, x1: float, y1: float) -> dict[str, Any]:
     xs, ys = to_lonlat([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
-    return {"type": "Polygon", "coordinates": [[[float(a), float(b)] for a, b in zip(xs, ys, strict=True)]]}
+    return {
+        "type": "Polygon",
+        "coordinates": [[[float(a), float(b)] for a, b in zip(xs, ys, strict=True)]],
+    }
 
 
 def _bbox(geom: dict[str, Any]) -> list[float]:
@@ -140,23 +192,55 @@ def _bbox(geom: dict[str, Any]) -> list[float]:
     return [min(xs), min(ys), max(xs), max(ys)]
 
 
-def _item(item_id: str, collection: str, when: str, geom: dict[str, Any], props: dict[str, Any],
-          assets: dict[str, Any], extensions: list[str]) -> dict[str, Any]:  # fmt: skip
+def _item(
+    item_id: str,
+    collection: str,
+    when: str,
+    geom: dict[str, Any],
+    props: dict[str, Any],
+    assets: dict[str, Any],
+    extensions: list[str],
+) -> dict[str, Any]:
     return {
-        "type": "Feature", "stac_version": "1.0.0", "stac_extensions": extensions, "id": item_id,
-        "collection": collection, "geometry": geom, "bbox": _bbox(geom),
-        "properties": {"datetime": when, **props}, "links": [], "assets": assets,
-    }  # fmt: skip
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": extensions,
+        "id": item_id,
+        "collection": collection,
+        "geometry": geom,
+        "bbox": _bbox(geom),
+        "properties": {"datetime": when, **props},
+        "links": [],
+        "assets": assets,
+    }
 
 
-def _asset(href: str, title: str, shape: tuple[int, int], transform: Any, dtype: str, nodata: Any,
-           res: float) -> dict[str, Any]:  # fmt: skip
+def _asset(
+    href: str,
+    title: str,
+    shape: tuple[int, int],
+    transform: Any,
+    dtype: str,
+    nodata: Any,
+    res: float,
+) -> dict[str, Any]:
     return {
-        "href": href, "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-        "title": title, "roles": ["data"], "gsd": res, "proj:shape": list(shape),
-        "proj:transform": [transform.a, transform.b, transform.c, transform.d, transform.e, transform.f],
+        "href": href,
+        "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+        "title": title,
+        "roles": ["data"],
+        "gsd": res,
+        "proj:shape": list(shape),
+        "proj:transform": [
+            transform.a,
+            transform.b,
+            transform.c,
+            transform.d,
+            transform.e,
+            transform.f,
+        ],
         "raster:bands": [{"nodata": nodata, "data_type": dtype, "spatial_resolution": res}],
-    }  # fmt: skip
+    }
 
 
 PROJ = "https://stac-extensions.github.io/projection/v1.0.0/schema.json"
@@ -176,11 +260,18 @@ class World:
 
 def _collection(cid: str, title: str) -> dict[str, Any]:
     return {
-        "type": "Collection", "id": cid, "stac_version": "1.0.0", "title": title,
-        "description": title, "license": "proprietary", "links": [],
-        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                   "temporal": {"interval": [["2014-10-10T00:00:00Z", None]]}},
-    }  # fmt: skip
+        "type": "Collection",
+        "id": cid,
+        "stac_version": "1.0.0",
+        "title": title,
+        "description": title,
+        "license": "proprietary",
+        "links": [],
+        "extent": {
+            "spatial": {"bbox": [[-180, -90, 180, 90]]},
+            "temporal": {"interval": [["2014-10-10T00:00:00Z", None]]},
+        },
+    }
 
 
 def make_world(folder: Path, base_url: str) -> World:
@@ -215,25 +306,57 @@ def make_world(folder: Path, base_url: str) -> World:
                 rel = f"s2/{sid}/SCL.tif"
                 write_cog(files / rel, scl, f"EPSG:{EPSG}", transform, 0)
                 assets["SCL"] = _asset(href(rel), "SCL", scl.shape, transform, "uint8", 0, res)
-        props = {"platform": "Sentinel-2A", "constellation": "Sentinel 2", "instruments": ["msi"],
-                 "eo:cloud_cover": 3.5, "s2:mgrs_tile": "32TMQ", "s2:processing_baseline": baseline,
-                 "s2:mean_solar_azimuth": 150.0, "s2:mean_solar_zenith": 30.0,
-                 "sat:orbit_state": "descending", "sat:relative_orbit": 22, "proj:epsg": EPSG}  # fmt: skip
-        pc.append(_item(sid, "sentinel-2-l2a", when, world_geom, props, assets, [EO, PROJ, RASTER, SAT]))
+        props = {
+            "platform": "Sentinel-2A",
+            "constellation": "Sentinel 2",
+            "instruments": ["msi"],
+            "eo:cloud_cover": 3.5,
+            "s2:mgrs_tile": "32TMQ",
+            "s2:processing_baseline": baseline,
+            "s2:mean_solar_azimuth": 150.0,
+            "s2:mean_solar_zenith": 30.0,
+            "sat:orbit_state": "descending",
+            "sat:relative_orbit": 22,
+            "proj:epsg": EPSG,
+        }
+        pc.append(
+            _item(sid, "sentinel-2-l2a", when, world_geom, props, assets, [EO, PROJ, RASTER, SAT])
+        )
         es_props = {**props, "view:sun_azimuth": 150.0, "earthsearch:boa_offset_applied": False}
         del es_props["s2:mean_solar_azimuth"]
         es_assets = {ES_KEYS[k]: v for k, v in assets.items()}
         es_id = f"S2{'AB'[scene % 2]}_32TMQ_{when[:10].replace('-', '')}_0_L2A"
-        es.append(_item(es_id, "sentinel-2-l2a", when, world_geom, es_props, es_assets, [EO, PROJ, RASTER, SAT]))
+        es.append(
+            _item(
+                es_id,
+                "sentinel-2-l2a",
+                when,
+                world_geom,
+                es_props,
+                es_assets,
+                [EO, PROJ, RASTER, SAT],
+            )
+        )
     # a post-event scene without its B11 asset: left out with a warning
     last = dict(pc[-1])
     incomplete = {k: v for k, v in last["assets"].items() if k != "B11"}
-    pc.append(_item(NO_B11_SCENE[0], "sentinel-2-l2a", NO_B11_SCENE[1], world_geom,
-                    last["properties"] | {}, incomplete, last["stac_extensions"]))  # fmt: skip
+    pc.append(
+        _item(
+            NO_B11_SCENE[0],
+            "sentinel-2-l2a",
+            NO_B11_SCENE[1],
+            world_geom,
+            last["properties"] | {},
+            incomplete,
+            last["stac_extensions"],
+        )
+    )
     # ---- Sentinel-1 RTC
     cx, cy = X0 + SIDE / 2, Y1 - SIDE / 2
     for sid, when, state, factor, crs in RTC_SCENES:
-        heading = HEADING_DESCENDING if state == "descending" else (HEADING_DESCENDING + 156.0) % 360
+        heading = (
+            HEADING_DESCENDING if state == "descending" else (HEADING_DESCENDING + 156.0) % 360
+        )
         footprint = _frame(cx, cy, heading)
         assets = {}
         for pol, scale in (("vv", 1.0), ("vh", 0.2)):
@@ -244,7 +367,9 @@ def make_world(folder: Path, base_url: str) -> World:
                 epsg, res = EPSG, 10.0
             else:  # another UTM zone, 20 m: a constant, so every warp returns exactly it
                 tx = Transformer.from_crs(EPSG, crs, always_xy=True)
-                ex, ey = tx.transform([X0, X0 + SIDE, X0, X0 + SIDE], [Y1, Y1, Y1 - SIDE, Y1 - SIDE])
+                ex, ey = tx.transform(
+                    [X0, X0 + SIDE, X0, X0 + SIDE], [Y1, Y1, Y1 - SIDE, Y1 - SIDE]
+                )
                 x0, y1 = math.floor(min(ex) / 20) * 20 - 2000, math.ceil(max(ey) / 20) * 20 + 2000
                 n = int((max(ex) - min(ex) + 4000) / 20) + 2
                 transform = from_origin(x0, y1, 20.0, 20.0)
@@ -252,21 +377,50 @@ def make_world(folder: Path, base_url: str) -> World:
                 epsg, res = crs, 20.0
             rel = f"s1/{sid}/{pol}.tif"
             write_cog(files / rel, data, f"EPSG:{epsg}", transform, -32768)
-            assets[pol] = _asset(href(rel), pol.upper(), data.shape, transform, "float32", -32768, res)
-        props = {"platform": "SENTINEL-1A", "constellation": "Sentinel-1", "sar:instrument_mode": "IW",
-                 "sar:polarizations": ["VV", "VH"], "sar:product_type": "GRD",
-                 "sar:frequency_band": "C", "sar:observation_direction": "right",
-                 "sat:orbit_state": state, "sat:relative_orbit": 66 if state == "descending" else 15,
-                 "sat:absolute_orbit": 32845, "s1:processing_level": "1", "s1:resolution": "high",
-                 "proj:epsg": epsg}  # fmt: skip
-        pc.append(_item(sid, "sentinel-1-rtc", when, footprint, props, assets, [SAR, SAT, PROJ, RASTER]))
+            assets[pol] = _asset(
+                href(rel), pol.upper(), data.shape, transform, "float32", -32768, res
+            )
+        props = {
+            "platform": "SENTINEL-1A",
+            "constellation": "Sentinel-1",
+            "sar:instrument_mode": "IW",
+            "sar:polarizations": ["VV", "VH"],
+            "sar:product_type": "GRD",
+            "sar:frequency_band": "C",
+            "sar:observation_direction": "right",
+            "sat:orbit_state": state,
+            "sat:relative_orbit": 66 if state == "descending" else 15,
+            "sat:absolute_orbit": 32845,
+            "s1:processing_level": "1",
+            "s1:resolution": "high",
+            "proj:epsg": epsg,
+        }
+        pc.append(
+            _item(sid, "sentinel-1-rtc", when, footprint, props, assets, [SAR, SAT, PROJ, RASTER])
+        )
     # ---- GLO-30 (EPSG:4326, 1 arc second) and WorldCover (1/12000 degree)
     lon0, lat0 = to_lonlat(X0 - 3000, Y1 - SIDE - 3000)
     lon1, lat1 = to_lonlat(X0 + SIDE + 3000, Y1 + 3000)
     for name, step, maker, dtype, nodata, coll, key in (
-        ("Copernicus_DSM_COG_10_N44_00_E008_00_DEM", 1 / 3600, elevation, "float32", -32767.0, "cop-dem-glo-30", "data"),
-        ("ESA_WorldCover_10m_2021_v200_N45E009", 1 / 12000, None, "uint8", 0, "esa-worldcover", "map"),
-    ):  # fmt: skip
+        (
+            "Copernicus_DSM_COG_10_N44_00_E008_00_DEM",
+            1 / 3600,
+            elevation,
+            "float32",
+            -32767.0,
+            "cop-dem-glo-30",
+            "data",
+        ),
+        (
+            "ESA_WorldCover_10m_2021_v200_N45E009",
+            1 / 12000,
+            None,
+            "uint8",
+            0,
+            "esa-worldcover",
+            "map",
+        ),
+    ):
         w0, s0 = math.floor(lon0 / step) * step, math.floor(lat0 / step) * step
         e1, n1 = math.ceil(lon1 / step) * step, math.ceil(lat1 / step) * step
         width, height = round((e1 - w0) / step), round((n1 - s0) / step)
@@ -276,7 +430,10 @@ def make_world(folder: Path, base_url: str) -> World:
         data = (maker(ux, uy) if maker else land_class(ux)).astype(dtype)
         rel = f"{coll}/{name}.tif"
         write_cog(files / rel, data, "EPSG:4326", transform, nodata)
-        geom = {"type": "Polygon", "coordinates": [[[w0, s0], [e1, s0], [e1, n1], [w0, n1], [w0, s0]]]}
+        geom = {
+            "type": "Polygon",
+            "coordinates": [[[w0, s0], [e1, s0], [e1, n1], [w0, n1], [w0, s0]]],
+        }
         props = {"proj:epsg": 4326, "platform": "TanDEM-X" if key == "data" else "sentinel-2"}
         if key == "map":
             props["esa_worldcover:product_version"] = "2.0.0"
@@ -288,14 +445,20 @@ def make_world(folder: Path, base_url: str) -> World:
             es.append(item)
     # an older WorldCover tile that must not be used
     old = json.loads(json.dumps(pc[-1]))
-    old["id"], old["properties"]["esa_worldcover:product_version"] = "ESA_WorldCover_10m_2020_v100_N45E009", "1.0.0"
+    old["id"], old["properties"]["esa_worldcover:product_version"] = (
+        "ESA_WorldCover_10m_2020_v100_N45E009",
+        "1.0.0",
+    )
     old["properties"]["datetime"] = "2020-01-01T00:00:00Z"
     old["assets"]["map"]["href"] = href("esa-worldcover/missing_v100.tif")
     pc.append(old)
     # ---- the Koeppen-Geiger map behind kg_climate_file (served, downloaded once with pooch)
     transform = from_origin(8.0, 46.0, 0.25, 0.25)
     write_cog(files / "aux/kg.tif", np.full((8, 8), KG_CODE, "uint8"), "EPSG:4326", transform, 0)
-    collections = {c: _collection(c, c) for c in ("sentinel-2-l2a", "sentinel-1-rtc", "cop-dem-glo-30", "esa-worldcover")}
+    collections = {
+        c: _collection(c, c)
+        for c in ("sentinel-2-l2a", "sentinel-1-rtc", "cop-dem-glo-30", "esa-worldcover")
+    }
     return World(files, pc, es, collections)
 
 
@@ -304,10 +467,15 @@ def _frame(cx: float, cy: float, heading: float) -> dict[str, Any]:
     h = math.radians(heading)
     along = np.array([math.sin(h), math.cos(h)])
     across = np.array([math.cos(h), -math.sin(h)])
-    corners = [np.array([cx, cy]) + a * 85_000 * along + b * 125_000 * across
-               for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1))]  # fmt: skip
+    corners = [
+        np.array([cx, cy]) + a * 85_000 * along + b * 125_000 * across
+        for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1))
+    ]
     xs, ys = to_lonlat([c[0] for c in corners], [c[1] for c in corners])
-    return {"type": "Polygon", "coordinates": [[[float(a), float(b)] for a, b in zip(xs, ys, strict=True)]]}
+    return {
+        "type": "Polygon",
+        "coordinates": [[[float(a), float(b)] for a, b in zip(xs, ys, strict=True)]],
+    }
 
 
 def events_csv(folder: Path, inventory: Path) -> Path:
@@ -316,7 +484,9 @@ def events_csv(folder: Path, inventory: Path) -> Path:
     for eid, (x, y) in EVENT_CENTRES.items():
         lon, lat = to_lonlat(x, y)
         inv = inventory.name if eid == "ev-a" else ""
-        rows.append(f"{eid},{EVENT_DATE},{lon:.8f},{lat:.8f},{inv},{'train' if eid == 'ev-a' else 'val'}")
+        rows.append(
+            f"{eid},{EVENT_DATE},{lon:.8f},{lat:.8f},{inv},{'train' if eid == 'ev-a' else 'val'}"
+        )
     path = folder / "events.csv"
     path.write_text("\n".join(rows) + "\n")
     return path

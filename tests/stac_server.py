@@ -11,6 +11,7 @@ request is logged so that tests can count downloads.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -51,9 +52,11 @@ def _matches(item: dict[str, Any], body: dict[str, Any]) -> bool:
 
     if body.get("collections") and item["collection"] not in body["collections"]:
         return False
-    if body.get("intersects"):
-        if not shapely.geometry.shape(item["geometry"]).intersects(shapely.geometry.shape(body["intersects"])):
-            return False
+    footprint = shapely.geometry.shape(item["geometry"])
+    if body.get("intersects") and not footprint.intersects(
+        shapely.geometry.shape(body["intersects"])
+    ):
+        return False
     if body.get("datetime"):
         start, _, end = body["datetime"].partition("/")
         when = _parse_time(item["properties"]["datetime"])
@@ -104,9 +107,11 @@ class Server:
                     if path == root + "/conformance":
                         return self._json({"conformsTo": CONFORMANCE})
                     if path == root + "/collections":
-                        return self._json({"collections": list(cat.collections.values()), "links": []})
+                        return self._json(
+                            {"collections": list(cat.collections.values()), "links": []}
+                        )
                     if path.startswith(root + "/collections/"):
-                        cid = path[len(root + "/collections/"):]
+                        cid = path[len(root + "/collections/") :]
                         if cid in cat.collections:
                             return self._json(cat.collections[cid])
                 self._json({"code": "NotFound", "description": self.path}, 404)
@@ -122,7 +127,7 @@ class Server:
                 self._json({"code": "NotFound"}, 404)
 
             def _file(self) -> None:
-                target = server.files / self.path[len("/files/"):].split("?")[0]
+                target = server.files / self.path[len("/files/") :].split("?")[0]
                 if not target.is_file():
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
@@ -143,27 +148,39 @@ class Server:
                 self.send_header("Content-Type", "image/tiff")
                 self.send_header("Content-Length", str(len(chunk)))
                 self.end_headers()
-                try:
+                # GDAL hangs up once it has the bytes it wanted
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(chunk)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # GDAL hangs up once it has the bytes it wanted
 
         return Handler
 
     def landing(self, cat: Catalog) -> dict[str, Any]:
         base = self.url + cat.root
         return {
-            "type": "Catalog", "id": "test-stac", "stac_version": "1.0.0",
-            "description": "local stand-in", "conformsTo": CONFORMANCE,
+            "type": "Catalog",
+            "id": "test-stac",
+            "stac_version": "1.0.0",
+            "description": "local stand-in",
+            "conformsTo": CONFORMANCE,
             "links": [
                 {"rel": "self", "href": base, "type": "application/json"},
                 {"rel": "root", "href": base, "type": "application/json"},
                 {"rel": "data", "href": f"{base}/collections", "type": "application/json"},
                 {"rel": "conformance", "href": f"{base}/conformance", "type": "application/json"},
-                {"rel": "search", "href": f"{base}/search", "type": "application/geo+json", "method": "GET"},
-                {"rel": "search", "href": f"{base}/search", "type": "application/geo+json", "method": "POST"},
+                {
+                    "rel": "search",
+                    "href": f"{base}/search",
+                    "type": "application/geo+json",
+                    "method": "GET",
+                },
+                {
+                    "rel": "search",
+                    "href": f"{base}/search",
+                    "type": "application/geo+json",
+                    "method": "POST",
+                },
             ],
-        }  # fmt: skip
+        }
 
     def search(self, cat: Catalog, body: dict[str, Any]) -> dict[str, Any]:
         offset = 0
@@ -177,18 +194,37 @@ class Server:
         if offset + cat.page_size < len(matched):
             nxt = offset + cat.page_size
             if cat.paging == "pgstac":
-                links.append({"rel": "next", "type": "application/geo+json", "method": "POST",
-                              "href": f"{self.url}{cat.root}/search",
-                              "body": {**{k: v for k, v in body.items() if k != "token"}, "token": f"next:{nxt}"},
-                              "merge": False})  # fmt: skip
+                links.append(
+                    {
+                        "rel": "next",
+                        "type": "application/geo+json",
+                        "method": "POST",
+                        "href": f"{self.url}{cat.root}/search",
+                        "body": {
+                            **{k: v for k, v in body.items() if k != "token"},
+                            "token": f"next:{nxt}",
+                        },
+                        "merge": False,
+                    }
+                )
             else:
-                links.append({"rel": "next", "method": "POST", "href": f"{self.url}{cat.root}/search",
-                              "body": {"next": str(nxt)}, "merge": True})  # fmt: skip
+                links.append(
+                    {
+                        "rel": "next",
+                        "method": "POST",
+                        "href": f"{self.url}{cat.root}/search",
+                        "body": {"next": str(nxt)},
+                        "merge": True,
+                    }
+                )
         return {
-            "type": "FeatureCollection", "features": page, "links": links,
-            "numberMatched": len(matched), "numberReturned": len(page),
+            "type": "FeatureCollection",
+            "features": page,
+            "links": links,
+            "numberMatched": len(matched),
+            "numberReturned": len(page),
             "context": {"limit": cat.page_size, "matched": len(matched), "returned": len(page)},
-        }  # fmt: skip
+        }
 
 
 @contextmanager

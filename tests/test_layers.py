@@ -116,7 +116,9 @@ def test_the_checker_catches_each_kind_of_violation(tmp_path: Path) -> None:
     top_floor = violations(bad, "lsd.pipeline")  # may import any floor, but not bare names
     assert len(top_floor) == 2 and all("top-level" in v or "relative" in v for v in top_floor)
     stac = tmp_path / "stac_bad.py"
-    stac.write_text("import ee\nimport torch\nfrom lsd.gee import config\nimport lsd.training.grid\n")
+    stac.write_text(
+        "import ee\nimport torch\nfrom lsd.gee import config\nimport lsd.training.grid\n"
+    )
     found = violations(stac, "lsd.stac")
     assert len(found) == 4 and any("must not import ee" in v for v in found)
     stac.write_text("from lsd.stac import s2\n")
@@ -150,7 +152,8 @@ def test_the_distribution_installs_one_namespace(wheel: Path) -> None:
         tops = {name.split("/")[0] for name in zf.namelist()}
         names = set(zf.namelist())
     assert {t for t in tops if not t.endswith(".dist-info")} == {"lsd"}
-    for sub in ("gee/source.py", "stac/source.py", "training/grid.py", "pipeline/cli.py", "runs.py"):
+    subs = ("gee/source.py", "stac/source.py", "training/grid.py", "pipeline/cli.py", "runs.py")
+    for sub in subs:
         assert f"lsd/{sub}" in names
 
 
@@ -167,7 +170,8 @@ def test_installed_lsd_imports_and_generic_names_do_not(wheel: Path, tmp_path: P
         "import importlib.util, lsd, lsd.gee.source, lsd.stac.source, lsd.training.grid\n"
         "import lsd.pipeline.cli\n"
         f"assert lsd.__file__.startswith({str(site)!r}), lsd.__file__\n"
-        "print([importlib.util.find_spec(n) is None for n in ('gee', 'stac', 'training', 'pipeline')])\n"
+        "names = ('gee', 'stac', 'training', 'pipeline')\n"
+        "print([importlib.util.find_spec(n) is None for n in names])\n"
     )
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
     result = subprocess.run(

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,20 +40,45 @@ def world(tmp_path_factory):
         w = fx.make_world(tmp, server.url)
         pc = server.add(srv.Catalog("/api/stac/v1", w.collections, w.pc_items, "pgstac"))
         es = server.add(srv.Catalog("/v1", w.collections, w.es_items, "stac-server"))
-        mp.setitem(cats.CATALOGS, "planetary-computer",
-                   dataclasses.replace(cats.CATALOGS["planetary-computer"], url=pc))  # fmt: skip
-        mp.setitem(cats.CATALOGS, "earth-search",
-                   dataclasses.replace(cats.CATALOGS["earth-search"], url=es))  # fmt: skip
+        mp.setitem(
+            cats.CATALOGS,
+            "planetary-computer",
+            dataclasses.replace(cats.CATALOGS["planetary-computer"], url=pc),
+        )
+        mp.setitem(
+            cats.CATALOGS,
+            "earth-search",
+            dataclasses.replace(cats.CATALOGS["earth-search"], url=es),
+        )
         inv = fx.inventory(tmp)
         csv = fx.events_csv(tmp, inv)
         settings = fx.settings(tmp, server.url + "/files/aux/kg.tif", tmp / "cache")
         data = tmp / "data"
-        result = CliRunner().invoke(main, [
-            "fetch", "--source", "stac", "--aoi-km2", "1", "--event", str(csv), "--out", str(data),
-            "--fetch-config", str(settings),
-        ])  # fmt: skip
-        yield {"tmp": tmp, "server": server, "data": data, "fetch": result, "settings": settings,
-               "csv": csv, "pc": pc}  # fmt: skip
+        result = CliRunner().invoke(
+            main,
+            [
+                "fetch",
+                "--source",
+                "stac",
+                "--aoi-km2",
+                "1",
+                "--event",
+                str(csv),
+                "--out",
+                str(data),
+                "--fetch-config",
+                str(settings),
+            ],
+        )
+        yield {
+            "tmp": tmp,
+            "server": server,
+            "data": data,
+            "fetch": result,
+            "settings": settings,
+            "csv": csv,
+            "pc": pc,
+        }
 
 
 def _stack(world, eid):
@@ -196,10 +220,26 @@ def test_earth_search_catalog_gives_the_same_dndvi(world, tmp_path) -> None:
     rows = world["csv"].read_text().splitlines()
     csv.write_text(rows[0] + ",layers\n" + rows[1] + ",ndvi\n")
     out = tmp_path / "es"
-    _ok(CliRunner().invoke(main, [
-        "fetch", "--source", "stac", "--aoi-km2", "1", "--catalog", "earth-search", "--event", str(csv),
-        "--out", str(out), "--fetch-config", str(world["settings"]),
-    ]))  # fmt: skip
+    _ok(
+        CliRunner().invoke(
+            main,
+            [
+                "fetch",
+                "--source",
+                "stac",
+                "--aoi-km2",
+                "1",
+                "--catalog",
+                "earth-search",
+                "--event",
+                str(csv),
+                "--out",
+                str(out),
+                "--fetch-config",
+                str(world["settings"]),
+            ],
+        )
+    )
     rec = json.loads((out / "ev-a" / "event.json").read_text())
     assert rec["source"]["products"]["s2"]["catalog"] == "earth-search"
     assert rec["source"]["items"]["postNDVI"][0].startswith("S2A_32TMQ_")
@@ -217,21 +257,72 @@ def test_train_ensemble_and_predict_an_area_from_stac(world, tmp_path) -> None:
     runner = CliRunner()
     runs, ens, maps = tmp_path / "runs", tmp_path / "ens", tmp_path / "maps"
     setting = "dNDVI,slope,preVV,postVV"
-    _ok(runner.invoke(main, [
-        "train", "--setting", setting, "--data", str(world["data"]), "--out", str(runs),
-        "--archs", "Unet", "--losses", "Dice", "--lrs", "0.001", "--encoder", "resnet18",
-        "--epochs", "1", "--iters-per-epoch", "2", "--batch-size", "2", "--crop", "64",
-        "--quiet",
-    ]))  # fmt: skip
+    _ok(
+        runner.invoke(
+            main,
+            [
+                "train",
+                "--setting",
+                setting,
+                "--data",
+                str(world["data"]),
+                "--out",
+                str(runs),
+                "--archs",
+                "Unet",
+                "--losses",
+                "Dice",
+                "--lrs",
+                "0.001",
+                "--encoder",
+                "resnet18",
+                "--epochs",
+                "1",
+                "--iters-per-epoch",
+                "2",
+                "--batch-size",
+                "2",
+                "--crop",
+                "64",
+                "--quiet",
+            ],
+        )
+    )
     _ok(runner.invoke(main, ["ensemble", str(runs), "--k", "1", "--out", str(ens)]))
     aoi = tmp_path / "area.geojson"
     x, y = fx.PREDICT_CENTRE
-    aoi.write_text(json.dumps({"type": "FeatureCollection", "features": [{
-        "type": "Feature", "properties": {}, "geometry": fx._poly(x - 400, y - 400, x + 400, y + 400)}]}))  # fmt: skip
-    _ok(runner.invoke(main, [
-        "predict", "--aoi", str(aoi), "--date", fx.EVENT_DATE, "--source", "stac",
-        "--model", str(ens), "--out", str(maps),
-    ]))  # fmt: skip
+    aoi.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": fx._poly(x - 400, y - 400, x + 400, y + 400),
+                    }
+                ],
+            }
+        )
+    )
+    _ok(
+        runner.invoke(
+            main,
+            [
+                "predict",
+                "--aoi",
+                str(aoi),
+                "--date",
+                fx.EVENT_DATE,
+                "--source",
+                "stac",
+                "--model",
+                str(ens),
+                "--out",
+                str(maps),
+            ],
+        )
+    )
     fetched = tmp_path / "maps.inputs" / "area"
     rec = json.loads((fetched / "event.json").read_text())
     assert rec["source"]["kind"] == "stac" and rec["layers"] == setting.split(",")
@@ -248,10 +339,22 @@ def test_empty_window_fails_that_event_in_one_line(world, tmp_path) -> None:
     csv = tmp_path / "late.csv"
     csv.write_text(f"id,date,lon,lat\nlate,2022-07-01,{lon},{lat}\n")
     out = tmp_path / "late"
-    result = CliRunner().invoke(main, [
-        "fetch", "--source", "stac", "--aoi-km2", "1", "--event", str(csv), "--out", str(out),
-        "--fetch-config", str(world["settings"]),
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "fetch",
+            "--source",
+            "stac",
+            "--aoi-km2",
+            "1",
+            "--event",
+            str(csv),
+            "--out",
+            str(out),
+            "--fetch-config",
+            str(world["settings"]),
+        ],
+    )
     assert result.exit_code == 1
     line = next(x for x in result.output.splitlines() if "FAILED" in x)
     assert "event late: no sentinel-2-l2a scene in pre window 2022-05-02..2022-07-01" in line
@@ -268,10 +371,24 @@ def test_silent_catalog_fails_within_the_timeout(world, tmp_path) -> None:
     out = tmp_path / "quiet"
     with srv.silent_server() as url:
         start = time.monotonic()
-        result = CliRunner().invoke(main, [
-            "fetch", "--source", "stac", "--aoi-km2", "1", "--catalog", url, "--event", str(csv), "--out", str(out),
-            "--fetch-config", str(settings),
-        ])  # fmt: skip
+        result = CliRunner().invoke(
+            main,
+            [
+                "fetch",
+                "--source",
+                "stac",
+                "--aoi-km2",
+                "1",
+                "--catalog",
+                url,
+                "--event",
+                str(csv),
+                "--out",
+                str(out),
+                "--fetch-config",
+                str(settings),
+            ],
+        )
         took = time.monotonic() - start
     assert result.exit_code == 1 and took < 30
     assert f"STAC catalog {url} ({url}) did not answer" in result.output
@@ -281,18 +398,42 @@ def test_silent_catalog_fails_within_the_timeout(world, tmp_path) -> None:
 def test_open_sea_has_no_dem_tile(world, tmp_path) -> None:
     csv = tmp_path / "sea.csv"
     csv.write_text("id,date,lon,lat\nsea,2020-07-01,8.0,43.5\n")
-    result = CliRunner().invoke(main, [
-        "fetch", "--source", "stac", "--aoi-km2", "1", "--event", str(csv), "--out", str(tmp_path / "sea"),
-        "--fetch-config", str(world["settings"]),
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "fetch",
+            "--source",
+            "stac",
+            "--aoi-km2",
+            "1",
+            "--event",
+            str(csv),
+            "--out",
+            str(tmp_path / "sea"),
+            "--fetch-config",
+            str(world["settings"]),
+        ],
+    )
     assert result.exit_code == 1
     assert "event sea: cop-dem-glo-30 has no tile over the AOI" in result.output
 
 
 def test_a_layer_the_stac_source_cannot_make_is_refused_before_anything(world, tmp_path) -> None:
-    result = CliRunner().invoke(main, [
-        "fetch", "--source", "stac", "--aoi-km2", "1", "--event", str(world["csv"]), "--out", str(tmp_path / "x"),
-        "--layers", "paper,s1scenes",
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "fetch",
+            "--source",
+            "stac",
+            "--aoi-km2",
+            "1",
+            "--event",
+            str(world["csv"]),
+            "--out",
+            str(tmp_path / "x"),
+            "--layers",
+            "paper,s1scenes",
+        ],
+    )
     assert result.exit_code != 0 and "is not made by the STAC source" in result.output
     assert not (tmp_path / "x").exists()

@@ -86,6 +86,13 @@ from lsd.pipeline.options import LsdCommand
     "layers it does not offer come from planetary-computer.",
 )
 @click.option(
+    "--jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="With --source stac: events fetched at once, each in a worker process.",
+)
+@click.option(
     "--s1-scenes",
     default="1+1",
     show_default=True,
@@ -105,6 +112,7 @@ def fetch(
     groups: str,
     source: str,
     catalog: str | None,
+    jobs: int,
     s1_scenes: str,
 ) -> None:
     """Fetch Sentinel-1/2 layer stacks and landslide labels for the events of a CSV."""
@@ -137,6 +145,7 @@ def fetch(
         source=source,
         catalog=catalog,
         settings_file=fetch_config,
+        jobs=jobs,
     )
     if dry_run:
         wrote = f"; graphs in {graphs}" if graphs else "; nothing written"

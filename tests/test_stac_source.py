@@ -54,22 +54,14 @@ def world(tmp_path_factory):
         csv = fx.events_csv(tmp, inv)
         settings = fx.settings(tmp, server.url + "/files/aux/kg.tif", tmp / "cache")
         data = tmp / "data"
+        # the catalog by its URL, two events at once in worker processes
         result = CliRunner().invoke(
             main,
             [
-                "fetch",
-                "--source",
-                "stac",
-                "--aoi-km2",
-                "1",
-                "--event",
-                str(csv),
-                "--out",
-                str(data),
-                "--fetch-config",
-                str(settings),
+                "fetch", "--source", "stac", "--catalog", pc, "--jobs", "2", "--aoi-km2", "1",
+                "--event", str(csv), "--out", str(data), "--fetch-config", str(settings),
             ],
-        )
+        )  # fmt: skip
         yield {
             "tmp": tmp,
             "server": server,
@@ -130,6 +122,15 @@ def test_fetch_writes_the_contract_folders(world) -> None:
         assert conv["flattening"]["value"] == "rtc-gamma0"
         assert conv["distortion_flags"]["value"] == "1=distorted"
         assert all(set(v) == {"value", "how", "evidence"} for v in conv.values())
+    rerun = CliRunner().invoke(
+        main,
+        [
+            "fetch", "--source", "stac", "--catalog", world["pc"], "--jobs", "2", "--aoi-km2",
+            "1", "--event", str(world["csv"]), "--out", str(world["data"]),
+            "--fetch-config", str(world["settings"]),
+        ],
+    )  # fmt: skip
+    assert rerun.exit_code == 0 and "0 fetched, 2 already complete" in rerun.output
     label = rasterio.open(world["data"] / "ev-a" / "label.tif").read(1)
     assert 0 < (label == 1).sum() < label.size and set(np.unique(label)) == {0, 1}
 

@@ -63,6 +63,8 @@ def world(tmp_path_factory):
             ],
         )  # fmt: skip
         yield {
+            "items": w.pc_items,
+            "collections": w.collections,
             "tmp": tmp,
             "server": server,
             "data": data,
@@ -438,3 +440,28 @@ def test_a_layer_the_stac_source_cannot_make_is_refused_before_anything(world, t
     )
     assert result.exit_code != 0 and "is not made by the STAC source" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_an_unreadable_asset_fails_the_event_in_one_line(world, tmp_path) -> None:
+    import copy
+
+    broken = copy.deepcopy([i for i in world["items"] if i["collection"] == "sentinel-2-l2a"])
+    for item in broken:
+        item["assets"]["SCL"]["href"] = world["server"].url + "/files/gone/SCL.tif"
+    url = world["server"].add(srv.Catalog("/broken", world["collections"], broken))
+    csv = world["tmp"] / "broken.csv"
+    rows = world["csv"].read_text().splitlines()
+    csv.write_text(rows[0] + ",layers\n" + rows[1] + ",ndvi\n")
+    out = tmp_path / "broken"
+    result = CliRunner().invoke(
+        main,
+        [
+            "fetch", "--source", "stac", "--catalog", url, "--aoi-km2", "1", "--event", str(csv),
+            "--out", str(out), "--fetch-config", str(world["settings"]),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("FAILED"))
+    assert "event ev-a: item S2A_MSIL2A_20200605T101031_R022_T32TMQ asset SCL" in line
+    assert "/files/gone/SCL.tif" in line
+    assert not (out / "ev-a").exists()

@@ -41,8 +41,19 @@ class CatalogClient:
         self._client: Any = None
 
     def _fail(self, exc: BaseException, what: str) -> ServiceUnavailable:
+        import requests
+
+        chain = [e for e in (exc, exc.__cause__, exc.__context__) if e is not None]
+        if any(isinstance(e, requests.exceptions.Timeout) for e in chain) or "timed out" in str(
+            exc
+        ):
+            why = f"no answer within {self.timeout_s:g} s"
+        elif any(isinstance(e, requests.exceptions.ConnectionError) for e in chain):
+            why = "cannot connect (no network, or the host is down)"
+        else:
+            why = _first_line(exc)
         return ServiceUnavailable(
-            f"STAC catalog {self.catalog.name} ({self.catalog.url}) {what}: {_first_line(exc)}"
+            f"STAC catalog {self.catalog.name} ({self.catalog.url}) {what}: {why}"
         )
 
     @property

@@ -47,6 +47,12 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def _event_line(spec: EventSpec, exc: Exception) -> str:
+    """The failure as one line that starts with the event id."""
+    text = str(exc)
+    return text if text.startswith("event ") else f"event {spec.event_id}: {text}"
+
+
 def check_layers(layers: Sequence[str]) -> tuple[str, ...]:
     unknown = [n for n in layers if n not in STAC_LAYERS]
     if unknown:
@@ -142,9 +148,12 @@ class StacSource:
             notes.append(msg)
             self.warn(msg)
 
-        found = find_scenes(
-            spec, layers, self.choice, self.client, cart_buffer_m=self.cfg.cart_buffer_m
-        )
+        try:
+            found = find_scenes(
+                spec, layers, self.choice, self.client, cart_buffer_m=self.cfg.cart_buffer_m
+            )
+        except ServiceUnavailable as exc:
+            raise EventFailed(_event_line(spec, exc)) from None
         for why, ids in found.left_out.items():
             note(
                 f"event {spec.event_id}: {len(ids)} item(s) left out ({why}): {', '.join(ids[:3])}"
@@ -158,9 +167,7 @@ class StacSource:
             try:
                 stack = job.run(work)
             except ServiceUnavailable as exc:
-                raise EventFailed(
-                    str(exc) if str(exc).startswith("event ") else f"event {spec.event_id}: {exc}"
-                ) from None
+                raise EventFailed(_event_line(spec, exc)) from None
             label = None
             if self.write_label:
                 label = rasterize_labels(

@@ -394,7 +394,9 @@ def test_silent_catalog_fails_within_the_timeout(world, tmp_path) -> None:
         )
         took = time.monotonic() - start
     assert result.exit_code == 1 and took < 30
-    assert f"STAC catalog {url} ({url}) did not answer" in result.output
+    assert f"event quiet: STAC catalog {url} ({url}) did not answer: no answer within 2 s" in (
+        result.output
+    )
     assert not (out / "quiet").exists()
 
 

@@ -53,6 +53,20 @@ def _event_line(spec: EventSpec, exc: Exception) -> str:
     return text if text.startswith("event ") else f"event {spec.event_id}: {text}"
 
 
+def require_extra() -> None:
+    """One line, not a traceback, when the `[stac]` extra is not installed."""
+    import importlib.util
+
+    missing = [
+        m for m in ("pystac_client", "planetary_computer", "sklearn")
+        if importlib.util.find_spec(m) is None
+    ]  # fmt: skip
+    if missing:
+        raise ServiceUnavailable(
+            f"the STAC source needs {', '.join(missing)}: pip install 'lsd[stac]'"
+        )
+
+
 def check_layers(layers: Sequence[str]) -> tuple[str, ...]:
     unknown = [n for n in layers if n not in STAC_LAYERS]
     if unknown:
@@ -85,6 +99,7 @@ class StacSource:
         self._warned: set[str] = set()
         for spec in self.specs:
             check_layers(self.layers_for(spec))
+        require_extra()
 
     def items(self) -> Sequence[EventSpec]:
         return self.specs

@@ -78,3 +78,17 @@ def test_stratified_sample_does_not_depend_on_the_windows() -> None:
         split.add(classes[lo : lo + 64], feats[lo : lo + 64], np.arange(lo, min(lo + 64, 400)))
     (xa, ya), (xb, yb) = whole.arrays(), split.arrays()
     assert np.array_equal(ya, yb) and np.array_equal(xa, xb) and len(ya) == 30
+
+
+def test_without_the_stac_extra_the_source_says_what_to_install(monkeypatch) -> None:
+    import importlib.util
+
+    from lsd.errors import UserError
+    from lsd.stac.source import StacSource
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "pystac_client" else real(n, *a)
+    )
+    with pytest.raises(UserError, match=r"needs pystac_client: pip install 'lsd\[stac\]'"):
+        StacSource([])

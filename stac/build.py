@@ -267,6 +267,13 @@ class EventBuild:
     # ------------------------------------------------------------------ the stack
 
     def run(self, work: Path) -> Path:
+        """Masks, CART, then the stack window by window into work/stack.tif."""
+        try:
+            return self._run(work)
+        finally:
+            self.pool.shutdown(cancel_futures=True)  # its threads' open datasets go with them
+
+    def _run(self, work: Path) -> Path:
         import rasterio
 
         if self.found.s2:
@@ -289,7 +296,6 @@ class EventBuild:
                 values = self.block_layers(block, feats, off)
                 for i, name in enumerate(self.layers, start=1):
                     dst.write(values[name].astype(np.float32), i, window=_window(block))
-        self.pool.shutdown()
         return stack
 
     def block_layers(self, block: Block, feats: Any, off: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -63,12 +63,30 @@ def aoi_spec(
 
 
 def fetch_for_prediction(
-    spec: EventSpec, layers: Sequence[str], work_dir: Path, project: str | None
+    spec: EventSpec,
+    layers: Sequence[str],
+    work_dir: Path,
+    project: str | None,
+    *,
+    source: str = "earthengine",
+    catalog: str | None = None,
 ) -> Path:
-    """Fetch only the layers the model needs; the event folder is kept so a rerun skips it."""
+    """Fetch only the layers the model needs; the event folder is kept so a rerun skips it.
+    `source` "stac" reads open STAC catalogs (`catalog`) instead of Earth Engine."""
+    from lsd.pipeline.sources import build_events
+
+    if source == "stac":
+        from lsd.stac.catalogs import PLANETARY_COMPUTER
+        from lsd.stac.source import StacSource
+
+        stac = StacSource([spec], catalog=catalog or PLANETARY_COMPUTER, layers=tuple(layers),
+                          write_label=False)  # fmt: skip
+        summary = build_events(stac, work_dir, need_label=False, progress=False)
+        if summary.failed:
+            raise EventFailed(next(iter(summary.failed.values())))
+        return work_dir / spec.event_id / STACK_FILE
     from lsd.gee import auth
     from lsd.gee.source import EarthEngineSource
-    from lsd.pipeline.sources import build_events
 
     unfetchable = [name for name in layers if not is_fetchable(name)]
     if unfetchable:

@@ -72,6 +72,27 @@ from lsd.pipeline.options import LsdCommand
     "wins over this.",
 )
 @click.option(
+    "--source",
+    type=click.Choice(["earthengine", "stac"]),
+    default="earthengine",
+    show_default=True,
+    help="Where the layers come from: Earth Engine, or open STAC catalogs (no account; "
+    "pip install 'lsd[stac]').",
+)
+@click.option(
+    "--catalog",
+    default=None,
+    help="With --source stac: planetary-computer (default), earth-search, or a STAC API URL; "
+    "layers it does not offer come from planetary-computer.",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="With --source stac: events fetched at once, each in a worker process.",
+)
+@click.option(
     "--s1-scenes",
     default="1+1",
     show_default=True,
@@ -89,6 +110,9 @@ def fetch(
     project: str | None,
     only: str | None,
     groups: str,
+    source: str,
+    catalog: str | None,
+    jobs: int,
     s1_scenes: str,
 ) -> None:
     """Fetch Sentinel-1/2 layer stacks and landslide labels for the events of a CSV."""
@@ -118,6 +142,10 @@ def fetch(
         groups=layer_groups,
         s1_scenes=scenes,
         echo=click.echo,
+        source=source,
+        catalog=catalog,
+        settings_file=fetch_config,
+        jobs=jobs,
     )
     if dry_run:
         wrote = f"; graphs in {graphs}" if graphs else "; nothing written"

@@ -34,6 +34,13 @@ def _check_inputs_given(
 @click.option("--date", "date_text", help="Event date YYYY-MM-DD (with --aoi).")
 @click.option("--project", help="Earth Engine cloud project (with --aoi).")
 @click.option(
+    "--source", type=click.Choice(["earthengine", "stac"]), default="earthengine",
+    show_default=True, help="With --aoi: fetch from Earth Engine or from open STAC catalogs.",
+)  # fmt: skip
+@click.option(
+    "--catalog", help="With --source stac: planetary-computer (default), earth-search or a URL."
+)
+@click.option(
     "--model", required=True, type=click.Path(path_type=Path), help="Ensemble (or bundle) folder."
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
@@ -80,6 +87,8 @@ def predict(
     aoi: Path | None,
     date_text: str | None,
     project: str | None,
+    source: str,
+    catalog: str | None,
     model: Path,
     out: Path,
     threshold: float | None,
@@ -140,7 +149,9 @@ def predict(
         resolve_device(device)
     models = open_models(model)
     if spec is not None:
-        stack = fetch_for_prediction(spec, models.layers, work, project)
+        stack = fetch_for_prediction(
+            spec, models.layers, work, project, source=source, catalog=catalog
+        )
         inputs = {"aoi": str(aoi), "date": spec.date.isoformat(), "fetched_to": str(stack)}
     elif not stack.exists():
         raise InputNotFound(f"{stack}: stack file not found")

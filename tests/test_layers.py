@@ -2,6 +2,7 @@
 
     lsd (ground floor)   imports nothing else of the project, and neither torch nor ee
     lsd.gee              the ground floor and itself; never torch or lsd.training
+    lsd.stac             the ground floor and itself; never torch, ee, lsd.gee or lsd.training
     lsd.training         the ground floor and itself; never ee or lsd.gee
     lsd.pipeline         anything (the top floor)
 
@@ -20,15 +21,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = {"lsd": "lsd", "gee": "lsd.gee", "training": "lsd.training", "pipeline": "lsd.pipeline"}
-FLOORS = ("lsd.gee", "lsd.training", "lsd.pipeline")
+FOLDERS = {
+    "lsd": "lsd", "gee": "lsd.gee", "stac": "lsd.stac", "training": "lsd.training",
+    "pipeline": "lsd.pipeline",
+}  # fmt: skip
+FLOORS = ("lsd.gee", "lsd.stac", "lsd.training", "lsd.pipeline")
 ALLOWED = {
     "lsd": set(),
     "lsd.gee": {"lsd.gee"},
+    "lsd.stac": {"lsd.stac"},
     "lsd.training": {"lsd.training"},
-    "lsd.pipeline": {"lsd.gee", "lsd.training", "lsd.pipeline"},
+    "lsd.pipeline": {"lsd.gee", "lsd.stac", "lsd.training", "lsd.pipeline"},
 }
-FORBIDDEN_LIBS = {"lsd": {"torch", "ee"}, "lsd.gee": {"torch"}, "lsd.training": {"ee"}}
+FORBIDDEN_LIBS = {
+    "lsd": {"torch", "ee"}, "lsd.gee": {"torch"}, "lsd.stac": {"torch", "ee"},
+    "lsd.training": {"ee"},
+}  # fmt: skip
 
 
 def _package(module: str) -> str | None:
@@ -63,7 +71,7 @@ def violations(path: Path, package: str) -> list[str]:
         top = module.split(".")[0]
         if module.startswith("."):
             found.append(f"{where}: relative import {module} (use lsd.*)")
-        elif top in ("gee", "training", "pipeline"):
+        elif top in ("gee", "stac", "training", "pipeline"):
             found.append(f"{where}: top-level '{top}' does not exist; import lsd.{top}")
         elif top in FORBIDDEN_LIBS.get(package, set()):
             found.append(f"{where}: {package} must not import {top}")
@@ -107,6 +115,14 @@ def test_the_checker_catches_each_kind_of_violation(tmp_path: Path) -> None:
     )
     top_floor = violations(bad, "lsd.pipeline")  # may import any floor, but not bare names
     assert len(top_floor) == 2 and all("top-level" in v or "relative" in v for v in top_floor)
+    stac = tmp_path / "stac_bad.py"
+    stac.write_text(
+        "import ee\nimport torch\nfrom lsd.gee import config\nimport lsd.training.grid\n"
+    )
+    found = violations(stac, "lsd.stac")
+    assert len(found) == 4 and any("must not import ee" in v for v in found)
+    stac.write_text("from lsd.stac import s2\n")
+    assert violations(stac, "lsd.gee") and violations(stac, "lsd.training")
 
 
 def test_no_sys_path_edits_anywhere() -> None:
@@ -136,7 +152,8 @@ def test_the_distribution_installs_one_namespace(wheel: Path) -> None:
         tops = {name.split("/")[0] for name in zf.namelist()}
         names = set(zf.namelist())
     assert {t for t in tops if not t.endswith(".dist-info")} == {"lsd"}
-    for sub in ("gee/source.py", "training/grid.py", "pipeline/cli.py", "runs.py"):
+    subs = ("gee/source.py", "stac/source.py", "training/grid.py", "pipeline/cli.py", "runs.py")
+    for sub in subs:
         assert f"lsd/{sub}" in names
 
 
@@ -150,13 +167,15 @@ def test_installed_lsd_imports_and_generic_names_do_not(wheel: Path, tmp_path: P
         check=True, capture_output=True,
     )  # fmt: skip
     probe = (
-        "import importlib.util, lsd, lsd.gee.source, lsd.training.grid, lsd.pipeline.cli\n"
+        "import importlib.util, lsd, lsd.gee.source, lsd.stac.source, lsd.training.grid\n"
+        "import lsd.pipeline.cli\n"
         f"assert lsd.__file__.startswith({str(site)!r}), lsd.__file__\n"
-        "print([importlib.util.find_spec(n) is None for n in ('gee', 'training', 'pipeline')])\n"
+        "names = ('gee', 'stac', 'training', 'pipeline')\n"
+        "print([importlib.util.find_spec(n) is None for n in names])\n"
     )
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[True, True, True]"
+    assert result.stdout.strip() == "[True, True, True, True]"

@@ -9,6 +9,7 @@ build one folder.
 Registered sources, by the name the CLI and docs use:
 
     earthengine      lsd.gee.source.EarthEngineSource      events.csv -> Earth Engine layers
+    stac             lsd.stac.source.StacSource            events.csv -> STAC catalog layers
     landslide4sense  lsd.pipeline.sources.landslide4sense  Landslide4Sense HDF5 patches
     tiles            lsd.pipeline.sources.tiles            image/mask pairs (PNG, GeoTIFF)
     paper            lsd.pipeline.sources.paper            the paper's dataset (Zenodo 13471162)
@@ -38,6 +39,7 @@ Echo = Callable[[str], None]
 
 SOURCES: dict[str, str] = {
     "earthengine": "lsd.gee.source:EarthEngineSource",
+    "stac": "lsd.stac.source:StacSource",
     "landslide4sense": "lsd.pipeline.sources.landslide4sense:Landslide4SenseSource",
     "tiles": "lsd.pipeline.sources.tiles:TileSource",
     "paper": "lsd.pipeline.sources.paper:PaperDatasetSource",

@@ -1,0 +1,404 @@
+"""One event's stack from the chosen items: masks, then window by window, every layer.
+
+Order of work (each step bounded in memory by the window size, not the AOI):
+
+1. Sentinel-2 masks, once per scene, on a 20 m grid around the event (lsd.stac.s2).
+2. With landCover: the CART features (pre-event composite, elevation, pre-event VV/VH) over the
+   AOI grown by `cart_buffer_m`, window by window, into a temporary GeoTIFF; the WorldCover
+   points are drawn while the windows pass (lsd.stac.landcover); the tree is trained.
+3. Every requested layer over the event grid, window by window, into stack.tif; the pre-event
+   composite and the other CART features are read back from step 2 instead of recomputed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsd.layers import LANDCOVER_LAYER
+from lsd.rasters import Grid, stack_profile
+from lsd.spec import EventSpec, aoi_centroid, event_grid, to_crs
+from lsd.stac import radar, s2, terrain
+from lsd.stac.auxlayers import AUX_LAYERS, clean, local_file
+from lsd.stac.catalogs import asset_key
+from lsd.stac.config import StacConfig
+from lsd.stac.landcover import FEATURES, Cart, StratifiedSample, paper_classes, train_cart
+from lsd.stac.read import Block, Target, blocks, grown_grid, offset_in, read_onto
+from lsd.stac.scenes import EventScenes
+
+FEATURE_BANDS: tuple[str, ...] = (*FEATURES, "NDVI")
+Warn = Callable[[str], None]
+
+
+class EventBuild:
+    """The pixels of one event; `run(work)` writes stack.tif into the folder `work`."""
+
+    def __init__(
+        self,
+        spec: EventSpec,
+        layers: Sequence[str],
+        cfg: StacConfig,
+        found: EventScenes,
+        warn: Warn,
+    ) -> None:
+        self.spec, self.layers, self.cfg, self.found, self.warn = (
+            spec,
+            list(layers),
+            cfg,
+            found,
+            warn,
+        )
+        self.grid = event_grid(spec, cfg.scale)
+        self.with_cart = LANDCOVER_LAYER in self.layers
+        self.cart_grid = grown_grid(self.grid, cfg.cart_buffer_m) if self.with_cart else self.grid
+        reach = (
+            cfg.cloud_grow_px * cfg.cloud_morph_scale_m
+            + cfg.shadow_search_px * cfg.shadow_search_scale_m
+            + cfg.snow_buffer_m
+        )
+        self.mask_grid = s2.MaskGrid(grown_grid(self.cart_grid, reach, cfg.cloud_morph_scale_m))
+        self.masks: dict[str, np.ndarray] = {}
+        self.cart: Cart | None = None
+        self.sample_counts: dict[str, int] = {}
+        self.lat = aoi_centroid(spec.aoi)[1]
+        self.look = {p: radar.towards_sensor_deg(self.lat, p) for p in found.passes}
+        self.pool = ThreadPoolExecutor(max(1, cfg.threads))
+        self._footprints: dict[str, Any] = {}
+        self.aux_files: dict[str, Path | None] = {}
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self, item: Any, band: str, target: Target, resampling: str = "nearest") -> np.ndarray:
+        key = asset_key(item.assets, band)
+        where = f"event {self.spec.event_id}: item {item.id} asset {key}"
+        return read_onto(
+            item.assets[key].href, target, resampling, timeout_s=self.cfg.timeout_s, where=where
+        )
+
+    def mosaic(
+        self, items: Sequence[Any], band: str, target: Target, resampling: str
+    ) -> np.ndarray:
+        """The first valid value of the items in order (GLO-30 and WorldCover tiles)."""
+        out = np.full((target.height, target.width), np.nan, dtype=np.float32)
+        for arr in self.pool.map(lambda i: self.read(i, band, target, resampling), items):
+            gap = np.isnan(out)
+            out[gap] = arr[gap]
+        return out
+
+    def s2_bands(self, item: Any, target: Target) -> dict[str, np.ndarray]:
+        offset = s2.dn_offset(item)
+        arrays = self.pool.map(lambda b: self.read(item, b, target), s2.COMPOSITE_BANDS)
+        return {
+            b: (a + offset) / s2.REFLECTANCE_SCALE
+            for b, a in zip(s2.COMPOSITE_BANDS, arrays, strict=True)
+        }
+
+    # ------------------------------------------------------------------ Sentinel-2
+
+    def make_masks(self) -> None:
+        target = Block(0, 0, self.mask_grid.grid.height, self.mask_grid.grid.width).target(
+            self.mask_grid.grid
+        )
+        items = [i for key in ("pre", "post") for i in self.found.s2.get(key, [])]
+        for item in items:
+            if item.id not in self.masks:
+                scl = self.read(item, "SCL", target)
+                self.masks[item.id] = s2.keep_mask(scl, s2.sun_azimuth(item), self.cfg)
+
+    def composite(self, key: str, target: Target) -> dict[str, np.ndarray]:
+        green = s2.Greenest((target.height, target.width), s2.COMPOSITE_BANDS)
+        for index, item in enumerate(self.found.s2.get(key, [])):
+            keep = self.mask_grid.lookup(target, self.masks[item.id])
+            if keep.any():
+                green.add(index, self.s2_bands(item, target), keep)
+        return green.result()
+
+    # ------------------------------------------------------------------ Sentinel-1
+
+    def backscatter_db(self, orbit: str, key: str, target: Target) -> dict[str, np.ndarray]:
+        """Median of the linear gamma0 of a pass's scenes in a window, in dB, per polarisation."""
+        items = self.found.s1.get(orbit, {}).get(key, [])
+        out = {}
+        for pol in ("VV", "VH"):
+            scenes = np.stack(
+                list(self.pool.map(lambda i, pol=pol: self.read(i, pol, target), items))
+            )
+            scenes[~(scenes > 0)] = np.nan
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[pol] = (10.0 * np.log10(np.nanmedian(scenes, axis=0))).astype(np.float32)
+        return out
+
+    def footprint(self, item: Any) -> Any:
+        if item.id not in self._footprints:
+            import shapely.geometry
+
+            shape = shapely.geometry.shape(item.geometry)
+            self._footprints[item.id] = to_crs(shape, 4326, self.grid.crs)
+        return self._footprints[item.id]
+
+    def geometry(self, orbit: str, target: Target, slope: np.ndarray, aspect: np.ndarray):
+        """(layover, shadow, lia) of a pass: flags set where any post scene is distorted, lia
+        the median over those scenes, as the Earth Engine path aggregates them."""
+        x, y = target.centres()
+        look = self.look[orbit]
+        layover = np.zeros(slope.shape, bool)
+        shadow = np.zeros(slope.shape, bool)
+        lias = []
+        for item in self.found.s1[orbit]["post"]:
+            theta = radar.incidence_deg(
+                x,
+                y,
+                self.footprint(item),
+                look,
+                self.cfg.incidence_near_deg,
+                self.cfg.incidence_far_deg,
+            )
+            lay, sha, lia = radar.distortions(theta, slope, aspect, look)
+            layover |= lay
+            shadow |= sha
+            lias.append(lia)
+        lia = np.median(np.stack(lias), axis=0).astype(np.float32)
+        return layover, shadow, lia
+
+    # ------------------------------------------------------------------ terrain
+
+    def terrain(self, block: Block, grid: Grid) -> dict[str, np.ndarray]:
+        halo = block.target(grid, halo=1)
+        dem = self.mosaic(self.found.dem, "DEM", halo, self.cfg.dem_resample)
+        pixel = abs(grid.transform.a)
+        return {
+            "elevation": dem[1:-1, 1:-1],
+            "slope": terrain.slope_deg(dem, pixel),
+            "aspect": terrain.aspect_deg(dem, pixel),
+        }
+
+    # ------------------------------------------------------------------ CART
+
+    def features(self, block: Block, grid: Grid) -> dict[str, np.ndarray]:
+        target = block.target(grid)
+        pre = self.composite("pre", target)
+        dem = self.mosaic(self.found.dem, "DEM", target, self.cfg.dem_resample)
+        vv, vh = self.s1_combined("pre", target, masked=None)
+        return {
+            **{b: pre[b] for b in s2.COMPOSITE_BANDS},
+            "NDVI": pre["NDVI"],
+            "elevation": dem,
+            "preVV": vv,
+            "preVH": vh,
+        }
+
+    def s1_combined(self, key: str, target: Target, masked: dict[str, np.ndarray] | None):
+        """VV, VH (dB) of a window over the passes: one pass as is, two passes averaged (each
+        masked with its own distortions first, when `masked` gives them)."""
+        vv, vh = [], []
+        for orbit in self.found.passes:
+            db = self.backscatter_db(orbit, key, target)
+            bad = masked.get(orbit) if masked else None
+            vv.append(np.where(bad, np.nan, db["VV"]) if bad is not None else db["VV"])
+            vh.append(np.where(bad, np.nan, db["VH"]) if bad is not None else db["VH"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(np.stack(vv), axis=0), np.nanmean(np.stack(vh), axis=0)
+
+    def train_landcover(self, work: Path) -> Path:
+        """Step 2: the features over the CART grid into work/features.tif, the sample, the tree."""
+        import rasterio
+
+        grid = self.cart_grid
+        path = work / "features.tif"
+        sample = StratifiedSample(self.cfg.cart_points_per_class, self.cfg.seed)
+        with rasterio.open(path, "w", **stack_profile(grid, len(FEATURE_BANDS))) as dst:
+            for block in blocks(grid, self.cfg.window_px):
+                feats = self.features(block, grid)
+                window = _window(block)
+                for i, name in enumerate(FEATURE_BANDS, start=1):
+                    dst.write(feats[name], i, window=window)
+                if self.spec.landcover_points is None:
+                    wc = self.mosaic(
+                        self.found.worldcover, "WorldCover", block.target(grid), "nearest"
+                    )
+                    classes = paper_classes(wc, feats["NDVI"], self.cfg.bare_rock_ndvi)
+                    rows, cols = np.indices(classes.shape)
+                    index = (rows + block.row) * grid.width + (cols + block.col)
+                    table = np.stack([feats[f] for f in FEATURES], axis=-1).reshape(
+                        -1, len(FEATURES)
+                    )
+                    sample.add(classes.ravel(), table, index.ravel())
+        if self.spec.landcover_points is not None:
+            x, y = self._user_points(path, grid)
+        else:
+            x, y = sample.arrays()
+        self.sample_counts = {str(c): int((y == c).sum()) for c in sorted(set(y.tolist()))}
+        self.cart = train_cart(
+            x,
+            y,
+            holdout=self.cfg.cart_holdout,
+            seed=self.cfg.seed,
+            max_nodes=self.cfg.cart_max_nodes,
+        )
+        if self.cart is None:
+            self.warn(
+                f"event {self.spec.event_id}: no land-cover training point has every "
+                "feature; landCover is NaN"
+            )
+        return path
+
+    def _user_points(self, path: Path, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        import rasterio
+
+        from lsd.vectors import read_class_points
+
+        rows = read_class_points(self.spec.landcover_points)
+        pts = [
+            to_crs(__import__("shapely").geometry.Point(lon, lat), 4326, grid.crs)
+            for lon, lat, _ in rows
+        ]
+        with rasterio.open(path) as src:
+            values = np.array([v for v in src.sample([(p.x, p.y) for p in pts])], dtype=np.float32)
+        return values[:, : len(FEATURES)], np.array([c for _, _, c in rows], dtype=np.int32)
+
+    # ------------------------------------------------------------------ the stack
+
+    def run(self, work: Path) -> Path:
+        """Masks, CART, then the stack window by window into work/stack.tif."""
+        try:
+            return self._run(work)
+        finally:
+            self.pool.shutdown(cancel_futures=True)  # its threads' open datasets go with them
+
+    def _run(self, work: Path) -> Path:
+        import rasterio
+
+        if self.found.s2:
+            self.make_masks()
+        features = self.train_landcover(work) if self.with_cart else None
+        for layer in AUX_LAYERS:
+            if layer in self.layers:
+                self.aux_files[layer] = local_file(layer, self.cfg)
+        stack = work / "stack.tif"
+        grid = self.grid
+        with contextlib.ExitStack() as stack_ctx:
+            dst = stack_ctx.enter_context(
+                rasterio.open(stack, "w", **stack_profile(grid, len(self.layers)))
+            )
+            feats = stack_ctx.enter_context(rasterio.open(features)) if features else None
+            for i, name in enumerate(self.layers, start=1):
+                dst.set_band_description(i, name)
+            off = offset_in(grid, self.cart_grid)
+            for block in blocks(grid, self.cfg.window_px):
+                values = self.block_layers(block, feats, off)
+                for i, name in enumerate(self.layers, start=1):
+                    dst.write(values[name].astype(np.float32), i, window=_window(block))
+        return stack
+
+    def block_layers(self, block: Block, feats: Any, off: tuple[int, int]) -> dict[str, np.ndarray]:
+        names = set(self.layers)
+        grid, target = self.grid, block.target(self.grid)
+        shape = (block.height, block.width)
+        out: dict[str, np.ndarray] = {}
+        pre = post = None
+        stored: dict[str, np.ndarray] = {}
+        if feats is not None:
+            from rasterio.windows import Window
+
+            window = Window(block.col + off[1], block.row + off[0], block.width, block.height)
+            data = feats.read(window=window)
+            stored = {name: data[i] for i, name in enumerate(FEATURE_BANDS)}
+        if names & {"dNDVI", "preNDVI"}:
+            pre = {"NDVI": stored["NDVI"]} if stored else self.composite("pre", target)
+        if names & {"dNDVI", "postNDVI"}:
+            post = self.composite("post", target)
+        if pre is not None and "preNDVI" in names:
+            out["preNDVI"] = pre["NDVI"]
+        if post is not None and "postNDVI" in names:
+            out["postNDVI"] = post["NDVI"]
+        if "dNDVI" in names:
+            out["dNDVI"] = post["NDVI"] - pre["NDVI"]
+        topo = self.terrain(block, grid) if self.found.dem else {}
+        for name in ("elevation", "slope"):
+            if name in names:
+                out[name] = topo[name]
+        if self.found.passes:
+            out.update(self.s1_layers(names, target, topo))
+        if LANDCOVER_LAYER in names:
+            if self.cart is None:
+                out[LANDCOVER_LAYER] = np.full(shape, np.nan, np.float32)
+            else:
+                table = np.stack([stored[f] for f in FEATURES], axis=-1).reshape(-1, len(FEATURES))
+                out[LANDCOVER_LAYER] = self.cart.classify(table).reshape(shape)
+        for layer in AUX_LAYERS:
+            if layer in names:
+                path = self.aux_files.get(layer)
+                if path is None:
+                    out[layer] = np.full(shape, np.nan, np.float32)
+                else:
+                    where = f"event {self.spec.event_id}: {layer} map"
+                    out[layer] = clean(layer, read_onto(str(path), target, "nearest", where=where))
+        return out
+
+    def s1_layers(
+        self, names: set[str], target: Target, topo: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        geometry = {}
+        wants_geometry = names & {"layover", "shadow", "liaDeg"} or (
+            self.cfg.mask_distortions
+            and names & {"preVV", "postVV", "dVV", "preVH", "postVH", "dVH"}
+        )
+        if wants_geometry:
+            geometry = {
+                p: self.geometry(p, target, topo["slope"], topo["aspect"])
+                for p in self.found.passes
+            }
+        bad = {p: g[0] | g[1] for p, g in geometry.items()} if self.cfg.mask_distortions else None
+        windows = {k for k in ("pre", "post") if names & {f"{k}VV", f"{k}VH", "dVV", "dVH"}}
+        per_pass = {
+            p: {k: self.backscatter_db(p, k, target) for k in windows} for p in self.found.passes
+        }
+
+        def combine(arrays: list[np.ndarray]) -> np.ndarray:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return np.nanmean(np.stack(arrays), axis=0).astype(np.float32)
+
+        def masked(p: str, arr: np.ndarray) -> np.ndarray:
+            return np.where(bad[p], np.nan, arr) if bad else arr
+
+        for pol in ("VV", "VH"):
+            for k in windows:
+                if f"{k}{pol}" in names:
+                    out[f"{k}{pol}"] = combine([masked(p, per_pass[p][k][pol]) for p in per_pass])
+            if f"d{pol}" in names:
+                out[f"d{pol}"] = combine(
+                    [
+                        masked(p, per_pass[p]["post"][pol] - per_pass[p]["pre"][pol])
+                        for p in per_pass
+                    ]
+                )
+        if geometry:
+            first = geometry[self.found.passes[0]]
+            valid = np.isfinite(topo["slope"])
+            for i, name in enumerate(("layover", "shadow")):
+                if name in names:
+                    flags = np.logical_and.reduce([g[i] for g in geometry.values()])
+                    out[name] = np.where(valid, flags.astype(np.float32), np.nan)
+            if "liaDeg" in names:
+                out["liaDeg"] = np.where(valid, first[2], np.nan).astype(np.float32)
+        return out
+
+
+def _window(block: Block):
+    from rasterio.windows import Window
+
+    return Window(block.col, block.row, block.width, block.height)
+
+
+def look_directions(build: EventBuild) -> dict[str, float]:
+    return {p: round(v, 3) for p, v in build.look.items()}

@@ -248,7 +248,9 @@ class EventGraph:
         elif name in ("dVV", "dVH"):
             image = self.change(name[1:])
         elif name in ("layover", "shadow"):
-            image = self.distortion(name)
+            image = self.distortion(name)  # 1 = distorted, as every mask inside the graph
+            if self.cfg.distortion_flags == "1=valid":  # gee_s1_ard's validity masks
+                image = image.Not()
         elif name == "liaDeg":
             image = self.s1_pass[self.resolved.passes[0]]["lia"]
         elif name == "elevation":
@@ -372,6 +374,7 @@ def _s1_provenance(
             "method": "angular flattening, Vollrath, Mullissa & Reiche 2020",
             "convention": cfg.look_convention,
             "distortions_masked": cfg.mask_distortions,
+            "distortion_flags": cfg.distortion_flags,
             "layover_shadow": "max over post-window scenes"
             + ("; with two passes, where both are distorted" if len(resolved.passes) > 1 else ""),
             "lia": f"median over post-window scenes of {resolved.passes[0]}",

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lsd.errors import InvalidFile, InvalidValue, ServiceUnavailable
 from lsd.events import STACK_FILE
@@ -63,9 +64,10 @@ def aoi_spec(
 
 
 def fetch_for_prediction(
-    spec: EventSpec, layers: Sequence[str], work_dir: Path, project: str | None
+    spec: EventSpec, layers: Sequence[str], work_dir: Path, project: str | None, cfg: Any = None
 ) -> Path:
-    """Fetch only the layers the model needs; the event folder is kept so a rerun skips it."""
+    """Fetch only the layers the model needs, with `cfg` (a FetchConfig; the one that matches
+    the model's conventions); the event folder is kept so a rerun skips it."""
     from lsd.gee import auth
     from lsd.gee.source import EarthEngineSource
     from lsd.pipeline.sources import build_events
@@ -81,7 +83,8 @@ def fetch_for_prediction(
     if not auth.credentials_available():
         raise ServiceUnavailable(auth.HOW_TO)
     auth.initialize(project)
-    source = EarthEngineSource([spec], layers=tuple(layers), write_label=False)
+    kw = {"cfg": cfg} if cfg is not None else {}
+    source = EarthEngineSource([spec], layers=tuple(layers), write_label=False, **kw)
     summary = build_events(source, work_dir, need_label=False, progress=False)
     if summary.failed:
         raise EventFailed(next(iter(summary.failed.values())))

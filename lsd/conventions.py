@@ -257,8 +257,8 @@ class Difference:
         shown = ", ".join(self.layers[:4]) + (" ..." if len(self.layers) > 4 else "")
         return (
             f"{stack_where}: layer(s) {shown}: {self.name} is {self.stack['value']} "
-            f"({self.stack['how']}) but {model_where} was trained on {self.model['value']} "
-            f"({self.model['how']})"
+            f"({self.stack['how']}) but the training data of {model_where} had "
+            f"{self.model['value']} ({self.model['how']})"
         )
 
 
@@ -392,7 +392,7 @@ def of_stack(stack: Path | str) -> tuple[Conventions | None, str]:
     tagged = read_stack_tags(stack)
     if tagged is not None:
         return tagged, f"{stack} ({STACK_TAG} tag)"
-    return None, f"{stack} has no conventions (no event.json record, no {STACK_TAG} tag)"
+    return None, f"nothing recorded with the stack (no event.json beside it, no {STACK_TAG} tag)"
 
 
 def of_events(events: Sequence[Any]) -> Conventions:

@@ -103,9 +103,9 @@ def check_against_model(
         out.warnings.append(f"{d.line(str(stack), model_where)}; its values may differ")
     if comp.unknown_in_stack:
         names = ", ".join(comp.unknown_in_stack)
-        why = sc.where + ("; the pixels do not show them" if sc.from_pixels else "")
+        why = sc.where + (" and the pixels do not show them" if sc.from_pixels else "")
         out.warnings.append(
-            f"{stack}: conventions {names} unknown ({why}); cannot check them against "
+            f"{stack}: conventions {names} unknown: {why}; cannot check them against "
             f"{model_where} ({cv.summary(model, comp.unknown_in_stack)})"
         )
     if comp.unknown_in_model:
@@ -258,7 +258,7 @@ def inspect_lines(found: Sequence[tuple[Path, StackConventions]]) -> list[str]:
     lines.append("-+-".join("-" * w for w in widths))
     lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     for s, sc in found:
-        source = f"{sc.where}; detected from pixels" if sc.from_pixels else f"from {sc.where}"
+        source = f"{sc.where}; detected from the pixels" if sc.from_pixels else f"from {sc.where}"
         lines.append(f"{s}: {source}")
         for name in cv.NAMES:
             evidence = sc.record[name].get("evidence")

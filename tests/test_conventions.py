@@ -96,7 +96,7 @@ def test_compare_names_layers_and_kind_of_difference() -> None:
     assert [d.name for d in comp.notes] == ["dem"]
     line = comp.refusals[0].line("s.tif", "the model m")
     assert line == ("s.tif: layer(s) postVV, liaDeg: flattening is gee_s1_ard (recorded) but the "
-                    "model m was trained on vollrath (recorded)")  # fmt: skip
+                    "training data of the model m had vollrath (recorded)")  # fmt: skip
     # a convention no model layer depends on is no difference
     assert not cv.compare(model, stack, ["elevation"]).refusals
     # unknown is not a difference, but is reported for the strict conventions
@@ -335,7 +335,7 @@ def test_inspect_conventions_side_by_side(tmp_path: Path) -> None:
     assert row["flattening"] == ["vollrath (recorded)", "gee_s1_ard (detected)"]
     assert row["distortion_flags"] == ["1=distorted (recorded)", "1=valid (detected)"]
     assert row["dem"][1] == "unknown (unknown)"
-    assert any(ln.startswith(f"{bare}: ") and "detected from pixels" in ln for ln in lines)
+    assert any(ln.startswith(f"{bare}: ") and "detected from the pixels" in ln for ln in lines)
     assert any("no pass recorded" in ln for ln in lines)  # evidence shown
     doc = json.loads((tmp_path / "c.json").read_text())
     assert doc["stacks"][1]["detected_from_pixels"] is True
@@ -368,3 +368,26 @@ def test_flag_polarity_is_chosen_at_the_output(ee_offline: Any) -> None:
         # VV is masked on the distortions (1 = distorted inside the graph) either way
         masks = [c.args["mask"] for c in calls(root, "Image.updateMask")]
         assert any(getattr(m, "name", "") == "Image.not" for m in masks)
+
+
+def test_worked_numbers_of_docs_conventions() -> None:
+    """docs/conventions.md: a 30 degree slope, incidence 37, look 100 (descending), the terrain
+    brightening raw gamma0 as the volume model says. Vollrath removes it; gee_s1_ard leaves
+    terrain in (dB) and mirrors liaDeg east-west."""
+    from lsd.gee import s1
+
+    def after(convention: str, aspect: float) -> tuple[float, float]:
+        theta, slope, look = Arr(math.radians(37)), Arr(math.radians(30)), Arr(math.radians(100))
+        aspect_r = Arr(math.radians(aspect))
+        true = s1.range_slope(slope, s1.relative_look(look, aspect_r, "vollrath"))
+        raw = 10 * math.log10(float(s1.volume_factor(theta, true).a))
+        phi_r = s1.relative_look(look, aspect_r, convention)
+        ar, az = s1.range_slope(slope, phi_r), s1.azimuth_slope(slope, phi_r)
+        f = 10 * math.log10(float(s1.volume_factor(theta, ar).a))
+        left = raw + (f if convention == "gee_s1_ard" else -f)
+        return round(left, 2), round(float(s1.local_incidence_deg(theta, ar, az).a), 1)
+
+    assert [after("vollrath", a) for a in (0, 90, 180, 270)] == [
+        (0.0, 50.3), (0.0, 9.3), (0.0, 42.0), (0.0, 66.7)]
+    assert [after("gee_s1_ard", a) for a in (0, 90, 180, 270)] == [
+        (-1.77, 50.3), (2.78, 66.7), (1.87, 42.0), (2.78, 9.3)]

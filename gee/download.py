@@ -231,8 +231,6 @@ def download_stack(
                 progress(1)
 
 
-
-
 def geotiff_to_stack(
     src_path: Path,
     dest: Path,

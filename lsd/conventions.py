@@ -87,9 +87,9 @@ def unknown(reason: str) -> dict[str, str]:
     return entry(UNKNOWN, "unknown", reason)
 
 
-def complete(record: Mapping[str, Mapping[str, str]] | None, reason: str = "not recorded") -> (
-    Conventions
-):
+def complete(
+    record: Mapping[str, Mapping[str, str]] | None, reason: str = "not recorded"
+) -> Conventions:
     """Every name present: missing ones become `unknown` with `reason`."""
     record = record or {}
     return {n: dict(record[n]) if n in record else unknown(reason) for n in NAMES}
@@ -131,8 +131,10 @@ def check_record(raw: Any, where: str) -> Conventions:
                 "(or unknown)"
             )
     return complete(
-        {n: entry(i["value"], i.get("how", "recorded"), str(i.get("evidence", "")))
-         for n, i in raw.items()}  # fmt: skip
+        {
+            n: entry(i["value"], i.get("how", "recorded"), str(i.get("evidence", "")))
+            for n, i in raw.items()
+        }  # fmt: skip
     )
 
 
@@ -311,8 +313,9 @@ def compare(
             continue
         if m != s:
             diffs.append(
-                Difference(name, tuple(affected_layers(name, layers)), dict(model[name]),
-                           dict(stack[name]))  # fmt: skip
+                Difference(
+                    name, tuple(affected_layers(name, layers)), dict(model[name]), dict(stack[name])
+                )  # fmt: skip
             )
     return Comparison(tuple(diffs), tuple(no_stack), tuple(no_model))
 

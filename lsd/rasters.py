@@ -359,6 +359,10 @@ def write_stack_with_layers(
     ):
         for i, name in enumerate(layers, start=1):
             dst.set_band_description(i, name)
+            if i <= len(old) and src.tags(i):
+                dst.update_tags(i, **src.tags(i))  # what the old bands mean stays said
+        if src.tags():
+            dst.update_tags(**src.tags())  # e.g. the stack's conventions
         rows = 512
         for row in range(0, grid.height, rows):
             window = Window(0, row, grid.width, min(rows, grid.height - row))

@@ -122,7 +122,7 @@ def fetch_hint(d: cv.Difference) -> str:
 
     fld = CONVENTION_FIELDS.get(d.name)
     if fld:
-        return f"a stack fetched with the fetch setting {fld} = \"{d.model['value']}\" matches"
+        return f'a stack fetched with the fetch setting {fld} = "{d.model["value"]}" matches'
     return f"a stack with {d.name} {d.model['value']} matches"
 
 

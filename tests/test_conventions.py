@@ -69,7 +69,16 @@ def test_record_shape_is_checked() -> None:
 
 def test_which_layers_a_convention_changes() -> None:
     assert cv.affected_layers("flattening", PAPER_LAYERS) == [
-        "preVV", "postVV", "dVV", "preVH", "postVH", "dVH", "layover", "shadow", "liaDeg"]
+        "preVV",
+        "postVV",
+        "dVV",
+        "preVH",
+        "postVH",
+        "dVH",
+        "layover",
+        "shadow",
+        "liaDeg",
+    ]
     assert cv.affected_layers("distortion_flags", PAPER_LAYERS) == ["layover", "shadow"]
     assert cv.affected_layers("radar_scale", ["postVV_2", "VH", "dNDVI"]) == ["postVV_2", "VH"]
     assert cv.affected_layers("snow_mask", PAPER_LAYERS + ("preB8A",)) == [
@@ -90,8 +99,7 @@ def test_compare_names_layers_and_kind_of_difference() -> None:
     stack = vollrath_record(flattening="gee_s1_ard", snow_mask="erode 300 m",
                             dem="COPERNICUS/DEM/GLO30")  # fmt: skip
     comp = cv.compare(model, stack, ["postVV", "liaDeg", "dNDVI", "elevation"])
-    assert [(d.name, d.layers) for d in comp.refusals] == [
-        ("flattening", ("postVV", "liaDeg"))]
+    assert [(d.name, d.layers) for d in comp.refusals] == [("flattening", ("postVV", "liaDeg"))]
     assert [d.name for d in comp.cautions] == ["snow_mask"]
     assert [d.name for d in comp.notes] == ["dem"]
     line = comp.refusals[0].line("s.tif", "the model m")
@@ -129,7 +137,8 @@ def test_event_folder_carries_conventions_in_event_json_and_tags(tmp_path: Path)
         assert src.tags(i)["meaning"].startswith("1 = valid (no layover), 0 = layover")
         assert src.tags(i)["conventions"] == "distortion_flags 1=valid; flattening vollrath"
         assert src.tags(src.descriptions.index("preVV") + 1)["conventions"] == (
-            "flattening vollrath; radar_scale db")
+            "flattening vollrath; radar_scale db"
+        )
     # the stack says it alone, once copied out of its folder
     alone = tmp_path / "copy.tif"
     alone.write_bytes((folder / "stack.tif").read_bytes())
@@ -299,8 +308,14 @@ def test_import_tiles_records_what_it_can(tmp_path: Path) -> None:
     for name, conv in (("a", "vollrath"), ("b", "gee_s1_ard")):
         layers = radar_stack(conv, "1=distorted", "DESCENDING", size=96, seed=ord(name))
         data = np.stack(list(layers.values()))
-        profile = {"driver": "GTiff", "width": 96, "height": 96, "dtype": "float32",
-                   "crs": CRS.from_epsg(32632), "transform": Affine(10, 0, 4e5, 0, -10, 6.8e6)}
+        profile = {
+            "driver": "GTiff",
+            "width": 96,
+            "height": 96,
+            "dtype": "float32",
+            "crs": CRS.from_epsg(32632),
+            "transform": Affine(10, 0, 4e5, 0, -10, 6.8e6),
+        }
         with rasterio.open(src / "images" / f"{name}.tif", "w", count=len(layers),
                            **profile) as dst:  # fmt: skip
             dst.write(data)
@@ -309,8 +324,7 @@ def test_import_tiles_records_what_it_can(tmp_path: Path) -> None:
         with rasterio.open(src / "masks" / f"{name}.tif", "w", count=1,
                            **{**profile, "dtype": "uint8"}) as dst:  # fmt: skip
             dst.write(np.zeros((1, 96, 96), np.uint8))
-    result = lsd("import", "tiles", src, tmp_path / "data", "--mapping", "0:0,1:1",
-                 "--no-progress")
+    result = lsd("import", "tiles", src, tmp_path / "data", "--mapping", "0:0,1:1", "--no-progress")
     assert result.exit_code == 1, result.output
     assert "flattening differs within one dataset" in result.output
     assert "a.tif has vollrath" in result.output and "b.tif has gee_s1_ard" in result.output
@@ -388,6 +402,27 @@ def test_worked_numbers_of_docs_conventions() -> None:
         return round(left, 2), round(float(s1.local_incidence_deg(theta, ar, az).a), 1)
 
     assert [after("vollrath", a) for a in (0, 90, 180, 270)] == [
-        (0.0, 50.3), (0.0, 9.3), (0.0, 42.0), (0.0, 66.7)]
+        (0.0, 50.3),
+        (0.0, 9.3),
+        (0.0, 42.0),
+        (0.0, 66.7),
+    ]
     assert [after("gee_s1_ard", a) for a in (0, 90, 180, 270)] == [
-        (-1.77, 50.3), (2.78, 66.7), (1.87, 42.0), (2.78, 9.3)]
+        (-1.77, 50.3),
+        (2.78, 66.7),
+        (1.87, 42.0),
+        (2.78, 9.3),
+    ]
+
+
+def test_added_layers_keep_the_stacks_conventions(tmp_path: Path) -> None:
+    from lsd.events import append_layers
+
+    rec = vollrath_record(distortion_flags="1=valid")
+    folder = write_radar_event(tmp_path / "ev", radar_stack(polarity="1=valid", size=64),
+                               conventions=rec)  # fmt: skip
+    append_layers(folder, ["coherence"], np.zeros((1, 64, 64), np.float32), [{"name": "x"}])
+    assert read_event(folder).meta["conventions"] == rec
+    with rasterio.open(folder / "stack.tif") as src:
+        assert json.loads(src.tags()[cv.STACK_TAG]) == rec
+        assert src.tags(src.descriptions.index("shadow") + 1)["meaning"].startswith("1 = valid")

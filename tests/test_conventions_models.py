@@ -89,8 +89,12 @@ def predict(stack: Path, model: Path, out: Path, *extra: str):
 
 
 def test_predict_refuses_a_stack_of_other_conventions(trained: dict[str, Path], tmp_path: Path):
-    ev = write_radar_event(tmp_path / "new", radar_stack("gee_s1_ard", size=96, seed=9),
-                           conventions=fetched_like(flattening="gee_s1_ard"), label=False)
+    ev = write_radar_event(
+        tmp_path / "new",
+        radar_stack("gee_s1_ard", size=96, seed=9),
+        conventions=fetched_like(flattening="gee_s1_ard"),
+        label=False,
+    )
     result = predict(ev / "stack.tif", trained["bundle"], tmp_path / "map")
     assert result.exit_code == 1 and not (tmp_path / "map").exists()
     line = result.output.strip()
@@ -99,7 +103,7 @@ def test_predict_refuses_a_stack_of_other_conventions(trained: dict[str, Path], 
         f"Error: {ev / 'stack.tif'}: layer(s) preVV, postVV, dVV, preVH ...: flattening is "
         f"gee_s1_ard (recorded) but the training data of the model {trained['bundle']} had "
         "vollrath (recorded); a stack fetched with the fetch setting look_convention = "
-        f"\"vollrath\" matches (lsd fetch --conventions-from {trained['bundle']} fetches one;"
+        f'"vollrath" matches (lsd fetch --conventions-from {trained["bundle"]} fetches one;'
     )
     # told to go on: mapped, and said once
     result = predict(ev / "stack.tif", trained["bundle"], tmp_path / "map", "--ignore-conventions")
@@ -149,8 +153,12 @@ def test_predict_with_a_model_from_before_conventions(trained: dict[str, Path], 
     meta = json.loads((old / "bundle.json").read_text())
     del meta["extra"]["conventions"]
     (old / "bundle.json").write_text(json.dumps(meta))
-    ev = write_radar_event(tmp_path / "new", radar_stack("gee_s1_ard", size=96, seed=9),
-                           conventions=fetched_like(flattening="gee_s1_ard"), label=False)
+    ev = write_radar_event(
+        tmp_path / "new",
+        radar_stack("gee_s1_ard", size=96, seed=9),
+        conventions=fetched_like(flattening="gee_s1_ard"),
+        label=False,
+    )
     result = predict(ev / "stack.tif", old, tmp_path / "map")
     assert result.exit_code == 0, result.output
     said = [ln for ln in result.output.splitlines() if "before lsd recorded conventions" in ln]
@@ -158,8 +166,12 @@ def test_predict_with_a_model_from_before_conventions(trained: dict[str, Path], 
 
 
 def test_predict_maps_a_matching_stack_silently(trained: dict[str, Path], tmp_path: Path):
-    ev = write_radar_event(tmp_path / "same", radar_stack(size=96, seed=8),
-                           conventions=fetched_like(dem="COPERNICUS/DEM/GLO30"), label=False)
+    ev = write_radar_event(
+        tmp_path / "same",
+        radar_stack(size=96, seed=8),
+        conventions=fetched_like(dem="COPERNICUS/DEM/GLO30"),
+        label=False,
+    )
     result = predict(ev / "stack.tif", trained["bundle"], tmp_path / "map")
     assert result.exit_code == 0, result.output
     assert "convention" not in result.output
@@ -179,15 +191,18 @@ def test_evaluate_refuses_test_events_of_other_conventions(trained: dict[str, Pa
     assert result.exit_code == 1 and not out.exists()
     line = result.output.strip()
     assert "\n" not in line
-    assert line.startswith("Error: the 1 test event(s): layer(s) layover, shadow: "
-                           "distortion_flags is 1=valid (recorded) but the training data of "
-                           f"the models of {trained['runs']} had 1=distorted (recorded)")
+    assert line.startswith(
+        "Error: the 1 test event(s): layer(s) layover, shadow: "
+        "distortion_flags is 1=valid (recorded) but the training data of "
+        f"the models of {trained['runs']} had 1=distorted (recorded)"
+    )
     assert f"lsd fetch --conventions-from {trained['runs']} fetches matching events" in line
     result = lsd("evaluate", trained["runs"], "--data", data, "--out", out, "--device", "cpu",
                  "--ignore-conventions")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "mapped anyway as asked" in result.output or "distortion_flags is 1=valid" in (
-        result.output)
+        result.output
+    )
     # the events it was trained with pass
     result = lsd("evaluate", trained["runs"], "--data", trained["data"], "--out", tmp_path / "e2",
                  "--device", "cpu")  # fmt: skip

@@ -375,9 +375,41 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def of_event_meta(meta: Mapping[str, Any], where: str) -> Conventions | None:
-    """The record of an event.json (as read), or None when it predates conventions."""
+    """The record of an event.json (as read); for a folder fetched before conventions were
+    recorded, what its fetch settings say; None when nothing says anything."""
     raw = meta.get("conventions")
-    return None if raw is None else check_record(raw, where)
+    if raw is None:
+        return _older_fetch(meta)
+    return check_record(raw, where)
+
+
+def _older_fetch(meta: Mapping[str, Any]) -> Conventions | None:
+    """An Earth Engine fetch recorded its settings in event.json `source.config` before it
+    recorded conventions: the flattening sign and snow mask were settings, the flags 1 =
+    distorted and the backscatter dB (the only ones that fetch could make)."""
+    source = meta.get("source")
+    if not isinstance(source, dict) or source.get("kind") != "earthengine":
+        return None
+    config = source.get("config")
+    if not isinstance(config, dict):
+        return None
+    why = "event.json source.config of a fetch made before lsd recorded conventions"
+    rec: dict[str, dict[str, str]] = {
+        DISTORTION_FLAGS: recorded(FLAGS_DISTORTED, f"{why}: that fetch wrote 1 = distorted"),
+        RADAR_SCALE: recorded("db", f"{why}: that fetch wrote dB"),
+        SOURCE: recorded("earthengine", why),
+    }
+    sign = config.get("look_convention")
+    if sign in FLATTENING_SIGNS:
+        rec[FLATTENING] = recorded(sign, f"{why}: look_convention")
+    mode, metres = config.get("snow_mode"), config.get("snow_buffer_m")
+    if mode in ("grow", "erode") and isinstance(metres, int | float):
+        rec[SNOW_MASK] = recorded(f"{mode} {metres:g} m", f"{why}: snow_mode, snow_buffer_m")
+    provenance = source.get("provenance")
+    dem = provenance.get("dem_asset") if isinstance(provenance, dict) else None
+    if isinstance(dem, str):
+        rec[DEM] = recorded(dem, f"{why}: provenance dem_asset")
+    return complete(rec, f"{why} does not say")
 
 
 def of_stack(stack: Path | str) -> tuple[Conventions | None, str]:
@@ -390,8 +422,9 @@ def of_stack(stack: Path | str) -> tuple[Conventions | None, str]:
     meta_path = stack.parent / EVENT_FILE
     if stack.name == STACK_FILE and meta_path.is_file():
         meta = read_json(meta_path)
-        if isinstance(meta, dict) and meta.get("conventions") is not None:
-            return of_event_meta(meta, str(meta_path)), str(meta_path)
+        found = of_event_meta(meta, str(meta_path)) if isinstance(meta, dict) else None
+        if found is not None:
+            return found, str(meta_path)
     tagged = read_stack_tags(stack)
     if tagged is not None:
         return tagged, f"{stack} ({STACK_TAG} tag)"

@@ -426,3 +426,26 @@ def test_added_layers_keep_the_stacks_conventions(tmp_path: Path) -> None:
     with rasterio.open(folder / "stack.tif") as src:
         assert json.loads(src.tags()[cv.STACK_TAG]) == rec
         assert src.tags(src.descriptions.index("shadow") + 1)["meaning"].startswith("1 = valid")
+
+
+def test_a_folder_fetched_before_conventions_says_them_through_its_settings(tmp_path: Path):
+    """event.json of an older lsd fetch: source.config holds look_convention and the snow mask;
+    its flags were 1 = distorted and its backscatter dB."""
+    source = {
+        "kind": "earthengine",
+        "config": {"look_convention": "gee_s1_ard", "snow_mode": "grow", "snow_buffer_m": 300.0},
+        "provenance": {"dem_asset": "USGS/SRTMGL1_003"},
+        "s1_passes": ["DESCENDING"],
+    }
+    folder = write_radar_event(tmp_path / "old", radar_stack("gee_s1_ard", size=64), source=source)
+    rec, where = cv.of_stack(folder / "stack.tif")
+    assert where.endswith("event.json")
+    assert {n: rec[n]["value"] for n in cv.NAMES} == {
+        "flattening": "gee_s1_ard", "distortion_flags": "1=distorted", "radar_scale": "db",
+        "snow_mask": "grow 300 m", "dem": "USGS/SRTMGL1_003", "land_cover": "unknown",
+        "source": "earthengine",
+    }  # fmt: skip
+    assert "before lsd recorded conventions" in rec["flattening"]["evidence"]
+    # other sources without a record say nothing
+    meta = {"source": {"kind": "tiles"}}
+    assert cv.of_event_meta(meta, "e.json") is None

@@ -7,24 +7,22 @@ without any record, then `lsd.conventions_detect.detect_stack` reads them (at mo
 detection (best of `--rounds`) and how many of the 8 stacks (2 signs x 2 polarities x 2 passes)
 were told right, wrong or unknown; writes JSON (benchmarks/results/conventions.json).
 
-    python benchmarks/bench_conventions.py
-    python benchmarks/bench_conventions.py --sides 128,512 --rounds 3
+    python -m benchmarks.bench_conventions
+    python -m benchmarks.bench_conventions --sides 128,512 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the fixtures live in tests/
+from lsd.conventions_detect import detect_stack
+from tests.conventions_fixtures import radar_stack, write_radar_event
 
-from lsd.conventions_detect import detect_stack  # noqa: E402
-from tests.conventions_fixtures import radar_stack, write_radar_event  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CASES = [
     (sign, polarity, orbit)

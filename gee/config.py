@@ -229,6 +229,12 @@ def fetch_conventions(cfg: FetchConfig, dem: str, land_cover: str) -> dict[str, 
         cv.FLATTENING: cv.recorded(cfg.look_convention, f"{where} look_convention"),
         cv.DISTORTION_FLAGS: cv.recorded(cfg.distortion_flags, f"{where} distortion_flags"),
         cv.RADAR_SCALE: cv.recorded("db", "lsd fetch writes backscatter in dB (10 log10)"),
+        cv.DISTORTION_MASKING: cv.recorded(
+            "post_window_union" if cfg.mask_distortions else "none",
+            "VV/VH no data where any post-window scene is in layover or shadow"
+            if cfg.mask_distortions
+            else "VV/VH kept in layover and shadow (mask_distortions = false)",
+        ),
         cv.SNOW_MASK: cv.recorded(
             snow_mask_value(cfg), f"{where}s snow_mode and snow_buffer_m (SCL 11, or NDSI on L1C)"
         ),
@@ -273,7 +279,7 @@ def config_for_conventions(
         else:
             values[fld] = value
     snow = cv.known(record, cv.SNOW_MASK)
-    parsed = _parse_snow(snow) if snow else None
+    parsed = _parse_snow(cv.canonical(cv.SNOW_MASK, snow)) if snow else None
     if parsed:
         values["snow_mode"], values["snow_buffer_m"] = parsed
     elif snow:

@@ -42,8 +42,12 @@ SNOW_MASK = "snow_mask"
 DEM = "dem"
 LAND_COVER = "land_cover"
 SOURCE = "source"
+# Whether VV/VH were set to no data in layover and shadow (the Earth Engine fetch records
+# per_scene or none): values in distorted areas exist in one stack and not in the other.
+DISTORTION_MASKING = "distortion_masking"
 NAMES: tuple[str, ...] = (
-    FLATTENING, DISTORTION_FLAGS, RADAR_SCALE, SNOW_MASK, DEM, LAND_COVER, SOURCE,
+    FLATTENING, DISTORTION_FLAGS, RADAR_SCALE, DISTORTION_MASKING, SNOW_MASK, DEM, LAND_COVER,
+    SOURCE,
 )  # fmt: skip
 
 UNKNOWN = "unknown"
@@ -59,7 +63,7 @@ CLOSED: dict[str, tuple[str, ...]] = {
     RADAR_SCALE: ("db", "linear"),
 }
 STRICT: frozenset[str] = frozenset({FLATTENING, DISTORTION_FLAGS, RADAR_SCALE})
-CAUTION: frozenset[str] = frozenset({SNOW_MASK, LAND_COVER})
+CAUTION: frozenset[str] = frozenset({DISTORTION_MASKING, SNOW_MASK, LAND_COVER})
 
 STACK_TAG = "LSD_CONVENTIONS"  # dataset tag of stack.tif: the record as JSON
 BAND_TAG = "conventions"  # band tag: the conventions that band's values depend on
@@ -90,9 +94,19 @@ def unknown(reason: str) -> dict[str, str]:
 def complete(
     record: Mapping[str, Mapping[str, str]] | None, reason: str = "not recorded"
 ) -> Conventions:
-    """Every name present: missing ones become `unknown` with `reason`."""
+    """Every name of the vocabulary present: missing ones become `unknown` with `reason`."""
     record = record or {}
     return {n: dict(record[n]) if n in record else unknown(reason) for n in NAMES}
+
+
+def canonical(name: str, value: str) -> str:
+    """The value two records are compared by: the snow mask as '<grow|erode> <metres> m'
+    whatever words a source used ('SCL 11 grown 300 m' is 'grow 300 m')."""
+    if name == SNOW_MASK:
+        found = re.search(r"\b(grow|erode)n?d?\s+(\d+(?:\.\d+)?)\s*m\b", value)
+        if found:
+            return f"{found.group(1)} {float(found.group(2)):g} m"
+    return value
 
 
 def known(record: Mapping[str, Mapping[str, str]], name: str) -> str | None:
@@ -105,17 +119,15 @@ def known(record: Mapping[str, Mapping[str, str]], name: str) -> str | None:
 
 def check_record(raw: Any, where: str) -> Conventions:
     """A `conventions` record as read from a file, checked; missing names become unknown.
+    Names outside the vocabulary (a newer lsd's) are kept, in the same shape, but never compared.
 
     Raises:
-        InvalidFile: not an object of entries, an unknown name, or a value out of its set.
+        InvalidFile: not an object of entries, an entry without a value, or a value out of its
+            set.
     """
     if not isinstance(raw, dict):
         raise InvalidFile(f"{where}: 'conventions' must be an object of name -> entry")
     for name, item in raw.items():
-        if name not in NAMES:
-            raise InvalidFile(
-                f"{where}: unknown convention '{name}'; conventions are {', '.join(NAMES)}"
-            )
         if not isinstance(item, dict) or not isinstance(item.get("value"), str):
             raise InvalidFile(f"{where}: convention '{name}' needs a 'value' text")
         how = item.get("how", "recorded")
@@ -130,12 +142,11 @@ def check_record(raw: Any, where: str) -> Conventions:
                 f"{where}: convention '{name}' = {value!r} must be {' or '.join(allowed)} "
                 "(or unknown)"
             )
-    return complete(
-        {
-            n: entry(i["value"], i.get("how", "recorded"), str(i.get("evidence", "")))
-            for n, i in raw.items()
-        }  # fmt: skip
-    )
+    checked = {
+        n: entry(i["value"], i.get("how", "recorded"), str(i.get("evidence", "")))
+        for n, i in raw.items()
+    }
+    return {**complete(checked), **{n: e for n, e in checked.items() if n not in NAMES}}
 
 
 def summary(record: Mapping[str, Mapping[str, str]], names: Iterable[str] = NAMES) -> str:
@@ -160,6 +171,8 @@ def affects(name: str, layer: str) -> bool:
     radar = is_radar(layer)
     if name == FLATTENING:
         return radar or layer in (*FLAG_LAYERS, "liaDeg")
+    if name == DISTORTION_MASKING:
+        return radar
     if name == DISTORTION_FLAGS:
         return layer in FLAG_LAYERS
     if name == RADAR_SCALE:
@@ -311,7 +324,7 @@ def compare(
             if name in STRICT:
                 (no_model if m is None else no_stack).append(name)
             continue
-        if m != s:
+        if canonical(name, m) != canonical(name, s):
             diffs.append(
                 Difference(
                     name, tuple(affected_layers(name, layers)), dict(model[name]), dict(stack[name])
@@ -399,6 +412,11 @@ def _older_fetch(meta: Mapping[str, Any]) -> Conventions | None:
         RADAR_SCALE: recorded("db", f"{why}: that fetch wrote dB"),
         SOURCE: recorded("earthengine", why),
     }
+    if isinstance(config.get("mask_distortions"), bool):
+        rec[DISTORTION_MASKING] = recorded(
+            "post_window_union" if config["mask_distortions"] else "none",
+            f"{why}: mask_distortions",
+        )
     sign = config.get("look_convention")
     if sign in FLATTENING_SIGNS:
         rec[FLATTENING] = recorded(sign, f"{why}: look_convention")

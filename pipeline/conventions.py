@@ -249,9 +249,15 @@ def inspect_lines(found: Sequence[tuple[Path, StackConventions]]) -> list[str]:
     """The conventions of each stack side by side, each with how it is known, then the
     evidence."""
     header = ["convention"] + [str(s) for s, _ in found]
+    names = list(cv.NAMES) + sorted({n for _, sc in found for n in sc.record} - set(cv.NAMES))
+    missing = cv.unknown("")
     rows = [
-        [name] + [f"{sc.record[name]['value']} ({sc.record[name]['how']})" for _, sc in found]
-        for name in cv.NAMES
+        [name]
+        + [
+            f"{sc.record.get(name, missing)['value']} ({sc.record.get(name, missing)['how']})"
+            for _, sc in found
+        ]  # fmt: skip
+        for name in names
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
@@ -260,8 +266,8 @@ def inspect_lines(found: Sequence[tuple[Path, StackConventions]]) -> list[str]:
     for s, sc in found:
         source = f"{sc.where}; detected from the pixels" if sc.from_pixels else f"from {sc.where}"
         lines.append(f"{s}: {source}")
-        for name in cv.NAMES:
-            evidence = sc.record[name].get("evidence")
+        for name in names:
+            evidence = sc.record.get(name, {}).get("evidence")
             if evidence:
                 lines.append(f"  {name}: {evidence}")
     return lines

@@ -58,7 +58,6 @@ def test_record_shape_is_checked() -> None:
     assert set(rec) == set(cv.NAMES) and rec["distortion_flags"]["how"] == "unknown"
     for bad, words in (
         ([], "must be an object"),
-        ({"flatness": {"value": "x"}}, "unknown convention 'flatness'"),
         ({"radar_scale": {"value": "decibel", "how": "recorded"}}, "'decibel' must be db or"),
         ({"flattening": {"value": "vollrath", "how": "guessed"}}, "how 'guessed'"),
         ({"flattening": {"how": "recorded"}}, "needs a 'value'"),
@@ -433,7 +432,12 @@ def test_a_folder_fetched_before_conventions_says_them_through_its_settings(tmp_
     its flags were 1 = distorted and its backscatter dB."""
     source = {
         "kind": "earthengine",
-        "config": {"look_convention": "gee_s1_ard", "snow_mode": "grow", "snow_buffer_m": 300.0},
+        "config": {
+            "look_convention": "gee_s1_ard",
+            "snow_mode": "grow",
+            "snow_buffer_m": 300.0,
+            "mask_distortions": True,
+        },
         "provenance": {"dem_asset": "USGS/SRTMGL1_003"},
         "s1_passes": ["DESCENDING"],
     }
@@ -442,6 +446,7 @@ def test_a_folder_fetched_before_conventions_says_them_through_its_settings(tmp_
     assert where.endswith("event.json")
     assert {n: rec[n]["value"] for n in cv.NAMES} == {
         "flattening": "gee_s1_ard", "distortion_flags": "1=distorted", "radar_scale": "db",
+        "distortion_masking": "post_window_union",
         "snow_mask": "grow 300 m", "dem": "USGS/SRTMGL1_003", "land_cover": "unknown",
         "source": "earthengine",
     }  # fmt: skip
@@ -449,3 +454,22 @@ def test_a_folder_fetched_before_conventions_says_them_through_its_settings(tmp_
     # other sources without a record say nothing
     meta = {"source": {"kind": "tiles"}}
     assert cv.of_event_meta(meta, "e.json") is None
+
+
+def test_records_of_other_sources_and_newer_names_are_read() -> None:
+    """A STAC stack says 'SCL 11 grown 300 m' where a fetch says 'grow 300 m': the same mask. A
+    name outside the vocabulary is kept, not compared."""
+    model = cv.complete({"snow_mask": cv.recorded("grow 300 m")})
+    stac = cv.check_record(
+        {"snow_mask": {"value": "SCL 11 grown 300 m", "how": "recorded"},
+         "speckle_filter": {"value": "none", "how": "recorded"}}, "e.json",
+    )  # fmt: skip
+    assert stac["speckle_filter"]["value"] == "none"
+    assert not cv.compare(model, stac, ["dNDVI"]).differences
+    eroded = cv.complete({"snow_mask": cv.recorded("SCL 11 eroded 300 m")})
+    assert [d.name for d in cv.compare(model, eroded, ["dNDVI"]).cautions] == ["snow_mask"]
+    # unmasked VV in layover (distortion_masking none) is a caution for radar layers
+    masked = cv.complete({"distortion_masking": cv.recorded("per_scene")})
+    kept = cv.complete({"distortion_masking": cv.recorded("none")})
+    comp = cv.compare(masked, kept, ["postVV", "elevation"])
+    assert [(d.name, d.layers) for d in comp.cautions] == [("distortion_masking", ("postVV",))]

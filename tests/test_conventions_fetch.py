@@ -70,7 +70,8 @@ def test_fetch_records_its_conventions(server: FakeEE, norway: Path, tmp_path: P
     rec = json.loads((out / "05-norway" / "event.json").read_text())["conventions"]
     assert {n: rec[n]["value"] for n in cv.NAMES} == {
         "flattening": "vollrath", "distortion_flags": "1=distorted", "radar_scale": "db",
-        "snow_mask": "grow 300 m", "dem": "COPERNICUS/DEM/GLO30",
+        "distortion_masking": "post_window_union", "snow_mask": "grow 300 m",
+        "dem": "COPERNICUS/DEM/GLO30",
         "land_cover": "CART on ESA/WorldCover/v200 remapped, stratified sample",
         "source": "earthengine",
     }  # fmt: skip

@@ -162,6 +162,9 @@ class FetchConfig:
     # Sentinel-1 terrain flattening (seed: Vollrath et al. 2020 and adugnag/gee_s1_ard)
     look_convention: Literal["vollrath", "gee_s1_ard"] = "vollrath"
     mask_distortions: bool = True  # VV/VH NoData where layover or shadow (paper, Table 2)
+    # What 1 means in the layover and shadow layers: lsd's "1=distorted", or gee_s1_ard's
+    # validity masks, "1=valid" (docs/conventions.md)
+    distortion_flags: Literal["1=distorted", "1=valid"] = "1=distorted"
     flattening_volume_fraction: float = 0.5  # vegetated share of the AOI at which auto = volume
     look_direction_buffer_m: float = 10_000.0  # area around the AOI for the look direction
     # DEM
@@ -238,3 +241,84 @@ def _flatten(options: tuple[Any, ...]) -> list[Any]:
         else:
             out.append(o)
     return out
+
+
+# --------------------------------------------------------------------------- conventions
+
+# FetchConfig fields set by each convention a fetch can match (lsd.conventions).
+CONVENTION_FIELDS = {"flattening": "look_convention", "distortion_flags": "distortion_flags"}
+
+
+def snow_mask_value(cfg: FetchConfig) -> str:
+    """The snow_mask convention of a fetch: 'grow 300 m' (the seed's) or 'erode 300 m'."""
+    return f"{cfg.snow_mode} {cfg.snow_buffer_m:g} m"
+
+
+def fetch_conventions(cfg: FetchConfig) -> dict[str, dict[str, str]]:
+    """The conventions a fetch with `cfg` records whatever its event and layers: the radar sign,
+    the flag polarity, the scale and the source. What depends on the event and its layers (snow
+    mask, DEM, land cover, distortion masking) is recorded by lsd.gee.layers.layer_conventions;
+    the source joins both (`FetchRun.conventions`)."""
+    from lsd import conventions as cv
+
+    where = "lsd fetch setting"
+    return {
+        cv.FLATTENING: cv.recorded(cfg.look_convention, f"{where} look_convention"),
+        cv.DISTORTION_FLAGS: cv.recorded(cfg.distortion_flags, f"{where} distortion_flags"),
+        cv.RADAR_SCALE: cv.recorded("db", "lsd fetch writes backscatter in dB (10 log10)"),
+        cv.SOURCE: cv.recorded("earthengine", "lsd fetch (Earth Engine)"),
+    }
+
+
+def config_for_conventions(
+    record: dict[str, dict[str, str]], where: str
+) -> tuple[dict[str, Any], list[str]]:
+    """FetchConfig values that make a fetch match `record`, and notes on what cannot be matched
+    (unknown conventions keep lsd's defaults; DEM and land cover follow each event).
+
+    Raises:
+        InvalidValue: the record asks for something lsd fetch cannot make (linear backscatter,
+            a catalog's flattening model).
+    """
+    from lsd import conventions as cv
+    from lsd.errors import InvalidValue
+
+    values: dict[str, Any] = {}
+    notes: list[str] = []
+    defaults = FetchConfig()
+    flattening = cv.known(record, cv.FLATTENING)
+    if flattening is not None and flattening not in cv.FLATTENING_SIGNS:
+        raise InvalidValue(
+            f"{where}: flattening {flattening!r} cannot be made by lsd fetch (it makes "
+            f"{' or '.join(cv.FLATTENING_SIGNS)}); fetch such stacks from that source",
+            field="conventions_from",
+        )
+    if cv.known(record, cv.RADAR_SCALE) == "linear":
+        raise InvalidValue(
+            f"{where}: radar_scale is linear; lsd fetch writes dB backscatter only",
+            field="conventions_from",
+        )
+    for name, fld in CONVENTION_FIELDS.items():
+        value = cv.known(record, name)
+        if value is None:
+            notes.append(f"{name} unknown in {where}: lsd's default {getattr(defaults, fld)}")
+        else:
+            values[fld] = value
+    snow = cv.known(record, cv.SNOW_MASK)
+    parsed = _parse_snow(cv.canonical(cv.SNOW_MASK, snow)) if snow else None
+    if parsed:
+        values["snow_mode"], values["snow_buffer_m"] = parsed
+    elif snow:
+        notes.append(f"snow_mask {snow!r} of {where} is not one lsd fetch makes: lsd's default")
+    return values, notes
+
+
+def _parse_snow(text: str) -> tuple[str, float] | None:
+    """'grow 300 m' -> ('grow', 300.0); None for anything else."""
+    parts = text.split()
+    if len(parts) == 3 and parts[0] in ("grow", "erode") and parts[2] == "m":
+        try:
+            return parts[0], float(parts[1])
+        except ValueError:
+            return None
+    return None

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from lsd.files import atomic_path
-from lsd.layergroups import layer_note
-from lsd.rasters import Grid, stack_profile
+from lsd.rasters import Grid, describe_bands, stack_profile
 
 # Request limits of ee.data.computePixels (bytes of the response, pixels per side).
 MAX_REQUEST_BYTES = 48 * 1024 * 1024
@@ -203,9 +202,11 @@ def download_stack(
     fetch: Callable[[Any, Grid, Any, Sequence[str]], np.ndarray] | None = None,
     progress: Callable[[int], None] | None = None,
     on_retry: Callable[[BaseException, float], None] | None = None,
+    conventions: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Download the image request by request into `dest` (a temporary name until the last
-    request lands); `layers` are the image's band names, in stack order.
+    request lands); `layers` are the image's band names, in stack order; `conventions` go into
+    the stack's tags.
 
     Blocks are written as they arrive so memory stays at one request whatever the AOI size.
     """
@@ -216,7 +217,7 @@ def download_stack(
         atomic_path(dest) as tmp,
         rasterio.open(tmp, "w", **stack_profile(grid, len(layers))) as dst,
     ):
-        describe_bands(dst, layers)
+        describe_bands(dst, layers, conventions)
         for window, group in plan_requests(grid, len(layers), tile, max_bands):
             names = [layers[i] for i in group]
             block = with_retries(
@@ -230,17 +231,13 @@ def download_stack(
                 progress(1)
 
 
-def describe_bands(dst: Any, layers: Sequence[str]) -> None:
-    """Band descriptions are the layer names (how stacks are read); what the values mean, e.g.
-    that layover 1 is distorted, goes into each band's 'meaning' metadata."""
-    for i, name in enumerate(layers, start=1):
-        dst.set_band_description(i, name)
-        note = layer_note(name)
-        if note:
-            dst.update_tags(i, meaning=note)
-
-
-def geotiff_to_stack(src_path: Path, dest: Path, layers: Sequence[str], grid: Grid) -> None:
+def geotiff_to_stack(
+    src_path: Path,
+    dest: Path,
+    layers: Sequence[str],
+    grid: Grid,
+    conventions: dict[str, dict[str, str]] | None = None,
+) -> None:
     """Turn an exported GeoTIFF (sentinel for masked) into a contract stack, block by block."""
     import rasterio
 
@@ -254,7 +251,7 @@ def geotiff_to_stack(src_path: Path, dest: Path, layers: Sequence[str], grid: Gr
             atomic_path(dest) as tmp,
             rasterio.open(tmp, "w", **stack_profile(grid, len(layers))) as dst,
         ):
-            describe_bands(dst, layers)
+            describe_bands(dst, layers, conventions)
             for window in plan_tiles(grid, len(layers)):
                 block = src.read(window=window, out_dtype="float32")
                 block[block <= _SENTINEL_CUT] = np.nan

@@ -301,7 +301,9 @@ class EventGraph:
         elif name in ("dVV", "dVH"):
             image = self.change(name[1:])
         elif name in ("layover", "shadow"):
-            image = self.distortion(name)
+            image = self.distortion(name)  # 1 = distorted, as every mask inside the graph
+            if self.cfg.distortion_flags == "1=valid":  # gee_s1_ard's validity masks
+                image = image.Not()
         elif name == "liaDeg":
             image = self.s1_pass[self.resolved.passes[0]]["lia"]
         elif name == "elevation":
@@ -482,6 +484,7 @@ def _s1_provenance(
             "method": "angular flattening, Vollrath, Mullissa & Reiche 2020",
             "convention": cfg.look_convention,
             "distortions_masked": cfg.mask_distortions,
+            "distortion_flags": cfg.distortion_flags,
             "distortion_masking": (
                 "each scene's VV, VH masked on its own layover/shadow before the median; no "
                 "data where every scene of a window is distorted"

@@ -21,7 +21,13 @@ from typing import Any
 
 from lsd.events import event_record, write_event
 from lsd.files import write_json
-from lsd.gee.config import FILLED_FROM_GLO30, S1_COLLECTION, FetchConfig, dem_asset_for
+from lsd.gee.config import (
+    FILLED_FROM_GLO30,
+    S1_COLLECTION,
+    FetchConfig,
+    dem_asset_for,
+    snow_mask_value,
+)
 from lsd.labels import rasterize_labels
 from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS
 from lsd.rasters import Grid
@@ -75,6 +81,8 @@ def plan_event(
         "inventory": str(spec.inventory) if spec.inventory else None,
         "role": spec.role,
         "layers": f"{len(layers)}: {', '.join(layers)}",
+        "conventions": f"flattening {cfg.look_convention}, distortion_flags "
+        f"{cfg.distortion_flags}, radar_scale db, snow_mask {snow_mask_value(cfg)}",
         "requests": f"{len(tiles) * len(groups)} ({len(tiles)} tile(s) x {len(groups)} band "
         f"group(s) of at most {download.MAX_BANDS_PER_REQUEST} layers)",
     }
@@ -270,6 +278,19 @@ class EventRun:
             constants = dataclasses.replace(constants, s1_scenes=self.scenes)
         self.constants = constants
 
+    @property
+    def conventions(self) -> dict[str, dict[str, str]]:
+        """What this event's stack means (lsd.conventions), for event.json and its tags: the
+        settings' radar conventions and what this event's layers decided (snow, DEM, land
+        cover, masking)."""
+        from lsd.gee.config import fetch_conventions
+        from lsd.gee.layers import layer_conventions
+
+        return {
+            **fetch_conventions(self.cfg),
+            **layer_conventions(self.spec, self.cfg, self.layers, self.resolved),
+        }
+
     def image(self) -> Any:
         from lsd.gee import layers as gl
 
@@ -360,12 +381,9 @@ def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) 
             "rule": "pixel centre inside a polygon (all_touched=False)",
             "outside_aoi": "255 (unknown); the whole label is 255 without an inventory",
         }
-    from lsd.gee.layers import layer_conventions
-
-    conventions = layer_conventions(spec, src.cfg, run.layers, run.resolved)
     return event_record(
         spec.event_id, layers=run.layers, grid=grid, source=source, role=spec.role, label=label,
-        conventions=conventions,
+        conventions=run.conventions,
     )  # fmt: skip
 
 
@@ -380,7 +398,7 @@ def _stack_writer(run: EventRun, grid: Grid, folder: Path) -> Callable[[Path], N
     dropped = folder / EXPORT_FILE
     if dropped.is_file():
         src.echo(f"event {spec.event_id}: converting {dropped}")
-        return lambda dest: download.geotiff_to_stack(dropped, dest, layers, grid)
+        return lambda dest: download.geotiff_to_stack(dropped, dest, layers, grid, run.conventions)
     image = run.image()
     if src.export:
         exported = _run_export(src, spec, image, grid, folder)
@@ -388,7 +406,7 @@ def _stack_writer(run: EventRun, grid: Grid, folder: Path) -> Callable[[Path], N
             return None
 
         def from_export(dest: Path) -> None:
-            download.geotiff_to_stack(exported, dest, layers, grid)
+            download.geotiff_to_stack(exported, dest, layers, grid, run.conventions)
             exported.unlink(missing_ok=True)
 
         return from_export
@@ -408,7 +426,7 @@ def _download(run: EventRun, image: Any, grid: Grid, dest: Path) -> None:
     ) as bar:  # fmt: skip
         download.download_stack(
             image, grid, run.layers, dest, sleep=src.sleep, progress=bar.update,
-            on_retry=src.retry_note(spec.event_id),
+            on_retry=src.retry_note(spec.event_id), conventions=run.conventions,
         )  # fmt: skip
 
 

@@ -52,6 +52,11 @@ class LayerMissing(UserError, LookupError):
     """A stack lacks a layer that a setting, a model or a mask needs."""
 
 
+class ConventionMismatch(UserError, ValueError):
+    """Stacks (or a stack and a model) disagree on a convention that changes what values mean,
+    such as the flattening sign or the polarity of the layover/shadow flags (lsd.conventions)."""
+
+
 class OutputExists(UserError, FileExistsError):
     """An output is already there and replacing it was not asked for."""
 

@@ -11,6 +11,9 @@ skip such folders. Its common keys (schema `lsd-event/1`, docs/architecture.md):
 
     format, event_id, role, layers, grid, georeferenced, label, source, written_by, written_at
 
+and `conventions` (lsd.conventions: what the values mean, recorded or detected), which
+`write_event` also puts into the stack's tags.
+
 `source` holds what the data source knows (its kind, inputs, windows, image ids, provenance);
 `label` says whether a label was written and what its codes mean. Folders written before the
 schema had a version (keys `id`/`imported_by`) are still read; only `role` is used from them.
@@ -138,7 +141,8 @@ def write_event(
         if callable(stack):
             stack(folder / STACK_FILE)
         else:
-            write_stack(folder / STACK_FILE, stack, record["layers"], grid)
+            write_stack(folder / STACK_FILE, stack, record["layers"], grid,
+                        record.get("conventions"))  # fmt: skip
         if label is not None:
             write_label(folder / LABEL_FILE, label, grid)
         write_json(folder / EVENT_FILE, record)

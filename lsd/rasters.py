@@ -278,10 +278,36 @@ def stack_profile(grid: Grid, n_layers: int) -> dict[str, Any]:
     return raster_profile(grid, n_layers, "float32", float("nan"))
 
 
-def write_stack(
-    stack_path: Path | str, data: np.ndarray, layers: Sequence[str], grid: Grid
+def describe_bands(
+    dst: Any, layers: Sequence[str], conventions: dict[str, dict[str, str]] | None = None
 ) -> None:
-    """Write a (C, H, W) float32 stack with band descriptions, atomically."""
+    """Name the bands of an open stack being written (band descriptions are the layer names,
+    which is how stacks are read) and say what their values mean: each band's `meaning` tag
+    (e.g. that layover 1 is distorted) and, with `conventions`, the stack's record in the
+    dataset tag and each band's `conventions` tag (lsd.conventions)."""
+    from lsd.conventions import band_tag, layer_meaning, stack_tags
+
+    for i, name in enumerate(layers, start=1):
+        dst.set_band_description(i, name)
+        tags = {"meaning": layer_meaning(name, conventions)}
+        if conventions:
+            tags["conventions"] = band_tag(conventions, name)
+        tags = {k: v for k, v in tags.items() if v}
+        if tags:
+            dst.update_tags(i, **tags)
+    if conventions:
+        dst.update_tags(**stack_tags(conventions))
+
+
+def write_stack(
+    stack_path: Path | str,
+    data: np.ndarray,
+    layers: Sequence[str],
+    grid: Grid,
+    conventions: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """Write a (C, H, W) float32 stack with band descriptions, atomically; `conventions` go
+    into its tags (describe_bands)."""
     import rasterio
 
     data = np.asarray(data, dtype=np.float32)
@@ -294,8 +320,7 @@ def write_stack(
         rasterio.open(tmp, "w", **stack_profile(grid, len(layers))) as dst,
     ):
         dst.write(data)
-        for i, name in enumerate(layers, start=1):
-            dst.set_band_description(i, name)
+        describe_bands(dst, layers, conventions)
 
 
 def write_label(label_path: Path | str, label: np.ndarray, grid: Grid) -> None:
@@ -334,6 +359,10 @@ def write_stack_with_layers(
     ):
         for i, name in enumerate(layers, start=1):
             dst.set_band_description(i, name)
+            if i <= len(old) and src.tags(i):
+                dst.update_tags(i, **src.tags(i))  # what the old bands mean stays said
+        if src.tags():
+            dst.update_tags(**src.tags())  # e.g. the stack's conventions
         rows = 512
         for row in range(0, grid.height, rows):
             window = Window(0, row, grid.width, min(rows, grid.height - row))

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lsd.errors import InvalidFile, InvalidValue, ServiceUnavailable
 from lsd.events import STACK_FILE
@@ -70,9 +71,11 @@ def fetch_for_prediction(
     *,
     source: str = "earthengine",
     catalog: str | None = None,
+    cfg: Any = None,
 ) -> Path:
     """Fetch only the layers the model needs; the event folder is kept so a rerun skips it.
-    `source` "stac" reads open STAC catalogs (`catalog`) instead of Earth Engine."""
+    `source` "stac" reads open STAC catalogs (`catalog`) instead of Earth Engine; `cfg` is the
+    FetchConfig of an Earth Engine fetch (the one that matches the model's conventions)."""
     from lsd.pipeline.sources import build_events
 
     if source == "stac":
@@ -99,7 +102,8 @@ def fetch_for_prediction(
     if not auth.credentials_available():
         raise ServiceUnavailable(auth.HOW_TO)
     auth.initialize(project)
-    source = EarthEngineSource([spec], layers=tuple(layers), write_label=False)
+    kw = {"cfg": cfg} if cfg is not None else {}
+    source = EarthEngineSource([spec], layers=tuple(layers), write_label=False, **kw)
     summary = build_events(source, work_dir, need_label=False, progress=False)
     if summary.failed:
         raise EventFailed(next(iter(summary.failed.values())))

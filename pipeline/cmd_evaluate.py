@@ -42,6 +42,11 @@ from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
     help="Table 8 as CSV (setting,f1_single_best_val,f1_ens10,f1_ens20,f1_ens40) for "
     "--protocol paper [the paper's numbers, built in].",
 )  # fmt: skip
+@click.option(
+    "--ignore-conventions", is_flag=True,
+    help="Score test events whose conventions (flattening sign, flag polarity, dB) differ from "
+    "the models'.",
+)  # fmt: skip
 @device_option
 @overwrite_option
 def evaluate(
@@ -53,10 +58,12 @@ def evaluate(
     ks_text: str,
     protocol: str,
     anchors: Path | None,
+    ignore_conventions: bool,
     device: str,
     overwrite: bool,
 ) -> None:
     """Score every model of RUNS and every top-K ensemble on the test events of DATA."""
+    from lsd.errors import ConventionMismatch
     from lsd.pipeline.evaluate import evaluate_runs, parse_ks
     from lsd.training.device import resolve_device
 
@@ -66,9 +73,16 @@ def evaluate(
     if protocol == "paper":
         _evaluate_paper(runs, data, out, ids, anchors, dev, overwrite)
         return
-    ev = evaluate_runs(
-        runs, data, out, events=ids, threshold=threshold, ks=ks, overwrite=overwrite, device=dev
-    )
+    try:
+        ev = evaluate_runs(
+            runs, data, out, events=ids, threshold=threshold, ks=ks, overwrite=overwrite,
+            device=dev, ignore_conventions=ignore_conventions,
+        )  # fmt: skip
+    except ConventionMismatch as exc:
+        raise ConventionMismatch(
+            f"{exc} (lsd fetch --conventions-from {runs} fetches matching events; "
+            "--ignore-conventions scores these anyway)"
+        ) from None
     best, n = ev.test.single[0], len(ev.entries)
     click.echo(f"{len(ev.test_events)} test events, {n} models")
     click.echo(f"  best single ({ev.entries[0].run_id}): F1 {best.f1:.4f}")

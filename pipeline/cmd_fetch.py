@@ -54,6 +54,14 @@ from lsd.pipeline.options import LsdCommand
     help="TOML file with a [fetch] table of layer settings (docs/layers.md, 'Settings').",
 )
 @click.option(
+    "--conventions-from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Fetch stacks that mean what this data or model learnt: an event or data folder, a "
+    "RUNS folder, an ensemble or a bundle; sets the flattening sign, flag polarity and snow "
+    "mask (docs/conventions.md).",
+)
+@click.option(
     "--export",
     type=click.Choice(["drive", "gcs"]),
     default=None,
@@ -105,6 +113,7 @@ def fetch(
     dry_run: bool,
     graphs: Path | None,
     fetch_config: Path | None,
+    conventions_from: Path | None,
     export: str | None,
     bucket: str | None,
     project: str | None,
@@ -129,6 +138,15 @@ def fetch(
         cfg = FetchConfig.from_toml(fetch_config, aoi_km2=aoi_km2)
     else:
         cfg = FetchConfig(aoi_km2=aoi_km2)
+    if conventions_from is not None:
+        from lsd.files import read_toml_table
+        from lsd.pipeline.conventions import matching_fetch_config
+
+        in_file = read_toml_table(fetch_config, "fetch", "fetch settings", "") if fetch_config \
+            else {}  # fmt: skip
+        cfg, lines = matching_fetch_config(cfg, conventions_from, in_file, fetch_config)
+        for line in lines:
+            click.echo(line, err=True)
     summary = fetch_events(
         events_csv,
         out,

@@ -81,6 +81,11 @@ def _check_inputs_given(
     is_flag=True,
     help="Map even when a layer the model needs holds no data (every pixel NaN).",
 )
+@click.option(
+    "--ignore-conventions", is_flag=True,
+    help="Map a stack whose conventions (flattening sign, flag polarity, dB) differ from the "
+    "model's.",
+)  # fmt: skip
 @overwrite_option
 def predict(
     stack: Path | None,
@@ -107,6 +112,7 @@ def predict(
     mask_snow: bool,
     min_slope: float | None,
     allow_empty_layers: bool,
+    ignore_conventions: bool,
     overwrite: bool,
 ) -> None:
     """Map landslides on a stack (or on an AOI and date, fetched first) with an ensemble.
@@ -115,7 +121,7 @@ def predict(
     Long because click hands every option over as a parameter; the work is in
     lsd.pipeline.predict."""
     from lsd.bundles import open_models
-    from lsd.errors import InputNotFound, UserError
+    from lsd.errors import ConventionMismatch, InputNotFound, UserError
     from lsd.outputs import check_output, check_reusable
     from lsd.pipeline.aoi import aoi_spec, fetch_for_prediction, parse_date
     from lsd.pipeline.masks import MaskOptions
@@ -132,6 +138,7 @@ def predict(
         masks=MaskOptions(water=mask_water, snow=mask_snow, min_slope=min_slope),
         overwrite=overwrite,
         allow_empty_layers=allow_empty_layers,
+        ignore_conventions=ignore_conventions,
         forward=ForwardOptions(precision=precision, tta=tta, runtime=runtime),
         executor=executor,
         ray_address=ray_address,
@@ -149,8 +156,9 @@ def predict(
         resolve_device(device)
     models = open_models(model)
     if spec is not None:
+        matching = _matching(models) if source == "earthengine" else None
         stack = fetch_for_prediction(
-            spec, models.layers, work, project, source=source, catalog=catalog
+            spec, models.layers, work, project, source=source, catalog=catalog, cfg=matching
         )
         inputs = {"aoi": str(aoi), "date": spec.date.isoformat(), "fetched_to": str(stack)}
     elif not stack.exists():
@@ -159,8 +167,28 @@ def predict(
         record = predict_stack(stack, models, out, opts, inputs=inputs)
     except EmptyInput as exc:
         raise EmptyInput(f"{exc} (use --allow-empty-layers to map it anyway)") from None
+    except ConventionMismatch as exc:
+        raise ConventionMismatch(
+            f"{exc} (lsd fetch --conventions-from {model} fetches one; --ignore-conventions "
+            "maps this stack anyway)"
+        ) from None
     click.echo(
         f"{out}: {record['polygons']['kept']} landslide polygon(s), "
         f"{record['landslide_pixels']} pixel(s) at threshold {record['threshold']} "
         f"in {record['timings_s']['total_s']:.1f} s on {record['device']}"
     )
+
+
+def _matching(models):
+    """The fetch settings that give the model's conventions (lsd's defaults where it has none)."""
+    from lsd.gee.config import FetchConfig, config_for_conventions
+    from lsd.pipeline.conventions import model_conventions
+    from lsd.progress import warn
+
+    record = model_conventions(models)
+    if record is None:
+        return FetchConfig()
+    values, notes = config_for_conventions(record, f"the model {models.path}")
+    for note in notes:
+        warn(note)
+    return FetchConfig(**values)

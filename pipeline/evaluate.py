@@ -160,7 +160,11 @@ def evaluate_runs(
     overwrite: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    ignore_conventions: bool = False,
 ) -> Evaluation:
+    """Score every model and top-K ensemble of `runs_dir` on the test events of `data_dir`;
+    events whose conventions differ from the models' are refused unless `ignore_conventions`.
+    """
     runs_dir, data_dir = Path(runs_dir), Path(data_dir)
     out = Path(out) if out is not None else runs_dir / "evaluation"
     threshold = check_threshold(threshold)
@@ -168,6 +172,7 @@ def evaluate_runs(
     check_output(out, "evaluation", overwrite=overwrite, inputs=(runs_dir, data_dir))
     layers = common_layers([(str(e.bundle), e.meta()) for e in entries])
     test_f, test_src, val_f, val_src = choose_events(runs_dir, data_dir, events)
+    _check_conventions(entries, layers, test_f, runs_dir, ignore_conventions)
     test_ev = prepare_events(test_f, layers)
     val_ev = prepare_events(val_f, layers) if val_f else []
     members = member_loaders(entries, device)
@@ -204,6 +209,27 @@ def evaluate_runs(
         )
         mark(tmp, "evaluation")
     return result
+
+
+def _check_conventions(
+    entries: Sequence[RunEntry],
+    layers: Sequence[str],
+    test: Sequence[EventFolder],
+    runs_dir: Path,
+    ignore: bool,
+) -> None:
+    """The test events must mean what the models learnt (lsd.conventions); say once what cannot
+    be checked."""
+    from lsd.conventions import of_models
+    from lsd.pipeline.conventions import check_events_against_model
+    from lsd.progress import warn
+
+    model = of_models([e.meta() for e in entries], [e.bundle for e in entries])
+    found = check_events_against_model(
+        test, model, layers, model_where=f"the models of {runs_dir}", ignore=ignore
+    )
+    for line in found.warnings:
+        warn(line)
 
 
 def _write_csvs(folder: Path, ev: Evaluation) -> None:

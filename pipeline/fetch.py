@@ -156,6 +156,7 @@ def _fetch_parallel(source, out: Path, jobs: int, echo: Echo) -> FetchSummary:
     summary = FetchSummary()
     seen_warnings: dict[str, None] = {}
     seen_lines: set[str] = set()
+    source.download_static_files()
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(jobs, len(source.specs)), mp_context=ctx) as pool:
         futures = [

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lsd.bundles import BundleMeta
 from lsd.errors import InvalidFile, InvalidValue
@@ -55,6 +56,7 @@ class PaperData:
     split: dict[str, list[str]]
     mean: list[float]  # all 15 layers, PAPER_LAYERS order
     std: list[float]
+    conventions: dict[str, Any] | None = None  # of the train and val events (lsd.conventions)
 
     def stats_for(self, layers: Sequence[str]) -> tuple[list[float], list[float]]:
         idx = [PAPER_LAYERS.index(name) for name in layers]
@@ -86,7 +88,17 @@ def load_paper_data(data_dir: Path | str) -> PaperData:
         )
     train_val = [e for e in events if _part(e) == TRAIN_VAL_DIR]
     mean, std = paper_statistics(read_stack(e.stack, PAPER_LAYERS)[0] for e in train_val)
-    return PaperData(data_dir, events, split, mean, std)
+    return PaperData(data_dir, events, split, mean, std, _conventions(train_val))
+
+
+def _conventions(events: Sequence[EventFolder]) -> dict[str, Any] | None:
+    """What the paper's models learnt: the conventions `lsd import paper` found in its data
+    (None for an import made before lsd recorded them)."""
+    from lsd.conventions import of_events
+
+    if not any("conventions" in e.meta for e in events):
+        return None
+    return of_events(events)
 
 
 def _part(event: EventFolder) -> str:
@@ -134,6 +146,7 @@ def _bundle_meta(run: PaperRun, data: PaperData, val_source: str) -> BundleMeta:
             "source": "paper", "doi": ZENODO_DOI, "checkpoint": str(run.checkpoint.resolve()),
             "paper_run": run.number, "config": run.config_source, "channels": list(run.channels),
             "normalisation": NORMALISATION_RULE, "split": data.split,
+            **({"conventions": data.conventions} if data.conventions else {}),
         },
     )  # fmt: skip
 
@@ -188,6 +201,7 @@ def import_setting(
         "options": {"data": str(data.data_dir.resolve()), "source": "paper-models",
                     "models": str(multirun.resolve()), "normalisation": NORMALISATION_RULE,
                     "preset": "paper"},
+        **({"conventions": data.conventions} if data.conventions else {}),
     })  # fmt: skip
     result = SettingImport(setting, out)
     for run, rid in zip(runs, _run_ids(runs), strict=True):

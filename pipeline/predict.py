@@ -63,6 +63,7 @@ class PredictOptions:
     overwrite: bool = False
     progress: bool = True
     allow_empty_layers: bool = False  # map even when a needed layer holds no data
+    ignore_conventions: bool = False  # map a stack whose conventions differ from the model's
     forward: Any = None  # lsd.training.inference.ForwardOptions; None: its defaults
     executor: str = "inprocess"  # or "ray": blocks of rows predicted on a Ray cluster
     ray_address: str | None = None  # None: a local Ray cluster
@@ -89,10 +90,15 @@ class _Job:
 
 def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
     """Everything that can be wrong with the input, checked before any model is loaded."""
+    from lsd.pipeline.conventions import check_against_model, model_conventions
     from lsd.training.inference import ForwardOptions, TileOptions
 
     names = read_layer_names(stack)
     require_layers(stack, names, model.layers, "the model")
+    conventions = check_against_model(
+        stack, model_conventions(model), model.layers, model_where=f"the model {model.path}",
+        ignore=opts.ignore_conventions,
+    )  # fmt: skip
     plan = plan_masks(opts.masks, names)
     threshold = check_threshold(model.threshold if opts.threshold is None else opts.threshold)
     if opts.min_area_m2 < 0:
@@ -102,6 +108,8 @@ def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
     device = _device_for(opts, forward)
     job = _Job(stack, model, opts, names, plan, threshold, tiles, device, forward)
     job.checks = _inspect(stack, model, opts.allow_empty_layers)
+    job.checks["warnings"] = conventions.warnings + job.checks["warnings"]
+    job.checks["conventions"] = conventions.record
     for line in job.checks["warnings"]:
         warn(line)
     return job

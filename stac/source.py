@@ -104,6 +104,17 @@ class StacSource:
     def items(self) -> Sequence[EventSpec]:
         return self.specs
 
+    def download_static_files(self) -> None:
+        """Fetch the run-wide files (the kgClimate and canopyHeight maps) once, before events are
+        built in several processes at a time, so that workers find them cached instead of all
+        downloading the same file."""
+        from lsd.stac.auxlayers import local_file
+
+        needed = {name for spec in self.specs for name in self.layers_for(spec)}
+        for layer in AUX_LAYERS:
+            if layer in needed:
+                local_file(layer, self.cfg)
+
     def layers_for(self, spec: EventSpec) -> tuple[str, ...]:
         return tuple(spec.layers) or tuple(self.layers)
 

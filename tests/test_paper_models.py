@@ -122,6 +122,17 @@ def test_ensemble_evaluate_predict_use_them_unchanged(paper: dict[str, Path], tm
         assert result.exit_code == 0, (args[0], result.output)
     assert (tmp_path / "map" / "probability.tif").is_file()
     assert "05-norway" in (tmp_path / "eval" / "report.md").read_text()
+    # the models carry the conventions lsd import paper found in their data
+    data_conv = json.loads((events / "01-iceland" / "event.json").read_text())["conventions"]
+    meta = json.loads((runs / "runs" / first_run(runs) / "bundle" / "bundle.json").read_text())
+    model_conv = meta["extra"]["conventions"]
+    assert model_conv["source"]["value"] == data_conv["source"]["value"]
+    assert model_conv["distortion_flags"]["value"] == data_conv["distortion_flags"]["value"]
+    assert json.loads((runs / "grid.json").read_text())["conventions"] == model_conv
+
+
+def first_run(runs: Path) -> str:
+    return sorted(p.name for p in (runs / "runs").iterdir())[0]
 
 
 def test_rerun_skips_finished_runs(paper: dict[str, Path]) -> None:

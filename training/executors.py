@@ -18,6 +18,7 @@ runs report a failed run with `on_failed(task, message, details)` and go on with
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import socket
 import traceback
 from collections.abc import Callable, Sequence
@@ -51,6 +52,7 @@ class DataRef:
     setting: str
     split: tuple[tuple[str, tuple[str, ...]], ...]  # the whole split, recorded in each bundle
     pixel_m: float | None = None  # pixel size of the training events, recorded in each bundle
+    conventions: str = ""  # JSON of the training events' conventions, recorded in each bundle
 
     def load(self) -> RunData:
         """Read and normalise the training and validation events (NaN -> 0 after normalising)."""
@@ -66,6 +68,7 @@ class DataRef:
             val=load_events(val, layers, mean, std),
             layers=layers, mean=mean, std=std, setting=self.setting,
             split={role: list(ids) for role, ids in self.split}, pixel_m=self.pixel_m,
+            conventions=json.loads(self.conventions) if self.conventions else None,
         )  # fmt: skip
 
     def check_here(self) -> None:

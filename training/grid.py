@@ -10,6 +10,7 @@ runs in one leaderboard. `run_grid` plans the runs, hands them to an executor
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -114,6 +115,7 @@ class GridPlan:
     device: Any  # torch.device
     data_dir: Path = Path(".")
     pixel_m: float | None = None  # the training events' pixel size (None: not one, or nominal)
+    conventions: dict[str, Any] = field(default_factory=dict)  # of the training events
 
     def configs(self) -> list[RunConfig]:
         """Runs in the paper's order: architectures, then losses, then learning rates."""
@@ -131,7 +133,7 @@ class GridPlan:
             val=tuple(self.split["val"]), layers=tuple(self.layers), mean=tuple(self.mean),
             std=tuple(self.std), setting=self.options.setting,
             split=tuple((role, tuple(ids)) for role, ids in self.split.items()),
-            pixel_m=self.pixel_m,
+            pixel_m=self.pixel_m, conventions=json.dumps(self.conventions, sort_keys=True),
         )  # fmt: skip
 
     def tasks(self, configs: Sequence[RunConfig]) -> list[RunTask]:
@@ -375,6 +377,7 @@ def prepare_grid(
         mean, std = compute_norm(train_events, layers)
         mean, std = [float(m) for m in mean], [float(s) for s in std]
     pixel_m = _pixel_size(train_events)
+    conventions = _conventions(events, split, old, out)
 
     write_split(out, split, opts.seed)
     write_grid_record(
@@ -385,12 +388,35 @@ def prepare_grid(
             "mean": mean,
             "std": std,
             "pixel_m": pixel_m,
+            "conventions": conventions,  # of the training and validation events
             "infinite_values": infinite,  # per event and layer, read as no data
             # the data folder lets an ensemble with K chosen on validation find the events unaided
             "options": {**_options_record(opts), "data": str(Path(data_dir).resolve())},
         },
     )
-    return GridPlan(out, opts, layers, events, split, mean, std, device, Path(data_dir), pixel_m)
+    return GridPlan(
+        out, opts, layers, events, split, mean, std, device, Path(data_dir), pixel_m, conventions
+    )
+
+
+def _conventions(
+    events: Sequence[EventFolder], split: dict[str, Any], old: dict[str, Any] | None, out: Path
+) -> dict[str, Any]:
+    """The conventions of the events the models learn from (training and validation); they
+    must agree, and agree with those a resumed RUNS folder was made with (lsd.conventions)."""
+    from lsd.conventions import STRICT, check_record, known, of_events
+
+    used = set(split["train"]) | set(split["val"])
+    record = of_events([e for e in events if e.event_id in used])
+    if old and old.get("conventions"):
+        was = check_record(old["conventions"], str(out / GRID_FILE))
+        for name in sorted(STRICT):
+            if known(was, name) and known(record, name) and known(was, name) != known(record, name):
+                raise InvalidValue(
+                    f"{out / GRID_FILE}: this RUNS folder was made with events of {name} "
+                    f"{known(was, name)}, these have {known(record, name)}; {RESUME_HINT}"
+                )
+    return record
 
 
 class _Claims:

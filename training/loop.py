@@ -103,6 +103,7 @@ class RunData:
     setting: str = ""
     split: dict[str, Any] = field(default_factory=dict)
     pixel_m: float | None = None  # the training events' pixel size, recorded in each bundle
+    conventions: dict[str, Any] | None = None  # the training events' (lsd.conventions)
     val_tensors: dict[str, list[ValEvent]] = field(default_factory=dict)
 
     def val_on(self, device: torch.device) -> list[ValEvent]:
@@ -473,6 +474,8 @@ def _finish(run: _Run) -> dict[str, Any]:
         "pixel_m": data.pixel_m,
         "precision": run.precision.name,
     }
+    if data.conventions is not None:
+        extra["conventions"] = data.conventions
     meta = BundleMeta(
         arch=cfg.arch, encoder=cfg.encoder, loss=cfg.loss, lr=cfg.lr, layers=list(data.layers),
         mean=[float(m) for m in data.mean], std=[float(s) for s in data.std], scores=scores,

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from lsd import conventions as cv
 from lsd.errors import InvalidFile
 from lsd.events import event_record, write_event
+from lsd.pipeline.conventions import detect_for_import
 from lsd.pipeline.sources.common import check_source_folder, natural_key
 from lsd.rasters import LABEL_BACKGROUND, LABEL_LANDSLIDE, Grid
 
@@ -95,6 +97,12 @@ def _read_l4s_pair(image: Path, mask: Path) -> tuple[np.ndarray, np.ndarray]:
     return stack, lab.astype(np.uint8)
 
 
+L4S_CONVENTIONS = {
+    cv.SOURCE: cv.recorded("Landslide4Sense", "lsd import landslide4sense"),
+    cv.DEM: cv.recorded("ALOS PALSAR", "Landslide4Sense: slope and elevation from ALOS PALSAR"),
+}
+
+
 class Landslide4SenseSource:
     """lsd.sources.DataSource over a Landslide4Sense folder; each patch becomes one event."""
 
@@ -130,6 +138,10 @@ class Landslide4SenseSource:
             georeferencing_note=(
                 "the source patch has no location; the transform is a nominal 10 m grid at "
                 "(0, 0), not a place on Earth"
+            ),
+            conventions=detect_for_import(
+                dict(zip(L4S_LAYERS, stack, strict=True)), grid, georeferenced=False,
+                known=L4S_CONVENTIONS,
             ),
         )  # fmt: skip
         write_event(folder, record, grid=grid, stack=stack, label=label)

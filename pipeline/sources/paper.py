@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from lsd import conventions as cv
 from lsd.errors import InputNotFound, InvalidFile
 from lsd.events import event_record, write_event
 from lsd.layers import PAPER_LAYERS
@@ -44,6 +45,7 @@ from lsd.paper import (
     ZENODO_DOI,
     PaperEvent,
 )
+from lsd.pipeline.conventions import DatasetConventions, detect_for_import
 from lsd.pipeline.sources.common import check_source_folder, natural_key
 from lsd.pipeline.sources.paper_tifs import (
     check_channels,
@@ -232,10 +234,17 @@ class PaperDatasetSource:
     def __init__(self, src: Path | str) -> None:
         self.src = Path(src)
         self._pairs: list[PaperPair] | None = None
+        self._conventions: dict[str, dict[str, Any]] = {}
 
     def items(self) -> list[PaperPair]:
+        """Every pair, checked, and the conventions of every input read from its pixels: the
+        dataset's inputs must agree before the first folder is written."""
         if self._pairs is None:
-            self._pairs = list_pairs(self.src)
+            pairs = list_pairs(self.src)
+            seen = DatasetConventions()
+            for pair in pairs:
+                self._conventions[pair.event_id] = seen.add(str(pair.input), _conventions(pair))
+            self._pairs = pairs
         return self._pairs
 
     def plan(self, item: PaperPair) -> dict[str, Any]:
@@ -271,9 +280,36 @@ class PaperDatasetSource:
                 "the source tifs carry no georeferencing; the transform is a nominal 10 m grid "
                 "at (0, 0), not a place on Earth"
             )
+        conventions = self._conventions.get(item.event_id) or _conventions(item)
         record = event_record(
             item.event_id, layers=PAPER_LAYERS, grid=grid, source=source, role=item.role,
             georeferenced=geo, label={"source_codes": "0 not landslide, 1 landslide, 255 no data"},
-            **extra,
+            conventions=conventions, **extra,
         )  # fmt: skip
         write_event(folder, record, grid=grid, stack=stack, label=label)
+
+
+# What the dataset's makers say, beside what the pixels show (docs/conventions.md).
+KNOWN_CONVENTIONS = {
+    cv.SOURCE: cv.recorded(
+        f"Ganerod et al. global landslide dataset (doi:{ZENODO_DOI})", "lsd import paper"
+    ),
+    cv.SNOW_MASK: cv.recorded(
+        "grow 300 m",
+        "the dataset author's dNDVI script, maskSnow: SCL 11, not-snow focal_min 300 m (copy in "
+        "Chong-Ruei/OpenScience Final.md)",
+    ),
+}
+
+
+def _conventions(pair: PaperPair) -> dict[str, Any]:
+    """The input's conventions: flattening sign, flag polarity and dB detected from its pixels
+    (the dataset does not say them, nor the pass of each event), the rest as its makers say.
+
+    The import keeps a declared no-data value as the paper's reader does, but for detection the
+    tag is evidence of where VV/VH have no data, so those pixels are NaN here."""
+    stack, grid, geo, tag = read_input(pair.input)
+    if tag is not None and not np.isnan(tag.value):
+        stack = np.where(stack == np.float32(tag.value), np.float32(np.nan), stack)
+    arrays = dict(zip(PAPER_LAYERS, stack, strict=True))
+    return detect_for_import(arrays, grid, georeferenced=geo, known=KNOWN_CONVENTIONS)

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from lsd import conventions as cv
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue
 from lsd.events import event_record, write_event
+from lsd.pipeline.conventions import DatasetConventions, detect_for_import
 from lsd.pipeline.sources.common import check_source_folder, natural_key
 from lsd.rasters import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
 
@@ -329,6 +331,7 @@ class TileSource:
             prefix,
         )
         self.pairs_path: str | None = None
+        self.seen = DatasetConventions()  # the conventions of the tiles built so far
 
     def items(self) -> list[TilePair]:
         if self.pairs is not None:
@@ -359,7 +362,13 @@ class TileSource:
         label_info = {"source_mapping": {str(s): t for s, t in self.mapping.items()}}
         if extra.pop("mask_reduction"):
             label_info["mask_reduction"] = MASK_REDUCTION_RULE
+        geo = bool(extra.get("georeferenced", grid.crs is not None))
+        known = {cv.SOURCE: cv.recorded(f"tiles from {self.src.resolve()}", "lsd import tiles")}
+        conventions = self.seen.add(str(item.image), detect_for_import(
+            dict(zip(names, stack, strict=True)), grid, georeferenced=geo, known=known,
+        ))  # fmt: skip
         record = event_record(
-            item.event_id, layers=names, grid=grid, source=source, label=label_info, **extra
-        )
+            item.event_id, layers=names, grid=grid, source=source, label=label_info,
+            conventions=conventions, **extra,
+        )  # fmt: skip
         write_event(folder, record, grid=grid, stack=stack, label=label)

@@ -41,7 +41,7 @@ SUFFIX_DRIVERS: dict[str, str] = {
     ".jp2": "JP2OpenJPEG", ".nc": "netCDF", ".dem": "USGSDEM", ".asc": "AAIGrid",
 }  # fmt: skip
 FORMAT_NAMES: dict[str, str] = {
-    "GTiff": "GeoTIFF", "PNG": "PNG", "VRT": "GDAL VRT file (XML that reads the files it names)",
+    "GTiff": "GeoTIFF", "PNG": "PNG", "VRT": "GDAL VRT file",
     "HFA": "ERDAS Imagine file", "JP2OpenJPEG": "JPEG 2000", "netCDF": "netCDF file",
     "USGSDEM": "USGS DEM", "AAIGrid": "ASCII grid", "HDF5": "HDF5 file",
 }  # fmt: skip
@@ -146,10 +146,11 @@ def check_driver(path: Path | str, suffixes: Sequence[str] = GEOTIFF) -> str:
     expected = _check_name(path, suffixes)
     real = real_driver(path)
     if real is not None and real != expected:
+        why = ", since a VRT reads whatever files it names" if real == "VRT" else ""
         raise InvalidFile(
-            f"{path}: is a {format_name(real)} (GDAL driver {real}), not a "
+            f"{path}: is really a {format_name(real)} (GDAL driver {real}), not a "
             f"{format_name(expected)}; lsd opens {path.suffix.lower()} files only as "
-            f"{format_name(expected)}s, so it is not read"
+            f"{format_name(expected)}s{why}"
         )
     return expected
 

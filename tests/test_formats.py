@@ -95,7 +95,7 @@ def test_a_tif_that_is_a_vrt_is_refused_naming_its_driver(tmp_path: Path, secret
     for read in (open_raster, read_layer_names, read_stack):
         with pytest.raises(InvalidFile) as err:
             read(evil)
-        assert str(err.value).startswith(f"{evil}: is a GDAL VRT file")
+        assert str(err.value).startswith(f"{evil}: is really a GDAL VRT file")
         assert "(GDAL driver VRT), not a GeoTIFF" in str(err.value)
 
 
@@ -104,7 +104,7 @@ def test_other_formats_under_a_tif_name_and_unknown_suffixes(tmp_path: Path) -> 
 
     png_as_tif = tmp_path / "a.tif"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(png_as_tif, format="PNG")
-    with pytest.raises(InvalidFile, match=r"a.tif: is a PNG \(GDAL driver PNG\), not a GeoTIFF"):
+    with pytest.raises(InvalidFile, match=r"a.tif: is really a PNG \(GDAL driver PNG\), not a"):
         open_raster(png_as_tif)
     good = write_tif(tmp_path / "good.vrt.x", np.ones((4, 4), np.uint8))
     with pytest.raises(InvalidFile, match=r"lsd reads only .tif, .tiff rasters here, not '.x'"):
@@ -188,7 +188,7 @@ def test_vrt_in_a_real_zip_through_download_and_import_paper(tmp_path: Path, sec
     out = tmp_path / "out"
     got = runner.invoke(main, ["import", "paper", str(unpacked), str(out), "--no-progress"])
     line = one_error(got)
-    assert f"{unpacked / 'test' / 'input' / '5_input.tif'}: is a GDAL VRT file" in line
+    assert f"{unpacked / 'test' / 'input' / '5_input.tif'}: is really a GDAL VRT file" in line
     assert not out.exists() and not leaked(tmp_path)
 
 
@@ -204,7 +204,7 @@ def test_vrt_tile_through_import_tiles(tmp_path: Path, secret: Path, suffix: str
     got = CliRunner().invoke(main, ["import", "tiles", str(src), str(out), "--mapping",
                                     "0:0,1:1", "--no-progress"])  # fmt: skip
     line = one_error(got)
-    assert f"images/a{suffix}: is a GDAL VRT file (XML that reads the files it names)" in line
+    assert f"images/a{suffix}: is really a GDAL VRT file (GDAL driver VRT)" in line
     assert not (out / "a").exists() and not leaked(tmp_path)
 
 
@@ -227,7 +227,7 @@ def test_inspect_and_add_layer_refuse_a_vrt_named_tif(tmp_path: Path, secret: Pa
     evil = tmp_path / "stack.tif"
     evil.write_text(raw_vrt(secret, 1, 32))
     got = CliRunner().invoke(main, ["inspect", str(evil)])
-    assert f"{evil}: is a GDAL VRT file" in one_error(got) and "TOP-SECRET" not in got.output
+    assert f"{evil}: is really a GDAL VRT file" in one_error(got) and "TOP-SECRET" not in got.output
     # add-layer reads a .vrt the user names as one, but not a VRT under another name
     from lsd.events import event_record, write_event
     from lsd.rasters import Grid
@@ -237,5 +237,5 @@ def test_inspect_and_add_layer_refuse_a_vrt_named_tif(tmp_path: Path, secret: Pa
     write_event(data / "e1", event_record("e1", layers=("a",), grid=grid, source={"kind": "t"}),
                 grid=grid, stack=np.zeros((1, 32, 32), np.float32))  # fmt: skip
     got = CliRunner().invoke(main, ["add-layer", str(data), str(evil), "--name", "x"])
-    assert f"{evil}: is a GDAL VRT file" in one_error(got)
+    assert f"{evil}: is really a GDAL VRT file" in one_error(got)
     assert read_layer_names(data / "e1" / "stack.tif") == ("a",)

@@ -102,6 +102,10 @@ class Landslide4SenseSource:
     def plan(self, item: Patch) -> dict[str, Any]:
         return {"event_id": item.event_id, "image": str(item.image), "mask": str(item.mask)}
 
+    def origin(self, item: Patch) -> dict[str, str]:
+        return {"kind": self.name, "image": str(item.image.resolve()),
+                "mask": str(item.mask.resolve())}  # fmt: skip
+
     def build(self, item: Patch, folder: Path) -> None:
         from affine import Affine
 

@@ -347,6 +347,10 @@ class TileSource:
     def plan(self, item: TilePair) -> dict[str, Any]:
         return {"event_id": item.event_id, "image": str(item.image), "mask": str(item.mask)}
 
+    def origin(self, item: TilePair) -> dict[str, str]:
+        return {"kind": self.name, "image": str(item.image.resolve()),
+                "mask": str(item.mask.resolve())}  # fmt: skip
+
     def build(self, item: TilePair, folder: Path) -> None:
         stack, names, label, grid, extra = _read_tile_pair(
             item.image, item.mask, self.mapping, self.layers

@@ -325,8 +325,13 @@ def _check_out(out: Path) -> None:
     """A RUNS folder is new, empty, or one lsd train made: runs never land among other files."""
     if out.exists() and not out.is_dir():
         raise InvalidValue(f"{out}: exists and is not a folder", field="out")
-    if out.is_dir() and not is_runs_folder(out) and any(
-        not p.name.endswith(PARTIAL_SUFFIX) for p in out.iterdir()  # a writer's temporary
+    if (
+        out.is_dir()
+        and not is_runs_folder(out)
+        and any(
+            not p.name.endswith(PARTIAL_SUFFIX)
+            for p in out.iterdir()  # a writer's temporary
+        )
     ):
         raise InvalidValue(
             f"{out}: is not a RUNS folder (it has no {GRID_FILE}); lsd train writes a new or "

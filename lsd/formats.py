@@ -93,7 +93,7 @@ def _libgdal() -> Any:
 
 def _sniff(path: Path) -> str | None:
     """The driver of a few formats from their first bytes: the fallback where GDAL's own
-    identification cannot be called."""
+    identification cannot be called or has no answer (GDAL's OGR VRT driver cannot identify)."""
     try:
         with path.open("rb") as f:
             head = f.read(1024)
@@ -102,11 +102,10 @@ def _sniff(path: Path) -> str | None:
     for magic, driver in _MAGIC:
         if head.startswith(magic):
             return driver
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if b"<VRTDataset" in text:
+    if b"<VRTDataset" in head:
         return "VRT"
-    if text.startswith(b"<"):
-        return "XML"
+    if b"<OGRVRTDataSource" in head:
+        return "OGR_VRT"
     return None
 
 
@@ -121,7 +120,7 @@ def real_driver(path: Path | str) -> str | None:
         return _sniff(path)
     with rasterio.Env(**SAFE_GDAL):  # drivers registered, no sibling files looked at
         handle = lib.GDALIdentifyDriverEx(os.fsencode(path), 0, None, None)
-        return lib.GDALGetDriverShortName(handle).decode() if handle else None
+        return lib.GDALGetDriverShortName(handle).decode() if handle else _sniff(path)
 
 
 def _check_name(path: Path, suffixes: Sequence[str]) -> str:
@@ -153,6 +152,23 @@ def check_driver(path: Path | str, suffixes: Sequence[str] = GEOTIFF) -> str:
             f"{format_name(expected)}s{why}"
         )
     return expected
+
+
+def check_vector_file(path: Path | str) -> None:
+    """Vector files (AOIs, inventories, points) are read by OGR, which picks its driver from the
+    bytes too: an OGR VRT under another name (`aoi.geojson`) would read the files it names.
+    Such a file is refused unless its name says it is one (`.vrt`). Sibling files stay
+    readable here: a shapefile is its .shp, .shx, .dbf and .prj together."""
+    path = Path(path)
+    if path.suffix.lower() == ".vrt" or not path.is_file():
+        return
+    real = real_driver(path)
+    if real in ("VRT", "OGR_VRT"):
+        raise InvalidFile(
+            f"{path}: is really a GDAL VRT file (driver {real}), not a "
+            f"{path.suffix.lower() or 'vector'} file; lsd reads a VRT, which reads whatever "
+            "files it names, only from a file named .vrt"
+        )
 
 
 def _sidecar_georeferencing(path: Path) -> Path | None:

@@ -239,3 +239,26 @@ def test_inspect_and_add_layer_refuse_a_vrt_named_tif(tmp_path: Path, secret: Pa
     got = CliRunner().invoke(main, ["add-layer", str(data), str(evil), "--name", "x"])
     assert f"{evil}: is really a GDAL VRT file" in one_error(got)
     assert read_layer_names(data / "e1" / "stack.tif") == ("a",)
+
+
+def test_an_ogr_vrt_under_a_vector_name_is_refused(tmp_path: Path) -> None:
+    """AOIs and inventories are read by OGR, which would read an OGR VRT named .geojson and,
+    through it, any file it names (here a CSV of private polygons)."""
+    private = tmp_path / "private" / "sites.csv"
+    private.parent.mkdir()
+    private.write_text('wkt,name\n"POLYGON((10 60,10.1 60,10.1 60.1,10 60.1,10 60))",hidden\n')
+    evil = tmp_path / "aoi.geojson"
+    evil.write_text(
+        f"<OGRVRTDataSource><OGRVRTLayer name='x'><SrcDataSource>CSV:{private}</SrcDataSource>"
+        "<SrcLayer>sites</SrcLayer><GeometryType>wkbPolygon</GeometryType><LayerSRS>EPSG:4326"
+        "</LayerSRS><GeometryField encoding='WKT' field='wkt'/></OGRVRTLayer></OGRVRTDataSource>"
+    )
+    import geopandas as gpd
+
+    assert gpd.read_file(evil)["name"].tolist() == ["hidden"]  # what OGR alone does with it
+    got = CliRunner().invoke(main, ["predict", "--aoi", str(evil), "--date", "2020-01-01",
+                                    "--model", str(tmp_path / "ens"), "--out",
+                                    str(tmp_path / "map")])  # fmt: skip
+    line = one_error(got)
+    assert f"{evil}: is really a GDAL VRT file (driver OGR_VRT), not a .geojson file" in line
+    assert not (tmp_path / "map").exists()

@@ -35,6 +35,10 @@ KINDS: dict[str, str] = {  # kind -> what it is, with its article
 
 # kinds that --overwrite replaces whole; their marker lists the files lsd wrote
 REPLACED_WHOLE = ("ensemble", "evaluation", "map")
+# caches that viewers leave beside lsd's files (QGIS/GDAL statistics and pyramids, desktop
+# folder metadata): derived, not a user's work, so they do not block --overwrite
+VIEWER_CACHES = (".aux.xml", ".ovr")
+FOLDER_METADATA = (".DS_Store", "Thumbs.db")
 
 
 def _plural(label: str) -> str:
@@ -68,6 +72,12 @@ def _listing(folder: Path) -> dict[str, int | None]:
     return out
 
 
+def _viewer_cache(path: str, files: dict[str, int | None]) -> bool:
+    if path.rsplit("/", 1)[-1] in FOLDER_METADATA:
+        return True
+    return any(path.endswith(ext) and path[: -len(ext)] in files for ext in VIEWER_CACHES)
+
+
 def _not_written_by_lsd(folder: Path) -> str | None:
     """What in a marked folder lsd did not write (or that changed since), as a phrase naming
     it; None when the folder is all lsd's."""
@@ -76,7 +86,7 @@ def _not_written_by_lsd(folder: Path) -> str | None:
     if not isinstance(files, dict):
         return ("files lsd cannot tell from yours (its marker, from an older lsd, does not list "
                 "what lsd wrote)")  # fmt: skip
-    now = _listing(folder)
+    now = {p: size for p, size in _listing(folder).items() if not _viewer_cache(p, files)}
     added = [p for p in now if p not in files and not any(p.startswith(f"{q}/") for q in
              now if q not in files)]  # fmt: skip
     changed = [p for p in now if p in files and now[p] != files[p]]

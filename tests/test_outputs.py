@@ -90,6 +90,9 @@ def test_overwrite_refuses_what_lsd_did_not_write_and_names_it(tmp_path: Path) -
     marker = json.loads((out / MARKER_FILE).read_text())
     assert marker["files"] == {"prob.tif": 4, "quicklook": None, "quicklook/q.png": 3}
     assert check_output(out, "map", overwrite=True) == out  # all lsd's: replaceable
+    (out / "prob.tif.aux.xml").write_text("<PAMDataset/>")  # QGIS's statistics cache
+    (out / "quicklook" / ".DS_Store").write_bytes(b"\0")
+    assert check_output(out, "map", overwrite=True) == out  # viewers' caches are not user work
     (out / "notes.txt").write_text("my notes")
     (out / "mine").mkdir()
     (out / "mine" / "a.txt").write_text("a")

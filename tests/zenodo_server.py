@@ -77,11 +77,6 @@ class ZenodoStandIn:
         """The next answer for `name` stops after `n_bytes`, as a dropped connection does."""
         self.cut[f"/files/{name}"] = n_bytes
 
-    def slow_down(self, name: str, chunk: int, delay_s: float) -> None:
-        """Answers for `name` come `chunk` bytes at a time, `delay_s` apart (a slow line), so
-        a test can stop a download midway."""
-        self.slow[f"/files/{name}"] = (chunk, delay_s)
-
     def publish(self, archive: Path, *, md5: str | None = None, legacy: bool = False) -> None:
         """Serve `archive` and list it with its md5 (or the md5 given, to publish a wrong one)."""
         files = self.root / "files"
@@ -106,6 +101,11 @@ class ZenodoStandIn:
 
     def requests_for(self, name: str) -> int:
         return self.counts[f"/files/{name}"]
+
+    def slow_down(self, name: str, chunk: int, delay_s: float) -> None:
+        """Answers for `name` come `chunk` bytes at a time, `delay_s` apart (a slow line), so
+        a test can stop a download midway."""
+        self.slow[f"/files/{name}"] = (chunk, delay_s)
 
 
 @contextmanager

@@ -240,9 +240,13 @@ def test_train_terminated_resumes(world, tmp_path: Path) -> None:
 def test_train_on_worker_processes_terminated(world, tmp_path: Path) -> None:
     """SIGTERM to the driver alone (as `timeout` sends it): its workers stop too, cleanly."""
     out = tmp_path / "R"
-    args = ["train", "--data", world["data"], "--out", out, *TRAIN, "--runs-per-gpu", "2"]
-    code, text = signalled(args, "epoch 1/2", signal.SIGTERM)
+    args = ["train", "--data", world["data"], "--out", out, *TRAIN, "--runs-per-gpu", "2",
+            "--epochs", "4"]  # fmt: skip
+    # the workers' epochs are not printed; their first checkpoint says training is under way
+    code, text = signalled(args, "", signal.SIGTERM,
+                           ready=lambda: bool(list(out.glob("runs/*/checkpoint.pt"))))  # fmt: skip
     terminated(code, text, RESUME_LINE)
+    assert "grid: 2/2" not in text, text
     after = snapshot(out)
     time.sleep(3)  # a worker still training would write metrics or checkpoints now
     assert snapshot(out) == after and not temporaries(out)

@@ -1,7 +1,7 @@
 """Issue 20's security, data-loss and scheduler cases (items 1-4, 7), run against one lsd
 install: exit code, first line and what happened to the files, for a before/after table.
 
-    python benchmarks/hostile_cases.py --lsd /path/to/.venv/bin/lsd --label main [--only 1a,7c]
+    python -m benchmarks.hostile_cases --lsd /path/to/.venv/bin/lsd --label main [--only sigterm]
 
 The hostile files are made here, by this script's own Python (rasterio, h5py, zipfile), so old
 and new lsd meet the same bytes: a `.tif` or `.png` that is really GDAL VRT XML reading a private
@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 L4S = (
     Path(os.environ.get("LSD_SHARED_DATA", REPO.parent / "shared" / "data")) / "landslide4sense-21"
 )

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from lsd.files import atomic_path
+from lsd.formats import opened
 from lsd.rasters import Grid, describe_bands, stack_profile
 
 # Request limits of ee.data.computePixels (bytes of the response, pixels per side).
@@ -241,7 +242,7 @@ def geotiff_to_stack(
     """Turn an exported GeoTIFF (sentinel for masked) into a contract stack, block by block."""
     import rasterio
 
-    with rasterio.open(src_path) as src:
+    with opened(src_path) as src:  # a file the user dropped in goes through the gate too
         if src.count != len(layers) or (src.width, src.height) != (grid.width, grid.height):
             raise RuntimeError(
                 f"{src_path}: {src.count} bands {src.width}x{src.height}, expected "

@@ -235,14 +235,11 @@ def layer_meaning(layer: str, record: Mapping[str, Mapping[str, str]] | None) ->
 
 def read_stack_tags(stack: Path | str) -> Conventions | None:
     """The record in a stack.tif's dataset tag, or None when it has none."""
-    import rasterio
+    from lsd.formats import opened
 
     stack = Path(stack)
-    try:
-        with rasterio.open(stack) as src:
-            text = src.tags().get(STACK_TAG)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InvalidFile(f"{stack}: not a readable raster ({str(exc).splitlines()[0]})") from None
+    with opened(stack) as src:  # a user's stack: through the gate, never its neighbours
+        text = src.tags().get(STACK_TAG)
     if not text:
         return None
     try:

@@ -416,15 +416,15 @@ def detect_stack(
 ) -> Conventions:
     """detect() on the middle `window` x `window` pixels of a stack.tif (the layers it needs
     only); NaN and the declared no-data value are no data."""
-    import rasterio
     from rasterio.windows import Window
 
+    from lsd.formats import opened
     from lsd.rasters import read_layer_names
 
     stack = Path(stack)
     names = read_layer_names(stack)
     wanted = [n for n in names if n in NEEDED or is_radar(n)]
-    with rasterio.open(stack) as src:
+    with opened(stack) as src:
         w, h = min(window, src.width), min(window, src.height)
         win = Window((src.width - w) // 2, (src.height - h) // 2, w, h)
         arrays: dict[str, Any] = {}

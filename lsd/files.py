@@ -121,8 +121,14 @@ def atomic_path(final: Path | str, *, directory: bool = False) -> Iterator[Path]
     The temporary name starts with '.' and ends with '.partial', so an interrupted write never
     looks like a finished output and readers that list folders skip it. A failure to write
     (disk full, read-only, too large) is raised as one OutputNotWritable line.
+
+    A folder `final` that is a symbolic link stays one: the folder it points to is replaced
+    (its temporary sits beside that folder), so an output kept on another disk stays there.
+    A file that is a link is replaced by the new file, leaving what it pointed to alone.
     """
     final = Path(final)
+    if directory and final.is_symlink():
+        final = Path(os.path.realpath(final))
     tmp: Path | None = None
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -240,9 +246,60 @@ def writing(target: Path | str) -> Iterator[None]:
         raise
 
 
+def _json_text(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
+
+
 def write_json(path: Path | str, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+        tmp.write_text(_json_text(obj))
+
+
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+
+
+def create_json(path: Path | str, obj: Any) -> bool:
+    """Write `obj` to `path` only if nothing is there yet; False when something was.
+
+    Atomic and exclusive at once, for records that two processes started together may both try
+    to create (grid.json): the complete text goes to a temporary sibling that is then hard-linked
+    under the final name, and linking fails when the name exists, so exactly one writer wins and
+    no reader sees half a file. Where the file system has no hard links, O_CREAT | O_EXCL makes
+    the name exclusive instead (shared file systems honour it too).
+    """
+    final = Path(path)
+    tmp: Path | None = None
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(final)
+        tmp = _make_temp(final, directory=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
+        tmp.write_text(_json_text(obj))
+        try:
+            os.link(tmp, final)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINKS:
+                raise
+        try:
+            fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(_json_text(obj))
+        return True
+    except BaseException as exc:
+        failure = write_failure(exc, final, tmp)
+        if failure is not None:
+            raise failure from None
+        raise
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def read_toml_table(path: Path | str, table: str, what: str, example: str) -> dict[str, Any]:

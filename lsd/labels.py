@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lsd.errors import InputNotFound, InvalidFile
+from lsd.formats import open_raster
 from lsd.rasters import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
 from lsd.spec import to_crs
 from lsd.vectors import read_polygons
@@ -57,25 +58,23 @@ def is_label_raster(path: Path) -> bool:
 
 def read_label_raster(path: Path, *, where: str):
     """A label raster's codes (uint8, nodata -> 255), checked, with its georeferencing."""
-    import rasterio
-
     path = Path(path)
     if not path.exists():
         raise InputNotFound(f"{where}: file {path} not found")
     try:
-        with rasterio.open(path) as src:
-            if src.crs is None:
-                raise InvalidFile(
-                    f"{where}: {path} has no coordinate reference system; a label raster must "
-                    "be georeferenced to be put on an event grid"
-                )
-            if src.count != 1:
-                raise InvalidFile(f"{where}: {path} has {src.count} bands; expected one label")
-            data = src.read(1, masked=True)
-            crs, transform = src.crs, src.transform
-    except rasterio.errors.RasterioIOError as exc:
-        first = str(exc).splitlines()[0]
-        raise InvalidFile(f"{where}: {path} is not a readable raster ({first})") from None
+        src = open_raster(path, RASTER_SUFFIXES)
+    except InvalidFile as exc:  # the gate's line, which names the file, after the row
+        raise InvalidFile(f"{where}: {exc}") from None
+    with src:
+        if src.crs is None:
+            raise InvalidFile(
+                f"{where}: {path} has no coordinate reference system; a label raster must "
+                "be georeferenced to be put on an event grid"
+            )
+        if src.count != 1:
+            raise InvalidFile(f"{where}: {path} has {src.count} bands; expected one label")
+        data = src.read(1, masked=True)
+        crs, transform = src.crs, src.transform
     codes = np.asarray(data.filled(LABEL_IGNORE))
     bad = sorted(set(np.unique(codes).tolist()) - set(RASTER_CODES))
     if bad:

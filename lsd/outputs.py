@@ -6,6 +6,11 @@ only when it carries the marker of the same kind, holds none of the command's in
 (and does not hold) the working folder; the replacement is written beside it and swapped in only
 when complete (lsd.files.atomic_path). Anything else is refused in one line that says why, since
 a folder lsd did not write may hold work that exists nowhere else.
+
+The marker of a folder that `--overwrite` replaces whole (an ensemble, an evaluation, a map) also
+lists every file lsd wrote there, with its size, so a file a user added later (notes.txt beside a
+map) or changed is found and named, and the folder is not replaced. A symbolic link given as the
+output stays a link: the folder it points to is replaced (lsd.files.atomic_path).
 """
 
 from __future__ import annotations
@@ -28,6 +33,14 @@ KINDS: dict[str, str] = {  # kind -> what it is, with its article
 }
 
 
+# kinds that --overwrite replaces whole; their marker lists the files lsd wrote
+REPLACED_WHOLE = ("ensemble", "evaluation", "map")
+# caches that viewers leave beside lsd's files (QGIS/GDAL statistics and pyramids, desktop
+# folder metadata): derived, not a user's work, so they do not block --overwrite
+VIEWER_CACHES = (".aux.xml", ".ovr")
+FOLDER_METADATA = (".DS_Store", "Thumbs.db")
+
+
 def _plural(label: str) -> str:
     return label.split(" ", 1)[1] + "s"
 
@@ -38,15 +51,51 @@ def mark(folder: Path | str, kind: str) -> None:
 
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
-    write_json(
-        Path(folder) / MARKER_FILE,
-        {
-            "format": MARKER_FORMAT,
-            "kind": kind,
-            "written_by": f"lsd {__version__}",
-            "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        },
-    )
+    record = {
+        "format": MARKER_FORMAT,
+        "kind": kind,
+        "written_by": f"lsd {__version__}",
+        "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    if kind in REPLACED_WHOLE:  # marked last, once everything is written
+        record["files"] = _listing(Path(folder))
+    write_json(Path(folder) / MARKER_FILE, record)
+
+
+def _listing(folder: Path) -> dict[str, int | None]:
+    """Every entry below `folder` (but the marker): relative path -> size (None: a folder)."""
+    out: dict[str, int | None] = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if rel != MARKER_FILE:
+            out[rel] = None if path.is_dir() and not path.is_symlink() else path.lstat().st_size
+    return out
+
+
+def _viewer_cache(path: str, files: dict[str, int | None]) -> bool:
+    if path.rsplit("/", 1)[-1] in FOLDER_METADATA:
+        return True
+    return any(path.endswith(ext) and path[: -len(ext)] in files for ext in VIEWER_CACHES)
+
+
+def _not_written_by_lsd(folder: Path) -> str | None:
+    """What in a marked folder lsd did not write (or that changed since), as a phrase naming
+    it; None when the folder is all lsd's."""
+    raw = read_json(folder / MARKER_FILE)
+    files = raw.get("files") if isinstance(raw, dict) else None
+    if not isinstance(files, dict):
+        return ("files lsd cannot tell from yours (its marker, from an older lsd, does not list "
+                "what lsd wrote)")  # fmt: skip
+    now = {p: size for p, size in _listing(folder).items() if not _viewer_cache(p, files)}
+    added = [p for p in now if p not in files and not any(p.startswith(f"{q}/") for q in
+             now if q not in files)]  # fmt: skip
+    changed = [p for p in now if p in files and now[p] != files[p]]
+    found = [*(f"{p} (not written by lsd)" for p in added),
+             *(f"{p} (changed since lsd wrote it)" for p in changed)]  # fmt: skip
+    if not found:
+        return None
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return ", ".join(found[:3]) + more
 
 
 def marked_kind(folder: Path | str) -> str | None:
@@ -113,21 +162,51 @@ def check_output(
             )
         if not overwrite:
             raise OutputExists(f"{out}: {label} already exists")
+        if kind in REPLACED_WHOLE:
+            foreign = _not_written_by_lsd(out)
+            if foreign is not None:
+                raise InvalidValue(
+                    f"{out}: holds {foreign}; lsd replaces a folder only when everything in it "
+                    "is its own: move those out, or choose another folder",
+                    field="out",
+                )
     check_writable(out.parent, create=False)
     return out
 
 
-def check_reusable(folder: Path | str, kind: str) -> Path:
-    """A folder lsd adds to across runs (e.g. the stacks fetched for a map): it must be new,
-    empty, or marked as that kind, so lsd never writes into a folder it did not make."""
+def check_reusable(
+    folder: Path | str, kind: str, *, inputs: Iterable[Path | str | None] = ()
+) -> Path:
+    """A folder lsd adds to across runs (event folders from imports and fetches, the stacks
+    fetched for a map): it must be new, empty, or marked as that kind, so lsd never writes into
+    a folder it did not make (where a user's DEST/<id>/stack.tif would be replaced); and it is
+    not the working folder, an input, or inside one."""
     folder = Path(folder)
     label = KINDS[kind]
     if folder.exists() and not folder.is_dir():
         raise InvalidValue(f"{folder}: exists and is not a folder", field="out")
+    if _holds(folder, Path.cwd()):
+        raise InvalidValue(
+            f"{folder}: is the working folder or holds it; give a new folder instead",
+            field="out",
+        )
+    for given in inputs:
+        if given is None:
+            continue
+        given = Path(given)
+        if _holds(given, folder) or _holds(folder, given):
+            how = f"lies inside {given}," if _holds(given, folder) else f"holds {given},"
+            if given.resolve() == folder.resolve():
+                how = "is"
+            raise InvalidValue(
+                f"{folder}: {how} an input of this command; give a folder outside it",
+                field="out",
+            )
     if folder.is_dir() and not _is_empty(folder) and marked_kind(folder) != kind:
         raise InvalidValue(
-            f"{folder}: exists and is not {label} of lsd; lsd keeps its fetched stacks there, "
-            "so move that folder or choose another output name",
+            f"{folder}: exists and is not {label} of lsd (it has no lsd marker); lsd adds only "
+            f"to new, empty or its own {_plural(label)}, so that nothing of yours is replaced: "
+            "choose another folder",
             field="out",
         )
     check_writable(folder.parent, create=False)

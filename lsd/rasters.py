@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from lsd.errors import InputNotFound, InvalidFile, LayerMissing
+from lsd.errors import InvalidFile, LayerMissing
 from lsd.files import atomic_path
+from lsd.formats import GEOTIFF, open_raster
 
 LABEL_BACKGROUND = 0
 LABEL_LANDSLIDE = 1
@@ -75,14 +76,9 @@ class Grid:
 
 
 def _open(path: Path):
-    import rasterio
-
-    if not path.exists():
-        raise InputNotFound(f"{path}: file not found")
-    try:
-        return rasterio.open(path)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InvalidFile(f"{path}: not a readable raster ({str(exc).splitlines()[0]})") from None
+    """Stacks and labels come from users too (predict --stack, event folders made elsewhere):
+    they are opened through the one gate for such files, as GeoTIFFs only."""
+    return open_raster(path, GEOTIFF)
 
 
 def require_layers(

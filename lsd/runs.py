@@ -37,7 +37,7 @@ from typing import Any
 
 from lsd.bundles import META_FILE, BundleMeta, load_meta
 from lsd.errors import InputNotFound, InvalidFile, OutputNotWritable
-from lsd.files import atomic_path, read_json, write_json
+from lsd.files import atomic_path, create_json, read_json, write_json
 from lsd.outputs import mark, marked_kind
 from lsd.spec import ROLES
 
@@ -76,8 +76,18 @@ def run_folder(runs_dir: Path | str, rid: str) -> Path:
 # --------------------------------------------------------------------------- split and grid
 
 
+def _split_record(split: dict[str, Sequence[str]], seed: int) -> dict[str, Any]:
+    return {**{r: list(split[r]) for r in ROLES}, "seed": seed}
+
+
 def write_split(runs_dir: Path | str, split: dict[str, Sequence[str]], seed: int) -> None:
-    write_json(Path(runs_dir) / SPLIT_FILE, {**{r: list(split[r]) for r in ROLES}, "seed": seed})
+    write_json(Path(runs_dir) / SPLIT_FILE, _split_record(split, seed))
+
+
+def create_split(runs_dir: Path | str, split: dict[str, Sequence[str]], seed: int) -> bool:
+    """split.json of a new RUNS folder, only if none is there yet (lsd.files.create_json);
+    False when another grid call wrote one first."""
+    return create_json(Path(runs_dir) / SPLIT_FILE, _split_record(split, seed))
 
 
 def read_split(runs_dir: Path | str) -> dict[str, list[str]]:
@@ -98,9 +108,19 @@ def read_split(runs_dir: Path | str) -> dict[str, list[str]]:
 
 
 def write_grid_record(runs_dir: Path | str, record: dict[str, Any]) -> None:
+    """Rewrite the grid.json of a RUNS folder that has one (a resume with new limits)."""
     write_json(Path(runs_dir) / GRID_FILE, record)
     if marked_kind(runs_dir) != "runs":
         mark(runs_dir, "runs")
+
+
+def create_grid_record(runs_dir: Path | str, record: dict[str, Any]) -> bool:
+    """grid.json of a new RUNS folder, created atomically and only if none is there: of two
+    grid calls started together on one folder exactly one creates it; False for the other,
+    which must then check its options against the winner's record."""
+    if marked_kind(runs_dir) != "runs":
+        mark(runs_dir, "runs")
+    return create_json(Path(runs_dir) / GRID_FILE, record)
 
 
 def is_runs_folder(folder: Path | str) -> bool:

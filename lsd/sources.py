@@ -50,6 +50,11 @@ class DataSource(Protocol[Item]):
         """What building the item would do, computed without writing anything (a dry run)."""
         ...
 
+    # Optional: `origin(item) -> dict` names where the item comes from with keys and values
+    # that `build` writes into event.json's "source" (e.g. kind, image and mask paths). The
+    # driver then skips a finished folder only when it came from the same input, and refuses
+    # an id another input already took (two datasets imported into one folder).
+
     def build(self, item: Item, folder: Path) -> None:
         """Write the item's finished event folder at `folder`, or raise a UserError.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lsd.errors import InputNotFound, InvalidFile
+from lsd.formats import check_vector_file
 from lsd.layers import LANDCOVER_CLASSES
 
 CLASS_COLUMN = "class"
@@ -25,6 +26,10 @@ def read_polygons(path: Path, *, where: str):
 
     if not path.exists():
         raise InputNotFound(f"{where}: file {path} not found")
+    try:
+        check_vector_file(path)
+    except InvalidFile as exc:
+        raise InvalidFile(f"{where}: {exc}") from None
     try:
         gdf = gpd.read_file(path)
     except Exception as exc:  # fiona/pyogrio raise many types; all mean "cannot read"
@@ -45,6 +50,7 @@ def read_class_points(path: Path) -> list[tuple[float, float, int]]:
     """(lon, lat, class) rows of a land-cover point file, checked against the class table."""
     import geopandas as gpd
 
+    check_vector_file(path)
     try:
         frame = gpd.read_file(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault here

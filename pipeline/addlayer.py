@@ -137,13 +137,10 @@ def match_rasters(raster: Path, events: Sequence[EventFolder], echo: Echo) -> di
 
 
 def _open_raster(path: Path):
-    import rasterio
+    """A raster of the user's, opened only as the format its name says (lsd.formats)."""
+    from lsd.formats import open_raster
 
-    try:
-        return rasterio.open(path)
-    except rasterio.errors.RasterioIOError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidFile(f"{path}: not a readable raster ({reason})") from None
+    return open_raster(path, RASTER_SUFFIXES)
 
 
 def _bands(path: Path, count: int, source: LayerSource) -> tuple[int, ...]:

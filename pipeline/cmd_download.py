@@ -20,7 +20,13 @@ def download_group() -> None:
     """Fetch published datasets and models (the paper's Zenodo record)."""
 
 
-@download_group.command("paper")
+GO_ON_LINE = (
+    "what arrived is kept in the .downloads folder of --to and nothing half-unpacked was left; "
+    "rerun the same command to resume the download"
+)
+
+
+@download_group.command("paper", interrupt=GO_ON_LINE)
 @click.option("--data", is_flag=True, help=f"The dataset ({DATA_ARCHIVE}).")
 @click.option("--models", is_flag=True, help=f"The 360 trained models ({MODELS_ARCHIVE}).")
 @click.option("--to", "to", required=True, type=PATH, help="Folder to unpack into.")

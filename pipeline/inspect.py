@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lsd.errors import InputNotFound, InvalidFile
+from lsd.errors import InputNotFound
 from lsd.events import STACK_FILE
 from lsd.layers import CATEGORICAL_LAYERS, PAPER_LAYERS
 
@@ -105,15 +105,10 @@ def band_names(descriptions: tuple[str | None, ...]) -> tuple[list[str], bool]:
 
 
 def stack_stats(path: Path | str) -> StackStats:
-    import rasterio
-    from rasterio.errors import RasterioIOError
+    from lsd.formats import open_raster
 
     path = stack_path(path)
-    try:
-        src = rasterio.open(path)
-    except RasterioIOError as exc:
-        raise InvalidFile(f"{path}: not a readable raster ({str(exc).splitlines()[0]})") from None
-    with src:
+    with open_raster(path) as src:
         names, assumed = band_names(src.descriptions)
         stats = {n: LayerStats(n, categorical=n in CATEGORICAL_LAYERS) for n in names}
         nodata = src.nodata

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from lsd.errors import OutputExists, UserError
+from lsd.interrupts import TERMINATED_EXIT, Terminated, sigterm_interrupts
 
 PATH = click.Path(path_type=Path)
 
@@ -65,7 +66,8 @@ def os_error_line(exc: OSError) -> str | None:
 
 class LsdCommand(click.Command):
     """A command whose user errors are one line naming the flag at fault; Ctrl-C is one line
-    saying what a rerun does, and exits 130 as shells expect."""
+    saying what a rerun does, and exits 130 as shells expect; SIGTERM (a scheduler, `timeout`)
+    is handled as Ctrl-C is (lsd.interrupts) and exits 143."""
 
     def __init__(self, *args, interrupt: str = DEFAULT_INTERRUPT, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -76,9 +78,13 @@ class LsdCommand(click.Command):
 
         silence_default_printer()  # a failed GeoTIFF write is reported once, as one line
         try:
-            return super().invoke(ctx)
+            with sigterm_interrupts():
+                return super().invoke(ctx)
         except UserError as exc:
             raise click.ClickException(error_line(exc, self)) from None
+        except Terminated:
+            click.echo(f"Terminated (SIGTERM): {self.interrupt}", err=True)
+            raise click.exceptions.Exit(TERMINATED_EXIT) from None
         except KeyboardInterrupt:
             click.echo(f"Interrupted: {self.interrupt}", err=True)
             raise click.exceptions.Exit(INTERRUPTED_EXIT) from None

@@ -22,6 +22,7 @@ from lsd import __version__
 from lsd.bundles import ModelFiles, check_threshold, training_pixel_m
 from lsd.errors import InvalidFile, InvalidValue
 from lsd.files import atomic_path, write_json
+from lsd.formats import opened
 from lsd.outputs import check_output, mark
 from lsd.pipeline import maps, polygons
 from lsd.pipeline.masks import MaskOptions, plan_masks
@@ -229,12 +230,11 @@ def predict_stack(
 
 def _write_map(job: _Job, out_dir: Path, inputs: dict[str, Any], t_start: float) -> dict[str, Any]:
     """Everything goes into a hidden folder that becomes `out_dir` only when complete."""
-    import rasterio
 
     timings: dict[str, float] = {}
     with (
         atomic_path(out_dir, directory=True) as job.tmp,
-        rasterio.open(job.stack) as job.src,
+        opened(job.stack) as job.src,
     ):
         stats, sink = _infer(job)
         timings["inference_s"] = time.perf_counter() - t_start

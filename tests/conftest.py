@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from tests.ee_offline import ee_offline  # noqa: F401  (offline Earth Engine fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# ../shared/data beside the checkout, or the folder LSD_SHARED_DATA names (a git worktree elsewhere)
+SHARED_DATA = Path(os.environ.get("LSD_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="module")

@@ -165,9 +165,12 @@ def test_existing_out_refused_unless_overwrite(tiny_runs, tmp_path):
     assert code == 1 and "already exists" in text and str(out) in text
     assert (out / "keep.txt").read_text() == "mine"  # untouched
     code, text = run_cli("ensemble", tiny_runs.runs, "--k", "2", "--out", out, "--overwrite")
+    assert code == 1 and "holds keep.txt (not written by lsd)" in text  # the user's file
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    code, text = run_cli("ensemble", tiny_runs.runs, "--k", "2", "--out", out, "--overwrite")
     assert code == 0, text
     assert json.loads((out / "manifest.json").read_text())["k"] == 2
-    assert not (out / "keep.txt").exists()
 
 
 def _copy_runs(tiny_runs, tmp_path: Path) -> Path:

@@ -3,8 +3,10 @@
 Every case checks the same three things afterwards: the rerun succeeds, nothing written earlier
 is lost, and no temporary file is left behind.
 
-- SIGINT and SIGKILL go to real `lsd` subprocesses at points of train, ensemble, evaluate,
-  predict and import, chosen by the plain progress line each prints (stderr is not a terminal).
+- SIGINT, SIGTERM and SIGKILL go to real `lsd` subprocesses at points of train, ensemble,
+  evaluate, predict, import and download, chosen by the plain progress line each prints (stderr
+  is not a terminal) or by the size of a download's part. SIGTERM (`timeout`, Slurm, Kubernetes)
+  must be handled as Ctrl-C is: one line, temporaries removed, exit 143, the rerun resumes.
 - RLIMIT_FSIZE is set in this process around a command (Python ignores SIGXFSZ, so writes past
   the limit fail with EFBIG, as GDAL, SQLite and torch see a full disk).
 - Corrupted files of each kind the commands read.
@@ -23,7 +25,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,9 @@ import rasterio
 from click.testing import CliRunner
 
 from lsd.pipeline.cli import main
+from lsd.pipeline.cmd_import import GO_ON_LINE
+from lsd.pipeline.cmd_train import RESUME_LINE
+from lsd.pipeline.options import DEFAULT_INTERRUPT
 from lsd.rasters import Grid, read_stack, write_stack
 
 TRAIN = [
@@ -58,12 +64,21 @@ def lsd(*args: object, cwd: Path | None = None) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def signalled(args: list[object], when: str, sig: int, timeout: float = 240) -> tuple[int, str]:
-    """Run `lsd args` as a subprocess and send `sig` once a line of its output contains `when`."""
+def signalled(
+    args: list[object],
+    when: str,
+    sig: int,
+    timeout: float = 240,
+    env: dict | None = None,
+    ready: Callable[[], bool] | None = None,
+) -> tuple[int, str]:
+    """Run `lsd args` as a subprocess and send `sig` once a line of its output contains `when`
+    (or, with `ready`, once `ready()` is true, checked every 0.05 s)."""
     script = Path(sys.executable).with_name("lsd")
     entry = [sys.executable, "-c", "from lsd.pipeline.cli import main; main()"]
     cmd = [str(script)] if script.exists() else entry
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           **(env or {})}  # fmt: skip
     # a shell's background jobs start with SIGINT ignored, and Python then never raises
     # KeyboardInterrupt: give the child the default disposition, as a terminal's Ctrl-C finds it
     proc = subprocess.Popen(
@@ -72,19 +87,36 @@ def signalled(args: list[object], when: str, sig: int, timeout: float = 240) -> 
     )  # fmt: skip
     watchdog = threading.Timer(timeout, proc.kill)
     watchdog.start()
-    lines, sent = [], False
+    lines, sent = [], threading.Event()
+
+    def watch() -> None:
+        while proc.poll() is None and not sent.is_set():
+            if ready():
+                proc.send_signal(sig)
+                sent.set()
+            time.sleep(0.05)
+
+    if ready is not None:
+        threading.Thread(target=watch, daemon=True).start()
     try:
         for line in proc.stdout:
             lines.append(line)
-            if not sent and when in line:
+            if ready is None and not sent.is_set() and when in line:
                 proc.send_signal(sig)
-                sent = True
+                sent.set()
         proc.wait()
     finally:
         watchdog.cancel()
     text = "".join(lines)
-    assert sent, f"never saw {when!r}:\n{text}"
+    assert sent.is_set(), f"never saw {when!r}:\n{text}"
     return proc.returncode, text
+
+
+def terminated(code: int, text: str, line: str) -> None:
+    """SIGTERM's outcome: exit 143 and one last line saying what a rerun does, no traceback."""
+    assert code == 143, text
+    assert text.strip().splitlines()[-1] == f"Terminated (SIGTERM): {line}", text
+    assert "Traceback" not in text, text
 
 
 @contextlib.contextmanager
@@ -148,6 +180,9 @@ def test_predict_interrupted_or_killed_keeps_the_old_map(world) -> None:
     code, text = signalled(args, "predict: ", signal.SIGINT)
     assert code == 130 and text.strip().splitlines()[-1].startswith("Interrupted: "), text
     assert snapshot(world["map"]) == old and not temporaries(root)
+    code, text = signalled(args, "predict: ", signal.SIGTERM)
+    terminated(code, text, DEFAULT_INTERRUPT)
+    assert snapshot(world["map"]) == old and not temporaries(root)
     code, text = signalled(args, "predict: ", signal.SIGKILL)
     assert code == -signal.SIGKILL and snapshot(world["map"]) == old
     assert temporaries(root), "a killed predict leaves its hidden partial folder"
@@ -189,6 +224,38 @@ def test_train_interrupted_then_killed_resumes(world, tmp_path: Path) -> None:
     assert snapshot(out / "runs" / first) == finished  # the finished run was not touched
 
 
+def test_train_terminated_resumes(world, tmp_path: Path) -> None:
+    """`timeout`, Slurm and Kubernetes send SIGTERM: the same line and rerun as Ctrl-C."""
+    out = tmp_path / "R"
+    args = ["train", "--data", world["data"], "--out", out, *TRAIN]
+    code, text = signalled(args, "epoch 1/2", signal.SIGTERM)
+    terminated(code, text, RESUME_LINE)
+    assert list(out.glob("runs/*/checkpoint.pt")) and not temporaries(out)
+    assert not list(out.glob("runs/*/claim.json"))  # released, so a rerun need not wait
+    code, text = lsd(*args)
+    assert code == 0 and "continued from their last epoch" in text, text
+    assert len((out / "leaderboard.csv").read_text().strip().splitlines()) == 3
+
+
+def test_train_on_worker_processes_terminated(world, tmp_path: Path) -> None:
+    """SIGTERM to the driver alone (as `timeout` sends it): its workers stop too, cleanly."""
+    out = tmp_path / "R"
+    args = ["train", "--data", world["data"], "--out", out, *TRAIN, "--runs-per-gpu", "2",
+            "--epochs", "4"]  # fmt: skip
+    # the workers' epochs are not printed; their first checkpoint says training is under way
+    code, text = signalled(args, "", signal.SIGTERM,
+                           ready=lambda: bool(list(out.glob("runs/*/checkpoint.pt"))))  # fmt: skip
+    terminated(code, text, RESUME_LINE)
+    assert "grid: 2/2" not in text, text
+    after = snapshot(out)
+    time.sleep(3)  # a worker still training would write metrics or checkpoints now
+    assert snapshot(out) == after and not temporaries(out)
+    assert not list(out.glob("runs/*/claim.json")) and not list(out.glob("runs/*/failed.txt"))
+    code, text = lsd(*args)
+    assert code == 0, text
+    assert len((out / "leaderboard.csv").read_text().strip().splitlines()) == 3
+
+
 def test_import_killed_and_interrupted_resumes(world, l4s_dir: Path, tmp_path: Path) -> None:
     dest = tmp_path / "imported"
     args = ["import", "landslide4sense", l4s_dir, dest]
@@ -199,11 +266,49 @@ def test_import_killed_and_interrupted_resumes(world, l4s_dir: Path, tmp_path: P
     code, text = signalled(args, "7/21 events", signal.SIGINT)
     assert code == 130 and "rerun the same command to go on" in text, text
     assert not temporaries(dest)
+    code, text = signalled(args, "12/21 events", signal.SIGTERM)
+    terminated(code, text, GO_ON_LINE)
+    assert not temporaries(dest)
+    assert not [p for p in dest.iterdir() if p.is_dir() and not (p / "event.json").exists()]
     code, text = lsd(*args)
     assert code == 0 and "21 event folder(s)" in text, text
     assert all((dest / k / "event.json").read_bytes() == v for k, v in done.items())
     assert len([p for p in dest.iterdir() if (p / "event.json").exists()]) == 21
     assert not temporaries(dest)
+
+
+def test_download_terminated_keeps_its_part_and_resumes(tmp_path: Path) -> None:
+    """SIGTERM midway through a download from the local Zenodo stand-in (served slowly): the
+    part that arrived stays for the rerun, which asks only for the rest (HTTP Range)."""
+    from lsd.pipeline.cmd_download import GO_ON_LINE as DOWNLOAD_LINE
+    from tests.paper_fixtures import write_paper_dataset, zip_folder
+    from tests.zenodo_server import zenodo_stand_in
+
+    ds = write_paper_dataset(tmp_path / "made", size=(64, 64), train_val=[1, 2, 3, 4, 8])
+    archive = zip_folder(ds, tmp_path / "global_dataset.zip")
+    to = tmp_path / "to"
+    part = to / ".downloads" / "global_dataset.zip.part"
+    args = ["download", "paper", "--data", "--to", to, "--no-progress"]
+    with zenodo_stand_in(tmp_path / "zenodo") as zenodo:
+        zenodo.publish(archive)
+        zenodo.slow_down(archive.name, chunk=8192, delay_s=0.05)
+        code, text = signalled(
+            args,
+            "",
+            signal.SIGTERM,
+            env={"LSD_ZENODO_URL": zenodo.url},
+            ready=lambda: part.exists() and part.stat().st_size >= 32768,
+        )
+        terminated(code, text, DOWNLOAD_LINE)
+        have = part.stat().st_size
+        assert 32768 <= have < archive.stat().st_size
+        assert sorted(p.name for p in (to / ".downloads").iterdir()) == [part.name]  # no tmp
+        assert not temporaries(to) and not (to / "global_dataset").exists()
+        zenodo.slow_down(archive.name, chunk=1 << 20, delay_s=0)
+        got = CliRunner().invoke(main, [str(a) for a in args], env={"LSD_ZENODO_URL": zenodo.url})
+        assert got.exit_code == 0, got.output
+        assert ("/files/global_dataset.zip", f"bytes={have}-") in zenodo.ranges
+    assert (to / "global_dataset" / "test").is_dir() and not (to / ".downloads").exists()
 
 
 # --------------------------------------------------------------------------- a file-size limit

@@ -86,6 +86,7 @@ def test_bad_stack_is_one_line(tmp_path: Path) -> None:
         stack_stats(tmp_path / "nope.tif")
     (tmp_path / "junk.tif").write_text("not a tiff")
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "junk.tif")])
-    assert result.exit_code != 0 and "not a readable raster" in result.output
+    assert result.exit_code != 0
+    assert "junk.tif: not a readable GeoTIFF (not recognized" in result.output
     assert "Traceback" not in result.output
     assert comparison_lines([])[-1].startswith("cells:")

@@ -80,6 +80,64 @@ def test_reusable_folder_must_be_lsds(tmp_path: Path) -> None:
     assert check_reusable(folder, "data") == folder
 
 
+def test_overwrite_refuses_what_lsd_did_not_write_and_names_it(tmp_path: Path) -> None:
+    out = tmp_path / "map"
+    with atomic_path(out, directory=True) as tmp:  # as a command writes its folder
+        (tmp / "prob.tif").write_bytes(b"1234")
+        (tmp / "quicklook").mkdir()
+        (tmp / "quicklook" / "q.png").write_bytes(b"png")
+        mark(tmp, "map")
+    marker = json.loads((out / MARKER_FILE).read_text())
+    assert marker["files"] == {"prob.tif": 4, "quicklook": None, "quicklook/q.png": 3}
+    assert check_output(out, "map", overwrite=True) == out  # all lsd's: replaceable
+    (out / "prob.tif.aux.xml").write_text("<PAMDataset/>")  # QGIS's statistics cache
+    (out / "quicklook" / ".DS_Store").write_bytes(b"\0")
+    assert check_output(out, "map", overwrite=True) == out  # viewers' caches are not user work
+    (out / "notes.txt").write_text("my notes")
+    (out / "mine").mkdir()
+    (out / "mine" / "a.txt").write_text("a")
+    with pytest.raises(InvalidValue) as info:
+        check_output(out, "map", overwrite=True)
+    assert str(info.value) == (
+        f"{out}: holds mine (not written by lsd), notes.txt (not written by lsd); lsd replaces a "
+        "folder only when everything in it is its own: move those out, or choose another folder"
+    )
+    assert info.value.field == "out"
+    (out / "notes.txt").unlink()
+    (out / "mine" / "a.txt").unlink()
+    (out / "mine").rmdir()
+    (out / "prob.tif").write_bytes(b"123456")  # edited after lsd wrote it
+    with pytest.raises(InvalidValue, match=r"holds prob.tif \(changed since lsd wrote it\)"):
+        check_output(out, "map", overwrite=True)
+    marker.pop("files")  # a marker of an older lsd, which did not list its files
+    (out / MARKER_FILE).write_text(json.dumps(marker))
+    with pytest.raises(InvalidValue, match="its marker, from an older lsd, does not list"):
+        check_output(out, "map", overwrite=True)
+    mark(out, "runs")  # folders lsd adds to are not replaced whole and list nothing
+    assert "files" not in json.loads((out / MARKER_FILE).read_text())
+
+
+def test_a_symlinked_output_folder_stays_a_link(tmp_path: Path) -> None:
+    target = tmp_path / "scratch" / "ens"
+    with atomic_path(target, directory=True) as tmp:
+        (tmp / "v").write_text("1")
+    link = tmp_path / "project" / "ens"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    with atomic_path(link, directory=True) as tmp:
+        assert tmp.parent == target.parent  # written beside the real folder
+        (tmp / "v").write_text("2")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert (target / "v").read_text() == "2"
+    assert sorted(p.name for p in link.parent.iterdir()) == ["ens"]  # no hidden .replaced
+    assert sorted(p.name for p in target.parent.iterdir()) == ["ens"]
+    with pytest.raises(KeyboardInterrupt), atomic_path(link, directory=True) as tmp:
+        (tmp / "v").write_text("3")
+        raise KeyboardInterrupt
+    assert link.is_symlink() and (target / "v").read_text() == "2"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["ens"]
+
+
 def test_replacement_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path: Path) -> None:
     final = tmp_path / "out"
     with atomic_path(final, directory=True) as tmp:

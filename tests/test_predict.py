@@ -267,11 +267,23 @@ def test_overwrite_replaces_only_a_map(l4s, tmp_path: Path) -> None:
     first = json.loads((out / "run.json").read_text())["created"]
     res = _run(*args)
     assert res.exit_code == 1 and "--overwrite" in res.output  # a map: replaceable, if asked
-    (out / "old.txt").write_text("x")
+    (out / "old.txt").write_text("x")  # the user's: --overwrite must not delete it
+    res = _run(*args, "--overwrite")
+    assert res.exit_code == 1 and "holds old.txt (not written by lsd)" in res.output
+    assert (out / "old.txt").read_text() == "x"
+    (out / "old.txt").unlink()
     res = _run(*args, "--overwrite")
     assert res.exit_code == 0, res.output
-    assert not (out / "old.txt").exists() and (out / "run.json").exists()
     assert first and not list(tmp_path.glob(".out.*"))  # the old map went only once replaced
+    # a symlinked --out stays a link; the folder it points to is replaced, nothing left behind
+    link = tmp_path / "project" / "map"
+    link.parent.mkdir()
+    link.symlink_to(out)
+    res = _run("--stack", l4s["stack0"], "--model", l4s["ensemble"], "--out", link, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert link.is_symlink() and (out / "run.json").is_file()
+    assert [p.name for p in link.parent.iterdir()] == ["map"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_all_nan_stack_gives_nan_probability(l4s, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,11 +22,13 @@ METADATA = "api/file-metadata"  # where the native form's links.self points: JSO
 
 class _Handler(SimpleHTTPRequestHandler):
     """http.server plus what a download host does: Range requests (206), and, when asked, a
-    connection dropped after `cut[path]` bytes of the first answer."""
+    connection dropped after `cut[path]` bytes of the first answer, or a slow line
+    (`slow[path]` = (bytes per write, seconds between writes))."""
 
     counts: Counter
     ranges: list
     cut: dict
+    slow: dict
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.counts[self.path] += 1
@@ -49,7 +52,14 @@ class _Handler(SimpleHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         stop = self.cut.pop(self.path, None)
-        self.wfile.write(data[start:stop] if stop is not None else data[start:])
+        body = data[start:stop] if stop is not None else data[start:]
+        chunk, delay = self.slow.get(self.path, (len(body) or 1, 0.0))
+        try:
+            for i in range(0, len(body), chunk):
+                self.wfile.write(body[i : i + chunk])
+                time.sleep(delay)
+        except (BrokenPipeError, ConnectionResetError):  # the client went away
+            return
         if stop is not None:
             self.close_connection = True
 
@@ -60,8 +70,11 @@ class _Handler(SimpleHTTPRequestHandler):
 class ZenodoStandIn:
     """Files under `root/files/`, the record answer at `root/api/records/<record>`."""
 
-    def __init__(self, root: Path, url: str, counts: Counter, ranges: list, cut: dict) -> None:
-        self.root, self.url, self.counts, self.ranges, self.cut = root, url, counts, ranges, cut
+    def __init__(
+        self, root: Path, url: str, counts: Counter, ranges: list, cut: dict, slow: dict
+    ) -> None:
+        self.root, self.url, self.counts, self.ranges = root, url, counts, ranges
+        self.cut, self.slow = cut, slow
 
     def drop_after(self, name: str, n_bytes: int) -> None:
         """The next answer for `name` stops after `n_bytes`, as a dropped connection does."""
@@ -121,20 +134,27 @@ class ZenodoStandIn:
     def requests_for(self, name: str) -> int:
         return self.counts[f"/files/{name}"]
 
+    def slow_down(self, name: str, chunk: int, delay_s: float) -> None:
+        """Answers for `name` come `chunk` bytes at a time, `delay_s` apart (a slow line), so
+        a test can stop a download midway."""
+        self.slow[f"/files/{name}"] = (chunk, delay_s)
+
 
 @contextmanager
 def zenodo_stand_in(root: Path) -> Iterator[ZenodoStandIn]:
     counts: Counter = Counter()
     ranges: list = []
     cut: dict = {}
-    handler = type("Handler", (_Handler,), {"counts": counts, "ranges": ranges, "cut": cut})
+    slow: dict = {}
+    handler = type("Handler", (_Handler,),
+                   {"counts": counts, "ranges": ranges, "cut": cut, "slow": slow})  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        yield ZenodoStandIn(root, url, counts, ranges, cut)
+        yield ZenodoStandIn(root, url, counts, ranges, cut, slow)
     finally:
         server.shutdown()
         server.server_close()

@@ -8,6 +8,11 @@ workers are spread over all of them; on the CPU, the cores are shared out betwee
 
 A worker that dies (killed, out of memory) breaks Python's process pool; the pool is started
 again and the unfinished runs resume from their checkpoints, up to `max_restarts` times.
+
+SIGTERM (lsd.interrupts) stops a worker as Ctrl-C does: a worker training a run raises
+Terminated there, so the run's temporaries are removed and its checkpoint is kept; an idle worker
+just exits. A driver stopped by SIGTERM (`timeout` signals it alone) passes it on to its workers
+and waits for them, so no run goes on training after the command has ended.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import Any
 
+from lsd.interrupts import TERMINATED_EXIT, Terminated
 from lsd.training.executors import (
     Dispatch,
     DoneHook,
@@ -32,6 +39,7 @@ from lsd.training.executors import (
 )
 
 _DEVICE = ""  # this worker's device when the pool spreads workers over GPUs
+_BUSY = False  # this worker is training a run
 
 
 def worker_devices(device: str, workers_per_device: int) -> list[str]:
@@ -50,12 +58,34 @@ def _init(devices: Any, threads: int) -> None:
     global _DEVICE
     _DEVICE = devices.get()
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """In a worker: stop the run being trained as Ctrl-C would; an idle worker exits quietly.
+    Further SIGTERMs are ignored while the run cleans up (the driver waits for it)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _BUSY:
+        raise Terminated(f"signal {signum}")
+    raise SystemExit(TERMINATED_EXIT)
 
 
 def _train_in_worker(task: RunTask) -> dict[str, Any]:
     from lsd.training.executors import train_task
 
-    return train_task(replace(task, device=_DEVICE or task.device))
+    global _BUSY
+    _BUSY = True
+    try:
+        return train_task(replace(task, device=_DEVICE or task.device))
+    finally:
+        _BUSY = False
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """SIGTERM to each live worker of `pool` (the executor keeps them in `_processes`)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
 
 
 class ProcessExecutor:
@@ -139,6 +169,10 @@ class ProcessExecutor:
         try:
             dispatch(tasks, how, on_done=on_done, on_epoch=on_epoch, on_start=on_start,
                      on_failed=on_failed)  # fmt: skip
+        except Terminated:
+            if pool:
+                _stop_workers(pool[-1])  # `timeout` and some schedulers signal the driver alone
+            raise
         finally:
             if pool:
                 pool[-1].shutdown(wait=True, cancel_futures=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lsd.errors import DeviceUnavailable, InvalidValue, ServiceUnavailable, UserError
+from lsd.formats import opened
 from lsd.training.executors import (
     Dispatch,
     DoneHook,
@@ -285,7 +286,7 @@ def predict_block(job: BlockJob, k0: int, k1: int, device: str, threads: int) ->
     stats: dict[str, Any] = {}
     with (
         rasterio.Env(GDAL_CACHEMAX=64),
-        rasterio.open(job.stack) as src,
+        opened(job.stack) as src,
         tempfile.TemporaryDirectory(prefix="lsd-block-") as scratch,
     ):
         read = RowReader(src, job.indexes)

@@ -21,7 +21,7 @@ from typing import Any
 
 from lsd.errors import InvalidFile, InvalidValue, LayerMissing, UserError
 from lsd.events import EventFolder, list_events
-from lsd.files import check_writable
+from lsd.files import PARTIAL_SUFFIX, check_writable
 from lsd.layers import resolve_setting
 from lsd.progress import Progress, say, warn
 from lsd.rasters import layer_statistics
@@ -35,6 +35,8 @@ from lsd.runs import (
     ClaimOwner,
     claim_state,
     clear_failure,
+    create_grid_record,
+    create_split,
     is_runs_folder,
     read_done,
     read_grid_record,
@@ -325,7 +327,14 @@ def _check_out(out: Path) -> None:
     """A RUNS folder is new, empty, or one lsd train made: runs never land among other files."""
     if out.exists() and not out.is_dir():
         raise InvalidValue(f"{out}: exists and is not a folder", field="out")
-    if out.is_dir() and any(out.iterdir()) and not is_runs_folder(out):
+    if (
+        out.is_dir()
+        and not is_runs_folder(out)
+        and any(
+            not p.name.endswith(PARTIAL_SUFFIX)
+            for p in out.iterdir()  # a writer's temporary
+        )
+    ):
         raise InvalidValue(
             f"{out}: is not a RUNS folder (it has no {GRID_FILE}); lsd train writes a new or "
             "empty folder, or resumes one it made",
@@ -379,21 +388,30 @@ def prepare_grid(
     pixel_m = _pixel_size(train_events)
     conventions = _conventions(events, split, old, out)
 
-    write_split(out, split, opts.seed)
-    write_grid_record(
-        out,
-        {
-            "setting": opts.setting,
-            "layers": layers,
-            "mean": mean,
-            "std": std,
-            "pixel_m": pixel_m,
-            "conventions": conventions,  # of the training and validation events
-            "infinite_values": infinite,  # per event and layer, read as no data
-            # the data folder lets an ensemble with K chosen on validation find the events unaided
-            "options": {**_options_record(opts), "data": str(Path(data_dir).resolve())},
-        },
-    )
+    record = {
+        "setting": opts.setting,
+        "layers": layers,
+        "mean": mean,
+        "std": std,
+        "pixel_m": pixel_m,
+        "conventions": conventions,  # of the training and validation events
+        "infinite_values": infinite,  # per event and layer, read as no data
+        # the data folder lets an ensemble with K chosen on validation find the events unaided
+        "options": {**_options_record(opts), "data": str(Path(data_dir).resolve())},
+    }
+    if old is not None:
+        write_split(out, split, opts.seed)
+        write_grid_record(out, record)
+    else:
+        # A new RUNS folder: two grid calls started together both get here. Each file is
+        # created by exactly one of them (atomically, exclusively); the other goes on only if
+        # what the winner recorded is what it would have, else it is refused naming the
+        # difference, so one grid.json never describes runs on different layers.
+        if not create_split(out, split, opts.seed):
+            _check_resume(out, layers, split, opts)
+        if not create_grid_record(out, record):
+            old = _check_resume(out, layers, split, opts)
+            mean, std = [float(m) for m in old["mean"]], [float(s) for s in old["std"]]
     return GridPlan(
         out, opts, layers, events, split, mean, std, device, Path(data_dir), pixel_m, conventions
     )

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import importlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsd.errors import InvalidValue, UserError
-from lsd.events import event_complete
-from lsd.files import check_writable
-from lsd.outputs import MARKER_FILE, mark
+from lsd.errors import InvalidValue, OutputExists, UserError
+from lsd.events import EVENT_FILE, event_complete
+from lsd.files import check_writable, read_json
+from lsd.outputs import MARKER_FILE, check_reusable, mark
 from lsd.progress import Progress
 from lsd.sources import DataSource
 
@@ -109,8 +109,14 @@ def build_events(
     progress: bool = True,
     echo: Echo | None = None,
     desc: str | None = None,
+    inputs: Sequence[Path | str] = (),
 ) -> BuildSummary:
     """Build every item of `source` into `dest/<event_id>/`, skipping finished folders.
+
+    `dest` must be new, empty or a data folder lsd made, and neither the working folder nor one
+    of the source's `inputs` (or inside one). A finished folder is skipped only when it came
+    from the same input (`source.origin`); an id that another input already took is refused,
+    like two items with one id, before anything is written.
 
     `echo`, when given, gets one line per event (done, skipped, failed); without it only the
     progress bar reports. With `source.keep_going` a failed event is collected in the summary
@@ -118,7 +124,9 @@ def build_events(
     """
     items = list(source.items())
     dest = Path(dest)
+    check_reusable(dest, "data", inputs=inputs)  # never into a folder of the user's, or SRC
     check_writable(dest, create=False)
+    check_ids(source, dest, items)
     created = not dest.exists()
     if created or not any(dest.iterdir()):
         mark(dest, "data")  # a data folder lsd made: lsd may add to it later (predict --aoi)
@@ -131,6 +139,55 @@ def build_events(
         if created:
             _drop_if_unused(dest)
     return summary
+
+
+def _origin_text(origin: dict[str, Any]) -> str:
+    return ", ".join(str(v) for k, v in origin.items() if k != "kind") or str(origin)
+
+
+def check_ids(source: DataSource, dest: Path, items: Sequence[Any]) -> None:
+    """Refuse, before anything is written, two items with one event id, and an id whose finished
+    folder in `dest` came from another input than this item (a second dataset imported into the
+    same folder): skipping it would drop this item silently, replacing it would lose the first.
+    A folder from the same input is a rerun's finished work and is skipped as before."""
+    origin = getattr(source, "origin", None)
+    seen: dict[str, Any] = {}
+    for item in items:
+        if item.event_id in seen:
+            first = seen[item.event_id]
+            what = (f" ({_origin_text(origin(first))} and {_origin_text(origin(item))})"
+                    if origin else "")  # fmt: skip
+            raise InvalidValue(f"{dest / item.event_id}: two inputs would become event "
+                               f"{item.event_id}{what}; give them different names")  # fmt: skip
+        seen[item.event_id] = item
+    if origin is None:
+        return
+    clashes: list[tuple[Any, dict[str, Any]]] = []
+    for item in items:
+        folder = dest / item.event_id
+        if not event_complete(folder, need_label=False):
+            continue
+        try:
+            record = read_json(folder / EVENT_FILE)
+        except UserError:
+            continue  # a damaged record: treated as before (a finished folder, kept)
+        had = record.get("source") if isinstance(record, dict) else None
+        want = origin(item)
+        if not isinstance(had, dict) or any(had.get(k) != v for k, v in want.items()):
+            clashes.append((item, had if isinstance(had, dict) else {}))
+    if clashes:
+        item, had = clashes[0]
+        others = [i.event_id for i, _ in clashes[1:]]
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        more = f"; {len(others)} more id(s) collide ({shown})" if others else ""
+        want = origin(item)
+        was = {k: had[k] for k in want if had.get(k) is not None}
+        raise OutputExists(
+            f"{dest / item.event_id}: already holds event {item.event_id} from "
+            f"{_origin_text(was) if was else 'another source'}, not from "
+            f"{_origin_text(want)}{more}; lsd does not replace an event that came from "
+            "elsewhere: import into another folder, or give these events other ids"
+        )
 
 
 def _drop_if_unused(dest: Path) -> None:
@@ -193,7 +250,8 @@ def _build_all(
 def import_landslide4sense(src: Path | str, dest: Path | str, progress: bool = True) -> list[Path]:
     """Every Landslide4Sense patch under `src` as `dest/l4s_image_N/`; returns the folders."""
     source = source_class("landslide4sense")(src)
-    return build_events(source, dest, progress=progress, desc="import landslide4sense").folders
+    return build_events(source, dest, progress=progress, desc="import landslide4sense",
+                        inputs=(src,)).folders  # fmt: skip
 
 
 def import_tiles(
@@ -201,11 +259,13 @@ def import_tiles(
 ) -> list[Path]:
     """Image/mask pairs under `src` as `dest/<prefix><image stem>/` (see TileSource)."""
     source = source_class("tiles")(src, mapping, **kw)
-    return build_events(source, dest, progress=progress, desc="import tiles").folders
+    return build_events(source, dest, progress=progress, desc="import tiles",
+                        inputs=(src,)).folders  # fmt: skip
 
 
 def import_paper(src: Path | str, dest: Path | str, *, progress: bool = True) -> BuildSummary:
     """The paper's global_dataset under `src` as `dest/<event id>/` (see PaperDatasetSource)."""
     from lsd.pipeline.sources.paper import PaperDatasetSource
 
-    return build_events(PaperDatasetSource(src), dest, progress=progress, desc="import paper")
+    return build_events(PaperDatasetSource(src), dest, progress=progress, desc="import paper",
+                        inputs=(src,))  # fmt: skip

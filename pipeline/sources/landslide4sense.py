@@ -15,6 +15,7 @@ import numpy as np
 from lsd import conventions as cv
 from lsd.errors import InvalidFile
 from lsd.events import event_record, write_event
+from lsd.formats import read_h5_dataset
 from lsd.pipeline.conventions import detect_for_import
 from lsd.pipeline.sources.common import check_source_folder, natural_key
 from lsd.rasters import LABEL_BACKGROUND, LABEL_LANDSLIDE, Grid
@@ -60,17 +61,8 @@ def _l4s_pairs(src: Path) -> list[Patch]:
 
 
 def _read_h5(path: Path, key: str) -> np.ndarray:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if key not in f:
-                found = ", ".join(sorted(f.keys())) or "none"
-                raise InvalidFile(f"{path}: no dataset '{key}' (found: {found})")
-            return np.asarray(f[key][()])
-    except OSError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidFile(f"{path}: not a readable HDF5 file ({reason})") from None
+    """Only data stored inside the file is read (lsd.formats): no links, no external storage."""
+    return read_h5_dataset(path, key)
 
 
 def _read_l4s_pair(image: Path, mask: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -117,6 +109,10 @@ class Landslide4SenseSource:
 
     def plan(self, item: Patch) -> dict[str, Any]:
         return {"event_id": item.event_id, "image": str(item.image), "mask": str(item.mask)}
+
+    def origin(self, item: Patch) -> dict[str, str]:
+        return {"kind": self.name, "image": str(item.image.resolve()),
+                "mask": str(item.mask.resolve())}  # fmt: skip
 
     def build(self, item: Patch, folder: Path) -> None:
         from affine import Affine

@@ -251,6 +251,10 @@ class PaperDatasetSource:
         return {"event_id": item.event_id, "role": item.role, "input": str(item.input),
                 "label": str(item.label)}  # fmt: skip
 
+    def origin(self, item: PaperPair) -> dict[str, str]:
+        return {"kind": self.name, "input": str(item.input.resolve()),
+                "label": str(item.label.resolve())}  # fmt: skip
+
     def build(self, item: PaperPair, folder: Path) -> None:
         stack, g_in, geo_in, tag = read_input(item.input)
         label, g_lab, geo_lab = read_label_tif(item.label)

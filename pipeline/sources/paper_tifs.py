@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lsd.errors import InvalidFile
+from lsd.formats import GEOTIFF, open_raster, open_tiff_page
 from lsd.paper import N_CHANNELS
 from lsd.rasters import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
 
@@ -37,36 +38,31 @@ class TifShape:
 
 @contextmanager
 def _open(path: Path):
-    import rasterio
-
+    """Archive files are opened only as GeoTIFFs, never with files beside them (lsd.formats):
+    a tif of a crafted archive that is really a VRT must not read other files."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NotGeoreferencedWarning: recorded, not an error
-        try:
-            src = rasterio.open(path)
-        except rasterio.errors.RasterioIOError as exc:
-            reason = str(exc).splitlines()[0]
-            raise InvalidFile(f"{path}: not a readable tif ({reason})") from None
+        src = open_raster(path, GEOTIFF)
         with src:
             yield src
+
+
+def _page_number(name: str) -> int:
+    part = name.split(":")[1] if name.startswith("GTIFF_DIR:") else ""
+    return int(part) if part.isdigit() else 0
 
 
 def _pages(src) -> list[str]:
     """GDAL's names of every page (the first included), in page order: GDAL lists them as text
     (GTIFF_DIR:1, GTIFF_DIR:10, GTIFF_DIR:11 ...), so they are sorted by number here."""
 
-    def number(name: str) -> int:
-        part = name.split(":")[1] if name.startswith("GTIFF_DIR:") else ""
-        return int(part) if part.isdigit() else 0
-
-    return sorted(src.subdatasets, key=number)
+    return sorted(src.subdatasets, key=_page_number)
 
 
 def _page_shapes(src) -> list[tuple[int, int]]:
-    import rasterio
-
     shapes = []
     for name in _pages(src):
-        with rasterio.open(name) as page:
+        with open_tiff_page(src.name, _page_number(name)) as page:
             if page.count != 1:
                 return []
             shapes.append((page.height, page.width))
@@ -90,11 +86,9 @@ def tif_shape(path: Path) -> TifShape:
 
 
 def _read_pages(src) -> np.ndarray:
-    import rasterio
-
     pages = []
     for name in _pages(src):
-        with rasterio.open(name) as page:
+        with open_tiff_page(src.name, _page_number(name)) as page:
             pages.append(page.read(1, out_dtype="float32"))
     return np.stack(pages)
 

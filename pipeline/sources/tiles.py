@@ -159,24 +159,25 @@ def _pairs_by_stem(src: Path, images_dir: str, masks_dir: str) -> list[tuple[Pat
 
 
 def _open_raster(path: Path):
+    """A tile, opened only as the format its name says and never with files beside it
+    (lsd.formats): a .png or .tif that is really a VRT must not read other files."""
     import rasterio
 
-    try:
-        with warnings.catch_warnings():
-            # PNGs have no georeferencing; that is reported in event.json, not as a warning.
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except rasterio.errors.RasterioIOError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else "unknown format"
-        raise InvalidFile(f"{path}: not a readable PNG/GeoTIFF ({reason})") from None
+    from lsd.formats import open_raster
+
+    with warnings.catch_warnings():
+        # PNGs have no georeferencing; that is reported in event.json, not as a warning.
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        return open_raster(path, TILE_SUFFIXES)
 
 
 def _check_png(path: Path) -> None:
-    """GDAL fills a truncated PNG with zeros without an error; Pillow's full decode notices."""
+    """GDAL fills a truncated PNG with zeros without an error; Pillow's full decode notices.
+    Pillow may decode it only as a PNG (some of its other formats run external programs)."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=["PNG"]) as im:
             im.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidFile(f"{path}: not a readable PNG/GeoTIFF ({exc})") from None
@@ -348,6 +349,10 @@ class TileSource:
 
     def plan(self, item: TilePair) -> dict[str, Any]:
         return {"event_id": item.event_id, "image": str(item.image), "mask": str(item.mask)}
+
+    def origin(self, item: TilePair) -> dict[str, str]:
+        return {"kind": self.name, "image": str(item.image.resolve()),
+                "mask": str(item.mask.resolve())}  # fmt: skip
 
     def build(self, item: TilePair, folder: Path) -> None:
         stack, names, label, grid, extra = _read_tile_pair(

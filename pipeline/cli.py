@@ -22,6 +22,7 @@ def main() -> None:
 def _register() -> None:
     from lsd.pipeline import (
         cmd_add_layer,
+        cmd_demo,
         cmd_download,
         cmd_ensemble,
         cmd_evaluate,
@@ -41,6 +42,7 @@ def _register() -> None:
     main.add_command(cmd_ensemble.ensemble)
     main.add_command(cmd_evaluate.evaluate)
     main.add_command(cmd_predict.predict)
+    main.add_command(cmd_demo.demo)
 
 
 _register()

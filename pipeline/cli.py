@@ -16,7 +16,15 @@ from lsd.pipeline.options import LsdGroup
 @click.group(cls=LsdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lsd")
 def main() -> None:
-    """Find landslides in Sentinel-1/2 imagery: fetch layers, train model grids, map landslides."""
+    """Find landslides in Sentinel-1/2 imagery: fetch layers, train model grids, map landslides.
+
+    New here, or offline? `lsd demo` runs the whole chain on generated events in a few minutes.
+
+    Example:
+
+    \b
+        lsd demo --out lsd-demo
+    """
 
 
 def _register() -> None:

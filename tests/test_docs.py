@@ -65,3 +65,26 @@ def test_docs_quote_the_cpu_step_time_one_way() -> None:
     assert table is not None
     quoted = re.findall(r"training step\s+\(batch 4, 256 px, 11 layers\) takes ([\d.]+) s", text)
     assert quoted == [table.group(1)]
+
+
+def test_predict_md_quotes_the_forward_times_train_md_tabulates() -> None:
+    """The 512 px forward pass per CPU mode is measured once (docs/train.md, "CPU speed");
+    docs/predict.md quotes the same figures."""
+    train = (REPO / "docs" / "train.md").read_text()
+    rows = {
+        m: re.search(rf"\| {re.escape(m)}[^|]*\| ([\d.]+) s", train)
+        for m in ("fp32, contiguous", "fp32, channels-last", "bf16 + channels-last", "ONNX Runtime")
+    }
+    forward = {m: r.group(1) for m, r in rows.items() if r}
+    assert len(forward) == 4
+    predict = " ".join((REPO / "docs" / "predict.md").read_text().split())
+    quoted = re.search(r"([\d.]+) s \(fp32 contiguous, lsd before\), ([\d.]+) s "
+                       r"\(channels-last\), ([\d.]+) s \(ONNX Runtime\), ([\d.]+) s \(bf16\)",
+                       predict)  # fmt: skip
+    assert quoted is not None
+    assert list(quoted.groups()) == [
+        forward["fp32, contiguous"],
+        forward["fp32, channels-last"],
+        forward["ONNX Runtime"],
+        forward["bf16 + channels-last"],
+    ]

@@ -137,7 +137,8 @@ def test_roles_and_sizes_are_checked() -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [(["--size", "10"], "Error: --size 10 is outside 64..2048"),
-     (["--events", "2"], "Error: --events: 2 event(s) cannot be split")],
+     (["--events", "2"], "Error: --events: 2 event(s) cannot be split"),
+     (["--epochs", "0"], "Error: --epochs 0 must be at least 1")],
 )  # fmt: skip
 def test_demo_refuses_sizes_in_one_line_before_writing(tmp_path: Path, args, needle) -> None:
     out = tmp_path / "demo"

@@ -14,6 +14,7 @@ DOCS = [REPO / "README.md", REPO / "examples" / "README.md", *sorted((REPO / "do
 REPO_PATH = re.compile(
     r"`((?:benchmarks|docs|examples|tests|lsd|gee|training|pipeline|ci)/[\w./-]+\.\w+|[A-Z]+\.md)`"
 )
+ROOT_DOC = re.compile(r"(?<![\w/.])([A-Z]+\.md)\b")  # README.md, DESIGN.md ... named bare
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
@@ -33,7 +34,7 @@ def test_docs_cite_only_files_the_repository_holds(doc: Path) -> None:
     ignored outputs such as benchmarks/results/*.json are not."""
     files = tracked()
     text = doc.read_text()
-    cited = set(REPO_PATH.findall(text))
+    cited = set(REPO_PATH.findall(text)) | set(ROOT_DOC.findall(text))
     cited |= {
         str((doc.parent / target).resolve().relative_to(REPO))
         for target in LINK.findall(text)

@@ -137,7 +137,7 @@ class SyntheticSource:
         return list(self.events)
 
     def plan(self, item: SyntheticEvent) -> dict[str, Any]:
-        site = SITES[_site_index(item)]
+        site = _site(item.seed, item.number)
         return {"event_id": item.event_id, "summary": f"generated, {item.size} px, {site[0]}",
                 "role": item.role, "seed": item.seed}  # fmt: skip
 
@@ -168,8 +168,9 @@ def _conventions() -> dict[str, dict[str, str]]:
     return {k: {"value": v, "how": "recorded", "evidence": why} for k, v in values.items()}
 
 
-def _site_index(item: SyntheticEvent) -> int:
-    return (item.number - 1 + item.seed) % len(SITES)
+def _site(seed: int, number: int) -> tuple[str, float, float, int]:
+    """The region of event `number`: the sites in turn, shifted by the seed."""
+    return SITES[(number - 1 + seed) % len(SITES)]
 
 
 # --------------------------------------------------------------------------- the scene
@@ -179,7 +180,7 @@ def generate_scene(seed: int, number: int, size: int) -> Scene:
     """Event `number` of the set drawn with `seed`: a `size` x `size` scene on a 10 m UTM grid."""
     check_size(size)
     rng = np.random.default_rng([seed, number])
-    site = SITES[(number - 1 + seed) % len(SITES)]
+    site = _site(seed, number)
     elevation = _terrain(rng, size)
     slope, aspect_x, aspect_y = _slope(elevation)
     river = _river(elevation)

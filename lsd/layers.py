@@ -155,6 +155,32 @@ def resolve_setting(
     return layers
 
 
+def check_setting_name(
+    spec: str, settings_file: Path | str | None, layers_seen: Iterable[str]
+) -> None:
+    """A single name that is no setting and no layer of any stack is most often a setting of a
+    settings file that was not given: say so, instead of calling it a missing layer."""
+    spec = spec.strip()
+    if not spec or "," in spec or spec in BUILTIN_SETTINGS or spec in FAMILY_DATES:
+        return  # a family the stacks lack gets its own hint from the layer check
+    seen = set(layers_seen)
+    user = load_settings_file(settings_file) if settings_file else {}
+    if spec in user or spec in seen:
+        return
+    if settings_file is None:
+        raise InvalidValue(
+            f"settings file not given: '{spec}' is neither a built-in setting "
+            f"({', '.join(BUILTIN_SETTINGS)}) nor a layer of the stacks; a setting of your own "
+            "needs the settings file that defines it",
+            field="settings_file",
+        )
+    raise InvalidValue(
+        f"'{spec}' is not a setting of {settings_file} ({', '.join(user) or 'none'}), not "
+        "built in, and not a layer of the stacks",
+        field="setting",
+    )
+
+
 def expand_families(layers: Iterable[str], available: set[str]) -> tuple[str, ...]:
     """Family names as the stacks hold them: the name itself, else every dated layer of it. A
     family the stacks hold in neither form stays as it is, for the layer check to name."""

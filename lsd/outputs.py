@@ -30,6 +30,7 @@ KINDS: dict[str, str] = {  # kind -> what it is, with its article
     "map": "a map folder",
     "runs": "a RUNS folder",
     "data": "a data folder",
+    "demo": "a demo folder",
 }
 
 

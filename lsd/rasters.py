@@ -63,14 +63,16 @@ class Grid:
         return float(np.sqrt(width * height))
 
     def record(self) -> dict[str, Any]:
-        """The grid as JSON values, for event.json and run records."""
+        """The grid as JSON values, for event.json and run records. `pixel_m` is in metres
+        whatever the CRS (degrees converted, as bundles record it), null without a CRS."""
         t = self.transform
+        size = self.pixel_size_m()
         return {
             "crs": self.crs.to_string() if self.crs is not None else None,
             "width": self.width,
             "height": self.height,
             "transform": [t.a, t.b, t.c, t.d, t.e, t.f],
-            "pixel_m": abs(t.a),
+            "pixel_m": round(size, 3) if size is not None else None,
             "bounds": [t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f],
         }
 

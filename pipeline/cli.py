@@ -16,12 +16,21 @@ from lsd.pipeline.options import LsdGroup
 @click.group(cls=LsdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lsd")
 def main() -> None:
-    """Find landslides in Sentinel-1/2 imagery: fetch layers, train model grids, map landslides."""
+    """Find landslides in Sentinel-1/2 imagery: fetch layers, train model grids, map landslides.
+
+    New here, or offline? `lsd demo` runs the whole chain on generated events in a few minutes.
+
+    Example:
+
+    \b
+        lsd demo --out lsd-demo
+    """
 
 
 def _register() -> None:
     from lsd.pipeline import (
         cmd_add_layer,
+        cmd_demo,
         cmd_download,
         cmd_ensemble,
         cmd_evaluate,
@@ -41,6 +50,7 @@ def _register() -> None:
     main.add_command(cmd_ensemble.ensemble)
     main.add_command(cmd_evaluate.evaluate)
     main.add_command(cmd_predict.predict)
+    main.add_command(cmd_demo.demo)
 
 
 _register()

@@ -48,6 +48,11 @@ def add_layer(
     DATA is a data folder (every event) or one event folder. RASTER is one file for all events
     (e.g. a national DEM) or a folder of files named after the events (<id>.tif). Nothing
     changes unless every event passes the checks; a rerun skips events already done.
+
+    Example:
+
+    \b
+        lsd add-layer data coherence.tif --name coh
     """
     from lsd.pipeline.addlayer import LayerSource, add_layer, parse_bands, parse_names
 

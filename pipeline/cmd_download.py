@@ -17,7 +17,13 @@ URL_ENV = "LSD_ZENODO_URL"
 
 @click.group("download", cls=LsdGroup)
 def download_group() -> None:
-    """Fetch published datasets and models (the paper's Zenodo record)."""
+    """Fetch published datasets and models (the paper's Zenodo record).
+
+    Example:
+
+    \b
+        lsd download paper --data --to paper
+    """
 
 
 GO_ON_LINE = (
@@ -40,7 +46,13 @@ def paper(data: bool, models: bool, to: Path, from_archive: tuple[Path, ...], pr
 
     Zenodo record 13471162 (doi:10.5281/zenodo.13471162): the published md5 of each archive is
     checked, the archive unpacked into TO/global_dataset or TO/trained_models, and a rerun
-    with everything in place does nothing.
+    with everything in place does nothing. Without network, `lsd demo` shows the chain on
+    generated events.
+
+    Example:
+
+    \b
+        lsd download paper --data --to paper
     """
     from lsd.pipeline.download import ZENODO_URL, download_paper
 
@@ -56,7 +68,8 @@ def paper(data: bool, models: bool, to: Path, from_archive: tuple[Path, ...], pr
         raise ServiceUnavailable(
             f"{exc}; without network, download {names} from https://zenodo.org/records/"
             f"{ZENODO_RECORD} (doi:{ZENODO_DOI}) by hand and run: lsd download paper "
-            f"--from-archive PATH --to {to}"
+            f"--from-archive PATH --to {to}; meanwhile `lsd demo` runs the whole chain "
+            "offline on generated events"
         ) from None
     for folder in folders:
         click.echo(str(folder))

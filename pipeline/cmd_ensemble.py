@@ -6,25 +6,15 @@ from pathlib import Path
 
 import click
 
-from lsd.errors import InvalidValue
-from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
-
-
-def _k_option(text: str) -> int | None:
-    """--k accepts a whole number or 'auto'; None means 'choose by validation F1'."""
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidValue(f"'{text}' must be a whole number or 'auto'", field="k") from None
+from lsd.pipeline.options import EnsembleSizeType, LsdCommand, device_option, overwrite_option
 
 
 @click.command(cls=LsdCommand)
 @click.argument("runs", type=click.Path(path_type=Path))
 @click.option(
     "--k",
-    "k_text",
+    "k",
+    type=EnsembleSizeType(),
     default="auto",
     show_default=True,
     help="Ensemble size, or 'auto' = the size with the best validation F1.",
@@ -46,14 +36,20 @@ def _k_option(text: str) -> int | None:
 @overwrite_option
 def ensemble(
     runs: Path,
-    k_text: str,
+    k: int | None,
     out: Path,
     threshold: float,
     data: Path | None,
     device: str,
     overwrite: bool,
 ) -> None:
-    """Bundle the K best runs of RUNS (by validation F1) into a self-contained ENSEMBLE folder."""
+    """Bundle the K best runs of RUNS (by validation F1) into a self-contained ENSEMBLE folder.
+
+    Example:
+
+    \b
+        lsd ensemble paper/runs --k auto --out paper/ensemble
+    """
     from lsd.training.device import resolve_device
     from lsd.training.ensemble import make_ensemble
 
@@ -61,7 +57,7 @@ def ensemble(
     manifest = make_ensemble(
         runs,
         out,
-        k=_k_option(k_text),
+        k=k,
         threshold=threshold,
         data_dir=data,
         overwrite=overwrite,

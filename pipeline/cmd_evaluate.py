@@ -62,7 +62,13 @@ def evaluate(
     device: str,
     overwrite: bool,
 ) -> None:
-    """Score every model of RUNS and every top-K ensemble on the test events of DATA."""
+    """Score every model of RUNS and every top-K ensemble on the test events of DATA.
+
+    Example:
+
+    \b
+        lsd evaluate paper/runs --data paper/events
+    """
     from lsd.errors import ConventionMismatch
     from lsd.pipeline.evaluate import evaluate_runs, parse_ks
     from lsd.training.device import resolve_device
@@ -83,10 +89,15 @@ def evaluate(
             f"{exc} (lsd fetch --conventions-from {runs} fetches matching events; "
             "--ignore-conventions scores these anyway)"
         ) from None
-    best, n = ev.test.single[0], len(ev.entries)
+    best, n, auto = ev.test.single[0], len(ev.entries), ev.best_val_k
     click.echo(f"{len(ev.test_events)} test events, {n} models")
     click.echo(f"  best single ({ev.entries[0].run_id}): F1 {best.f1:.4f}")
-    for k in sorted({*(k for k in ks if k <= n), n}):
+    if auto is not None:
+        click.echo(f"  ensemble K={auto} (best validation F1, the K lsd ensemble --k auto "
+                   f"chooses): F1 {ev.test.ensemble[auto - 1].f1:.4f}")  # fmt: skip
+    else:
+        click.echo("  (no validation events: the K of lsd ensemble --k auto is not known here)")
+    for k in sorted({*(k for k in ks if k <= n), n} - {auto}):
         click.echo(f"  ensemble K={k}: F1 {ev.test.ensemble[k - 1].f1:.4f}")
     click.echo(f"wrote {ev.out}")
 

@@ -124,7 +124,13 @@ def fetch(
     jobs: int,
     s1_scenes: str,
 ) -> None:
-    """Fetch Sentinel-1/2 layer stacks and landslide labels for the events of a CSV."""
+    """Fetch Sentinel-1/2 layer stacks and landslide labels for the events of a CSV.
+
+    Example:
+
+    \b
+        lsd fetch --event examples/events.csv --out data --only 05-norway
+    """
     from lsd.gee.config import FetchConfig
     from lsd.layergroups import parse_groups, parse_s1_scenes
     from lsd.pipeline.fetch import fetch_events, summary_lines

@@ -18,7 +18,14 @@ GO_ON_LINE = "rerun the same command to go on: finished event folders are kept a
 
 @click.group("import", cls=LsdGroup)
 def import_group() -> None:
-    """Convert labelled datasets (Landslide4Sense, image/mask tiles) into event folders."""
+    """Convert labelled datasets (the paper's, Landslide4Sense, image/mask tiles) into event
+    folders.
+
+    Example:
+
+    \b
+        lsd import paper paper/global_dataset paper/events
+    """
 
 
 @import_group.command("landslide4sense", interrupt=GO_ON_LINE)
@@ -30,6 +37,11 @@ def landslide4sense(src: Path, dest: Path, progress: bool) -> None:
 
     Each patch becomes DEST/l4s_image_N/ with 14 layers B1..B12 (no B8A), slope, elevation.
     The patches are not georeferenced: rasters get no CRS and a nominal 10 m pixel grid.
+
+    Example:
+
+    \b
+        lsd import landslide4sense landslide4sense-21 l4s-events
     """
     from lsd.pipeline.sources import import_landslide4sense
 
@@ -74,7 +86,13 @@ def tiles(
     prefix: str,
     progress: bool,
 ) -> None:
-    """Import image/mask pairs (PNG or GeoTIFF) from SRC into DEST, one event per image."""
+    """Import image/mask pairs (PNG or GeoTIFF) from SRC into DEST, one event per image.
+
+    Example:
+
+    \b
+        lsd import tiles chips events --pairs map.txt --mapping 0:255,1:0,2:1 --layers R,G,B,NIR
+    """
     from lsd.pipeline.sources import import_tiles
     from lsd.pipeline.sources.tiles import parse_layers, parse_mapping
 
@@ -107,6 +125,11 @@ def paper(src: Path, dest: Path, inventories: Path | None, progress: bool) -> No
     Each input/label pair becomes DEST/<event id>/ with the 15 layers of the paper's Table 2;
     test/ gives the test event, train_val/ the training and validation events (the paper's
     validation draw). Georeferencing is kept when the tifs carry it.
+
+    Example:
+
+    \b
+        lsd import paper paper/global_dataset paper/events --inventories paper/labels
     """
     from lsd.pipeline.sources import import_paper
 
@@ -147,6 +170,11 @@ def paper_models(models: Path, runs: Path, data: Path, device: str) -> None:
 
     Each setting's multirun becomes RUNS/<setting> (s1, s2, s1s2, all) with one bundle per
     checkpoint and a leaderboard from val/f1_best, ready for lsd ensemble, evaluate, predict.
+
+    Example:
+
+    \b
+        lsd import paper-models paper/trained_models paper/paper-runs --data paper/events
     """
     from lsd.pipeline.paper_models import import_paper_models
     from lsd.training.device import resolve_device

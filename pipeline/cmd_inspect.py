@@ -26,7 +26,13 @@ from lsd.pipeline.options import LsdCommand
 )
 def inspect(stacks: tuple[Path, ...], json_out: Path | None, conventions: bool) -> None:
     """Valid share, min/mean/max and class values of every layer of STACK files or event
-    folders, one column per stack (compare a fetch with the paper's published stack)."""
+    folders, one column per stack (compare a fetch with the paper's published stack).
+
+    Example:
+
+    \b
+        lsd inspect data/05-norway paper/events/05-norway
+    """
     from lsd.files import write_json
     from lsd.pipeline.inspect import comparison_lines, records, stack_stats
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from lsd.pipeline.options import (
+    EXECUTORS,
+    RUNTIMES,
     LsdCommand,
     device_option,
     overwrite_option,
@@ -56,11 +58,11 @@ def _check_inputs_given(
 @precision_option
 @click.option("--tta", is_flag=True, help="Average the 8 flips/rotations of each tile (8x slower).")
 @click.option(
-    "--runtime", default="torch", show_default=True,
+    "--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
     help="torch, or onnx: ONNX Runtime on the CPU, each member checked against PyTorch to 1e-4.",
 )  # fmt: skip
 @click.option(
-    "--executor", default="inprocess", show_default=True,
+    "--executor", type=click.Choice(EXECUTORS), default="inprocess", show_default=True,
     help="inprocess, or ray: blocks of rows predicted on a Ray cluster (pip install 'lsd[ray]').",
 )  # fmt: skip
 @ray_address_option
@@ -116,6 +118,11 @@ def predict(
     overwrite: bool,
 ) -> None:
     """Map landslides on a stack (or on an AOI and date, fetched first) with an ensemble.
+
+    Example:
+
+    \b
+        lsd predict --stack events/05-norway/stack.tif --model ensemble --out norway-map
 
     \f
     Long because click hands every option over as a parameter; the work is in

@@ -13,9 +13,17 @@ import click
 from click.core import ParameterSource
 
 from lsd.errors import InvalidValue, UserError
-from lsd.pipeline.options import LsdCommand, device_option, precision_option, ray_address_option
+from lsd.layers import BUILTIN_SETTINGS, FEATURE_GROUP_SETTINGS
+from lsd.pipeline.options import (
+    EXECUTORS,
+    LsdCommand,
+    device_option,
+    precision_option,
+    ray_address_option,
+)
 from lsd.training.presets import preset_options
 
+PAPER_SETTINGS = [s for s in BUILTIN_SETTINGS if s not in FEATURE_GROUP_SETTINGS]
 RESUME_LINE = (
     "rerun the same command to resume: finished runs are kept and an unfinished run goes on "
     "from its last finished epoch"
@@ -92,7 +100,12 @@ def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: i
 
 
 @click.command(cls=LsdCommand, interrupt=RESUME_LINE)
-@click.option("--setting", required=True, help="s1, s2, s1s2, all, a user setting, or 'a,b,c'.")
+@click.option(
+    "--setting", required=True, metavar="SETTING",
+    help=f"Layers to train on: a built-in setting ({', '.join(PAPER_SETTINGS)}; the feature "
+    f"groups {', '.join(FEATURE_GROUP_SETTINGS)}), a setting of --settings-file, or layer names "
+    "'a,b,c'.",
+)  # fmt: skip
 @click.option(
     "--preset", default="lsd", show_default=True, type=click.Choice(["lsd", "paper", "quick"]),
     help="Named options for the ones not given: lsd (the paper's text), paper (the paper's "
@@ -116,14 +129,26 @@ def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: i
     help="Local encoder state dict to start from (default: random weights).",
 )  # fmt: skip
 @click.option("--epochs", type=int, default=500, show_default=True, help="Epoch cap per run.")
-@click.option("--iters-per-epoch", type=int, default=1000, show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option(
+    "--iters-per-epoch",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Optimiser steps per epoch (validation runs after each epoch).",
+)
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Crops per step.")
 @click.option("--crop", type=int, default=256, show_default=True, help="Training crop size.")
 @click.option(
     "--patience", type=int, default=50, show_default=True,
     help="Stop a run after this many epochs without a better validation F1.",
 )  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the event split, the training crops and the initial weights.",
+)
 @click.option(
     "--lr-schedule", type=click.Choice(["none", "plateau"]), default="none", show_default=True,
     help="plateau: ReduceLROnPlateau on the validation loss (factor 0.1, patience 10).",
@@ -137,7 +162,7 @@ def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: i
 @device_option
 @precision_option
 @click.option(
-    "--executor", default="inprocess", show_default=True,
+    "--executor", type=click.Choice(EXECUTORS), default="inprocess", show_default=True,
     help="inprocess (this machine) or ray (a Ray cluster; pip install 'lsd[ray]').",
 )  # fmt: skip
 @ray_address_option
@@ -180,6 +205,11 @@ def train(
     quiet: bool,
 ) -> None:
     """Train the grid of architectures x losses x learning rates and rank it by validation F1.
+
+    Example:
+
+    \b
+        lsd train --preset quick --setting s1s2 --data paper/events --out paper/runs
 
     \f
     Long because click hands every option over as a parameter; the work is in

@@ -16,6 +16,7 @@ which archive with which checksum; a rerun that finds its entry and the folder d
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import shutil
@@ -342,7 +343,37 @@ def download_paper(
     echo: Echo = print,
 ) -> list[Path]:
     """Bring the paper's archives into `to` (both when neither is asked for and none is placed);
-    returns the unpacked folders. Placed `archives` are checked and unpacked without network."""
+    returns the unpacked folders. Placed `archives` are checked and unpacked without network.
+    A `to` this call creates is removed again if it fails before putting anything there."""
+    made = not Path(to).exists()
+    try:
+        return _download_paper(Path(to), data, models, archives, base_url, progress, echo)
+    except BaseException:
+        if made:
+            _drop_empty(Path(to))
+        raise
+
+
+def _drop_empty(folder: Path) -> None:
+    """Remove `folder` if nothing is in it but an empty download folder (a partial download is
+    kept: the rerun resumes it)."""
+    downloads = folder / DOWNLOADS_DIR
+    with contextlib.suppress(OSError):
+        if downloads.is_dir() and not any(downloads.iterdir()):
+            downloads.rmdir()
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _download_paper(
+    to: Path,
+    data: bool,
+    models: bool,
+    archives: Sequence[Path],
+    base_url: str,
+    progress: bool,
+    echo: Echo,
+) -> list[Path]:
     to = check_writable(to)
     wants = wanted_archives(data, models, archives)
     for want in wants:

@@ -9,6 +9,7 @@ a multiple of 32"), adds how to replace an existing output, and exits non-zero w
 from __future__ import annotations
 
 import errno
+import re
 from pathlib import Path
 
 import click
@@ -115,15 +116,57 @@ class LsdGroup(click.Group):
 LsdGroup.group_class = LsdGroup
 
 
+# The values of the options below, spelled out here so that `lsd --help` needs no torch; a test
+# checks them against the library's own lists (lsd.training.precision, executors, onnx_runtime).
+PRECISIONS = ("auto", "fp32", "bf16")
+EXECUTORS = ("inprocess", "ray")
+RUNTIMES = ("torch", "onnx")
+
+
+class DeviceType(click.ParamType):
+    """auto, cpu, cuda or cuda:N, shown as such in --help and checked before anything runs."""
+
+    name = "device"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[auto|cpu|cuda|cuda:N]"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip()
+        if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+            return text
+        self.fail(f"'{value}' is not auto, cpu, cuda or cuda:N (N: the GPU's number)", param, ctx)
+
+
+class EnsembleSizeType(click.ParamType):
+    """A whole number of at least 1, or auto; converted to None for auto."""
+
+    name = "k"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[auto|N]"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return None
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"'{value}' is neither auto nor a whole number of at least 1", param, ctx)
+
+
 def device_option(f):
     return click.option(
-        "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
-    )(f)
+        "--device", type=DeviceType(), default="auto", show_default=True,
+        help="auto (a GPU when there is one), cpu, cuda or cuda:N.",
+    )(f)  # fmt: skip
 
 
 def precision_option(f):
     return click.option(
-        "--precision", default="auto", show_default=True,
+        "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
         help="auto (mixed on GPUs, fp32 on CPUs), fp32, or bf16 (GPUs, and CPUs with "
         "AVX512-BF16/AMX).",
     )(f)  # fmt: skip

@@ -144,19 +144,21 @@ def _label_spots(
 def f1_by_size(
     test_f1: Sequence[float],
     val_f1: Sequence[float] | None,
+    best_val_k: int | None,
     best_single: float,
     marked: Sequence[int],
     path: Path | str,
     title: str,
 ) -> None:
-    """Ensemble F1 against K; where validation F1 is known its argmax is the auto choice."""
+    """Ensemble F1 against K, with the K chosen on validation (`best_val_k`) marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     ks = np.arange(1, len(test_f1) + 1)
     ax.plot(ks, test_f1, marker="o", ms=4, color="tab:blue", label="test F1 (ensemble of top K)")
     if val_f1 is not None:
         ax.plot(ks, val_f1, marker="s", ms=4, color="tab:orange", label="validation F1")
-        kbest = int(np.argmax(val_f1)) + 1
+    if best_val_k is not None:
+        kbest = best_val_k
         ax.axvline(kbest, color="tab:orange", ls=":", lw=1)
         ax.text(
             kbest,

@@ -75,6 +75,22 @@ def test_settings_file_errors(tmp_path):
         resolve_setting("x", tmp_path / "nope.toml")
 
 
+def test_event_json_pixel_size_is_in_metres_in_every_crs(tmp_path):
+    """event.json's grid.pixel_m is metres, as bundles and predict's check read it: a grid in
+    degrees (EPSG:4326, 0.0001 degrees near 22 N) says 10.68 m, not 0.0001."""
+    from lsd.events import event_record, write_event
+
+    degrees = Grid(8, 8, CRS.from_epsg(4326), from_origin(92.0, 22.0, 0.0001, 0.0001))
+    metres = Grid(8, 8, CRS.from_epsg(32646), from_origin(500000, 2400000, 10, 10))
+    nominal = Grid(8, 8, None, from_origin(0, 0, 10, 10))
+    for name, grid, expected in (("deg", degrees, 10.68), ("utm", metres, 10.0),
+                                 ("none", nominal, None)):  # fmt: skip
+        record = event_record(name, layers=["a"], grid=grid, source={"kind": "test"})
+        write_event(tmp_path / name, record, grid=grid, stack=np.zeros((1, 8, 8), np.float32))
+        got = read_json(tmp_path / name / "event.json")["grid"]["pixel_m"]
+        assert got == (pytest.approx(expected, abs=0.01) if expected else None), name
+
+
 def test_stack_round_trip_keeps_values_names_and_grid(tmp_path):
     _event(tmp_path)
     data, names, grid = read_stack(tmp_path / "stack.tif")

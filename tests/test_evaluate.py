@@ -86,9 +86,10 @@ def test_writes_tables_figures_and_report(tiny_runs, evaluation):
     assert str(tiny_runs.data) in report
     for event_id in tiny_runs.split["test"]:
         assert event_id in report
-    assert "| best single (" in report and "| ensemble K=2 |" in report
+    assert "| best single (" in report and "| ensemble K=2 (best val) |" in report
     assert "K = 10 not shown: only 4 runs finished." in report
-    assert "ens10" in report  # the paper's Table 8 structure
+    # Landslide4Sense patches are not the paper's Norway event: its Table 8 is not set beside
+    assert "not comparable" in report and "ens10" not in report
     assert "best single" in text and "wrote" in text
 
 
@@ -183,3 +184,27 @@ def test_runs_without_leaderboard_or_with_damaged_member(tiny_runs, tmp_path):
     (runs / "leaderboard.csv").unlink()
     code, text = run_cli("evaluate", runs, "--data", tiny_runs.data, "--out", tmp_path / "ev")
     assert code == 1 and str(runs / "leaderboard.csv") in text
+
+
+def test_table8_sits_beside_only_the_paper_s_test_event_and_settings() -> None:
+    from lsd.layers import BUILTIN_SETTINGS
+    from lsd.pipeline.evaluate import Evaluation, _paper_lines
+
+    def section(events: list[str], layers: tuple[str, ...]) -> str:
+        ev = Evaluation([], None, None, events, [], Path("ev"), layers)  # type: ignore[arg-type]
+        return "\n".join(_paper_lines(ev, 0.5, [0.6] * 12))
+
+    norway = section(["05-norway"], BUILTIN_SETTINGS["s1s2"])
+    assert "| the paper's | 0.64 | 0.68 | 0.69 | 0.69 |" in norway
+    assert "| these | 0.50 | 0.60 | - | - |" in norway and "--protocol paper" in norway
+    other = section(["demo-05"], BUILTIN_SETTINGS["s1s2"])
+    assert "not comparable" in other and "demo-05" in other and "0.64" not in other
+    mine = section(["05-norway"], ("dNDVI", "slope"))
+    assert "none of the paper's layer settings" in mine and "0.64" not in mine
+
+
+def test_best_k_never_chooses_an_undefined_f1() -> None:
+    from lsd.training.ensemble import best_k
+
+    assert best_k([float("nan"), 0.4, 0.5, 0.5]) == 3  # the smallest of the best, NaN skipped
+    assert best_k([0.2, float("nan")]) == 1

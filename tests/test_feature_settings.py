@@ -89,3 +89,40 @@ def test_grid_on_landslide4sense_resolves_the_study_groups(
     grid = json.loads((tmp_path / "runs" / "grid.json").read_text())
     assert grid["setting"] == "rgbn_swir" and grid["layers"] == plan.layers
     assert len(grid["mean"]) == 6
+
+
+@pytest.fixture(scope="module")
+def generated_events(tmp_path_factory) -> Path:
+    from lsd.pipeline.sources.synthetic import write_synthetic_events
+
+    dest = tmp_path_factory.mktemp("settings") / "events"
+    write_synthetic_events(dest, 3, size=64)
+    return dest
+
+
+def _train_line(data: Path, out: Path, *args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from lsd.pipeline.cli import main
+
+    argv = ["train", "--data", str(data), "--out", str(out), "--device", "cpu", *args]
+    result = CliRunner().invoke(main, argv)
+    return result.exit_code, result.output.strip()
+
+
+def test_a_setting_of_a_file_that_was_not_given_says_so(generated_events, tmp_path) -> None:
+    code, text = _train_line(generated_events, tmp_path / "RUNS", "--setting", "l4s_rgbn")
+    assert code == 1 and len(text.splitlines()) == 1
+    assert text.startswith("Error: --settings-file not given: 'l4s_rgbn' is neither a built-in")
+    assert "lacks layer" not in text and not (tmp_path / "RUNS").exists()
+    toml = tmp_path / "settings.toml"
+    toml.write_text('[settings]\nmine = ["dNDVI", "slope"]\n')
+    code, text = _train_line(generated_events, tmp_path / "RUNS", "--setting", "l4s_rgbn",
+                             "--settings-file", str(toml))  # fmt: skip
+    assert code == 1 and text == (
+        f"Error: --setting: 'l4s_rgbn' is not a setting of {toml} (mine), not built in, and not "
+        "a layer of the stacks"
+    )
+    # a layer some stacks lack, and a family, keep the layer check's own message
+    code, text = _train_line(generated_events, tmp_path / "RUNS", "--setting", "B2")
+    assert code == 1 and "lacks layer(s) B2" in text and "layer group s2bands" in text

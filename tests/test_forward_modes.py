@@ -91,7 +91,8 @@ def test_predict_precision_mistakes_are_one_line(member_and_image, tiny_runs, tm
     base = ["predict", "--stack", str(event.stack), "--model", str(bundle), "--out",
             str(tmp_path / "out"), "--device", "cpu"]  # fmt: skip
     res = CliRunner().invoke(main, [*base, "--precision", "fp8"])
-    assert res.exit_code == 1 and res.output.strip().startswith("Error: --precision 'fp8'")
+    [line] = res.output.strip().splitlines()  # not a choice: a usage mistake, exit 2
+    assert res.exit_code == 2 and line.startswith("Error: Invalid value for '--precision': 'fp8'")
     monkeypatch.setattr(precision_mod, "cpu_flags", lambda: frozenset())
     res = CliRunner().invoke(main, [*base, "--precision", "bf16"])
     [line] = res.output.strip().splitlines()

@@ -64,7 +64,14 @@ def test_readme_first_command_offline_is_one_line(tmp_path: Path, monkeypatch) -
     assert result.exit_code != 0
     lines = [x for x in result.output.splitlines() if x.strip()]
     assert len(lines) == 1 and "cannot reach" in lines[0] and "--from-archive PATH" in lines[0]
-    assert not (tmp_path / "paper" / "global_dataset").exists()
+    assert "`lsd demo` runs the whole chain offline" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no empty paper/ folder left behind
+
+
+def test_readme_says_to_run_the_demo_offline() -> None:
+    text = README.read_text()
+    after = text.split("```", 2)[2]  # the paragraph below the first commands
+    assert "lsd demo" in after[: after.index("\n## ")]
 
 
 @pytest.mark.parametrize("preset", ["paper", "quick"])

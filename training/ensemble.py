@@ -165,8 +165,11 @@ def finite_or_none(x: float) -> float | None:
 
 
 def best_k(curve: Sequence[float]) -> int:
-    """The smallest k with the highest F1: fewer members predict faster for the same score."""
-    best = max(range(len(curve)), key=lambda i: (curve[i], -i))
+    """The smallest k with the highest F1: fewer members predict faster for the same score.
+    An undefined F1 (NaN: nothing to find and nothing found) never wins. `lsd ensemble --k auto`
+    and the report of `lsd evaluate` both choose with this, so they name the same K."""
+    scores = [f if math.isfinite(f) else -math.inf for f in curve]
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
     return best + 1
 
 

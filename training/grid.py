@@ -22,7 +22,7 @@ from typing import Any
 from lsd.errors import InvalidFile, InvalidValue, LayerMissing, UserError
 from lsd.events import EventFolder, list_events
 from lsd.files import PARTIAL_SUFFIX, check_writable
-from lsd.layers import resolve_setting
+from lsd.layers import check_setting_name, resolve_setting
 from lsd.progress import Progress, say, warn
 from lsd.rasters import layer_statistics
 from lsd.runs import (
@@ -366,6 +366,7 @@ def prepare_grid(
         Precision.for_device(device, training=True, mode=opts.precision)  # bf16 where possible
     resolve_setting(opts.setting, opts.settings_file)  # a malformed setting fails first
     events = list_events(data_dir)
+    check_setting_name(opts.setting, opts.settings_file, {n for e in events for n in e.layers})
     common = set.intersection(*(set(e.layers) for e in events))
     layers = list(resolve_setting(opts.setting, opts.settings_file, available=common))
     out = Path(out_dir)

@@ -13,6 +13,7 @@ Registered sources, by the name the CLI and docs use:
     landslide4sense  lsd.pipeline.sources.landslide4sense  Landslide4Sense HDF5 patches
     tiles            lsd.pipeline.sources.tiles            image/mask pairs (PNG, GeoTIFF)
     paper            lsd.pipeline.sources.paper            the paper's dataset (Zenodo 13471162)
+    synthetic        lsd.pipeline.sources.synthetic        generated events (lsd demo, tests)
 
 To add one: write a module with a class that has `name`, `keep_going`, `items()`, `plan(item)`
 and `build(item, folder)` (writing through lsd.events.write_event), add it to SOURCES, and give
@@ -43,6 +44,7 @@ SOURCES: dict[str, str] = {
     "landslide4sense": "lsd.pipeline.sources.landslide4sense:Landslide4SenseSource",
     "tiles": "lsd.pipeline.sources.tiles:TileSource",
     "paper": "lsd.pipeline.sources.paper:PaperDatasetSource",
+    "synthetic": "lsd.pipeline.sources.synthetic:SyntheticSource",
 }
 
 

@@ -64,8 +64,12 @@ class ZenodoStandIn:
         """The next answer for `name` stops after `n_bytes`, as a dropped connection does."""
         self.cut[f"/files/{name}"] = n_bytes
 
-    def publish(self, archive: Path, *, md5: str | None = None, legacy: bool = False) -> None:
-        """Serve `archive` and list it with its md5 (or the md5 given, to publish a wrong one)."""
+    def publish(
+        self, archive: Path, *, md5: str | None = None, legacy: bool = False,
+        record: int = ZENODO_RECORD,
+    ) -> None:  # fmt: skip
+        """Serve `archive` and list it in `record` (the paper's by default) with its md5 (or the
+        md5 given, to publish a wrong one)."""
         files = self.root / "files"
         files.mkdir(parents=True, exist_ok=True)
         data = archive.read_bytes()
@@ -78,13 +82,12 @@ class ZenodoStandIn:
         else:
             entry = {"key": archive.name, "checksum": f"md5:{digest}", "size": len(data),
                      "links": {"self": link}}  # fmt: skip
-        listing = self.root / "api" / "records" / str(ZENODO_RECORD)
+        listing = self.root / "api" / "records" / str(record)
         listing.parent.mkdir(parents=True, exist_ok=True)
         old = json.loads(listing.read_text()) if listing.exists() else {"files": []}
         others = [f for f in old["files"] if (f.get("key") or f.get("filename")) != archive.name]
-        record = {"id": ZENODO_RECORD, "doi": "10.5281/zenodo.13471162",
-                  "files": [*others, entry]}  # fmt: skip
-        listing.write_text(json.dumps(record))
+        answer = {"id": record, "doi": f"10.5281/zenodo.{record}", "files": [*others, entry]}
+        listing.write_text(json.dumps(answer))
 
     def requests_for(self, name: str) -> int:
         return self.counts[f"/files/{name}"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
+from lsd.errors import UserError
 from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
 
 
@@ -71,6 +73,8 @@ def evaluate(
         _evaluate_paper(runs, data, out, ids, anchors, dev, overwrite)
         return
     if protocol == "landslide4sense":
+        if click.get_current_context().get_parameter_source("threshold") != ParameterSource.DEFAULT:
+            raise UserError("--threshold goes with --protocol lsd; the benchmark's is 0.5")
         _evaluate_landslide4sense(runs, data, out, ids, anchors, dev, overwrite)
         return
     ev = evaluate_runs(

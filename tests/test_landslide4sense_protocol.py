@@ -212,6 +212,9 @@ def test_protocol_numbers_recomputed_by_hand(runs: Path, events: Path, tmp_path:
     again = CliRunner().invoke(main, ["evaluate", str(runs), "--data", str(events),
                                       "--protocol", "landslide4sense"])  # fmt: skip
     assert again.exit_code != 0 and "already exists" in again.output
+    other = CliRunner().invoke(main, ["evaluate", str(runs), "--data", str(events), "--protocol",
+                                      "landslide4sense", "--threshold", "0.3"])  # fmt: skip
+    assert other.exit_code != 0 and "--threshold goes with --protocol lsd" in other.output
 
 
 def test_table1_anchors_csv_is_the_built_in_table(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ Prints a table and writes JSON.
 
 For --step-time on a shared machine use one thread: two threads spin while they wait for each
 other, and the CPU time then counts the spinning (Unet: 10.3 CPU s per step with 2 threads at
-load 18, 4.6 with 1).
+load 18, 5.1 with 1 at load 17).
 """
 
 from __future__ import annotations

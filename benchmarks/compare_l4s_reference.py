@@ -19,11 +19,12 @@ on the same patches and prints where they agree:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -37,15 +38,25 @@ from lsd.training.normalise import normalise_array_
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _load(path: Path) -> ModuleType:
+    """One module of the baseline's checkout, by its file (both it needs import only numpy,
+    torch and h5py), without touching the import path."""
+    spec = importlib.util.spec_from_file_location(f"l4s_reference_{path.stem}", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise SystemExit(f"{path}: not found; give a checkout of iarai/Landslide4Sense-2022")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", type=Path, required=True, help="Landslide4Sense-2022 checkout")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared/data/landslide4sense-21")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/l4s_reference.json")
     args = ap.parse_args()
-    sys.path.insert(0, str(args.reference))
-    from dataset.landslide_dataset import LandslideDataSet  # the baseline's loader
-    from utils.tools import eval_image  # the baseline's counting
+    LandslideDataSet = _load(args.reference / "dataset" / "landslide_dataset.py").LandslideDataSet
+    eval_image = _load(args.reference / "utils" / "tools.py").eval_image
 
     from lsd.training.models import build_model
     from lsd.training.scoring import member_probability, score

@@ -242,6 +242,19 @@ def opened(path: Path | str, suffixes: Sequence[str] = GEOTIFF) -> Iterator[Any]
         yield ds
 
 
+def _h5_contents(f: Any) -> str:
+    """What an HDF5 file holds at its top, with shapes, without following any link out of it."""
+    import h5py
+
+    parts = []
+    for name in sorted(f.keys()):
+        link = f.get(name, getlink=True)
+        obj = f[name] if isinstance(link, h5py.HardLink) else None
+        what = getattr(obj, "shape", "(a group)") if obj is not None else "(a link)"
+        parts.append(f"'{name}' {what}")
+    return ", ".join(parts) or "none"
+
+
 def read_h5_dataset(path: Path | str, key: str) -> Any:
     """The dataset `key` of an HDF5 file as a numpy array, read only from the file itself.
 
@@ -259,8 +272,7 @@ def read_h5_dataset(path: Path | str, key: str) -> Any:
         with h5py.File(path, "r") as f:
             link = f.get(key, getlink=True)
             if link is None:
-                found = ", ".join(sorted(f.keys())) or "none"
-                raise InvalidFile(f"{path}: no dataset '{key}' (found: {found})")
+                raise InvalidFile(f"{path}: no dataset '{key}' (found: {_h5_contents(f)})")
             if not isinstance(link, h5py.HardLink):
                 where = getattr(link, "filename", None) or getattr(link, "path", "")
                 raise InvalidFile(

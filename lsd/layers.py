@@ -73,6 +73,7 @@ FEATURE_GROUP_SETTINGS: dict[str, tuple[str, ...]] = {
     "fusion": ("VV", "VH", "NDVI"),
 }
 
+ALL_SETTING = "all"
 BUILTIN_SETTINGS: dict[str, tuple[str, ...]] = {
     "s1": S1_LAYERS,
     "s2": S2_LAYERS,
@@ -127,6 +128,8 @@ def resolve_setting(
     named = {**BUILTIN_SETTINGS, **user}
     if spec in named:
         layers = named[spec]
+        if spec == ALL_SETTING and spec not in user and available is not None:
+            layers = _all_layers(set(available))
     elif "," in spec:
         items = [p.strip() for p in spec.split(",") if p.strip()]
         layers = tuple(name for item in items for name in named.get(item, (item,)))
@@ -179,6 +182,16 @@ def check_setting_name(
         "built in, and not a layer of the stacks",
         field="setting",
     )
+
+
+def _all_layers(available: set[str]) -> tuple[str, ...]:
+    """'all' is the paper's 15 layers; on stacks that lack them but hold Landslide4Sense's 14
+    (its imported patches), those 14, so `--setting all` trains on all of a benchmark's bands."""
+    from lsd.landslide4sense import LAYERS as L4S_LAYERS
+
+    if not set(PAPER_LAYERS) <= available and set(L4S_LAYERS) <= available:
+        return L4S_LAYERS
+    return PAPER_LAYERS
 
 
 def expand_families(layers: Iterable[str], available: set[str]) -> tuple[str, ...]:

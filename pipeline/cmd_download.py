@@ -17,7 +17,7 @@ URL_ENV = "LSD_ZENODO_URL"
 
 @click.group("download", cls=LsdGroup)
 def download_group() -> None:
-    """Fetch published datasets and models (the paper's Zenodo record).
+    """Fetch published datasets and models (the paper's and Landslide4Sense's Zenodo records).
 
     Example:
 
@@ -70,6 +70,46 @@ def paper(data: bool, models: bool, to: Path, from_archive: tuple[Path, ...], pr
             f"{ZENODO_RECORD} (doi:{ZENODO_DOI}) by hand and run: lsd download paper "
             f"--from-archive PATH --to {to}; meanwhile `lsd demo` runs the whole chain "
             "offline on generated events"
+        ) from None
+    for folder in folders:
+        click.echo(str(folder))
+
+
+@download_group.command("landslide4sense", interrupt=GO_ON_LINE)
+@click.option("--to", "to", required=True, type=PATH, help="Folder to unpack into.")
+@click.option(
+    "--from-archive", "from_archive", multiple=True, type=PATH,
+    help="An archive downloaded by hand (TrainData.zip, ValidData.zip or TestData.zip); "
+    "repeatable.",
+)  # fmt: skip
+@progress_option
+def landslide4sense(to: Path, from_archive: tuple[Path, ...], progress: bool) -> None:
+    """Download the Landslide4Sense benchmark into TO/TrainData, TO/ValidData and TO/TestData.
+
+    Zenodo record 10463239 (doi:10.5281/zenodo.10463239): each split's archive is checked
+    against its published md5 and unpacked; a rerun with everything in place does nothing.
+    Then: lsd import landslide4sense TO DEST.
+
+    Example:
+
+    \b
+        lsd download landslide4sense --to l4s
+    """
+    from lsd import landslide4sense as l4s
+    from lsd.pipeline.download import ZENODO_URL, download_landslide4sense
+
+    base = os.environ.get(URL_ENV) or ZENODO_URL
+    try:
+        folders = download_landslide4sense(
+            to, archives=from_archive, base_url=base, progress=progress,
+            echo=lambda m: click.echo(m, err=True),
+        )  # fmt: skip
+    except ServiceUnavailable as exc:
+        names = ", ".join(l4s.ARCHIVES.values())
+        raise ServiceUnavailable(
+            f"{exc}; without network, download {names} from https://zenodo.org/records/"
+            f"{l4s.ZENODO_RECORD} (doi:{l4s.ZENODO_DOI}) by hand and run: lsd download "
+            f"landslide4sense --from-archive PATH --to {to}"
         ) from None
     for folder in folders:
         click.echo(str(folder))

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
+from lsd.errors import UserError
 from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
 
 
@@ -33,14 +35,18 @@ from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
     help="Ensemble sizes to mark in the figures and the report.",
 )
 @click.option(
-    "--protocol", type=click.Choice(["lsd", "paper"]), default="lsd", show_default=True,
+    "--protocol", type=click.Choice(["lsd", "paper", "landslide4sense"]), default="lsd",
+    show_default=True,
     help="paper: the paper notebook's scoring (whole centre-cropped image, p > 0.5, every K) "
-    "beside its Table 8; RUNS may then be a folder of RUNS folders (one per setting).",
+    "beside its Table 8; RUNS may then be a folder of RUNS folders (one per setting). "
+    "landslide4sense: that benchmark's scoring (landslide-class precision, recall, F1 pooled "
+    "over the test patches, p > 0.5) for every model and K, beside its Table I.",
 )  # fmt: skip
 @click.option(
     "--anchors", type=click.Path(path_type=Path),
     help="Table 8 as CSV (setting,f1_single_best_val,f1_ens10,f1_ens20,f1_ens40) for "
-    "--protocol paper [the paper's numbers, built in].",
+    "--protocol paper, Table I (model,recall_pct,precision_pct,f1_pct) for --protocol "
+    "landslide4sense [the published numbers, built in].",
 )  # fmt: skip
 @click.option(
     "--ignore-conventions", is_flag=True,
@@ -78,6 +84,11 @@ def evaluate(
     dev = str(resolve_device(device))
     if protocol == "paper":
         _evaluate_paper(runs, data, out, ids, anchors, dev, overwrite)
+        return
+    if protocol == "landslide4sense":
+        if click.get_current_context().get_parameter_source("threshold") != ParameterSource.DEFAULT:
+            raise UserError("--threshold goes with --protocol lsd; the benchmark's is 0.5")
+        _evaluate_landslide4sense(runs, data, out, ids, anchors, dev, overwrite)
         return
     try:
         ev = evaluate_runs(
@@ -123,3 +134,20 @@ def _evaluate_paper(runs, data, out, ids, anchors, device: str, overwrite: bool)
         )
         click.echo(f"{r.setting}: {len(r.entries)} models; {'; '.join(shown)}{tail}")
     click.echo(f"wrote {folder}")
+
+
+def _evaluate_landslide4sense(runs, data, out, ids, anchors, device: str, overwrite: bool) -> None:
+    from lsd.pipeline.landslide4sense_protocol import evaluate_landslide4sense, line
+
+    result = evaluate_landslide4sense(
+        runs, data, out, events=ids, anchors=anchors, overwrite=overwrite, device=device
+    )
+    click.echo(
+        f"{len(result.test_events)} test patches, {len(result.entries)} models; landslide "
+        "class, pooled, p > 0.5, in %; Table I (Ghorbanzadeh et al. 2022) beside"
+    )
+    for row in [*result.models, *result.ensembles[1:]]:
+        click.echo(f"  {line(row)}")
+    if result.unmatched:
+        click.echo(f"Table I models without an lsd counterpart: {', '.join(result.unmatched)}")
+    click.echo(f"wrote {result.out}")

@@ -107,9 +107,11 @@ def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: i
     "'a,b,c'.",
 )  # fmt: skip
 @click.option(
-    "--preset", default="lsd", show_default=True, type=click.Choice(["lsd", "paper", "quick"]),
+    "--preset", default="lsd", show_default=True,
+    type=click.Choice(["lsd", "paper", "quick", "landslide4sense"]),
     help="Named options for the ones not given: lsd (the paper's text), paper (the paper's "
-    "code), quick (a small grid in minutes on a CPU). See docs/train.md.",
+    "code), quick (a small grid in minutes on a CPU), landslide4sense (that benchmark's "
+    "baseline). See docs/train.md.",
 )  # fmt: skip
 @click.option(
     "--data", "data_dir", required=True, type=click.Path(path_type=Path),

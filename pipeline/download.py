@@ -1,4 +1,8 @@
-"""Downloading the paper's archives from Zenodo: listed, fetched, verified, unpacked, once.
+"""Downloading published archives from Zenodo: listed, fetched, verified, unpacked, once.
+
+A `ZenodoRecord` names a record and the archives lsd knows in it: the paper's (record 13471162:
+global_dataset.zip, trained_models.zip) and Landslide4Sense's (record 10463239: TrainData.zip,
+ValidData.zip, TestData.zip). Every record goes through the same steps.
 
 The record's file list comes from the Zenodo records API (name, download link, md5), and each
 archive is fetched by pooch (`pooch.retrieve`: hash check on the downloaded bytes, a file that
@@ -10,8 +14,9 @@ https://zenodo.org (the DOI 10.5281/zenodo.N names record N).
 
 An archive is unpacked into a hidden temporary folder beside its destination and renamed into
 place only when every member has been extracted and its CRC checked, so DIR holds a complete
-global_dataset/ (or trained_models/) or none. download.json records what was unpacked from
-which archive with which checksum; a rerun that finds its entry and the folder does nothing.
+global_dataset/ (or trained_models/, TrainData/ ...) or none. download.json records what was
+unpacked from which archive with which checksum; a rerun that finds its entry and the folder does
+nothing.
 """
 
 from __future__ import annotations
@@ -32,12 +37,39 @@ from lsd.paper import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_RECORD
 
 ZENODO_URL = "https://zenodo.org"
 RECORD_FILE = "download.json"
-LISTING_FILE = f"zenodo-{ZENODO_RECORD}.json"
 DOWNLOADS_DIR = ".downloads"
 TIMEOUT_S = 60
 JUNK_TOP = {"__MACOSX"}
 
 Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ZenodoRecord:
+    """A Zenodo record and the archives lsd fetches from it, each unpacked into the folder of
+    its name without `.zip`."""
+
+    record: int
+    archives: tuple[str, ...]
+
+    @property
+    def doi(self) -> str:
+        return f"10.5281/zenodo.{self.record}"
+
+    @property
+    def listing_file(self) -> str:
+        """Where the records-API answer is kept in DIR, so placed archives can be checked."""
+        return f"zenodo-{self.record}.json"
+
+
+def paper_record() -> ZenodoRecord:
+    return ZenodoRecord(ZENODO_RECORD, (DATA_ARCHIVE, MODELS_ARCHIVE))
+
+
+def landslide4sense_record() -> ZenodoRecord:
+    from lsd import landslide4sense as l4s
+
+    return ZenodoRecord(l4s.ZENODO_RECORD, tuple(l4s.ARCHIVES.values()))
 
 
 @dataclass(frozen=True)
@@ -252,9 +284,9 @@ def _note(to: Path, want: Wanted, md5: str, size: int, source: str, checked: str
     write_json(to / RECORD_FILE, record)
 
 
-def _published(to: Path) -> dict[str, RecordFile]:
+def _published(to: Path, rec: ZenodoRecord) -> dict[str, RecordFile]:
     """The file list saved by an earlier download, so a placed archive can be checked offline."""
-    path = to / LISTING_FILE
+    path = to / rec.listing_file
     if not path.exists():
         return {}
     try:
@@ -263,13 +295,13 @@ def _published(to: Path) -> dict[str, RecordFile]:
         return {}
 
 
-def _from_archive(to: Path, want: Wanted, echo: Echo) -> None:
+def _from_archive(to: Path, want: Wanted, rec: ZenodoRecord, echo: Echo) -> None:
     archive = want.archive
     assert archive is not None
     if not archive.is_file():
         raise InputNotFound(f"{archive}: archive not found", field="from_archive")
     md5, size = md5_of(archive), archive.stat().st_size
-    known = _published(to).get(want.name)
+    known = _published(to, rec).get(want.name)
     if known is not None and known.md5 and known.md5 != md5:
         raise InvalidFile(
             f"{archive}: md5 {md5} differs from the {known.md5} Zenodo publishes for "
@@ -283,18 +315,20 @@ def _from_archive(to: Path, want: Wanted, echo: Echo) -> None:
     _note(to, want, md5, size, str(archive.resolve()), checked)
 
 
-def _download(to: Path, want: Wanted, files: dict[str, RecordFile], progress: bool) -> None:
+def _download(
+    to: Path, want: Wanted, files: dict[str, RecordFile], rec: ZenodoRecord, progress: bool
+) -> None:
     import pooch
     import requests
 
     entry = files.get(want.name)
     if entry is None:
         raise ServiceUnavailable(
-            f"Zenodo record {ZENODO_RECORD} lists no {want.name} (it has "
+            f"Zenodo record {rec.record} lists no {want.name} (it has "
             f"{', '.join(sorted(files)) or 'no files'})"
         )
     if not entry.md5:
-        raise ServiceUnavailable(f"Zenodo record {ZENODO_RECORD} publishes no md5 for {want.name}")
+        raise ServiceUnavailable(f"Zenodo record {rec.record} publishes no md5 for {want.name}")
     downloads = to / DOWNLOADS_DIR
     downloads.mkdir(parents=True, exist_ok=True)
     part = downloads / f"{want.name}.part"
@@ -315,39 +349,39 @@ def _download(to: Path, want: Wanted, files: dict[str, RecordFile], progress: bo
         downloads.rmdir()
 
 
-def wanted_archives(data: bool, models: bool, archives: Sequence[Path]) -> list[Wanted]:
-    """What to fetch: the archives asked for, each from a placed file where one is given."""
-    names = [n for n, on in ((DATA_ARCHIVE, data), (MODELS_ARCHIVE, models)) if on]
-    if not names and not archives:
-        names = [DATA_ARCHIVE, MODELS_ARCHIVE]
+def wanted_archives(
+    names: Sequence[str], archives: Sequence[Path], rec: ZenodoRecord
+) -> list[Wanted]:
+    """What to fetch: the archives named, and each placed archive (which must bear the name of
+    one of the record's archives) from its file instead of a download."""
     wants = {n: Wanted.of(n) for n in names}
     for archive in archives:
         name = Path(archive).name
-        if name not in (DATA_ARCHIVE, MODELS_ARCHIVE):
+        if name not in rec.archives:
             raise InvalidValue(
-                f"{archive}: expected a file named {DATA_ARCHIVE} or {MODELS_ARCHIVE}",
+                f"{archive}: expected a file named {' or '.join(rec.archives)}",
                 field="from_archive",
             )
         wants.setdefault(name, Wanted.of(name)).archive = Path(archive)
     return list(wants.values())
 
 
-def download_paper(
+def download_record(
     to: Path | str,
+    rec: ZenodoRecord,
+    wants: Sequence[Wanted],
     *,
-    data: bool = False,
-    models: bool = False,
-    archives: Sequence[Path] = (),
     base_url: str = ZENODO_URL,
     progress: bool = True,
     echo: Echo = print,
 ) -> list[Path]:
-    """Bring the paper's archives into `to` (both when neither is asked for and none is placed);
-    returns the unpacked folders. Placed `archives` are checked and unpacked without network.
-    A `to` this call creates is removed again if it fails before putting anything there."""
+    """Bring the wanted archives of `rec` into `to`; returns the unpacked folders. Placed
+    archives are checked and unpacked without network; the record is listed only when something
+    must be fetched. A `to` this call creates is removed again if it fails before putting
+    anything there (a partial download is kept: the rerun resumes it)."""
     made = not Path(to).exists()
     try:
-        return _download_paper(Path(to), data, models, archives, base_url, progress, echo)
+        return _download_record(Path(to), rec, wants, base_url, progress, echo)
     except BaseException:
         if made:
             _drop_empty(Path(to))
@@ -355,27 +389,26 @@ def download_paper(
 
 
 def _drop_empty(folder: Path) -> None:
-    """Remove `folder` if nothing is in it but an empty download folder (a partial download is
-    kept: the rerun resumes it)."""
+    """Remove `folder` if nothing is in it but an empty download folder."""
     downloads = folder / DOWNLOADS_DIR
     with contextlib.suppress(OSError):
+        if any(p != downloads for p in folder.iterdir()):
+            return
         if downloads.is_dir() and not any(downloads.iterdir()):
             downloads.rmdir()
-        if folder.is_dir() and not any(folder.iterdir()):
+        if not any(folder.iterdir()):
             folder.rmdir()
 
 
-def _download_paper(
+def _download_record(
     to: Path,
-    data: bool,
-    models: bool,
-    archives: Sequence[Path],
+    rec: ZenodoRecord,
+    wants: Sequence[Wanted],
     base_url: str,
     progress: bool,
     echo: Echo,
 ) -> list[Path]:
     to = check_writable(to)
-    wants = wanted_archives(data, models, archives)
     for want in wants:
         folder = to / want.folder
         if folder.exists() and not is_complete(to, want):
@@ -389,13 +422,46 @@ def _download_paper(
             echo(f"{want.name}: already complete in {to / want.folder}")
     files: dict[str, RecordFile] = {}
     if any(w.archive is None for w in todo):
-        listing, raw = fetch_listing(base_url)
-        write_json(to / LISTING_FILE, raw)
+        listing, raw = fetch_listing(base_url, rec.record)
+        write_json(to / rec.listing_file, raw)
         files = {f.name: f for f in listing}
     for want in todo:
         if want.archive is not None:
-            _from_archive(to, want, echo)
+            _from_archive(to, want, rec, echo)
         else:
-            _download(to, want, files, progress)
+            _download(to, want, files, rec, progress)
         echo(f"{want.name}: unpacked into {to / want.folder}")
     return [to / w.folder for w in wants]
+
+
+def download_paper(
+    to: Path | str,
+    *,
+    data: bool = False,
+    models: bool = False,
+    archives: Sequence[Path] = (),
+    base_url: str = ZENODO_URL,
+    progress: bool = True,
+    echo: Echo = print,
+) -> list[Path]:
+    """Bring the paper's archives into `to` (both when neither is asked for and none is placed);
+    returns the unpacked folders. Placed `archives` are checked and unpacked without network."""
+    rec = paper_record()
+    names = [n for n, on in ((DATA_ARCHIVE, data), (MODELS_ARCHIVE, models)) if on]
+    wants = wanted_archives(names or ([] if archives else list(rec.archives)), archives, rec)
+    return download_record(to, rec, wants, base_url=base_url, progress=progress, echo=echo)
+
+
+def download_landslide4sense(
+    to: Path | str,
+    *,
+    archives: Sequence[Path] = (),
+    base_url: str = ZENODO_URL,
+    progress: bool = True,
+    echo: Echo = print,
+) -> list[Path]:
+    """Bring Landslide4Sense's three split archives (Zenodo record 10463239) into `to` as
+    TrainData/, ValidData/ and TestData/; placed `archives` are used instead of downloads."""
+    rec = landslide4sense_record()
+    wants = wanted_archives(rec.archives, archives, rec)
+    return download_record(to, rec, wants, base_url=base_url, progress=progress, echo=echo)

@@ -82,8 +82,10 @@ class ZenodoStandIn:
 
     def publish(
         self, archive: Path, *, md5: str | None = None, legacy: bool = False, form: str = "",
+        record: int = ZENODO_RECORD,
     ) -> None:  # fmt: skip
-        """Serve `archive` and list it with its md5 (or the md5 given, to publish a wrong one).
+        """Serve `archive` and list it in `record` (the paper's by default) with its md5 (or the
+        md5 given, to publish a wrong one).
 
         The listing takes the form Zenodo gives today (key, links.self = the file), or with
         `legacy` the one before 2023 (filename, links.download), or `form`:
@@ -115,7 +117,7 @@ class ZenodoStandIn:
         else:
             entry = {"key": archive.name, "checksum": f"md5:{digest}", "size": len(data),
                      "links": {"self": link}}  # fmt: skip
-        listing = self.root / "api" / "records" / str(ZENODO_RECORD)
+        listing = self.root / "api" / "records" / str(record)
         listing.parent.mkdir(parents=True, exist_ok=True)
         old = json.loads(listing.read_text()) if listing.exists() else {"files": []}
         listed = old["files"]
@@ -124,8 +126,8 @@ class ZenodoStandIn:
         entries: list | dict = [*others, entry]
         if form == "native":
             entries = {"enabled": True, "entries": {e["key"]: e for e in entries}}
-        record = {"id": ZENODO_RECORD, "doi": "10.5281/zenodo.13471162", "files": entries}
-        listing.write_text(json.dumps(record))
+        answer = {"id": record, "doi": f"10.5281/zenodo.{record}", "files": entries}
+        listing.write_text(json.dumps(answer))
 
     def requests_to(self, path: str) -> int:
         """How often `path` (as the URL after the host) was asked for."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 DEFAULT_HOLDOUT_FRACTION = 0.15
 CROP_ANCHORS = ("random", "centre")
+EVENT_ORDERS = ("random", "shuffled")
 
 
 @dataclass
@@ -268,11 +269,13 @@ def load_events(
 class CropSampler:
     """Random training batches as the paper drew them, cut on the training device.
 
-    Each sample picks an event uniformly, then a landslide pixel of that event uniformly, and
-    places the crop so that pixel lies at a random position inside it (a landslide-free event
-    gets a uniform random window). Images smaller than the crop are padded (image 0, label 255,
-    so padding is ignored by losses and metrics). A random rotation by k * 90 degrees and random
-    flips follow, identical for image and label.
+    Each sample picks an event uniformly (or, with order "shuffled", the next event of a random
+    permutation of all events, a new one each pass, as a shuffling data loader does), then a
+    landslide pixel of that event uniformly, and places the crop so that pixel lies at a random
+    position inside it (a landslide-free event gets a uniform random window). Images smaller
+    than the crop are padded (image 0, label 255, so padding is ignored by losses and metrics).
+    A random rotation by k * 90 degrees and random flips follow, identical for image and label
+    (unless `augment` is off: then every crop is as cut).
 
     All randomness comes from one seeded CPU torch.Generator: the draws are a handful of scalars
     per batch, and keeping them on the CPU means the device never has to report back to decide
@@ -289,6 +292,8 @@ class CropSampler:
         seed: int = 0,
         device: str | torch.device = "cpu",
         anchor: str = "random",
+        augment: bool = True,
+        order: str = "random",
     ) -> None:
         """Check the events, move them to the device once and build every index table a batch
         needs (landslide pixels, augmentation maps, canvases); long because batches then only
@@ -310,8 +315,14 @@ class CropSampler:
                 )
         if anchor not in CROP_ANCHORS:
             raise ValueError(f"crop anchor {anchor!r} is not one of {', '.join(CROP_ANCHORS)}")
+        if order not in EVENT_ORDERS:
+            raise ValueError(f"event order {order!r} is not one of {', '.join(EVENT_ORDERS)}")
         self.crop = crop
         self.anchor = anchor
+        self.augment = augment
+        self.order = order
+        self._pass = torch.empty(0, dtype=torch.int64)  # "shuffled": the current permutation
+        self._pass_at = 0  # and how much of it has been drawn
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.channels = channels.pop()
@@ -356,9 +367,14 @@ class CropSampler:
         import torch
 
         g, n, crop = self.generator, self.batch_size, self.crop
-        ev = torch.randint(len(self._images), (n,), generator=g)
+        if self.order == "shuffled":
+            ev = self._next_in_pass(n)
+        else:
+            ev = torch.randint(len(self._images), (n,), generator=g)
         u = torch.rand((n, 4), generator=g, dtype=torch.float64)
         aug = torch.randint(16, (n,), generator=g)
+        if not self.augment:
+            aug.zero_()  # index 0 of the maps: no rotation, no flip
         h, w = self._heights[ev], self._widths[ev]
         counts = self._pos_counts[ev]
         has_pos = counts > 0
@@ -398,12 +414,34 @@ class CropSampler:
 
         return start(h, r), start(w, c)
 
+    def _next_in_pass(self, n: int) -> torch.Tensor:
+        """The next `n` events of the shuffled passes, a new permutation whenever one is used up
+        (a batch may span two passes, as a data loader's last short batch does not)."""
+        import torch
+
+        out = []
+        while n:
+            if self._pass_at >= len(self._pass):
+                self._pass = torch.randperm(len(self._images), generator=self.generator)
+                self._pass_at = 0
+            take = self._pass[self._pass_at : self._pass_at + n]
+            self._pass_at += len(take)
+            n -= len(take)
+            out.append(take)
+        return torch.cat(out)
+
     def state_dict(self) -> dict[str, Any]:
         """The random stream's position, so a resumed run draws the batches it would have."""
-        return {"generator": self.generator.get_state().clone()}
+        return {
+            "generator": self.generator.get_state().clone(),
+            "pass": self._pass.clone(),
+            "pass_at": self._pass_at,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        if "pass" in state:
+            self._pass, self._pass_at = state["pass"].clone(), int(state["pass_at"])
 
     # ---------------------------------------------------------------- batches
 

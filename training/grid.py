@@ -53,7 +53,7 @@ from lsd.runs import (
     write_split,
 )
 from lsd.spec import ROLES
-from lsd.training.data import CROP_ANCHORS
+from lsd.training.data import CROP_ANCHORS, EVENT_ORDERS
 from lsd.training.executors import (
     DataRef,
     EpochHook,
@@ -69,8 +69,11 @@ DEFAULT_LRS: tuple[float, ...] = (0.01, 0.001)
 # Options that change what a run learns; a RUNS folder refuses a resume that changes them.
 FIXED_OPTIONS = (
     "encoder", "encoder_weights", "crop", "batch_size", "iters_per_epoch", "seed", "lr_schedule",
-    "crop_anchor",
+    "crop_anchor", "weight_decay", "augment", "event_order", "normalisation",
 )  # fmt: skip
+# Where the normalisation statistics come from: the training events, or a benchmark's fixed
+# per-layer values (lsd.landslide4sense: its baseline loader's mean and std).
+NORMALISATIONS = ("training", "landslide4sense")
 # Limits a resume may change, as long as every run is what the new limits would make.
 LIMIT_OPTIONS = ("epochs", "patience")
 POSITIVE_OPTIONS = ("epochs", "iters_per_epoch", "batch_size", "crop", "patience")
@@ -98,6 +101,7 @@ class GridOptions(TrainOptions):
     device: str = "auto"
     preset: str = "lsd"  # recorded: which named set of options filled the unset ones
     precision: str = "auto"  # lsd.training.precision.PRECISIONS
+    normalisation: str = "training"  # NORMALISATIONS
 
     def train_options(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in TrainOptions.__dataclass_fields__}
@@ -186,6 +190,11 @@ def check_options(opts: GridOptions) -> GridOptions:
         raise InvalidValue(f"seed must be zero or positive, got {opts.seed}", field="seed")
     _check_choice(opts.lr_schedule, LR_SCHEDULES, "lr_schedule")
     _check_choice(opts.crop_anchor, CROP_ANCHORS, "crop_anchor")
+    _check_choice(opts.event_order, EVENT_ORDERS, "event_order")
+    _check_choice(opts.normalisation, NORMALISATIONS, "normalisation")
+    wd = opts.weight_decay
+    if isinstance(wd, bool) or not isinstance(wd, int | float) or not (0 <= wd < math.inf):
+        raise InvalidValue(f"weight decay must be a number >= 0, got {wd!r}", field="weight_decay")
     return replace(opts, archs=archs, losses=losses, lrs=tuple(dict.fromkeys(opts.lrs)))
 
 
@@ -323,6 +332,22 @@ def _check_limits(out: Path, opts: GridOptions, old_opts: dict[str, Any]) -> Non
         )
 
 
+def _landslide4sense_norm(layers: Sequence[str], setting: str) -> tuple[list[float], list[float]]:
+    """The benchmark loader's fixed statistics of these layers, or one line naming a layer it
+    has none for."""
+    from lsd import landslide4sense as l4s
+
+    stats = l4s.statistics(list(layers))
+    if stats is None:
+        other = next(name for name in layers if name not in l4s.LAYERS)
+        raise InvalidValue(
+            f"setting '{setting}' has layer '{other}', which the Landslide4Sense normalisation "
+            f"has no statistics for (it covers {', '.join(l4s.LAYERS)})",
+            field="setting",
+        )
+    return stats
+
+
 def _check_out(out: Path) -> None:
     """A RUNS folder is new, empty, or one lsd train made: runs never land among other files."""
     if out.exists() and not out.is_dir():
@@ -383,6 +408,8 @@ def prepare_grid(
     train_events = [e for e in events if e.event_id in set(split["train"])]
     if old is not None and "mean" in old and "std" in old:
         mean, std = [float(m) for m in old["mean"]], [float(s) for s in old["std"]]
+    elif opts.normalisation == "landslide4sense":
+        mean, std = _landslide4sense_norm(layers, opts.setting)
     else:
         mean, std = compute_norm(train_events, layers)
         mean, std = [float(m) for m in mean], [float(s) for s in std]

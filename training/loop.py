@@ -72,6 +72,13 @@ class TrainOptions:
     # "centre": the landslide pixel at the crop's centre, shifted to fit (the paper's
     # AnchorCrop); "random": at a random position inside the crop (lsd's default)
     crop_anchor: str = "random"
+    # Adam's L2 penalty (torch's weight_decay); 0 unless a preset follows a benchmark's optimiser
+    weight_decay: float = 0.0
+    # random 90-degree rotations and flips of every crop; off where a benchmark trained without
+    augment: bool = True
+    # "random": each crop's event drawn uniformly; "shuffled": every event once per pass, in a
+    # new random order each pass (a data loader with shuffle=True)
+    event_order: str = "random"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,7 +260,9 @@ class _Run:
         self.model = self.precision.prepare_model(model.to(device))
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.optimiser = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
         self.scheduler = (
             torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimiser, **PLATEAU)
             if cfg.lr_schedule == "plateau"
@@ -262,7 +271,8 @@ class _Run:
         self.loss_fn = build_loss(cfg.loss)
         self.sampler = CropSampler(
             list(data.train), crop=cfg.crop, batch_size=cfg.batch_size, seed=cfg.seed,
-            device=str(device), anchor=cfg.crop_anchor,
+            device=str(device), anchor=cfg.crop_anchor, augment=cfg.augment,
+            order=cfg.event_order,
         )  # fmt: skip
         self.val = data.val_on(device)
         self.tracker = BestTracker(cfg.patience)
@@ -470,6 +480,9 @@ def _finish(run: _Run) -> dict[str, Any]:
         "optimiser": "Adam",
         "lr_schedule": cfg.lr_schedule,
         "crop_anchor": cfg.crop_anchor,
+        "weight_decay": cfg.weight_decay,
+        "augment": cfg.augment,
+        "event_order": cfg.event_order,
         "stop_reason": run.stop_reason,
         "pixel_m": data.pixel_m,
         "precision": run.precision.name,

@@ -250,7 +250,9 @@ def _build_all(
 
 
 def import_landslide4sense(src: Path | str, dest: Path | str, progress: bool = True) -> list[Path]:
-    """Every Landslide4Sense patch under `src` as `dest/l4s_image_N/`; returns the folders."""
+    """Every Landslide4Sense patch under `src` as an event folder in `dest` (l4s_image_N from
+    one folder of patches, l4s_<role>_image_N from the benchmark's split folders, each with its
+    role); returns the folders."""
     source = source_class("landslide4sense")(src)
     return build_events(source, dest, progress=progress, desc="import landslide4sense",
                         inputs=(src,)).folders  # fmt: skip

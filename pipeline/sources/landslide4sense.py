@@ -1,5 +1,18 @@
 """Landslide4Sense patches (img/image_N.h5 + mask/mask_N.h5) as a data source.
 
+SRC is either one folder of patches (img/ and mask/ in it) or the folder that holds the
+benchmark's split folders: TrainData/, ValidData/ and TestData/ as the competition and its Zenodo
+record publish them (other names mirrors use are accepted, lsd.landslide4sense.SPLIT_FOLDERS),
+or images/<split>/ beside annotations/<split>/ as on the Hugging Face mirror. Every split found
+is imported in one go, each patch with its split as its role (train, val, test), which `lsd
+train` and `lsd evaluate` take as the benchmark's own split. A split that is absent, or has
+images but no masks (the record's test split, if it withholds them), is left out with a warning
+line naming it; the others are imported.
+
+Each patch becomes one event folder: the training sampler then cuts whole 128-pixel patches as
+the benchmark's loader reads them, and every patch is scored on its own (docs/import.md says why
+this beats one folder per split, with the measurements).
+
 The patches carry no georeferencing, so the rasters get no CRS and a nominal 10 m pixel grid at
 origin (0, 0); event.json says so, and nothing downstream may treat the position as real.
 """
@@ -13,21 +26,20 @@ from typing import Any
 import numpy as np
 
 from lsd import conventions as cv
+from lsd import landslide4sense as l4s
 from lsd.errors import InvalidFile
 from lsd.events import event_record, write_event
 from lsd.formats import read_h5_dataset
 from lsd.pipeline.conventions import detect_for_import
 from lsd.pipeline.sources.common import check_source_folder, natural_key
+from lsd.progress import warn
 from lsd.rasters import LABEL_BACKGROUND, LABEL_LANDSLIDE, Grid
 
 # The dataset's own channel order: Sentinel-2 bands without B8A, then slope, then ALOS elevation.
-L4S_LAYERS: tuple[str, ...] = (
-    "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12",
-    "slope", "elevation",
-)  # fmt: skip
+L4S_LAYERS: tuple[str, ...] = l4s.LAYERS
 L4S_RESOLUTION_M = 10.0
-L4S_IMAGE_KEY = "img"
-L4S_MASK_KEY = "mask"
+L4S_IMAGE_KEY = l4s.IMAGE_KEY
+L4S_MASK_KEY = l4s.MASK_KEY
 
 
 @dataclass(frozen=True)
@@ -35,29 +47,91 @@ class Patch:
     event_id: str
     image: Path
     mask: Path
+    role: str | None = None  # the benchmark split it came from (train, val, test)
+    split: str | None = None  # that split's folder, as found (TrainData, images/validation ...)
 
 
-def _l4s_pairs(src: Path) -> list[Patch]:
-    """(event id, image, mask) for every img/image_N.h5; a missing mask is an error up front."""
-    check_source_folder(src)
-    img_dir, mask_dir = src / "img", src / "mask"
-    if not img_dir.is_dir():
-        raise InvalidFile(
-            f"{src}: no img/ folder (a Landslide4Sense folder holds img/image_N.h5 and "
-            "mask/mask_N.h5)"
-        )
-    images = sorted(img_dir.glob("*.h5"), key=natural_key)
+@dataclass(frozen=True)
+class SplitFolder:
+    """Where one split's images and masks are; `role` None for a lone folder of patches."""
+
+    role: str | None
+    name: str
+    images: Path
+    masks: Path
+
+
+def _split_pairs(split: SplitFolder) -> list[Patch]:
+    """Every image_N.h5 of a split with its mask_N.h5; an image without its mask, or a mask
+    without its image, is an error naming the file before anything is written."""
+    images = sorted(split.images.glob("*.h5"), key=natural_key)
     if not images:
-        raise InvalidFile(f"{img_dir}: no .h5 images found")
+        raise InvalidFile(f"{split.images}: no .h5 images found")
+    prefix = "l4s_" if split.role is None else f"l4s_{split.role}_"
     pairs = []
     for image in images:
         if not image.stem.startswith("image_"):
             raise InvalidFile(f"{image}: expected a name like image_N.h5")
-        mask = mask_dir / f"mask_{image.stem[len('image_') :]}.h5"
+        mask = split.masks / f"mask_{image.stem[len('image_') :]}.h5"
         if not mask.is_file():
             raise InvalidFile(f"{image}: no matching mask {mask}")
-        pairs.append(Patch(f"l4s_{image.stem}", image, mask))
+        pairs.append(Patch(f"{prefix}{image.stem}", image, mask, split.role,
+                           None if split.role is None else split.name))  # fmt: skip
+    numbers = {image.stem[len("image_") :] for image in images}
+    for mask in sorted(split.masks.glob("mask_*.h5"), key=natural_key):
+        if mask.stem[len("mask_") :] not in numbers:
+            raise InvalidFile(
+                f"{mask}: no matching image {split.images / mask.name.replace('mask_', 'image_')}"
+            )
     return pairs
+
+
+def _find_split(src: Path, role: str) -> SplitFolder | None:
+    """The first of the split's accepted folder names present in SRC, in either layout."""
+    for name in l4s.SPLIT_FOLDERS[role]:
+        folder = src / name
+        if folder.is_dir():
+            if not (folder / l4s.IMAGE_DIR).is_dir():
+                raise InvalidFile(
+                    f"{folder}: no {l4s.IMAGE_DIR}/ folder (a split folder holds "
+                    f"{l4s.IMAGE_DIR}/image_N.h5 and {l4s.MASK_DIR}/mask_N.h5)"
+                )
+            return SplitFolder(role, name, folder / l4s.IMAGE_DIR, folder / l4s.MASK_DIR)
+        mirrored = src / l4s.MIRROR_IMAGES / name
+        if mirrored.is_dir():
+            return SplitFolder(role, f"{l4s.MIRROR_IMAGES}/{name}", mirrored,
+                               src / l4s.MIRROR_MASKS / name)  # fmt: skip
+    return None
+
+
+def benchmark_splits(src: Path) -> list[SplitFolder]:
+    """The splits to import from SRC, each named with its role, with a warning line for each
+    split that is absent or has no masks; a folder with none of them is an error."""
+    check_source_folder(src)
+    if (src / l4s.IMAGE_DIR).is_dir():
+        return [SplitFolder(None, src.name, src / l4s.IMAGE_DIR, src / l4s.MASK_DIR)]
+    found = {role: _find_split(src, role) for role in l4s.SPLIT_FOLDERS}
+    if not any(found.values()):
+        names = ", ".join(f"{names[0]}/" for names in l4s.SPLIT_FOLDERS.values())
+        raise InvalidFile(
+            f"{src}: no img/ folder and no split folders ({names}, or {l4s.MIRROR_IMAGES}/<split>/ "
+            "as on the Hugging Face mirror); a Landslide4Sense folder holds img/image_N.h5 and "
+            "mask/mask_N.h5"
+        )
+    splits = []
+    for role, split in found.items():
+        if split is None:
+            names = " or ".join(f"{n}/" for n in l4s.SPLIT_FOLDERS[role])
+            warn(f"{src}: no {role} split ({names}); importing the other splits without it")
+        elif not split.masks.is_dir():
+            warn(f"{split.masks}: not found, so the {role} split's patches have no labels to "
+                 f"train or score on; not imported (the Hugging Face mirror {l4s.HF_MIRROR} "
+                 "holds masks for every split)")  # fmt: skip
+        else:
+            splits.append(split)
+    if not splits:
+        raise InvalidFile(f"{src}: no split with masks to import")
+    return splits
 
 
 def _read_h5(path: Path, key: str) -> np.ndarray:
@@ -105,10 +179,11 @@ class Landslide4SenseSource:
         self.src = Path(src)
 
     def items(self) -> list[Patch]:
-        return _l4s_pairs(self.src)
+        return [p for split in benchmark_splits(self.src) for p in _split_pairs(split)]
 
     def plan(self, item: Patch) -> dict[str, Any]:
-        return {"event_id": item.event_id, "image": str(item.image), "mask": str(item.mask)}
+        return {"event_id": item.event_id, "role": item.role, "image": str(item.image),
+                "mask": str(item.mask)}  # fmt: skip
 
     def origin(self, item: Patch) -> dict[str, str]:
         return {"kind": self.name, "image": str(item.image.resolve()),
@@ -127,9 +202,11 @@ class Landslide4SenseSource:
             "image": str(item.image.resolve()),
             "mask": str(item.mask.resolve()),
             "nominal_resolution_m": L4S_RESOLUTION_M,
+            **({"split": item.split} if item.split else {}),
         }
         record = event_record(
             item.event_id, layers=L4S_LAYERS, grid=grid, source=source, georeferenced=False,
+            role=item.role,
             label={"source_mapping": {"0": LABEL_BACKGROUND, "1": LABEL_LANDSLIDE}},
             georeferencing_note=(
                 "the source patch has no location; the transform is a nominal 10 m grid at "

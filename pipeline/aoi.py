@@ -66,6 +66,9 @@ def fetch_for_prediction(
     spec: EventSpec, layers: Sequence[str], work_dir: Path, project: str | None
 ) -> Path:
     """Fetch only the layers the model needs; the event folder is kept so a rerun skips it."""
+    from lsd.versions import EARTH_ENGINE_STACK, require
+
+    require(*EARTH_ENGINE_STACK)  # before the imports below load ee
     from lsd.gee import auth
     from lsd.gee.source import EarthEngineSource
     from lsd.pipeline.sources import build_events

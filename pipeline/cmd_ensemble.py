@@ -8,6 +8,7 @@ import click
 
 from lsd.errors import InvalidValue
 from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
+from lsd.versions import TORCH_STACK
 
 
 def _k_option(text: str) -> int | None:
@@ -20,7 +21,7 @@ def _k_option(text: str) -> int | None:
         raise InvalidValue(f"'{text}' must be a whole number or 'auto'", field="k") from None
 
 
-@click.command(cls=LsdCommand)
+@click.command(cls=LsdCommand, stacks=(TORCH_STACK,))
 @click.argument("runs", type=click.Path(path_type=Path))
 @click.option(
     "--k",

@@ -10,10 +10,12 @@ from pathlib import Path
 import click
 
 from lsd.pipeline.options import LsdCommand
+from lsd.versions import EARTH_ENGINE_STACK
 
 
 @click.command(
     cls=LsdCommand,
+    stacks=(EARTH_ENGINE_STACK,),
     interrupt="rerun the same command to go on: finished event folders are kept and skipped",
 )
 @click.option(

@@ -15,6 +15,7 @@ from click.core import ParameterSource
 from lsd.errors import InvalidValue, UserError
 from lsd.pipeline.options import LsdCommand, device_option, precision_option, ray_address_option
 from lsd.training.presets import preset_options
+from lsd.versions import TORCH_STACK
 
 RESUME_LINE = (
     "rerun the same command to resume: finished runs are kept and an unfinished run goes on "
@@ -91,7 +92,7 @@ def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: i
     return make_executor(name, runs_per_gpu=runs_per_gpu)
 
 
-@click.command(cls=LsdCommand, interrupt=RESUME_LINE)
+@click.command(cls=LsdCommand, interrupt=RESUME_LINE, stacks=(TORCH_STACK,))
 @click.option("--setting", required=True, help="s1, s2, s1s2, all, a user setting, or 'a,b,c'.")
 @click.option(
     "--preset", default="lsd", show_default=True, type=click.Choice(["lsd", "paper", "quick"]),

@@ -7,9 +7,9 @@
 #   FLOORS_VENV=DIR ci/floors.sh    build (or reuse) the venv in DIR and keep it
 #   PYTHON=python3.12 ci/floors.sh  another interpreter than the floor Python
 #
-# torch comes from the index pip is configured with: from PyPI that is the CUDA build (about
-# 5 GB with its libraries); PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu gives the
-# CPU build of the same versions.
+# torch comes from PyPI, the CUDA build (about 5 GB with its libraries); with
+# UV_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu UV_INDEX_STRATEGY=unsafe-best-match
+# the CPU build of the same versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python$(python3 ci/floors.py --python)}
@@ -22,7 +22,10 @@ fi
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
 . "$venv/bin/activate"
 python3 ci/floors.py > "$venv/floors.txt"
-pip install -q -c "$venv/floors.txt" -e '.[dev]'
+# uv, because pip's resolver gives up on this set: it backtracks through the Google client
+# libraries for minutes, then reports a conflict that is not there. uv resolves it in seconds.
+pip install -q uv
+uv pip install -q -c "$venv/floors.txt" -e '.[dev]'
 echo "floor set on Python $(python -c 'import platform; print(platform.python_version())'):"
 python ci/floors.py --installed
 pytest "$@"

@@ -17,7 +17,6 @@ importing it: the check costs milliseconds and never loads torch.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import re
 from collections.abc import Iterable, Mapping
 
@@ -40,6 +39,8 @@ def canonical(name: str) -> str:
 def declared() -> tuple[tuple[str, str | None, bool], ...]:
     """(canonical name, `>=` floor or None, whether only an extra needs it) for each requirement
     of lsd; empty where lsd runs without installed metadata (nothing to compare with)."""
+    import importlib.metadata
+
     from packaging.requirements import InvalidRequirement, Requirement
 
     try:
@@ -70,6 +71,8 @@ def core_names() -> tuple[str, ...]:
 
 
 def installed_version(name: str) -> str | None:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

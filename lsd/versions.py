@@ -70,6 +70,7 @@ def core_names() -> tuple[str, ...]:
     return tuple(name for name, _, extra in declared() if not extra and name not in heavy)
 
 
+@functools.cache  # what is installed does not change under a running process
 def installed_version(name: str) -> str | None:
     import importlib.metadata
 

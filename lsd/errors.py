@@ -71,3 +71,8 @@ class DeviceUnavailable(UserError, RuntimeError):
 
 class ServiceUnavailable(UserError, ConnectionError):
     """A remote service (Earth Engine, a download server) cannot be reached or refuses access."""
+
+
+class DependencyTooOld(UserError, ImportError):
+    """An installed package is older than lsd's floor for it (or absent); the message names it,
+    the version found, the floor and the pip command."""

@@ -88,6 +88,9 @@ def fetch_for_prediction(
         if summary.failed:
             raise EventFailed(next(iter(summary.failed.values())))
         return work_dir / spec.event_id / STACK_FILE
+    from lsd.versions import EARTH_ENGINE_STACK, require
+
+    require(*EARTH_ENGINE_STACK)  # before the imports below load ee
     from lsd.gee import auth
     from lsd.gee.source import EarthEngineSource
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from lsd.pipeline.options import EnsembleSizeType, LsdCommand, device_option, overwrite_option
+from lsd.versions import TORCH_STACK
 
 
-@click.command(cls=LsdCommand)
+@click.command(cls=LsdCommand, stacks=(TORCH_STACK,))
 @click.argument("runs", type=click.Path(path_type=Path))
 @click.option(
     "--k",

@@ -9,9 +9,10 @@ from click.core import ParameterSource
 
 from lsd.errors import UserError
 from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
+from lsd.versions import TORCH_STACK
 
 
-@click.command(cls=LsdCommand)
+@click.command(cls=LsdCommand, stacks=(TORCH_STACK,))
 @click.argument("runs", type=click.Path(path_type=Path))
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Event folders.")
 @click.option(

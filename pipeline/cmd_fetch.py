@@ -131,6 +131,9 @@ def fetch(
     \b
         lsd fetch --event examples/events.csv --out data --only 05-norway
     """
+    from lsd.versions import EARTH_ENGINE_STACK, STAC_STACK, require
+
+    require(*(STAC_STACK if source == "stac" else EARTH_ENGINE_STACK))  # the source's packages
     from lsd.gee.config import FetchConfig
     from lsd.layergroups import parse_groups, parse_s1_scenes
     from lsd.pipeline.fetch import fetch_events, summary_lines

@@ -12,6 +12,7 @@ import click
 
 from lsd.errors import OutputExists
 from lsd.pipeline.options import PATH, LsdGroup, device_option, progress_option
+from lsd.versions import TORCH_STACK
 
 GO_ON_LINE = "rerun the same command to go on: finished event folders are kept and skipped"
 
@@ -168,7 +169,7 @@ def _role_counts(folders: list[Path]) -> str:
     return ", ".join(f"{counts[r]} {r}" for r in sorted(counts, key=lambda r: rank.get(r, 9)))
 
 
-@import_group.command("paper-models")
+@import_group.command("paper-models", stacks=(TORCH_STACK,))
 @click.argument("models", type=PATH)
 @click.argument("runs", type=PATH)
 @click.option(

@@ -15,6 +15,7 @@ from lsd.pipeline.options import (
     precision_option,
     ray_address_option,
 )
+from lsd.versions import TORCH_STACK
 
 
 def _check_inputs_given(
@@ -30,7 +31,7 @@ def _check_inputs_given(
         raise UserError("--date and --project go with --aoi, not with --stack")
 
 
-@click.command(cls=LsdCommand)
+@click.command(cls=LsdCommand, stacks=(TORCH_STACK,))
 @click.option("--stack", type=click.Path(path_type=Path), help="Existing stack.tif to map.")
 @click.option("--aoi", type=click.Path(path_type=Path), help="AOI polygon file (fetches a stack).")
 @click.option("--date", "date_text", help="Event date YYYY-MM-DD (with --aoi).")

@@ -22,6 +22,7 @@ from lsd.pipeline.options import (
     ray_address_option,
 )
 from lsd.training.presets import preset_options
+from lsd.versions import TORCH_STACK
 
 PAPER_SETTINGS = [s for s in BUILTIN_SETTINGS if s not in FEATURE_GROUP_SETTINGS]
 RESUME_LINE = (
@@ -99,7 +100,7 @@ def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: i
     return make_executor(name, runs_per_gpu=runs_per_gpu)
 
 
-@click.command(cls=LsdCommand, interrupt=RESUME_LINE)
+@click.command(cls=LsdCommand, interrupt=RESUME_LINE, stacks=(TORCH_STACK,))
 @click.option(
     "--setting", required=True, metavar="SETTING",
     help=f"Layers to train on: a built-in setting ({', '.join(PAPER_SETTINGS)}; the feature "

@@ -68,17 +68,29 @@ def os_error_line(exc: OSError) -> str | None:
 class LsdCommand(click.Command):
     """A command whose user errors are one line naming the flag at fault; Ctrl-C is one line
     saying what a rerun does, and exits 130 as shells expect; SIGTERM (a scheduler, `timeout`)
-    is handled as Ctrl-C is (lsd.interrupts) and exits 143."""
+    is handled as Ctrl-C is (lsd.interrupts) and exits 143. Before it starts, it checks that
+    the packages it uses are not older than lsd's floors (lsd.versions): every runtime
+    dependency, and the heavy stacks named in `stacks` (e.g. TORCH_STACK); `--help` checks
+    nothing."""
 
-    def __init__(self, *args, interrupt: str = DEFAULT_INTERRUPT, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        interrupt: str = DEFAULT_INTERRUPT,
+        stacks: tuple[tuple[str, ...], ...] = (),
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.interrupt = interrupt
+        self.stacks = stacks
 
     def invoke(self, ctx: click.Context):
         from lsd.pipeline.libtiff import silence_default_printer
+        from lsd.versions import require_for_command
 
-        silence_default_printer()  # a failed GeoTIFF write is reported once, as one line
         try:
+            require_for_command(*self.stacks)  # before anything imports the packages it checks
+            silence_default_printer()  # a failed GeoTIFF write is reported once, as one line
             with sigterm_interrupts():
                 return super().invoke(ctx)
         except UserError as exc:

@@ -322,7 +322,9 @@ def test_cli_tiles_errors(chittagong_dir: Path, bijie_dir: Path, tmp_path: Path)
     png = (bijie_dir / "images" / "10009.png").read_bytes()
     (trunc / "images" / "p.png").write_bytes(png[: len(png) // 3])
     (trunc / "masks" / "p.png").symlink_to(bijie_dir / "masks" / "10009.png")
-    _fails([*tiles, trunc, tmp_path / "d3", "--mapping", "0:0,1:1"], "p.png", "truncated")
+    # (the GDAL in rasterio 1.3 reports the read error itself; newer ones fill zeros silently and
+    # Pillow's decode says "truncated")
+    _fails([*tiles, trunc, tmp_path / "d3", "--mapping", "0:0,1:1"], "p.png", "not a readable")
     image, label = _chittagong_pairs(chittagong_dir)[0]
     (trunc / "images" / "p.png").unlink()
     (trunc / "masks" / "p.png").unlink()

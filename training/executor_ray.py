@@ -34,6 +34,7 @@ from lsd.training.executors import (
     dispatch,
     failure_text,
 )
+from lsd.versions import RAY, require
 
 INSTALL_HINT = "pip install 'lsd[ray]'"
 CONNECT_TIMEOUT_S = 10.0
@@ -49,6 +50,7 @@ def import_ray() -> Any:
             f"executor 'ray' needs Ray, which is not installed here: {INSTALL_HINT}",
             field="executor",
         ) from None
+    require(*RAY)  # installed, but perhaps below lsd's floor for the extra
     return ray
 
 

@@ -27,6 +27,7 @@ import torch
 
 from lsd.errors import InvalidValue
 from lsd.files import atomic_path
+from lsd.versions import ONNX, require
 
 INSTALL_HINT = "pip install 'lsd[onnx]'"
 TOLERANCE = 1e-4  # largest |p_onnx - p_torch| a member may show on its first batch
@@ -42,6 +43,7 @@ def import_ort() -> Any:
             f"runtime onnx needs ONNX Runtime, which is not installed here: {INSTALL_HINT}",
             field="runtime",
         ) from None
+    require(*ONNX)  # installed, but perhaps below lsd's floor for the extra
     return onnxruntime
 
 

@@ -62,7 +62,7 @@ def test_the_preset_is_the_baselines_train_script() -> None:
     assert PRESETS["landslide4sense"] == {
         "losses": ("BCE",), "lrs": (0.001,), "weight_decay": 5e-4, "batch_size": 32,
         "iters_per_epoch": 500, "epochs": 10, "patience": 10, "crop": 128, "augment": False,
-        "event_order": "shuffled", "normalisation": "landslide4sense",
+        "event_order": "shuffled", "normalisation": "landslide4sense", "precision": "fp32",
     }  # fmt: skip
     p = PRESETS["landslide4sense"]
     assert p["iters_per_epoch"] * p["epochs"] == 5000 and p["patience"] >= p["epochs"]

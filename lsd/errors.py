@@ -66,3 +66,8 @@ class DeviceUnavailable(UserError, RuntimeError):
 
 class ServiceUnavailable(UserError, ConnectionError):
     """A remote service (Earth Engine, a download server) cannot be reached or refuses access."""
+
+
+class TooLarge(InvalidValue):
+    """An input or option asks for more memory, pixels or area than lsd agrees to use (lsd.limits);
+    the message names the limit and how to raise it."""

@@ -17,6 +17,7 @@ import numpy as np
 from lsd.errors import InputNotFound, InvalidFile
 from lsd.events import STACK_FILE
 from lsd.layers import CATEGORICAL_LAYERS, PAPER_LAYERS
+from lsd.limits import check_raster
 
 MAX_VALUES = 32  # a layer with more distinct values is summarised by its range only
 SHOWN_VALUES = 6
@@ -114,6 +115,7 @@ def stack_stats(path: Path | str) -> StackStats:
     except RasterioIOError as exc:
         raise InvalidFile(f"{path}: not a readable raster ({str(exc).splitlines()[0]})") from None
     with src:
+        check_raster(src, path)
         names, assumed = band_names(src.descriptions)
         stats = {n: LayerStats(n, categorical=n in CATEGORICAL_LAYERS) for n in names}
         nodata = src.nodata

@@ -14,6 +14,7 @@ import numpy as np
 
 from lsd.errors import InvalidFile
 from lsd.events import event_record, write_event
+from lsd.limits import check_memory, check_pixels
 from lsd.pipeline.sources.common import check_source_folder, natural_key
 from lsd.rasters import LABEL_BACKGROUND, LABEL_LANDSLIDE, Grid
 
@@ -57,7 +58,27 @@ def _l4s_pairs(src: Path) -> list[Patch]:
     return pairs
 
 
-def _read_h5(path: Path, key: str) -> np.ndarray:
+def _check_h5(path: Path, key: str, dset: Any, copy_bytes: int) -> None:
+    """A dataset's header can claim any shape in a few bytes: its size is checked before it is
+    read (lsd.limits), and one that stores nothing at all is refused (every value would be the
+    fill value). `copy_bytes` per value is what the import adds (a float32 copy)."""
+    import h5py
+
+    where = f"{path}: dataset '{key}'"
+    if not isinstance(dset, h5py.Dataset):
+        raise InvalidFile(f"{where} is a group, not an array")
+    if dset.ndim >= 2:
+        check_pixels(where, int(dset.shape[1]), int(dset.shape[0]))
+    if dset.size and dset.id.get_storage_size() == 0:
+        raise InvalidFile(
+            f"{where} declares {' x '.join(map(str, dset.shape))} values but stores none "
+            f"(the file has {path.stat().st_size} bytes): nothing to import"
+        )
+    check_memory(f"reading {where} ({' x '.join(map(str, dset.shape))} values)",
+                 float(dset.size) * (dset.dtype.itemsize + copy_bytes))  # fmt: skip
+
+
+def _read_h5(path: Path, key: str, copy_bytes: int = 0) -> np.ndarray:
     import h5py
 
     try:
@@ -65,6 +86,7 @@ def _read_h5(path: Path, key: str) -> np.ndarray:
             if key not in f:
                 found = ", ".join(sorted(f.keys())) or "none"
                 raise InvalidFile(f"{path}: no dataset '{key}' (found: {found})")
+            _check_h5(path, key, f[key], copy_bytes)
             return np.asarray(f[key][()])
     except OSError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -73,14 +95,14 @@ def _read_h5(path: Path, key: str) -> np.ndarray:
 
 def _read_l4s_pair(image: Path, mask: Path) -> tuple[np.ndarray, np.ndarray]:
     """Return the stack as float32 (C, H, W) and the label as uint8 (H, W), both checked."""
-    img = _read_h5(image, L4S_IMAGE_KEY)
+    img = _read_h5(image, L4S_IMAGE_KEY, copy_bytes=4)
     if img.ndim != 3 or img.shape[2] != len(L4S_LAYERS):
         raise InvalidFile(
             f"{image}: dataset '{L4S_IMAGE_KEY}' has shape {tuple(img.shape)}, expected "
             f"(height, width, {len(L4S_LAYERS)})"
         )
-    if not np.issubdtype(img.dtype, np.number):
-        raise InvalidFile(f"{image}: dataset '{L4S_IMAGE_KEY}' holds {img.dtype}, not numbers")
+    if not np.issubdtype(img.dtype, np.number) or np.iscomplexobj(img):
+        raise InvalidFile(f"{image}: dataset '{L4S_IMAGE_KEY}' holds {img.dtype}, not real numbers")
     lab = _read_h5(mask, L4S_MASK_KEY)
     if lab.shape != img.shape[:2]:
         raise InvalidFile(

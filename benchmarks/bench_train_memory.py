@@ -7,7 +7,7 @@ builds it, one Adam step runs on a random batch (forward, loss, backward), and t
 process's peak RSS over the step is reported. The slope between two crops, divided by the pixels
 of the batch, is the activation memory per pixel (the fixed part, weights and gradients, cancels).
 
-    python benchmarks/bench_train_memory.py [--archs Unet,FPN] [--encoders resnet34]
+    python -m benchmarks.bench_train_memory [--archs Unet,FPN] [--encoders resnet34]
 
 Writes benchmarks/results/train_memory.json and prints one line per architecture.
 """
@@ -27,10 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 def child(arch: str, encoder: str, crop: int, batch: int, channels: int) -> None:
     import torch
 
+    from benchmarks.bench_predict import peak_rss_mib, reset_peak_rss
     from lsd.training.models import build_model, min_input_size
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_predict import peak_rss_mib, reset_peak_rss
 
     torch.set_num_threads(1)
     model = build_model(arch, channels, encoder)
@@ -54,8 +52,8 @@ def child(arch: str, encoder: str, crop: int, batch: int, channels: int) -> None
 
 
 def measure(arch: str, encoder: str, crop: int, batch: int, channels: int) -> float:
-    cmd = [sys.executable, __file__, "--child", arch, encoder, str(crop), str(batch),
-           str(channels)]  # fmt: skip
+    cmd = [sys.executable, "-m", "benchmarks.bench_train_memory", "--child", arch, encoder,
+           str(crop), str(batch), str(channels)]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO)
     return float(json.loads(res.stdout.strip().splitlines()[-1])["step_mib"])
 

@@ -1,8 +1,8 @@
 """Issue 20 items 5, 8 and 9 run against one lsd install: hostile sizes, tracebacks and silently
 accepted nonsense, each as (command, exit code, first line) for a before/after table.
 
-    python benchmarks/bounds_cases.py --lsd /work/main/.venv/bin/lsd --label main
-    python benchmarks/bounds_cases.py --lsd .venv/bin/lsd --label bounds [--only 5a,9e]
+    python -m benchmarks.bounds_cases --lsd /path/to/main/.venv/bin/lsd --label main
+    python -m benchmarks.bounds_cases --lsd .venv/bin/lsd --label bounds [--only 5a,9e]
 
 The inputs are generated once by the python running this script into --inputs (kept, so every
 install sees the same files); each case then runs `lsd` of the install under test in a fresh
@@ -155,7 +155,6 @@ def make_inputs(root: Path) -> None:
     """Every input the cases read, generated once (the paper-models runs train for a minute)."""
     import torch
 
-    sys.path.insert(0, str(REPO))
     from lsd.bundles import BundleMeta
     from lsd.training.bundle import save_bundle
     from lsd.training.models import build_model

@@ -26,6 +26,7 @@ landslides.gpkg always agree.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,11 +311,16 @@ class _FeatureWriter:
             ),
         )
         ids = np.arange(self.written + 1, self.written + len(pixels) + 1, dtype=np.int64)
-        write(
-            str(self.path), shapely.to_wkb(geoms), [ids, area, pixels.astype(np.int64), mean, top],
-            ["id", "area_m2", "pixels", "mean_prob", "max_prob"], layer=POLYGON_LAYER,
-            driver="GPKG", geometry_type="Polygon", crs=self.crs, append=self.created,
-        )  # fmt: skip
+        with warnings.catch_warnings():
+            # a stack without georeferencing (e.g. Landslide4Sense) gives polygons in its
+            # pixel-sized frame; run.json records crs: null, so the no-CRS warning adds nothing
+            warnings.filterwarnings("ignore", message="'crs' was not provided",
+                                    category=UserWarning)  # fmt: skip
+            write(
+                str(self.path), shapely.to_wkb(geoms), [ids, area, pixels, mean, top],
+                ["id", "area_m2", "pixels", "mean_prob", "max_prob"], layer=POLYGON_LAYER,
+                driver="GPKG", geometry_type="Polygon", crs=self.crs, append=self.created,
+            )  # fmt: skip
         self.batches, self.buffered, self.vertices = [], 0, 0
         self.created = True
         self.written += len(pixels)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import resource
 import shutil
 from pathlib import Path
 from typing import Any
@@ -75,6 +74,8 @@ def _cgroup_limit() -> int | None:
 
 def machine_memory() -> tuple[int, str]:
     """The memory this process can have at most, and what sets it."""
+    import resource  # POSIX only, like the /proc and cgroup files read here
+
     found = [(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine has")]
     cgroup = _cgroup_limit()
     if cgroup is not None:
@@ -200,7 +201,9 @@ def check_aoi_km2(km2: float, where: str, *, field: str | None = None) -> None:
         )
 
 
-def check_event_date(date: dt.date, *, today: dt.date | None = None, field: str | None = None):
+def check_event_date(
+    date: dt.date, *, today: dt.date | None = None, field: str | None = None
+) -> None:
     """An event date must not lie in the future: no imagery after it exists yet.
 
     Raises:

@@ -213,7 +213,9 @@ def _top(info: zipfile.ZipInfo) -> str:
     return PurePosixPath(info.filename).parts[0]
 
 
-def _extract(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], archive: Path, dest: Path):
+def _extract(
+    zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], archive: Path, dest: Path
+) -> None:
     """Every member into a temporary folder that becomes `dest` when all are there; a damaged
     member and a full disk are told apart (the disk is named as the cause, not the archive)."""
     with atomic_path(dest, directory=True) as tmp:

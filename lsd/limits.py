@@ -134,16 +134,23 @@ def check_pixels(where: str, width: int, height: int) -> None:
 
 
 def check_raster(src: Any, path: Path | str) -> None:
-    """What every raster lsd reads pixels from must be: within the pixel limit, and real.
-
-    A complex band would be read as its real part (GDAL drops the imaginary part when asked for
-    float32), which is never what a radar amplitude or a layer means.
+    """What every raster lsd reads whole or maps must be: within the pixel limit, and real.
 
     Raises:
         TooLarge: more pixels than the limit.
         InvalidFile: complex values.
     """
     check_pixels(str(path), int(src.width), int(src.height))
+    check_real(src, path)
+
+
+def check_real(src: Any, path: Path | str) -> None:
+    """Refuse complex bands: GDAL would read them as their real part (the imaginary part dropped
+    without a word when asked for float32), which is never what a layer means.
+
+    Raises:
+        InvalidFile: naming the bands and their type.
+    """
     complex_bands = [i + 1 for i, d in enumerate(src.dtypes) if str(d).startswith("complex")]
     if complex_bands:
         raise InvalidFile(

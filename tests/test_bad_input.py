@@ -177,6 +177,20 @@ def test_complex_rasters_are_refused(model: Path, tmp_path: Path) -> None:
     assert "hold complex values" in line
 
 
+def test_add_layer_refuses_a_complex_raster(tmp_path: Path) -> None:
+    from rasterio.transform import from_origin
+
+    from tests.test_add_layer import ORIGINS, UTM, make_events, snapshot, write_raster
+
+    data = make_events(tmp_path, ids=("ev-a",))
+    before = snapshot(data)
+    pixels = (np.ones((30, 40)) + 1j).astype("complex64")
+    raster = write_raster(tmp_path / "c.tif", pixels, from_origin(*ORIGINS["ev-a"], 10, 10), UTM)
+    line = error_line(*lsd("add-layer", data, raster, "--name", "x", "--no-progress"))
+    assert f"{raster}: band(s) 1 hold complex values (complex64)" in line
+    assert snapshot(data) == before
+
+
 def test_an_all_zero_stack_is_mapped_with_a_warning(model: Path, tmp_path: Path) -> None:
     stack = write_stack(tmp_path / "zeros.tif", np.zeros((2, 64, 64)))
     code, out = lsd("predict", "--stack", stack, "--model", model, "--out", tmp_path / "m",

@@ -17,9 +17,21 @@ what the modes do to F1 with trained models):
    (--ray-workers), to compare with the in-process run.
 3. memory: the pipeline runs in a fresh subprocess per stack size and reports its peak resident
    set size; equal peaks for a small and a large stack show memory does not grow with area.
+4. masks: the whole prediction again in a fresh subprocess per size and mask kind, with the
+   members' mean replaced, row by row as it reaches the writers, by a synthetic probability:
+   `noisy` (independent per pixel: the worst speckle) or `clean` (one disc of 3-15 px radius per
+   200 x 200 px, as a landslide map). Inference, writing and COGs run for real; the polygon step
+   sees a known mask. Reported: predict time, polygon time and its share, peak RSS (target: under
+   20% and under 2 GB at 10000 x 10000 for either kind).
+5. polygon step alone (`--polygon-sizes`): the same synthetic masks written as lsd predict writes
+   them, and only the polygon step timed in a child of `--polygon-python` (any lsd install: the
+   windowed `polygonise`, or the whole-mask `vectorise` of lsd before it), for a before/after.
 
     python benchmarks/bench_predict.py                       # the issue's configuration: long
     python benchmarks/bench_predict.py --size 1024 --members 2 --memory-sizes 2048 6000
+    python benchmarks/bench_predict.py --skip-time --memory-sizes --mask-sizes 2048 8000 10000
+    python benchmarks/bench_predict.py --skip-time --memory-sizes --mask-sizes \
+        --polygon-sizes 2048 --polygon-python /path/to/other/.venv/bin/python
 
 Writes benchmarks/results/predict.json (or --json PATH) and prints the figures.
 """
@@ -342,6 +354,173 @@ def memory_run(args, size: int, stack: Path) -> dict:
     return row
 
 
+def synthetic_rows(kind: str, size: int, seed: int = 0):
+    """rows(r0, n, width) -> (n, width) float32 probability of a `noisy` or `clean` map, the
+    same for any split into rows (noisy: seeded per row; clean: discs drawn where rows meet)."""
+    rng = np.random.default_rng(seed)
+    n = max(1, size * size // 40_000)
+    cy, cx, rad = rng.uniform(0, size, n), rng.uniform(0, size, n), rng.uniform(3, 15, n)
+
+    def rows(r0: int, nrows: int, width: int) -> np.ndarray:
+        if kind == "noisy":
+            out = np.empty((nrows, width), np.float32)
+            for i in range(nrows):
+                out[i] = np.random.default_rng([seed, r0 + i]).random(width, dtype=np.float32)
+            return out
+        out = np.full((nrows, width), 0.1, np.float32)
+        yy = np.arange(r0, r0 + nrows)[:, None]
+        for y, x, r in zip(*(a[(cy + rad >= r0) & (cy - rad < r0 + nrows)] for a in (cy, cx, rad)),
+                           strict=True):  # fmt: skip
+            c0, c1 = int(max(0, x - r)), int(min(width, x + r + 1))
+            inside = (yy - y) ** 2 + (np.arange(c0, c1)[None, :] - x) ** 2 <= r * r
+            out[:, c0:c1][inside] = 0.9
+        return out
+
+    return rows
+
+
+@contextlib.contextmanager
+def injected_mask(kind: str, size: int):
+    """The members' mean replaced by the synthetic probability as rows reach the writers."""
+    from lsd.pipeline import maps
+
+    rows = synthetic_rows(kind, size)
+    original = maps.RasterSink.__call__
+
+    def call(self, r0, mean, std):
+        fake = rows(r0, mean.shape[0], mean.shape[1])
+        fake[np.isnan(mean)] = np.nan
+        return original(self, r0, fake, std)
+
+    maps.RasterSink.__call__ = call
+    try:
+        yield
+    finally:
+        maps.RasterSink.__call__ = original
+
+
+def mask_child(args) -> None:
+    """Runs in its own process: one prediction with an injected mask; prints one JSON line."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    stack = Path(args.mask_child)
+    with tempfile.TemporaryDirectory(prefix="lsd-bench-mask-") as tmp:
+        tmp = Path(tmp)
+        names = [f"L{i}" for i in range(args.layers)]
+        model = make_members(args.members, args.arch, args.encoder, names, tmp / "members",
+                             empty=True)  # fmt: skip
+        reset_peak_rss()
+        t0 = time.perf_counter()
+        with injected_mask(args.kind, args.size):
+            record = run_pipeline(stack, model, tmp / "out", args)
+        secs = time.perf_counter() - t0
+    t = record["timings_s"]
+    print(json.dumps({
+        "size": args.size, "kind": args.kind, "layers": args.layers, "members": args.members,
+        "arch": args.arch, "encoder": args.encoder, "peak_rss_mib": round(peak_rss_mib(), 1),
+        "predict_s": round(secs, 1), "polygon_s": t["vectorise_s"],
+        "polygon_share": round(t["vectorise_s"] / secs, 4), "timings_s": t,
+        "polygons": record["polygons"], "landslide_pixels": record["landslide_pixels"],
+    }))  # fmt: skip
+
+
+def mask_runs(args) -> list[dict]:
+    out = []
+    for size in args.mask_sizes:
+        with tempfile.TemporaryDirectory(prefix="lsd-bench-mask-") as tmp:
+            stack = Path(tmp) / "stack.tif"
+            write_synthetic_stack(stack, size, args.memory_layers)
+            for kind in args.mask_kinds:
+                cmd = [sys.executable, __file__, "--mask-child", str(stack), "--kind", kind,
+                       "--size", str(size), "--layers", str(args.memory_layers), "--members",
+                       str(args.memory_members), "--arch", args.memory_arch, "--encoder",
+                       args.memory_encoder, "--tile", str(args.tile), "--overlap",
+                       str(args.overlap), "--threads", str(args.threads)]  # fmt: skip
+                res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                row = json.loads(res.stdout.strip().splitlines()[-1])
+                out.append(row)
+                poly = row["polygons"]
+                print(f"mask: {size} x {size} {kind}: predict {row['predict_s']} s, polygons "
+                      f"{row['polygon_s']} s ({100 * row['polygon_share']:.1f}%), peak RSS "
+                      f"{row['peak_rss_mib']} MiB; {poly['kept']} polygons "
+                      f"{'written' if poly['written'] else 'NOT written (cap)'}")  # fmt: skip
+    return out
+
+
+POLYGON_STEP = """
+import json, sys, time, resource
+from pathlib import Path
+import numpy as np, rasterio
+folder, min_area = Path(sys.argv[1]), 500.0
+def peak():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+cap = {"max_boundary_edges": 10**15} if sys.argv[2] == "no-cap" else {}
+import geopandas, pyogrio, pyproj, rasterio.features, scipy.ndimage, shapely  # not timed
+try:
+    from lsd.pipeline.polygons import polygonise
+except ImportError:  # lsd before the windowed polygons: the whole-mask path of its predict
+    from lsd.pipeline.predict import _polygons
+    polygonise = None
+t0 = time.perf_counter()
+with rasterio.Env(GDAL_CACHEMAX=64):
+    if polygonise is None:
+        with rasterio.open(folder / ".prob.tif") as src:
+            kept = _polygons(src, folder, min_area)
+        how = "whole mask"
+    else:
+        s = polygonise(folder / ".mask.tif", folder / ".prob.tif", folder / ".mask_mmu.tif",
+                       folder / "landslides.gpkg", min_area, **cap)
+        kept, how = {"kept": s.kept, "written": s.written}, "windows" + (" (no cap)" if cap else "")
+print(json.dumps({"polygon_s": round(time.perf_counter() - t0, 2), "peak_rss_mib": peak(),
+                  "kept": kept, "how": how}))
+"""
+
+
+def polygon_runs(args) -> list[dict]:
+    """The polygon step alone on synthetic masks, in a child of `--polygon-python`."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from lsd.pipeline.maps import tiled_profile
+
+    out = []
+    for size in args.polygon_sizes:
+        for kind in args.mask_kinds:
+            with tempfile.TemporaryDirectory(prefix="lsd-bench-poly-") as tmp:
+                folder = Path(tmp)
+                profile = {"width": size, "height": size, "crs": "EPSG:32633",
+                           "transform": rasterio.Affine(10, 0, 5e5, 0, -10, 5e6)}  # fmt: skip
+                rows = synthetic_rows(kind, size)
+                with (
+                    rasterio.Env(GDAL_CACHEMAX=64),
+                    rasterio.open(folder / ".prob.tif", "w",
+                                  **tiled_profile(profile, "float32", np.nan)) as prob,
+                    rasterio.open(folder / ".mask.tif", "w",
+                                  **tiled_profile(profile, "uint8", 255)) as mask,
+                ):  # fmt: skip
+                    for r0 in range(0, size, 256):
+                        n = min(256, size - r0)
+                        p = rows(r0, n, size)
+                        prob.write(p, 1, window=Window(0, r0, size, n))
+                        mask.write((p > 0.5).astype(np.uint8), 1, window=Window(0, r0, size, n))
+                python = args.polygon_python or sys.executable
+                try:
+                    cap = "no-cap" if args.polygon_no_cap else "cap"
+                    res = subprocess.run([python, "-c", POLYGON_STEP, str(folder), cap],
+                                         capture_output=True, text=True, check=True,
+                                         timeout=args.polygon_timeout, cwd=tmp)  # fmt: skip
+                    row = json.loads(res.stdout.strip().splitlines()[-1])
+                except subprocess.TimeoutExpired:
+                    row = {"polygon_s": None, "timeout_s": args.polygon_timeout}
+                row.update(size=size, kind=kind, python=python)
+                out.append(row)
+                print(f"polygon step [{python}]: {size} x {size} {kind}: {row}")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=2048)
@@ -363,18 +542,36 @@ def main() -> None:
     p.add_argument("--ray-workers", type=int, nargs="*", default=[1, 2])
     p.add_argument("--block-rows", type=int, default=None,
                    help="rows per Ray block [a quarter of the stack]")  # fmt: skip
+    p.add_argument("--mask-sizes", type=int, nargs="*", default=[2048, 8000, 10000])
+    p.add_argument("--mask-kinds", nargs="*", default=["noisy", "clean"],
+                   choices=["noisy", "clean"])  # fmt: skip
+    p.add_argument("--polygon-sizes", type=int, nargs="*", default=[])
+    p.add_argument("--polygon-python", help="python of the lsd install whose polygon step to time")
+    p.add_argument("--polygon-timeout", type=float, default=1800.0)
+    p.add_argument("--polygon-no-cap", action="store_true",
+                   help="windowed polygons: vectorise a mask over the cap too")  # fmt: skip
     p.add_argument("--skip-time", action="store_true")
     p.add_argument("--memory-child", metavar="STACK", help=argparse.SUPPRESS)
+    p.add_argument("--mask-child", metavar="STACK", help=argparse.SUPPRESS)
+    p.add_argument("--kind", default="noisy", help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "predict.json")
     args = p.parse_args()
     if args.memory_child:
         memory_child(args)
+        return
+    if args.mask_child:
+        mask_child(args)
         return
     result: dict = {"host": {"python": platform.python_version(), "machine": platform.machine(),
                              "cpus": __import__("os").cpu_count()}}  # fmt: skip
     if args.memory_sizes:  # first, so no child starts from a parent grown by the time run
         result["memory"] = memory_runs(args)
         result["memory_limit_mib"] = 2048
+    if args.mask_sizes:
+        result["masks"] = mask_runs(args)
+        result["polygon_share_target"] = 0.2
+    if args.polygon_sizes:
+        result["polygon_step"] = polygon_runs(args)
     if not args.skip_time:
         result["time"] = time_runs(args)
     args.json.parent.mkdir(parents=True, exist_ok=True)

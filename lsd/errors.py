@@ -76,3 +76,8 @@ class ServiceUnavailable(UserError, ConnectionError):
 class DependencyTooOld(UserError, ImportError):
     """An installed package is older than lsd's floor for it (or absent); the message names it,
     the version found, the floor and the pip command."""
+
+
+class TooLarge(InvalidValue):
+    """An input or option asks for more memory, pixels or area than lsd agrees to use (lsd.limits);
+    the message names the limit and how to raise it."""

@@ -25,6 +25,7 @@ from lsd.layergroups import (
     parse_groups,
     parse_s1_scenes,
 )
+from lsd.limits import check_aoi_km2, check_event_date, geodesic_km2
 from lsd.spec import (
     DEFAULT_AOI_KM2,
     DEFAULT_ORBIT,
@@ -120,6 +121,7 @@ def read_events(
     csv_path = Path(csv_path)
     if not aoi_km2 > 0:
         raise InvalidValue(f"AOI area must be positive, got {aoi_km2} km2", field="aoi_km2")
+    check_aoi_km2(aoi_km2, "the square around each lon/lat event", field="aoi_km2")
     defaults = _LayerDefaults(parse_groups(list(groups)), parse_s1_scenes(s1_scenes))
     reader, id_col = _open_csv(csv_path)
     specs: list[EventSpec] = []
@@ -218,6 +220,10 @@ def _parse_row(
     if not row.get("date"):
         raise row.fail("date", "empty date; give YYYY-MM-DD")
     date = row.parse("date", _date, "a date in YYYY-MM-DD form")
+    try:
+        check_event_date(date)
+    except UserError as exc:
+        raise row.fail("date", exc.message) from None
 
     aoi, epsg = _parse_area(row, aoi_km2, scale)
     centre_lat = aoi_centroid(aoi)[1]
@@ -265,6 +271,10 @@ def _parse_area(row: _Row, aoi_km2: float, scale: float):
             aoi = normalize_aoi(gdf.geometry.union_all())
         except InvalidValue as exc:
             raise row.fail("polygon", f"{path}: {exc}") from None
+        try:
+            check_aoi_km2(geodesic_km2(aoi), str(path))  # the rule lsd predict --aoi applies too
+        except UserError as exc:
+            raise row.fail("polygon", exc.message) from None
         lon, lat = aoi_centroid(aoi)
         return aoi, utm_epsg(lon, lat)
     for col in ("lon", "lat"):

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lsd.errors import InputNotFound, InvalidFile, OutputNotWritable, UserError
+from lsd.errors import InputNotFound, InvalidFile, InvalidValue, OutputNotWritable, UserError
 
 PARTIAL_SUFFIX = ".partial"  # a temporary being written
 REPLACED_SUFFIX = ".replaced"  # an old folder moved aside while its replacement goes in
@@ -330,6 +330,21 @@ def read_json(path: Path | str) -> Any:
         raise InvalidFile(f"{path}: not readable JSON ({exc})") from None
 
 
+def check_name(path: Path | str, field: str | None = None) -> None:
+    """Refuse an output name holding a newline or another control character: SQLite (hence
+    GeoPackages), shells and every tool that reads paths as lines break on them.
+
+    Raises:
+        InvalidValue: naming the path with its control characters escaped.
+    """
+    text = str(path)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidValue(
+            f"{text!r}: holds a newline or another control character; choose a name without",
+            field=field,
+        )
+
+
 def check_writable(out_dir: Path | str, *, create: bool = True) -> Path:
     """Fail early, with one line, when an output folder cannot be created or written.
 
@@ -337,6 +352,7 @@ def check_writable(out_dir: Path | str, *, create: bool = True) -> Path:
     fails later (a bad input found after this check) leaves no empty output folder behind.
     """
     out_dir = Path(out_dir)
+    check_name(out_dir)
     missing = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

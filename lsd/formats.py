@@ -255,12 +255,33 @@ def _h5_contents(f: Any) -> str:
     return ", ".join(parts) or "none"
 
 
-def read_h5_dataset(path: Path | str, key: str) -> Any:
+def _check_h5_size(path: Path, key: str, dset: Any, copy_bytes: int) -> None:
+    from lsd.limits import check_memory, check_pixels
+
+    where = f"{path}: dataset '{key}'"
+    shape = " x ".join(map(str, dset.shape))
+    if dset.ndim >= 2:
+        check_pixels(where, int(dset.shape[1]), int(dset.shape[0]))
+    if dset.size and dset.id.get_storage_size() == 0:
+        raise InvalidFile(
+            f"{where} declares {shape} values but stores none (the file has "
+            f"{path.stat().st_size} bytes): nothing to import"
+        )
+    check_memory(f"reading {where} ({shape} values)",
+                 float(dset.size) * (dset.dtype.itemsize + copy_bytes))  # fmt: skip
+
+
+def read_h5_dataset(path: Path | str, key: str, copy_bytes: int = 0) -> Any:
     """The dataset `key` of an HDF5 file as a numpy array, read only from the file itself.
+
+    A header can claim any shape in a few bytes, so the size is checked against lsd.limits
+    before reading (`copy_bytes` per value is what the caller adds, e.g. a float32 copy), and a
+    dataset that stores nothing at all is refused (every value would be the fill value).
 
     Raises:
         InvalidFile: not an HDF5 file, no such dataset, or one whose data lives elsewhere (an
-            external link, external storage, a virtual dataset).
+            external link, external storage, a virtual dataset), or that stores no values.
+        TooLarge: more pixels or memory than lsd.limits allows.
     """
     import h5py
     import numpy as np
@@ -295,6 +316,7 @@ def read_h5_dataset(path: Path | str, key: str) -> Any:
                     f"{path}: dataset '{key}' is a virtual dataset reading {where}; lsd reads "
                     "only data stored inside the .h5 file"
                 )
+            _check_h5_size(path, key, obj, copy_bytes)
             return np.asarray(obj[()])
     except OSError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lsd.errors import InvalidFile, InvalidValue, OutputExists
-from lsd.files import check_writable, read_json, write_json
+from lsd.files import check_name, check_writable, read_json, write_json
 
 MARKER_FILE = ".lsd-output.json"
 MARKER_FORMAT = "lsd-output/1"
@@ -134,6 +134,7 @@ def check_output(
     """Refuse, in one line saying why, an `out` that writing a `kind` output there would harm;
     then check that its parent folder can be written. Nothing is created or removed here."""
     out = Path(out)
+    check_name(out, field="out")
     label = KINDS[kind]
     if out.exists() and not out.is_dir():
         raise InvalidValue(f"{out}: exists and is not a folder", field="out")

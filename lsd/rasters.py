@@ -17,6 +17,7 @@ import numpy as np
 from lsd.errors import InvalidFile, LayerMissing
 from lsd.files import atomic_path
 from lsd.formats import GEOTIFF, open_raster
+from lsd.limits import check_memory, check_raster
 
 LABEL_BACKGROUND = 0
 LABEL_LANDSLIDE = 1
@@ -106,6 +107,7 @@ def read_layer_names(stack_path: Path | str) -> tuple[str, ...]:
     """Layer names come from band descriptions; a stack without them cannot be trusted."""
     stack_path = Path(stack_path)
     with _open(stack_path) as src:
+        check_raster(src, stack_path)
         names = tuple(src.descriptions)
     missing = [i + 1 for i, n in enumerate(names) if not n]
     if missing:
@@ -134,6 +136,8 @@ def read_stack(
     require_layers(stack_path, names, wanted)
     with _open(stack_path) as src:
         idx = [names.index(n) + 1 for n in wanted]
+        check_memory(f"reading {stack_path} whole ({len(idx)} layers of {src.width} x "
+                     f"{src.height} pixels)", 4.0 * len(idx) * src.width * src.height)  # fmt: skip
         data = src.read(idx, out_dtype="float32")
         if src.nodata is not None and not np.isnan(src.nodata):
             data[data == src.nodata] = np.nan
@@ -159,12 +163,14 @@ STATS_BLOCK_ROWS = 512
 
 
 def layer_statistics(
-    stack_path: Path | str, layers: Sequence[str] | None = None
+    stack_path: Path | str, layers: Sequence[str] | None = None, progress: Any = None
 ) -> dict[str, LayerStats]:
     """Per-layer statistics of a stack, read in blocks of rows so memory stays at one block.
 
     +/-inf counts as no data (lsd treats every non-finite value so); it is counted apart, since
-    it usually means a damaged source or a division by zero upstream.
+    it usually means a damaged source or a division by zero upstream. `progress` (an
+    lsd.progress.Progress over the rows), when given, shows the pass: on a large stack it
+    takes minutes.
     """
     stack_path = Path(stack_path)
     names = read_layer_names(stack_path)
@@ -194,6 +200,8 @@ def layer_statistics(
                     lo[i], hi[i] = min(lo[i], values.min()), max(hi[i], values.max())
                     total[i] += values.sum()
                     total_sq[i] += np.square(values).sum()
+            if progress is not None:
+                progress.update(rows)
     out: dict[str, LayerStats] = {}
     for i, name in enumerate(wanted):
         k = int(finite[i])
@@ -236,6 +244,9 @@ def read_label(label_path: Path | str) -> tuple[np.ndarray, Grid]:
     with _open(label_path) as src:
         if src.count != 1:
             raise InvalidFile(f"{label_path}: a label must have one band, found {src.count}")
+        check_raster(src, label_path)
+        check_memory(f"reading {label_path} ({src.width} x {src.height} pixels)",
+                     2.0 * src.width * src.height)  # fmt: skip
         data = src.read(1)
         grid = Grid(src.width, src.height, src.crs, src.transform)
     bad = np.setdiff1d(np.unique(data), [LABEL_BACKGROUND, LABEL_LANDSLIDE, LABEL_IGNORE])

@@ -23,6 +23,7 @@ import numpy as np
 
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue
 from lsd.events import STACK_FILE, EventFolder, append_layers, list_events, read_event
+from lsd.limits import check_real
 from lsd.rasters import Grid
 
 RESAMPLINGS: tuple[str, ...] = ("bilinear", "cubic", "average", "nearest", "mode")
@@ -267,6 +268,7 @@ def _already_added(ev: EventFolder, raster: Path, source: LayerSource) -> bool:
 def plan_placement(ev: EventFolder, raster: Path, source: LayerSource) -> Placement:
     """Every check for one event, including how much of its grid the raster fills."""
     with _open_raster(raster) as src:
+        check_real(src, raster)  # reprojected window by window: any size, but real values
         bands = _bands(raster, src.count, source)
         if _already_added(ev, raster, source):
             return Placement(ev, raster, bands, 1.0, skip=True)

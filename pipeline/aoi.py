@@ -15,8 +15,9 @@ from typing import Any
 from lsd.errors import InvalidFile, InvalidValue, ServiceUnavailable
 from lsd.events import STACK_FILE
 from lsd.layergroups import LAYER_GROUPS, is_fetchable
+from lsd.limits import check_aoi_km2, check_event_date, geodesic_km2
 from lsd.sources import EventFailed
-from lsd.spec import EventSpec, aoi_centroid, make_spec, normalize_aoi, to_crs, utm_epsg
+from lsd.spec import EventSpec, make_spec, normalize_aoi
 from lsd.vectors import read_polygons
 
 # A direct (synchronous) Earth Engine download is limited in bytes per request; beyond this area a
@@ -29,11 +30,7 @@ def parse_date(text: str, *, today: dt.date | None = None) -> dt.date:
         date = dt.date.fromisoformat(text.strip())
     except ValueError:
         raise InvalidValue(f"'{text}' is not a date in YYYY-MM-DD form", field="date") from None
-    today = today or dt.date.today()
-    if date > today:
-        raise InvalidValue(
-            f"{date} is in the future (today is {today}); no imagery exists yet", field="date"
-        )
+    check_event_date(date, today=today, field="date")
     return date
 
 
@@ -45,13 +42,11 @@ def aoi_spec(
     aoi_path = Path(aoi_path)
     where = f"AOI {aoi_path}"
     gdf = read_polygons(aoi_path, where=where)
-    geom = gdf.geometry.union_all()
-    if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
+    geom = normalize_aoi(gdf.geometry.union_all())  # split at 180 degrees if it crosses them
+    km2 = geodesic_km2(geom)
+    check_aoi_km2(km2, where, field="aoi")  # the rule lsd fetch applies too
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise InvalidFile(f"{where}: does not describe a polygon area")
-    geom = normalize_aoi(geom)  # split at 180 degrees if it crosses them
-    km2 = to_crs(geom, 4326, utm_epsg(*aoi_centroid(geom))).area / 1e6
-    if km2 <= 0:
-        raise InvalidFile(f"{where}: has zero area")
     if km2 > max_km2:
         raise InvalidValue(
             f"{where}: covers {km2:.0f} km2, too large for a direct download "

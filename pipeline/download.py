@@ -31,8 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from lsd.errors import InputNotFound, InvalidFile, InvalidValue, OutputExists, ServiceUnavailable
-from lsd.files import atomic_path, check_writable, read_json, write_json
+from lsd.errors import (
+    InputNotFound,
+    InvalidFile,
+    InvalidValue,
+    OutputExists,
+    OutputNotWritable,
+    ServiceUnavailable,
+)
+from lsd.files import atomic_path, check_writable, read_json, write_failure, write_json
+from lsd.limits import check_disk
 from lsd.paper import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_RECORD
 
 ZENODO_URL = "https://zenodo.org"
@@ -226,11 +234,37 @@ def unpack(archive: Path, dest: Path) -> Path:
                           "nothing was unpacked") from None  # fmt: skip
     except OSError as exc:
         raise InputNotFound(f"{archive}: cannot read ({exc.strerror or exc})") from None
-    with zf, atomic_path(dest, directory=True) as tmp:
-        for info in _members(zf, archive):
+    with zf:
+        members = _members(zf, archive)
+        files = [m for m in members if not m.is_dir() and _top(m) not in JUNK_TOP]
+        if not files:
+            raise InvalidFile(
+                f"{archive}: holds no files (an empty or unfinished archive); nothing was unpacked"
+            )
+        check_disk(dest.parent, sum(m.file_size for m in members), f"unpacking {archive.name}")
+        _extract(zf, members, archive, dest)
+    return dest
+
+
+def _top(info: zipfile.ZipInfo) -> str:
+    return PurePosixPath(info.filename).parts[0]
+
+
+def _extract(
+    zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], archive: Path, dest: Path
+) -> None:
+    """Every member into a temporary folder that becomes `dest` when all are there; a damaged
+    member and a full disk are told apart (the disk is named as the cause, not the archive)."""
+    with atomic_path(dest, directory=True) as tmp:
+        for info in members:
             try:
                 zf.extract(info, tmp)
             except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
+                failure = write_failure(exc, dest, tmp) if isinstance(exc, OSError) else None
+                if failure is not None:
+                    raise OutputNotWritable(
+                        f"{failure.message} while unpacking {archive}; nothing was unpacked"
+                    ) from None
                 raise InvalidFile(
                     f"{archive}: member {info.filename} is damaged ({_reason(exc)}); "
                     "nothing was unpacked"
@@ -245,7 +279,6 @@ def unpack(archive: Path, dest: Path) -> Path:
             for child in inner.iterdir():
                 child.rename(tmp / child.name)
             inner.rmdir()
-    return dest
 
 
 # --------------------------------------------------------------------------- the download
@@ -270,9 +303,15 @@ def _record(to: Path) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
+def _recorded(to: Path, want: Wanted) -> bool:
+    return isinstance(_record(to).get(want.name), dict)
+
+
 def is_complete(to: Path, want: Wanted) -> bool:
-    entry = _record(to).get(want.name)
-    return isinstance(entry, dict) and (to / want.folder).is_dir()
+    """Recorded in download.json and there, with something in it (an older lsd recorded an
+    empty archive as unpacked; that folder is made again)."""
+    folder = to / want.folder
+    return _recorded(to, want) and folder.is_dir() and any(folder.iterdir())
 
 
 def _note(to: Path, want: Wanted, md5: str, size: int, source: str, checked: str) -> None:
@@ -411,7 +450,7 @@ def _download_record(
     to = check_writable(to)
     for want in wants:
         folder = to / want.folder
-        if folder.exists() and not is_complete(to, want):
+        if folder.exists() and not is_complete(to, want) and not _recorded(to, want):
             raise OutputExists(
                 f"{folder}: exists but was not unpacked by lsd download; move it away (lsd "
                 "never deletes what it did not write) or import it directly"

@@ -17,6 +17,7 @@ import numpy as np
 from lsd.errors import InputNotFound
 from lsd.events import STACK_FILE
 from lsd.layers import CATEGORICAL_LAYERS, PAPER_LAYERS
+from lsd.limits import check_raster
 
 MAX_VALUES = 32  # a layer with more distinct values is summarised by its range only
 SHOWN_VALUES = 6
@@ -109,6 +110,7 @@ def stack_stats(path: Path | str) -> StackStats:
 
     path = stack_path(path)
     with open_raster(path) as src:
+        check_raster(src, path)
         names, assumed = band_names(src.descriptions)
         stats = {n: LayerStats(n, categorical=n in CATEGORICAL_LAYERS) for n in names}
         nodata = src.nodata

@@ -136,7 +136,9 @@ def write_readme(path: Path, record: dict[str, Any]) -> None:
         f"{MASK_FILE}  1 landslide (probability > {record.get('threshold')}, after masks and the "
         f"minimum area of {record.get('min_area_m2')} m2), 0 not, {MASK_NODATA} no data",
         f"{MASK_STYLE_FILE}  QGIS style for {MASK_FILE}",
-        f"{POLY_FILE}  landslide polygons with area, pixel count, mean and max probability",
+        f"{POLY_FILE}  landslide polygons with area, pixel count, mean and max probability"
+        if record.get("polygons", {}).get("written", True)
+        else f"({POLY_FILE} not written: {record['polygons'].get('skipped_reason')})",
         f"{QUICKLOOK_FILE}  probability with landslide outlines",
         f"{RUN_FILE}  inputs, model, options, input checks and timings",
     ]

@@ -16,6 +16,7 @@ so an unknown architecture or channel list stops the import in its first second.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,7 +167,9 @@ def _channels(raw: Any, in_channels: Any, where: str) -> tuple[int, ...]:
                 f"{in_channels} of the {N_CHANNELS} layers the model reads"
             )
         return tuple(range(N_CHANNELS))
-    if not isinstance(raw, list | tuple) or not all(isinstance(c, int) for c in raw):
+    if not isinstance(raw, list | tuple) or not all(
+        isinstance(c, int) and not isinstance(c, bool) for c in raw
+    ):
         raise InvalidFile(f"{where}: data.channels {raw!r} is not a list of layer indices")
     bad = [c for c in raw if not 0 <= c < N_CHANNELS] or sorted(
         {c for c in raw if raw.count(c) > 1}
@@ -180,24 +183,41 @@ def _channels(raw: Any, in_channels: Any, where: str) -> tuple[int, ...]:
     return tuple(raw)
 
 
+def _table(parent: dict[str, Any], key: str, path: str, where: str) -> dict[str, Any]:
+    """The option table `parent[key]` of a config (empty when absent); anything else (a string,
+    a list, a number) is one line naming the key and what it holds."""
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidFile(
+            f"{where}: {path} is {type(value).__name__} {value!r:.60}, not a table of options"
+        )
+    return value
+
+
 def describe_config(cfg: dict[str, Any], where: str) -> dict[str, Any]:
     """arch, encoder, loss, lr and channels from a Hydra config, each checked."""
-    model = cfg.get("model") or {}
-    net = model.get("net") or {}
-    odd = sorted(set(net) - NET_OPTIONS)
+    model = _table(cfg, "model", "model", where)
+    net = _table(model, "net", "model.net", where)
+    odd = sorted(set(net) - NET_OPTIONS, key=str)
     if odd:
         raise InvalidFile(f"{where}: net option {odd[0]}={net[odd[0]]!r} makes an architecture "
                           "an lsd bundle cannot describe (arch and encoder only)")  # fmt: skip
     if net.get("classes", 1) != 1 or net.get("activation") is not None:
         raise InvalidFile(f"{where}: expected one output logit (classes 1, no activation)")
-    lr = (model.get("optimizer") or {}).get("lr")
-    if not isinstance(lr, int | float) or not lr > 0:
+    lr = _table(model, "optimizer", "model.optimizer", where).get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
         raise InvalidFile(f"{where}: model.optimizer.lr {lr!r} is not a learning rate")
-    data = cfg.get("data") or {}
+    data = _table(cfg, "data", "data", where)
+    loss = _table(model, "loss", "model.loss", where)
+    encoder = net.get("encoder_name") or DEFAULT_ENCODER
+    if not isinstance(encoder, str):
+        raise InvalidFile(f"{where}: model.net.encoder_name {encoder!r} is not an encoder name")
     return {
         "arch": _arch(_class_name(net.get("_target_"), where), where),
-        "encoder": str(net.get("encoder_name") or DEFAULT_ENCODER),
-        "loss": _loss(_class_name((model.get("loss") or {}).get("_target_"), where), where),
+        "encoder": encoder,
+        "loss": _loss(_class_name(loss.get("_target_"), where), where),
         "lr": float(lr),
         "channels": _channels(data.get("channels"), net.get("in_channels"), where),
     }

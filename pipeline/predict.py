@@ -16,13 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lsd import __version__
 from lsd.bundles import ModelFiles, check_threshold, training_pixel_m
 from lsd.errors import InvalidFile, InvalidValue
 from lsd.files import atomic_path, write_json
 from lsd.formats import opened
+from lsd.limits import check_disk, check_memory
 from lsd.outputs import check_output, mark
 from lsd.pipeline import maps, polygons
 from lsd.pipeline.masks import MaskOptions, plan_masks
@@ -89,7 +88,7 @@ class _Job:
     checks: dict[str, Any] = field(default_factory=dict)  # what _inspect found
 
 
-def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
+def _check(stack: Path, model: ModelFiles, opts: PredictOptions, out_dir: Path) -> _Job:
     """Everything that can be wrong with the input, checked before any model is loaded."""
     from lsd.pipeline.conventions import check_against_model, model_conventions
     from lsd.training.inference import ForwardOptions, TileOptions
@@ -108,12 +107,41 @@ def _check(stack: Path, model: ModelFiles, opts: PredictOptions) -> _Job:
     forward = opts.forward or ForwardOptions()
     device = _device_for(opts, forward)
     job = _Job(stack, model, opts, names, plan, threshold, tiles, device, forward)
-    job.checks = _inspect(stack, model, opts.allow_empty_layers)
+    _check_sizes(job, out_dir)
+    job.checks = _inspect(stack, model, opts.allow_empty_layers, opts.progress)
     job.checks["warnings"] = conventions.warnings + job.checks["warnings"]
     job.checks["conventions"] = conventions.record
     for line in job.checks["warnings"]:
         warn(line)
     return job
+
+
+def _groups(job: _Job) -> list[list[int]]:
+    """The members loaded together: all on a GPU, groups within MEMBER_BUDGET_BYTES on a CPU."""
+    from lsd.training.inference import member_groups
+
+    budget = float("inf") if job.device.type == "cuda" else MEMBER_BUDGET_BYTES
+    return member_groups(job.model.weight_bytes(), budget)
+
+
+def _check_sizes(job: _Job, out_dir: Path) -> None:
+    """What mapping the stack will hold, checked before reading it (lsd.limits): one strip of
+    tiles across the whole width (the stack's layers, each loaded member's sums, the blend
+    weights and the rows handed to the writers), and, for an ensemble in several groups, the
+    two scratch files of per-pixel sums on disk."""
+    grid = read_grid(job.stack)
+    if job.opts.executor != "inprocess":
+        return  # the workers hold the strips; each checks its own machine's memory
+    groups = _groups(job)
+    rows = min(job.tiles.tile, grid.height)
+    per_pixel = 4 * len(job.model.layers) + 12 * max(map(len, groups)) + 16
+    check_memory(
+        f"mapping {job.stack} ({grid.width} pixels wide, {len(job.model.layers)} layers) in "
+        f"tiles of {job.tiles.tile}", per_pixel * rows * grid.width, field="tile",
+    )  # fmt: skip
+    if len(groups) > 1:
+        check_disk(out_dir.parent, 16.0 * grid.width * grid.height,
+                   f"the per-pixel sums of {len(groups)} groups of members")  # fmt: skip
 
 
 def _device_for(opts: PredictOptions, forward: Any) -> Any:
@@ -146,25 +174,37 @@ def _device_for(opts: PredictOptions, forward: Any) -> Any:
     return device
 
 
-def _inspect(stack: Path, model: ModelFiles, allow_empty: bool) -> dict[str, Any]:
+def _inspect(stack: Path, model: ModelFiles, allow_empty: bool, progress: bool) -> dict[str, Any]:
     """Read the needed layers once and compare them with what the models were trained on:
     an empty layer is refused (unless allowed), anything else the models never saw is a
     warning, recorded in run.json and README.txt."""
-    stats = layer_statistics(stack, model.layers)
+    grid = read_grid(stack)
+    with Progress(grid.height, desc="check", unit="rows", enabled=progress) as bar:
+        stats = layer_statistics(stack, model.layers, progress=bar)
     empty = [name for name, st in stats.items() if st.finite == 0]
+    why = sorted({_no_data(stats[name]) for name in empty})
     if empty and not allow_empty:
         what = "any layer" if len(empty) == len(stats) else f"layer(s) {', '.join(empty)}"
         raise EmptyInput(
-            f"{stack}: holds no data in {what} the model needs (every pixel is NaN), so the "
+            f"{stack}: holds no data in {what} the model needs ({'; '.join(why)}), so the "
             "map would show nothing"
         )
-    warnings = [f"{stack}: layer(s) {', '.join(empty)} hold no data (every pixel is NaN)"]
+    warnings = [f"{stack}: layer(s) {', '.join(empty)} hold no data ({'; '.join(why)})"]
     warnings = warnings if empty else []
     inf = {name: st.inf for name, st in stats.items() if st.inf}
     if inf:
         counts = ", ".join(f"{name} ({n})" for name, n in inf.items())
         warnings.append(f"{stack}: +/-inf values in {counts}, read as no data")
-    grid = read_grid(stack)
+    flat = {name: st.min for name, st in stats.items() if st.finite and st.min == st.max}
+    if flat:
+        values = ", ".join(f"{name} {value:.4g}" for name, value in flat.items())
+        whole = len(flat) + len(empty) == len(stats)
+        warnings.append(
+            f"{stack}: {'every layer the model needs holds' if whole else 'layer(s) hold'} a "
+            f"single value everywhere ({values}); "
+            + ("the stack carries no image (a failed download or export?), so the map shows "
+               "nothing real" if whole else "the model learnt from layers that vary")
+        )  # fmt: skip
     if grid.crs is None:
         warnings.append(
             f"{stack}: has no CRS, so the map sits on a nominal pixel grid and cannot be "
@@ -186,9 +226,17 @@ def _inspect(stack: Path, model: ModelFiles, allow_empty: bool) -> dict[str, Any
         "warnings": warnings,
         "empty_layers": empty,
         "inf_values": inf,
+        "single_value_layers": flat,
         "pixel_m": pixel,
         "training_pixel_m": trained,
     }
+
+
+def _no_data(st: LayerStats) -> str:
+    """How a layer without a finite value is empty, in words."""
+    if st.inf and st.nan:
+        return "every pixel is NaN or +/-inf"
+    return "every pixel is +/-inf" if st.inf else "every pixel is NaN"
 
 
 def _far_from_training(name: str, st: LayerStats, mean: float, std: float) -> str | None:
@@ -224,7 +272,7 @@ def predict_stack(
     # the cap covers the input checks too: their one pass over the stack would otherwise fill
     # GDAL's default cache (5% of RAM) with blocks that are never read again
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        job = _check(Path(stack), model, opts)
+        job = _check(Path(stack), model, opts, out_dir)
         return _write_map(job, out_dir, inputs or {}, t_start)
 
 
@@ -241,7 +289,7 @@ def _write_map(job: _Job, out_dir: Path, inputs: dict[str, Any], t_start: float)
         timings["read_s"], timings["write_s"] = stats.pop("read_s"), sink.write_s
 
         t0 = time.perf_counter()
-        kept = _polygons(job.src, job.tmp, job.opts.min_area_m2)
+        kept = _polygons(job)
         timings["vectorise_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -286,14 +334,13 @@ def _infer(job: _Job) -> tuple[dict[str, Any], maps.RasterSink]:
 
 def _infer_here(job: _Job, idx: list[int], sink: maps.RasterSink, stats: dict[str, Any]) -> None:
     from lsd.training.bundle import load_members
-    from lsd.training.inference import member_groups, predict_mean_std
+    from lsd.training.inference import predict_mean_std
 
     src, model = job.src, job.model
     read_rows = RowReader(src, idx)
-    budget = float("inf") if job.device.type == "cuda" else MEMBER_BUDGET_BYTES
     predict_mean_std(
         lambda members: load_members(model, members, job.device),
-        member_groups(model.weight_bytes(), budget), read_rows, src.height, src.width, sink,
+        _groups(job), read_rows, src.height, src.width, sink,
         scratch=job.tmp, tiles=job.tiles, device=job.device, stats=stats, forward=job.forward,
     )  # fmt: skip
     stats["read_s"] = read_rows.seconds
@@ -311,29 +358,16 @@ def _infer_on_ray(job: _Job, idx: list[int], sink: maps.RasterSink, stats: dict[
     predict_on_ray(block, sink, address=job.opts.ray_address, device=job.opts.device, stats=stats)
 
 
-def _polygons(src, tmp: Path, min_area_m2: float) -> dict[str, Any]:
-    """Vectorise the mask, drop polygons under the minimum mapping unit (and their pixels)."""
-    mask_tmp, prob_tmp = tmp / ".mask.tif", tmp / ".prob.tif"
-    polys = polygons.vectorise(mask_tmp, prob_tmp)
-    geoms_crs = polygons.pixel_to_crs(polys.geoms, src.transform)
-    areas = polygons.polygon_areas_m2(geoms_crs, src.crs, abs(src.transform.a * src.transform.e))
-    keep = areas >= min_area_m2
-    removed = [g for g, k in zip(polys.geoms, keep, strict=True) if not k]
-    polygons.burn_out(mask_tmp, tmp / ".mask_mmu.tif", removed, polygons.VECTOR_STRIP_ROWS)
-    mask_tmp.unlink()
-    kept_idx = np.nonzero(keep)[0]
-    table = {
-        "area_m2": areas[kept_idx],
-        "pixels": polys.pixels[kept_idx],
-        "mean_prob": polys.prob_sum[kept_idx] / np.maximum(polys.pixels[kept_idx], 1),
-        "max_prob": polys.prob_max[kept_idx],
-    }
-    polygons.write_polygons(tmp / maps.POLY_FILE, [geoms_crs[i] for i in kept_idx], table, src.crs)
-    return {
-        "kept": int(keep.sum()),
-        "removed_below_min_area": int((~keep).sum()),
-        "landslide_pixels": int(polys.pixels[kept_idx].sum()),
-    }
+def _polygons(job: _Job) -> dict[str, Any]:
+    """The mask without landslides under the minimum mapping unit, and the polygons of the rest
+    (pipeline.polygons); a mask too fragmented to be a map keeps its rasters, with a warning."""
+    tmp = job.tmp
+    summary = polygons.polygonise(tmp / ".mask.tif", tmp / ".prob.tif", tmp / ".mask_mmu.tif",
+                                  tmp / maps.POLY_FILE, job.opts.min_area_m2)  # fmt: skip
+    (tmp / ".mask.tif").unlink()
+    if not summary.written:
+        warn(f"{job.stack}: no {maps.POLY_FILE}: {summary.skipped_reason}")
+    return asdict(summary)
 
 
 def _finish_rasters(tmp: Path) -> None:
@@ -382,7 +416,7 @@ def _run_record(
         "threshold": job.threshold,
         "masks": {"applied": job.plan, **asdict(opts.masks), "pixels_removed": sink.removed},
         "min_area_m2": opts.min_area_m2,
-        "polygons": {k: kept[k] for k in ("kept", "removed_below_min_area")},
+        "polygons": {k: v for k, v in kept.items() if k not in ("landslide_pixels", "windows")},
         "landslide_pixels": kept["landslide_pixels"],
         "tile": tiles.tile,
         "overlap": tiles.overlap,

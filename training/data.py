@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 DEFAULT_HOLDOUT_FRACTION = 0.15
 CROP_ANCHORS = ("random", "centre")
 EVENT_ORDERS = ("random", "shuffled")
+# Activation memory of one training step per pixel of a batch, for the architecture that needs
+# least (benchmarks/bench_train_memory.py, min_bytes_per_pixel): the estimate of a step is a
+# floor, so no grid is refused that could fit.
+ACTIVATION_BYTES_PER_PIXEL = 600
+# A crop may be at most this many times the side of the largest training event: beyond it every
+# crop is mostly padding (75% at twice the side), which costs memory and teaches nothing.
+MAX_CROP_PER_EVENT_SIDE = 2
 
 
 @dataclass
@@ -261,6 +268,105 @@ def load_events(
         label, _ = read_label(ev.label)
         out.append(EventArrays(event_id=ev.event_id, image=data, label=label, nodata=nodata))
     return out
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def step_bytes(crop: int, batch_size: int, channels: int) -> float:
+    """Memory of the crop sampler (its 16 augmentation index tables and canvases) and of one
+    training step (a batch, its labels and the activations), before any event is loaded."""
+    pixels = float(crop) * crop
+    index = 4 if pixels < 2**31 else 8
+    tables = 16 * pixels * index + 3 * pixels * 8  # + the int64 grids they are built from
+    canvases = pixels * (4 * channels + 1)
+    batch = batch_size * pixels * (4 * channels + 1 + ACTIVATION_BYTES_PER_PIXEL)
+    return tables + canvases + batch
+
+
+def check_training_size(
+    train: Sequence[EventFolder],
+    val: Sequence[EventFolder],
+    n_layers: int,
+    crop: int,
+    batch_size: int,
+) -> None:
+    """What training will hold, checked before any event is read (lsd.limits): the crop against
+    the training events (a crop far larger than all of them is padding), then the events in
+    memory (normalised layers, label, no-data mask) with the sampler and one step.
+
+    Raises:
+        InvalidValue: the crop is more than MAX_CROP_PER_EVENT_SIDE times the largest event.
+        TooLarge: more memory than the limit.
+    """
+    from lsd.limits import check_memory
+
+    largest = max(train, key=lambda e: max(e.grid.width, e.grid.height))
+    side = max(largest.grid.width, largest.grid.height)
+    most = MAX_CROP_PER_EVENT_SIDE * (side + (-side) % 32)
+    if crop > most:
+        raise InvalidValue(
+            f"crop {crop} is more than {MAX_CROP_PER_EVENT_SIDE} times the side of the largest "
+            f"training event ('{largest.event_id}', {largest.grid.width} x "
+            f"{largest.grid.height}): every crop would be mostly padding; use a crop of at "
+            f"most {most}",
+            field="crop",
+        )
+    events = sum(e.grid.width * e.grid.height * (4.0 * n_layers + 2) for e in (*train, *val))
+    check_memory(
+        f"training on {len(train) + len(val)} events of {n_layers} layers with crop {crop} and "
+        f"batch size {batch_size}", events + step_bytes(crop, batch_size, n_layers),
+    )  # fmt: skip
+
+
+def check_labels(train: Sequence[EventFolder], val: Sequence[EventFolder]) -> None:
+    """Refuse a split that has nothing to learn or to score: training events without a single
+    landslide pixel (or without any labelled pixel at all), validation events without any
+    labelled pixel; warn when the validation events hold no landslide (every run's F1 is 0).
+
+    Raises:
+        InvalidValue: naming the events and what their labels hold.
+    """
+    from lsd.progress import warn
+
+    def counts(events: Sequence[EventFolder]) -> tuple[int, int]:
+        labelled = landslide = 0
+        for ev in events:
+            label, _ = read_label(ev.label)
+            labelled += int((label != LABEL_IGNORE).sum())
+            landslide += int((label == LABEL_LANDSLIDE).sum())
+        return labelled, landslide
+
+    def names(events: Sequence[EventFolder]) -> str:
+        ids = [e.event_id for e in events]
+        return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+
+    labelled, landslide = counts(train)
+    if not labelled:
+        raise InvalidValue(
+            f"nothing is labelled: every label pixel of the training events ({names(train)}) is "
+            f"{LABEL_IGNORE} (ignored), so there is nothing to learn; check the label files or "
+            "the mask mapping of the import"
+        )
+    if not landslide:
+        raise InvalidValue(
+            f"the training events ({names(train)}) hold no landslide pixel (label "
+            f"{LABEL_LANDSLIDE}) among {labelled} labelled pixels, so a model cannot learn "
+            "landslides from them"
+        )
+    labelled, landslide = counts(val)
+    if not labelled:
+        raise InvalidValue(
+            f"nothing is labelled in the validation events ({names(val)}): every label pixel is "
+            f"{LABEL_IGNORE} (ignored), so no run could be scored or ranked",
+            field="val",
+        )
+    if not landslide:
+        warn(
+            f"the validation events ({names(val)}) hold no landslide pixel, so every run's "
+            "validation F1 is 0 and the ranking says nothing; give validation events with "
+            "landslides"
+        )
 
 
 # --------------------------------------------------------------------------- crops

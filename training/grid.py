@@ -23,6 +23,7 @@ from lsd.errors import InvalidFile, InvalidValue, LayerMissing, UserError
 from lsd.events import EventFolder, list_events
 from lsd.files import PARTIAL_SUFFIX, check_writable
 from lsd.layers import check_setting_name, resolve_setting
+from lsd.limits import check_memory
 from lsd.progress import Progress, say, warn
 from lsd.rasters import layer_statistics
 from lsd.runs import (
@@ -53,7 +54,7 @@ from lsd.runs import (
     write_split,
 )
 from lsd.spec import ROLES
-from lsd.training.data import CROP_ANCHORS, EVENT_ORDERS
+from lsd.training.data import CROP_ANCHORS, EVENT_ORDERS, step_bytes
 from lsd.training.executors import (
     DataRef,
     EpochHook,
@@ -153,7 +154,13 @@ class GridPlan:
 def check_options(opts: GridOptions) -> GridOptions:
     """Names canonicalised and numbers checked; each mistake is one line naming the value."""
     from lsd.training.losses import canonical_loss
-    from lsd.training.models import INPUT_MULTIPLE, canonical_arch, check_encoder, min_input_size
+    from lsd.training.models import (
+        INPUT_MULTIPLE,
+        canonical_arch,
+        check_encoder,
+        min_input_size,
+        read_encoder_state,
+    )
 
     archs = tuple(dict.fromkeys(canonical_arch(a) for a in opts.archs))
     losses = tuple(dict.fromkeys(canonical_loss(x) for x in opts.losses))
@@ -171,6 +178,11 @@ def check_options(opts: GridOptions) -> GridOptions:
     if opts.encoder_weights is not None and not Path(opts.encoder_weights).is_file():
         raise InvalidValue(f"{opts.encoder_weights}: encoder weights file not found",
                            field="encoder_weights")  # fmt: skip
+    if opts.encoder_weights is not None:
+        try:  # a dict of tensors, found out before any run starts
+            read_encoder_state(opts.encoder_weights)
+        except UserError as exc:
+            raise type(exc)(exc.message, field="encoder_weights") from None
     for name in POSITIVE_OPTIONS:
         value = getattr(opts, name)
         if not isinstance(value, int) or value <= 0:
@@ -188,6 +200,8 @@ def check_options(opts: GridOptions) -> GridOptions:
             )
     if opts.seed < 0:
         raise InvalidValue(f"seed must be zero or positive, got {opts.seed}", field="seed")
+    check_memory(f"crop {opts.crop} with batch size {opts.batch_size}",
+                 step_bytes(opts.crop, opts.batch_size, 1), field="crop")  # fmt: skip
     _check_choice(opts.lr_schedule, LR_SCHEDULES, "lr_schedule")
     _check_choice(opts.crop_anchor, CROP_ANCHORS, "crop_anchor")
     _check_choice(opts.event_order, EVENT_ORDERS, "event_order")
@@ -378,7 +392,7 @@ def prepare_grid(
 
     With `device_on_workers` (a cluster), the device is chosen where each run lands, so this
     machine need not have it; the plan keeps the request ("auto", "cpu", "cuda")."""
-    from lsd.training.data import compute_norm, split_events
+    from lsd.training.data import check_labels, check_training_size, compute_norm, split_events
     from lsd.training.device import resolve_device
     from lsd.training.precision import Precision, check_precision
 
@@ -406,6 +420,9 @@ def prepare_grid(
     split = {role: sorted(split.get(role, [])) for role in ROLES}
     old = _check_resume(out, layers, split, opts)
     train_events = [e for e in events if e.event_id in set(split["train"])]
+    val_events = [e for e in events if e.event_id in set(split["val"])]
+    check_training_size(train_events, val_events, len(layers), opts.crop, opts.batch_size)
+    check_labels(train_events, val_events)
     if old is not None and "mean" in old and "std" in old:
         mean, std = [float(m) for m in old["mean"]], [float(s) for s in old["std"]]
     elif opts.normalisation == "landslide4sense":

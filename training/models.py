@@ -72,12 +72,7 @@ def build_model(
     )
     if encoder_weights_file is not None:
         path = Path(encoder_weights_file)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise InputNotFound(f"{path}: encoder weights file not found") from None
-        except Exception as exc:  # torch raises several types for a bad file
-            raise InvalidFile(f"{path}: not a readable torch state dict ({exc})") from None
+        state = read_encoder_state(path)
         own = model.encoder.state_dict()
         # keep tensors whose shapes fit; the stem convolution differs when in_channels != 3
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -85,6 +80,35 @@ def build_model(
             raise InvalidFile(f"{path}: no tensor matches encoder '{encoder}'")
         model.encoder.load_state_dict(fitting, strict=False)
     return model
+
+
+def read_encoder_state(path: Path | str) -> dict[str, torch.Tensor]:
+    """A local encoder state dict: names to tensors, read without running pickled code.
+
+    Raises:
+        InputNotFound: no such file.
+        InvalidFile: not a torch file, or not a dict of names to tensors (naming what it holds).
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputNotFound(f"{path}: encoder weights file not found") from None
+    except Exception as exc:  # torch raises several types for a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidFile(f"{path}: not a readable torch state dict ({first})") from None
+    if not isinstance(state, dict):
+        raise InvalidFile(
+            f"{path}: holds a {type(state).__name__}, not a state dict (a dict of parameter "
+            "names to tensors, as model.encoder.state_dict() gives)"
+        )
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise InvalidFile(
+                f"{path}: entry {key!r} holds a {type(value).__name__}, not a tensor; a state "
+                "dict maps parameter names to tensors"
+            )
+    return state
 
 
 def pad_to_multiple(

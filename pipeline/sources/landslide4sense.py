@@ -134,21 +134,22 @@ def benchmark_splits(src: Path) -> list[SplitFolder]:
     return splits
 
 
-def _read_h5(path: Path, key: str) -> np.ndarray:
-    """Only data stored inside the file is read (lsd.formats): no links, no external storage."""
-    return read_h5_dataset(path, key)
+def _read_h5(path: Path, key: str, copy_bytes: int = 0) -> np.ndarray:
+    """Only data stored inside the file is read, and only after its size is checked
+    (lsd.formats): no links, no external storage, no header claiming gigabytes."""
+    return read_h5_dataset(path, key, copy_bytes)
 
 
 def _read_l4s_pair(image: Path, mask: Path) -> tuple[np.ndarray, np.ndarray]:
     """Return the stack as float32 (C, H, W) and the label as uint8 (H, W), both checked."""
-    img = _read_h5(image, L4S_IMAGE_KEY)
+    img = _read_h5(image, L4S_IMAGE_KEY, copy_bytes=4)
     if img.ndim != 3 or img.shape[2] != len(L4S_LAYERS):
         raise InvalidFile(
             f"{image}: dataset '{L4S_IMAGE_KEY}' has shape {tuple(img.shape)}, expected "
             f"(height, width, {len(L4S_LAYERS)})"
         )
-    if not np.issubdtype(img.dtype, np.number):
-        raise InvalidFile(f"{image}: dataset '{L4S_IMAGE_KEY}' holds {img.dtype}, not numbers")
+    if not np.issubdtype(img.dtype, np.number) or np.iscomplexobj(img):
+        raise InvalidFile(f"{image}: dataset '{L4S_IMAGE_KEY}' holds {img.dtype}, not real numbers")
     lab = _read_h5(mask, L4S_MASK_KEY)
     if lab.shape != img.shape[:2]:
         raise InvalidFile(

@@ -19,6 +19,7 @@ import numpy as np
 
 from lsd.errors import InvalidFile
 from lsd.formats import GEOTIFF, open_raster, open_tiff_page
+from lsd.limits import check_memory, check_pixels, check_raster
 from lsd.paper import N_CHANNELS
 from lsd.rasters import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
 
@@ -143,7 +144,11 @@ def read_input(path: Path) -> tuple[np.ndarray, Grid, bool, NoDataTag | None]:
     """
     shape = tif_shape(path)
     check_channels(path, shape)
+    check_pixels(str(path), shape.width, shape.height)
+    check_memory(f"reading {path} ({shape.channels} layers of {shape.width} x {shape.height} "
+                 "pixels)", 8.0 * shape.channels * shape.width * shape.height)  # fmt: skip
     with _open(path) as src:
+        check_raster(src, path)
         if shape.layout == "bands":
             data = src.read(out_dtype="float32")
         else:
@@ -182,6 +187,10 @@ def read_label_tif(path: Path) -> tuple[np.ndarray, Grid, bool]:
     """The label as uint8 0/1/255; any other value is refused, naming it and where it is."""
     label_shape(path)
     with _open(path) as src:
+        check_raster(src, path)
+        pixel_bytes = np.dtype(src.dtypes[0]).itemsize + 2.0  # the raw band, its copy as uint8
+        check_memory(f"reading {path} ({src.width} x {src.height} pixels)",
+                     pixel_bytes * src.width * src.height)  # fmt: skip
         raw = src.read(1)
         grid, geo = _grid(src, src.height, src.width)
     values = np.unique(raw[~np.isnan(raw)]) if raw.dtype.kind == "f" else np.unique(raw)

@@ -22,6 +22,7 @@ import numpy as np
 from lsd import conventions as cv
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue
 from lsd.events import event_record, write_event
+from lsd.limits import check_memory, check_raster
 from lsd.pipeline.conventions import DatasetConventions, detect_for_import
 from lsd.pipeline.sources.common import check_source_folder, natural_key
 from lsd.rasters import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
@@ -192,6 +193,10 @@ def _read_bands(path: Path) -> tuple[np.ndarray, list[str | None], Any]:
         keep = [i for i, ci in enumerate(ds.colorinterp, 1) if ci != ColorInterp.alpha]
         if not keep:
             raise InvalidFile(f"{path}: has only an alpha band")
+        check_raster(ds, path)
+        itemsize = max(np.dtype(ds.dtypes[i - 1]).itemsize for i in keep)
+        check_memory(f"reading {path} ({len(keep)} bands of {ds.width} x {ds.height} pixels)",
+                     (itemsize + 4.0) * len(keep) * ds.width * ds.height)  # fmt: skip
         try:
             data = ds.read(keep)
         except (RasterioError, OSError) as exc:  # truncated or corrupt pixel data

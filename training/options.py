@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lsd.errors import InvalidValue
-from lsd.runs import run_id
 
 # The grid's axes: the paper's nine segmentation-models-pytorch architectures (lsd.training.models
 # builds them; "unet++" and "deeplabv3+" are accepted as aliases) and five losses
@@ -91,6 +90,8 @@ class RunConfig(TrainOptions):
 
     @property
     def run_id(self) -> str:
+        from lsd.runs import run_id  # lsd.runs loads numpy (lsd.rasters); --help must not
+
         return run_id(self.arch, self.loss, self.lr)
 
 

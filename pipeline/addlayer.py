@@ -57,10 +57,10 @@ class Placement:
 # --------------------------------------------------------------------------- checks
 
 
-def parse_names(text: str | Sequence[str]) -> tuple[str, ...]:
-    """'coh' or 'H,A,alpha' -> layer names; names must work in settings lists and TOML."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    names = tuple(n.strip() for n in items)
+def check_names(given: Sequence[str]) -> tuple[str, ...]:
+    """The new layers' names (('coh',) or ('H', 'A', 'alpha')); they must work in settings lists
+    and TOML."""
+    names = tuple(str(n).strip() for n in given)
     if not names or any(not n for n in names):
         raise InvalidValue(
             "name is empty; give a layer name such as coh, or H,A,alpha", field="name"
@@ -76,20 +76,6 @@ def parse_names(text: str | Sequence[str]) -> tuple[str, ...]:
     if dupes:
         raise InvalidValue(f"name '{dupes[0]}' is given twice", field="name")
     return names
-
-
-def parse_bands(text: str | None) -> tuple[int, ...] | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        bands = tuple(int(b) for b in text.split(","))
-    except ValueError:
-        raise InvalidValue(
-            f"band '{text}' is not a band number or a list like 1,3", field="band"
-        ) from None
-    if any(b < 1 for b in bands):
-        raise InvalidValue(f"band '{text}': bands are numbered from 1", field="band")
-    return bands
 
 
 def _events(data: Path, only: Sequence[str] | None) -> list[EventFolder]:
@@ -339,7 +325,7 @@ def add_layer(
             f"resampling '{source.resampling}' is not one of {', '.join(RESAMPLINGS)}",
             field="resampling",
         )
-    parse_names(source.names)
+    check_names(source.names)
     events = _events(data, only)
     rasters = match_rasters(raster, events, echo)
     bar = tqdm(total=2 * len(events), desc="add-layer", unit="step", disable=not progress,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import click
 
-from lsd import __version__
 from lsd.pipeline.options import LsdGroup
 
 
 @click.group(cls=LsdGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="lsd")
+# the installed distribution's version, read from its metadata only when --version is given
+@click.version_option(package_name="lsd", prog_name="lsd")
 def main() -> None:
     """Find landslides in Sentinel-1/2 imagery: fetch layers, train model grids, map landslides.
 

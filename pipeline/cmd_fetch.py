@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from lsd.pipeline.options import LsdCommand
+from lsd.pipeline.options import CommaList, LsdCommand
 
 
 @click.command(
@@ -69,10 +69,13 @@ from lsd.pipeline.options import LsdCommand
 )
 @click.option("--bucket", default=None, help="Cloud Storage bucket for --export gcs.")
 @click.option("--project", default=None, help="Google Cloud project for Earth Engine.")
-@click.option("--only", default=None, help="Comma-separated event ids to fetch (default: all).")
+@click.option(
+    "--only", type=CommaList("IDS"), help="Comma-separated event ids to fetch (default: all)."
+)
 @click.option(
     "--layers",
     "groups",
+    type=CommaList("GROUPS"),
     default="paper",
     show_default=True,
     help="Layer groups, comma-separated: paper (the 15), s2bands (preB2 ... postB12), ndvi "
@@ -117,8 +120,8 @@ def fetch(
     export: str | None,
     bucket: str | None,
     project: str | None,
-    only: str | None,
-    groups: str,
+    only: tuple[str, ...] | None,
+    groups: tuple[str, ...],
     source: str,
     catalog: str | None,
     jobs: int,
@@ -142,7 +145,7 @@ def fetch(
         raise click.BadParameter(f"must be positive, got {aoi_km2}", param_hint="--aoi-km2")
     layer_groups = parse_groups(groups, field="groups")
     scenes = parse_s1_scenes(s1_scenes)
-    ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
+    ids = list(only) if only else None
     if fetch_config is not None:
         cfg = FetchConfig.from_toml(fetch_config, aoi_km2=aoi_km2)
     else:

@@ -66,18 +66,6 @@ def _mean_event_f1(per_event: dict[str, list[Counts]], i: int) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
-def parse_ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise InvalidValue(
-            f"'{text}' must be comma-separated whole numbers, e.g. 10,20,40", field="ks"
-        ) from None
-    if not ks or any(k < 1 for k in ks):
-        raise InvalidValue(f"'{text}' must list ensemble sizes of at least 1", field="ks")
-    return ks
-
-
 def _events_by_role(data_dir: Path, role: str) -> list[EventFolder]:
     return [e for e in list_events(data_dir) if e.role == role]
 
@@ -172,6 +160,9 @@ def evaluate_runs(
     """Score every model and top-K ensemble of `runs_dir` on the test events of `data_dir`;
     events whose conventions differ from the models' are refused unless `ignore_conventions`.
     """
+    from lsd.training.device import resolve_device
+
+    device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     runs_dir, data_dir = Path(runs_dir), Path(data_dir)
     out = Path(out) if out is not None else runs_dir / "evaluation"
     threshold = check_threshold(threshold)

@@ -199,8 +199,10 @@ def evaluate_landslide4sense(
     split's test events, else the events whose role is test) as the benchmark does; write
     the comparison with Table I to `out` (RUNS/evaluation-landslide4sense)."""
     from lsd.pipeline.evaluate import choose_events
+    from lsd.training.device import resolve_device
     from lsd.training.ensemble import member_loaders, member_progress, prepare_events, score_members
 
+    device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     runs, data = Path(runs), Path(data)
     out = Path(out) if out is not None else runs / OUT_NAME
     table1 = read_table1(Path(anchors) if anchors else None)

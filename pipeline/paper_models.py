@@ -222,6 +222,9 @@ def import_paper_models(
     echo: Echo = print,
 ) -> list[SettingImport]:  # fmt: skip
     """Every multirun folder under `models_dir` as runs_root/<setting>/ (see module doc)."""
+    from lsd.training.device import resolve_device
+
+    device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     multiruns = find_multiruns(Path(models_dir))
     data = load_paper_data(data_dir)
     results = []

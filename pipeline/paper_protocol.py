@@ -215,7 +215,9 @@ def evaluate_paper(
     progress: bool = True,
 ) -> tuple[list[SettingScores], Path]:
     from lsd.pipeline.evaluate import choose_events
+    from lsd.training.device import resolve_device
 
+    device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     runs, data = Path(runs), Path(data)
     out = Path(out) if out is not None else runs / "evaluation-paper"
     if out.exists() and not overwrite:

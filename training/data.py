@@ -22,13 +22,12 @@ from lsd.errors import InvalidValue, LayerMissing
 from lsd.events import EventFolder
 from lsd.rasters import LABEL_IGNORE, LABEL_LANDSLIDE, read_label, read_stack, require_layers
 from lsd.training.normalise import normalise_array_
+from lsd.training.options import CROP_ANCHORS, EVENT_ORDERS
 
 if TYPE_CHECKING:
     import torch
 
 DEFAULT_HOLDOUT_FRACTION = 0.15
-CROP_ANCHORS = ("random", "centre")
-EVENT_ORDERS = ("random", "shuffled")
 # Activation memory of one training step per pixel of a batch, for the architecture that needs
 # least (benchmarks/bench_train_memory.py, min_bytes_per_pixel): the estimate of a step is a
 # floor, so no grid is refused that could fit.

@@ -244,6 +244,9 @@ def make_ensemble(
 ) -> dict[str, Any]:
     """Pick the top-K runs (K given, or None: the size with the best validation F1), copy them
     into a self-contained ensemble folder and return its manifest."""
+    from lsd.training.device import resolve_device
+
+    device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     runs_dir, out = Path(runs_dir), Path(out)
     threshold = check_threshold(threshold)
     entries = read_leaderboard(runs_dir)

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lsd.errors import InputNotFound, InvalidValue, UserError
-from lsd.training.loop import RunConfig, RunData
+from lsd.training.loop import RunData
+from lsd.training.options import RunConfig
 
 EpochHook = Callable[[str, int, dict[str, Any]], None]  # (run_id, epoch, metrics row)
 DoneHook = Callable[["RunTask", dict[str, Any]], None]  # (task, done.json record)
@@ -88,7 +89,7 @@ class RunTask:
     run_dir: Path
     data: DataRef
     device: str  # as resolved by the grid ("cpu", "cuda", "cuda:1")
-    precision: str = "auto"  # lsd.training.precision.PRECISIONS
+    precision: str = "auto"  # lsd.training.options.PRECISIONS
 
     @property
     def run_id(self) -> str:

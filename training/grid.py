@@ -54,7 +54,7 @@ from lsd.runs import (
     write_split,
 )
 from lsd.spec import ROLES
-from lsd.training.data import CROP_ANCHORS, EVENT_ORDERS, step_bytes
+from lsd.training.data import step_bytes
 from lsd.training.executors import (
     DataRef,
     EpochHook,
@@ -63,28 +63,28 @@ from lsd.training.executors import (
     RunsFailed,
     RunTask,
 )
-from lsd.training.loop import LR_SCHEDULES, RunConfig, TrainOptions
-from lsd.training.models import ARCHITECTURES
+from lsd.training.options import (
+    ARCHITECTURES,
+    CROP_ANCHORS,
+    DEFAULT_LRS,
+    EVENT_ORDERS,
+    LOSSES,
+    LR_SCHEDULES,
+    NORMALISATIONS,
+    RunConfig,
+    TrainOptions,
+    check_precision,
+)
 
-DEFAULT_LRS: tuple[float, ...] = (0.01, 0.001)
 # Options that change what a run learns; a RUNS folder refuses a resume that changes them.
 FIXED_OPTIONS = (
     "encoder", "encoder_weights", "crop", "batch_size", "iters_per_epoch", "seed", "lr_schedule",
     "crop_anchor", "weight_decay", "augment", "event_order", "normalisation",
 )  # fmt: skip
-# Where the normalisation statistics come from: the training events, or a benchmark's fixed
-# per-layer values (lsd.landslide4sense: its baseline loader's mean and std).
-NORMALISATIONS = ("training", "landslide4sense")
 # Limits a resume may change, as long as every run is what the new limits would make.
 LIMIT_OPTIONS = ("epochs", "patience")
 POSITIVE_OPTIONS = ("epochs", "iters_per_epoch", "batch_size", "crop", "patience")
 RESUME_HINT = "use a new RUNS folder, or repeat the options this folder was made with"
-
-
-def _default_losses() -> tuple[str, ...]:
-    from lsd.training.losses import LOSSES
-
-    return tuple(LOSSES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,13 +95,13 @@ class GridOptions(TrainOptions):
     setting: str = "all"
     settings_file: str | None = None
     archs: tuple[str, ...] = ARCHITECTURES
-    losses: tuple[str, ...] = field(default_factory=_default_losses)
+    losses: tuple[str, ...] = LOSSES
     lrs: tuple[float, ...] = DEFAULT_LRS
     val: int | list[str] | None = None
     test: int | list[str] | None = None
     device: str = "auto"
     preset: str = "lsd"  # recorded: which named set of options filled the unset ones
-    precision: str = "auto"  # lsd.training.precision.PRECISIONS
+    precision: str = "auto"  # PRECISIONS
     normalisation: str = "training"  # NORMALISATIONS
 
     def train_options(self) -> dict[str, Any]:
@@ -394,7 +394,7 @@ def prepare_grid(
     machine need not have it; the plan keeps the request ("auto", "cpu", "cuda")."""
     from lsd.training.data import check_labels, check_training_size, compute_norm, split_events
     from lsd.training.device import resolve_device
-    from lsd.training.precision import Precision, check_precision
+    from lsd.training.precision import Precision
 
     opts = check_options(opts)
     check_precision(opts.precision)

@@ -32,7 +32,6 @@ from lsd.versions import ONNX, require
 INSTALL_HINT = "pip install 'lsd[onnx]'"
 TOLERANCE = 1e-4  # largest |p_onnx - p_torch| a member may show on its first batch
 OPSET = 17
-RUNTIMES = ("torch", "onnx")
 
 
 def import_ort() -> Any:

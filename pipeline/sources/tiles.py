@@ -78,13 +78,12 @@ def format_mapping(mapping: dict[int, int]) -> str:
     return ",".join(f"{s}:{t}" for s, t in mapping.items())
 
 
-def parse_layers(text: str) -> list[str]:
-    """Split 'R,G,B,NIR'; names must be non-empty and distinct (they become band names)."""
-    names = [p.strip() for p in text.split(",")]
-    if not text.strip() or any(not n for n in names):
+def check_layer_names(layers: Sequence[str]) -> list[str]:
+    """Layer names for the image bands: non-empty and distinct (they become band names)."""
+    names = [str(n).strip() for n in layers]
+    if not names or any(not n for n in names):
         raise InvalidValue(
-            f"'{text}': give comma-separated non-empty layer names, e.g. R,G,B,NIR",
-            field="layers",
+            f"'{','.join(names)}': give non-empty layer names, e.g. R,G,B,NIR", field="layers"
         )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -329,7 +328,7 @@ class TileSource:
                 field="mapping",
             )
         self.mapping = mapping
-        self.layers = parse_layers(",".join(layers)) if layers is not None else None
+        self.layers = check_layer_names(layers) if layers is not None else None
         self.images_dir, self.masks_dir, self.pairs, self.prefix = (
             images_dir,
             masks_dir,

@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+from google.cloud import storage
+from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from lsd.files import atomic_path
 from lsd.formats import opened
@@ -63,7 +67,6 @@ def tile_side(n_bands: int, tile: int = DEFAULT_TILE) -> int:
 
 def plan_tiles(grid: Grid, n_bands: int, tile: int = DEFAULT_TILE) -> list[Any]:
     """Row-major rasterio Windows covering the grid, each small enough for `n_bands` bands."""
-    from rasterio.windows import Window
 
     side = tile_side(n_bands, tile)
     return [
@@ -112,7 +115,6 @@ def fetch_pixels(
     """Pixels of `image` (of its `bands`, default all) on one window of `grid`: (bands, h, w)
     float32, NaN where masked."""
     import ee
-    from rasterio.transform import Affine
 
     t = grid.transform @ Affine.translation(window.col_off, window.row_off)
     request = {
@@ -211,7 +213,6 @@ def download_stack(
 
     Blocks are written as they arrive so memory stays at one request whatever the AOI size.
     """
-    import rasterio
 
     fetch = fetch or fetch_pixels
     with (
@@ -240,7 +241,6 @@ def geotiff_to_stack(
     conventions: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Turn an exported GeoTIFF (sentinel for masked) into a contract stack, block by block."""
-    import rasterio
 
     with opened(src_path) as src:  # a file the user dropped in goes through the gate too
         if src.count != len(layers) or (src.width, src.height) != (grid.width, grid.height):
@@ -343,7 +343,6 @@ def wait_for_task(
 
 def download_gcs(bucket: str, name: str, dest: Path, credentials: Any = None) -> Path:
     """Fetch gs://bucket/name.tif to `dest` with the same credentials Earth Engine used."""
-    from google.cloud import storage
 
     client = storage.Client(credentials=credentials, project=None)
     blob = client.bucket(bucket).blob(f"{name}.tif")

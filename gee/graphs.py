@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import ee
+from ee import apitestcase
 
 from lsd.files import write_json
+from lsd.gee import download
+from lsd.gee import event_facts as ef
+from lsd.gee import layers as gl
 from lsd.layergroups import ndvi_of, s1_scene_of, s2_band_of
 from lsd.layers import LANDCOVER_LAYER, S1_LAYERS
 
@@ -59,7 +63,6 @@ def offline_client() -> Iterator[None]:
     credentials, the graph benchmark): it needs only the algorithm signatures, which its wheel
     ships (the list its own tests use). A session already open is used as it is; otherwise
     the client is restored afterwards."""
-    from ee import apitestcase
 
     if ee.data.is_initialized():
         yield
@@ -148,9 +151,6 @@ def write_event_graphs(
     layer needs per-event values), stack.json (the expression each download request sends, with
     the band ids of its band group) and one file per graph group. Built with `constants` when they
     are known, else with the per-event values computed inside the graphs."""
-    from lsd.gee import download
-    from lsd.gee import event_facts as ef
-    from lsd.gee import layers as gl
 
     meta = {
         "layers": list(layers),

@@ -19,13 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from lsd.events import event_record, write_event
 from lsd.files import write_json
+from lsd.gee import download
+from lsd.gee.auth import current_credentials
 from lsd.gee.config import (
     FILLED_FROM_GLO30,
     S1_COLLECTION,
     FetchConfig,
     dem_asset_for,
+    fetch_conventions,
     snow_mask_value,
 )
 from lsd.labels import rasterize_labels
@@ -59,7 +64,6 @@ def plan_event(
     spec: EventSpec, cfg: FetchConfig, layers: Sequence[str] = PAPER_LAYERS
 ) -> dict[str, Any]:
     """What would be fetched for this event, computed locally (no credentials needed)."""
-    from lsd.gee import download
 
     grid = event_grid(spec, cfg.scale)
     lon0, lat0, lon1, lat1 = unwrap_lon(spec.aoi).bounds
@@ -158,7 +162,6 @@ class EarthEngineSource:
         return note
 
     def get_info(self, obj: Any, event_id: str) -> Any:
-        from lsd.gee import download
 
         return download.with_retries(
             obj.getInfo, sleep=self.sleep, on_retry=self.retry_note(event_id)
@@ -283,7 +286,6 @@ class EventRun:
         """What this event's stack means (lsd.conventions), for event.json and its tags: the
         settings' radar conventions and what this event's layers decided (snow, DEM, land
         cover, masking)."""
-        from lsd.gee.config import fetch_conventions
         from lsd.gee.layers import layer_conventions
 
         return {
@@ -391,7 +393,6 @@ def _stack_writer(run: EventRun, grid: Grid, folder: Path) -> Callable[[Path], N
     """How stack.tif gets written: from an export the user dropped in, from a batch export, or
     by downloads per tile and band group. None when a Drive export must first be downloaded by
     the user."""
-    from lsd.gee import download
 
     src, spec, layers = run.src, run.spec, run.layers
     folder.mkdir(parents=True, exist_ok=True)
@@ -414,9 +415,6 @@ def _stack_writer(run: EventRun, grid: Grid, folder: Path) -> Callable[[Path], N
 
 
 def _download(run: EventRun, image: Any, grid: Grid, dest: Path) -> None:
-    from tqdm import tqdm
-
-    from lsd.gee import download
 
     src, spec = run.src, run.spec
     requests = download.plan_requests(grid, len(run.layers))
@@ -434,8 +432,6 @@ def _run_export(
     src: EarthEngineSource, spec: EventSpec, image: Any, grid: Grid, folder: Path
 ) -> Path | None:
     """Run a batch export; return the downloaded GeoTIFF (gcs) or None (drive, user downloads)."""
-    from lsd.gee import download
-    from lsd.gee.auth import current_credentials
 
     note = folder / EXPORT_NOTE
     name = f"lsd_{spec.event_id}"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from lsd import landslide4sense as l4s
 from lsd.errors import ServiceUnavailable
 from lsd.paper import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_DOI, ZENODO_RECORD
 from lsd.pipeline.options import PATH, LsdGroup, progress_option
@@ -95,7 +96,6 @@ def landslide4sense(to: Path, from_archive: tuple[Path, ...], progress: bool) ->
     \b
         lsd download landslide4sense --to l4s
     """
-    from lsd import landslide4sense as l4s
     from lsd.pipeline.download import ZENODO_URL, download_landslide4sense
 
     base = os.environ.get(URL_ENV) or ZENODO_URL

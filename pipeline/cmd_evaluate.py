@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from lsd.errors import UserError
+from lsd.errors import ConventionMismatch, UserError
+from lsd.paper import TABLE8_KS
 from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
 from lsd.versions import TORCH_STACK
 
@@ -76,7 +77,6 @@ def evaluate(
     \b
         lsd evaluate paper/runs --data paper/events
     """
-    from lsd.errors import ConventionMismatch
     from lsd.pipeline.evaluate import evaluate_runs, parse_ks
     from lsd.training.device import resolve_device
 
@@ -115,7 +115,6 @@ def evaluate(
 
 
 def _evaluate_paper(runs, data, out, ids, anchors, device: str, overwrite: bool) -> None:
-    from lsd.paper import TABLE8_KS
     from lsd.pipeline.paper_protocol import evaluate_paper, read_table8
 
     results, folder = evaluate_paper(

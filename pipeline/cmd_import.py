@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from lsd.errors import OutputExists
+from lsd.files import read_json
 from lsd.pipeline.options import PATH, LsdGroup, device_option, progress_option
 from lsd.versions import TORCH_STACK
 
@@ -157,7 +158,6 @@ def paper(src: Path, dest: Path, inventories: Path | None, progress: bool) -> No
 def _role_counts(folders: list[Path]) -> str:
     """'3799 train, 245 val, 800 test' from the event records (only event.json is read)."""
     from lsd.events import EVENT_FILE
-    from lsd.files import read_json
 
     counts: dict[str, int] = {}
     for folder in folders:

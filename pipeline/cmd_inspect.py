@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from lsd.files import write_json
 from lsd.pipeline.options import LsdCommand
 
 
@@ -33,7 +34,6 @@ def inspect(stacks: tuple[Path, ...], json_out: Path | None, conventions: bool) 
     \b
         lsd inspect data/05-norway paper/events/05-norway
     """
-    from lsd.files import write_json
     from lsd.pipeline.inspect import comparison_lines, records, stack_stats
 
     if conventions:

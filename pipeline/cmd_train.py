@@ -88,7 +88,7 @@ def _shown(value: Any) -> str:
 
 def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: int, device: str):
     """The executor the options ask for; options that go with Ray alone are refused elsewhere."""
-    from lsd.training.executors import make_executor
+    from lsd.training.executor_registry import make_executor
 
     if name != "ray" and address:
         raise UserError("--ray-address goes with --executor ray")

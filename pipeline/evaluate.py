@@ -18,13 +18,16 @@ from typing import Any
 
 from lsd import __version__
 from lsd.bundles import DEFAULT_THRESHOLD, check_threshold, common_layers
+from lsd.conventions import of_models
 from lsd.errors import InvalidValue, UserError
 from lsd.events import EventFolder, list_events, select_events
 from lsd.files import atomic_path
 from lsd.layers import BUILTIN_SETTINGS
 from lsd.outputs import check_output, mark
 from lsd.paper import EVENTS_BY_NUMBER, PAPER_TEST_EVENT, TABLE8, TABLE8_KS
+from lsd.pipeline.conventions import check_events_against_model
 from lsd.pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
+from lsd.progress import warn
 from lsd.runs import SPLIT_FILE, RunEntry, read_leaderboard, read_split
 from lsd.training.ensemble import (
     Scores,
@@ -233,9 +236,6 @@ def _check_conventions(
 ) -> None:
     """The test events must mean what the models learnt (lsd.conventions); say once what cannot
     be checked."""
-    from lsd.conventions import of_models
-    from lsd.pipeline.conventions import check_events_against_model
-    from lsd.progress import warn
 
     model = of_models([e.meta() for e in entries], [e.bundle for e in entries])
     found = check_events_against_model(

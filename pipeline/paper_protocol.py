@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from lsd import __version__
 from lsd.bundles import common_layers
 from lsd.errors import InputNotFound, InvalidFile, OutputExists
 from lsd.files import atomic_path
 from lsd.paper import TABLE7, TABLE8, TABLE8_KS
+from lsd.pipeline.evaluate import choose_events
 from lsd.pipeline.report import fmt, markdown_table
 from lsd.rasters import read_label, read_stack
 from lsd.runs import LEADERBOARD_FILE, RunEntry, read_grid_record, read_leaderboard
@@ -87,7 +89,6 @@ def score_setting(
     setting: str, runs_dir: Path, test_events: Sequence, *, device: str, progress: bool
 ) -> SettingScores:
     """Each ranked model alone and every top-k ensemble on the centre-cropped test events."""
-    from tqdm import tqdm
 
     from lsd.training.bundle import load_bundle
     from lsd.training.paper import CroppedEvent, paper_counts, whole_image_probability
@@ -214,7 +215,6 @@ def evaluate_paper(
     device: str = "cpu",
     progress: bool = True,
 ) -> tuple[list[SettingScores], Path]:
-    from lsd.pipeline.evaluate import choose_events
 
     runs, data = Path(runs), Path(data)
     out = Path(out) if out is not None else runs / "evaluation-paper"

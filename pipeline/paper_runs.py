@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lsd.errors import InputNotFound, InvalidFile
 from lsd.paper import (
     ARCH_CLASSES,
@@ -123,7 +125,6 @@ def best_checkpoint(run: Path) -> tuple[Path, int | None]:
 
 
 def read_config(run: Path) -> tuple[dict[str, Any] | None, str]:
-    import yaml
 
     for rel in CONFIG_FILES:
         path = run / rel

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 BIAS_LINES = (0.25, 0.5, 0.8, 1.0, 1.25, 2.0, 4.0)
@@ -31,10 +33,8 @@ class Point:
 
 
 def _pyplot():
-    import matplotlib
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
 
     return plt
 

@@ -51,7 +51,7 @@ def test_choice_options_show_their_choices(command: str, shown: str) -> None:
 
 def test_the_cli_s_choices_are_the_library_s() -> None:
     """options.py spells them out so that --help needs no torch; they must not drift."""
-    from lsd.training.executors import EXECUTORS
+    from lsd.training.executor_registry import EXECUTORS
     from lsd.training.onnx_runtime import RUNTIMES
     from lsd.training.precision import PRECISIONS
 

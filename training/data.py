@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from lsd.errors import InvalidValue, LayerMissing
 from lsd.events import EventFolder
+from lsd.limits import check_memory
+from lsd.progress import warn
 from lsd.rasters import LABEL_IGNORE, LABEL_LANDSLIDE, read_label, read_stack, require_layers
 from lsd.training.normalise import normalise_array_
 
@@ -299,7 +302,6 @@ def check_training_size(
         InvalidValue: the crop is more than MAX_CROP_PER_EVENT_SIDE times the largest event.
         TooLarge: more memory than the limit.
     """
-    from lsd.limits import check_memory
 
     largest = max(train, key=lambda e: max(e.grid.width, e.grid.height))
     side = max(largest.grid.width, largest.grid.height)
@@ -327,7 +329,6 @@ def check_labels(train: Sequence[EventFolder], val: Sequence[EventFolder]) -> No
     Raises:
         InvalidValue: naming the events and what their labels hold.
     """
-    from lsd.progress import warn
 
     def counts(events: Sequence[EventFolder]) -> tuple[int, int]:
         labelled = landslide = 0
@@ -404,7 +405,6 @@ class CropSampler:
         """Check the events, move them to the device once and build every index table a batch
         needs (landslide pixels, augmentation maps, canvases); long because batches then only
         look things up."""
-        import torch
 
         if not events:
             raise InvalidValue("no training events to sample crops from")
@@ -470,7 +470,6 @@ class CropSampler:
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Events, window corners and augmentation codes for one batch, on the CPU."""
-        import torch
 
         g, n, crop = self.generator, self.batch_size, self.crop
         if self.order == "shuffled":
@@ -507,7 +506,6 @@ class CropSampler:
         """The paper's AnchorCrop: the anchor (a landslide pixel, or a uniformly drawn pixel of a
         landslide-free event) at the window's centre, the window shifted to fit the image; an
         image smaller than the crop sits inside the window (padded) instead."""
-        import torch
 
         crop = self.crop
         r = torch.where(has_pos, r, (u[:, 1] * h.double()).long().clamp_max(h - 1))
@@ -523,7 +521,6 @@ class CropSampler:
     def _next_in_pass(self, n: int) -> torch.Tensor:
         """The next `n` events of the shuffled passes, a new permutation whenever one is used up
         (a batch may span two passes, as a data loader's last short batch does not)."""
-        import torch
 
         out = []
         while n:
@@ -553,7 +550,6 @@ class CropSampler:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (N, C, crop, crop) float32, y: (N, crop, crop) uint8 (0/1/255), on `device`."""
-        import torch
 
         ev, top, left, aug = self._draw()
         n, c, crop, dev = self.batch_size, self.channels, self.crop, self.device
@@ -578,7 +574,6 @@ class CropSampler:
 
 def _augment(t: torch.Tensor, k: int, hflip: bool, vflip: bool) -> torch.Tensor:
     """The augmentation as applied to any (..., H, W) tensor: rotate by k*90 deg, then flip."""
-    import torch
 
     t = torch.rot90(t, k, dims=(-2, -1))
     if hflip:

@@ -26,6 +26,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import Any
 
+import torch
+
 from lsd.interrupts import TERMINATED_EXIT, Terminated
 from lsd.training.executors import (
     Dispatch,
@@ -36,6 +38,7 @@ from lsd.training.executors import (
     StartHook,
     dispatch,
     failure_text,
+    train_task,
 )
 
 _DEVICE = ""  # this worker's device when the pool spreads workers over GPUs
@@ -44,7 +47,6 @@ _BUSY = False  # this worker is training a run
 
 def worker_devices(device: str, workers_per_device: int) -> list[str]:
     """One entry per worker process: the device it trains on."""
-    import torch
 
     if device == "cuda" and torch.cuda.is_available() and torch.cuda.device_count() > 1:
         return [f"cuda:{g}" for g in range(torch.cuda.device_count())] * workers_per_device
@@ -53,7 +55,6 @@ def worker_devices(device: str, workers_per_device: int) -> list[str]:
 
 def _init(devices: Any, threads: int) -> None:
     """Worker start: take a device slot and a share of the CPU cores."""
-    import torch
 
     global _DEVICE
     _DEVICE = devices.get()
@@ -71,7 +72,6 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _train_in_worker(task: RunTask) -> dict[str, Any]:
-    from lsd.training.executors import train_task
 
     global _BUSY
     _BUSY = True

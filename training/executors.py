@@ -8,7 +8,8 @@ that sees the same folders can run it. `InProcessExecutor` is the default: one r
 in this process, on one device; with several runs per device it hands the runs to worker
 processes (lsd.training.executor_pool), and `ray` spreads them over a Ray cluster
 (lsd.training.executor_ray). A distributed executor is one new module plus one entry in
-`EXECUTORS`; `dispatch` is the loop that such executors share.
+`EXECUTORS` (lsd.training.executor_registry, which imports the executors, so that they can import
+this module); `dispatch` is the loop that such executors share.
 
 Before starting a task an executor asks `on_start(task)`: the grid answers False when another
 driver holds the run's claim (lsd.runs), and the executor skips the task. Executors that isolate
@@ -26,8 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from lsd.errors import InputNotFound, InvalidValue, UserError
-from lsd.training.loop import RunConfig, RunData
+from lsd.errors import InputNotFound, UserError
+from lsd.events import select_events
+from lsd.runs import read_metrics
+from lsd.training.data import load_events
+from lsd.training.loop import RunConfig, RunData, train_run
 
 EpochHook = Callable[[str, int, dict[str, Any]], None]  # (run_id, epoch, metrics row)
 DoneHook = Callable[["RunTask", dict[str, Any]], None]  # (task, done.json record)
@@ -56,8 +60,6 @@ class DataRef:
 
     def load(self) -> RunData:
         """Read and normalise the training and validation events (NaN -> 0 after normalising)."""
-        from lsd.events import select_events
-        from lsd.training.data import load_events
 
         where = f"the split of {self.data_dir}"
         layers, mean, std = list(self.layers), list(self.mean), list(self.std)
@@ -101,7 +103,6 @@ _WORKER_DATA: dict[DataRef, RunData] = {}
 def train_task(task: RunTask, *, progress: bool = False) -> dict[str, Any]:
     """Train one task in this process (a worker's entry point); the events are loaded once per
     process and kept for its next tasks."""
-    from lsd.training.loop import train_run
 
     task.data.check_here()
     runs = task.run_dir.parent.parent
@@ -160,7 +161,6 @@ class InProcessExecutor:
     ) -> None:
         """A failure stops the grid here (as it always did): in one process, the next run
         would meet the same problem."""
-        from lsd.training.loop import train_run
 
         for task in tasks:
             if on_start is not None and not on_start(task):
@@ -243,7 +243,6 @@ def dispatch(
 
 
 def _follow_epochs(tasks, seen: dict[str, int], on_epoch: EpochHook) -> None:
-    from lsd.runs import read_metrics
 
     for task in tasks:
         for row in read_metrics(task.run_dir):
@@ -254,41 +253,3 @@ def _follow_epochs(tasks, seen: dict[str, int], on_epoch: EpochHook) -> None:
             if epoch > seen.get(task.run_id, 0):
                 seen[task.run_id] = epoch
                 on_epoch(task.run_id, epoch, dict(row))
-
-
-# --------------------------------------------------------------------------- the registry
-
-
-def _local(runs_per_gpu: int = 1, **_: Any) -> Executor:
-    """This machine: one process, or worker processes when several runs share a device."""
-    if runs_per_gpu == 1:
-        return InProcessExecutor()
-    from lsd.training.executor_pool import ProcessExecutor
-
-    return ProcessExecutor(runs_per_gpu)
-
-
-def _ray(**options: Any) -> Executor:
-    from lsd.training.executor_ray import RayExecutor
-
-    return RayExecutor(**options)
-
-
-EXECUTORS: dict[str, Callable[..., Executor]] = {"inprocess": _local, "ray": _ray}
-
-
-def check_runs_per_gpu(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidValue(
-            f"runs per gpu must be a positive whole number, got {value}", field="runs_per_gpu"
-        )
-    return value
-
-
-def make_executor(name: str, *, runs_per_gpu: int = 1, **options: Any) -> Executor:
-    """The executor called `name`; `options` go to it (Ray: address, device)."""
-    check_runs_per_gpu(runs_per_gpu)
-    if name not in EXECUTORS:
-        known = ", ".join(EXECUTORS)
-        raise InvalidValue(f"unknown executor '{name}'; choose from {known}", field="executor")
-    return EXECUTORS[name](runs_per_gpu=runs_per_gpu, **options)

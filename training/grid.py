@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lsd import landslide4sense as l4s
+from lsd.conventions import STRICT, check_record, known, of_events
 from lsd.errors import InvalidFile, InvalidValue, LayerMissing, UserError
 from lsd.events import EventFolder, list_events
 from lsd.files import PARTIAL_SUFFIX, check_writable
@@ -54,7 +56,17 @@ from lsd.runs import (
     write_split,
 )
 from lsd.spec import ROLES
-from lsd.training.data import CROP_ANCHORS, EVENT_ORDERS, step_bytes
+from lsd.training.data import (
+    CROP_ANCHORS,
+    EVENT_ORDERS,
+    check_event_layers,
+    check_labels,
+    check_training_size,
+    compute_norm,
+    split_events,
+    step_bytes,
+)
+from lsd.training.device import resolve_device
 from lsd.training.executors import (
     DataRef,
     EpochHook,
@@ -63,8 +75,17 @@ from lsd.training.executors import (
     RunsFailed,
     RunTask,
 )
-from lsd.training.loop import LR_SCHEDULES, RunConfig, TrainOptions
-from lsd.training.models import ARCHITECTURES
+from lsd.training.loop import LR_SCHEDULES, RunConfig, TrainOptions, is_finished, stop_epoch
+from lsd.training.losses import LOSSES, canonical_loss
+from lsd.training.models import (
+    ARCHITECTURES,
+    INPUT_MULTIPLE,
+    canonical_arch,
+    check_encoder,
+    min_input_size,
+    read_encoder_state,
+)
+from lsd.training.precision import Precision, check_precision
 
 DEFAULT_LRS: tuple[float, ...] = (0.01, 0.001)
 # Options that change what a run learns; a RUNS folder refuses a resume that changes them.
@@ -82,7 +103,6 @@ RESUME_HINT = "use a new RUNS folder, or repeat the options this folder was made
 
 
 def _default_losses() -> tuple[str, ...]:
-    from lsd.training.losses import LOSSES
 
     return tuple(LOSSES)
 
@@ -153,14 +173,6 @@ class GridPlan:
 
 def check_options(opts: GridOptions) -> GridOptions:
     """Names canonicalised and numbers checked; each mistake is one line naming the value."""
-    from lsd.training.losses import canonical_loss
-    from lsd.training.models import (
-        INPUT_MULTIPLE,
-        canonical_arch,
-        check_encoder,
-        min_input_size,
-        read_encoder_state,
-    )
 
     archs = tuple(dict.fromkeys(canonical_arch(a) for a in opts.archs))
     losses = tuple(dict.fromkeys(canonical_loss(x) for x in opts.losses))
@@ -224,7 +236,6 @@ def _check_layers(
 ) -> dict[str, dict[str, int]]:
     """Every event must hold every layer of the setting with some data; returns the +/-inf
     values found per event and layer (no data, like NaN, but worth a warning)."""
-    from lsd.training.data import check_event_layers
 
     check_event_layers(events, layers, needed_by=f"setting '{setting}'")
     infinite: dict[str, dict[str, int]] = {}
@@ -316,7 +327,6 @@ def _check_limits(out: Path, opts: GridOptions, old_opts: dict[str, Any]) -> Non
     but every run must be what these limits would make, so that grid.json describes what ran.
     A finished run cannot train on (its optimiser state is dropped when it finishes) and one
     that trained past the new limits cannot be undone: either is refused."""
-    from lsd.training.loop import stop_epoch
 
     was = " and ".join(f"{k} {old_opts.get(k)}" for k in LIMIT_OPTIONS)
     field_name = next(k for k in LIMIT_OPTIONS if old_opts.get(k) != getattr(opts, k))
@@ -349,7 +359,6 @@ def _check_limits(out: Path, opts: GridOptions, old_opts: dict[str, Any]) -> Non
 def _landslide4sense_norm(layers: Sequence[str], setting: str) -> tuple[list[float], list[float]]:
     """The benchmark loader's fixed statistics of these layers, or one line naming a layer it
     has none for."""
-    from lsd import landslide4sense as l4s
 
     stats = l4s.statistics(list(layers))
     if stats is None:
@@ -392,9 +401,6 @@ def prepare_grid(
 
     With `device_on_workers` (a cluster), the device is chosen where each run lands, so this
     machine need not have it; the plan keeps the request ("auto", "cpu", "cuda")."""
-    from lsd.training.data import check_labels, check_training_size, compute_norm, split_events
-    from lsd.training.device import resolve_device
-    from lsd.training.precision import Precision, check_precision
 
     opts = check_options(opts)
     check_precision(opts.precision)
@@ -467,7 +473,6 @@ def _conventions(
 ) -> dict[str, Any]:
     """The conventions of the events the models learn from (training and validation); they
     must agree, and agree with those a resumed RUNS folder was made with (lsd.conventions)."""
-    from lsd.conventions import STRICT, check_record, known, of_events
 
     used = set(split["train"]) | set(split["val"])
     record = of_events([e for e in events if e.event_id in used])
@@ -537,7 +542,6 @@ class _Hooks:
         self.plan, self.claims, self.call, self.bar = plan, claims, call, bar
 
     def on_start(self, task: RunTask) -> bool:
-        from lsd.training.loop import is_finished
 
         if not self.claims.take(task.run_dir):
             return False
@@ -580,7 +584,6 @@ def run_grid(
     claim goes stale and this call trains them. Runs that fail are reported together at the end
     (RunsFailed) after the others have finished.
     """
-    from lsd.training.loop import is_finished
 
     call = call if call is not None else GridCall()
     configs = plan.configs()
@@ -632,7 +635,6 @@ def _wait_for_others(
 ) -> list[RunTask]:
     """Wait while other drivers hold every pending run; return the runs still unfinished once
     one of them is free or stale (none when the others finished them all)."""
-    from lsd.training.loop import is_finished
 
     told = False
     while pending:

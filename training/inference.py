@@ -37,7 +37,8 @@ from lsd.training.bundle import Member
 from lsd.training.device import resolve_device
 from lsd.training.models import model_min_side, pad_to_multiple
 from lsd.training.normalise import norm_tensors, normalise
-from lsd.training.precision import Precision
+from lsd.training.onnx_runtime import RUNTIMES, agrees, import_ort, onnx_net
+from lsd.training.precision import Precision, check_precision
 
 MIN_TILE = 32
 # (quarter turns, mirrored) for the 8 symmetries of the square, identity first
@@ -112,8 +113,6 @@ class ForwardOptions:
     runtime: str = "torch"  # or "onnx": ONNX Runtime on the CPU (lsd.training.onnx_runtime)
 
     def __post_init__(self) -> None:
-        from lsd.training.onnx_runtime import RUNTIMES
-        from lsd.training.precision import check_precision
 
         check_precision(self.precision)
         if self.runtime not in RUNTIMES:
@@ -196,7 +195,6 @@ class _Runner:
         return outs
 
     def _start_onnx(self, channels: int) -> None:
-        from lsd.training.onnx_runtime import import_ort, onnx_net
 
         if self.device.type != "cpu":
             raise InvalidValue(f"runtime onnx runs on the CPU, not on {self.device}; "
@@ -209,7 +207,6 @@ class _Runner:
     def _view_prob(self, m: int, x: torch.Tensor, k: int, mirrored: bool):
         """Sigmoid of member m on one symmetry of the batch, turned back: (N, H, W) fp32. A
         member on ONNX Runtime is checked against PyTorch on its first batch."""
-        from lsd.training.onnx_runtime import agrees
 
         model = self.members[m][0]
         v = torch.flip(x, dims=(-1,)) if mirrored else x

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pyproj import Transformer
 
 from lsd import conventions as cv
 from lsd.errors import InputNotFound, InvalidFile
@@ -159,7 +160,6 @@ def paper_val_keys(keys: list[str]) -> set[str]:
 
 def _event_at(grid: Grid) -> PaperEvent | None:
     """The paper event whose point lies inside a georeferenced grid's footprint."""
-    from pyproj import Transformer
 
     to_grid = Transformer.from_crs(4326, grid.crs, always_xy=True)
     left, bottom, right, top = grid.record()["bounds"]

@@ -3,10 +3,10 @@
 For each event (EventRun) the server is asked, in this order: the facts (which scenes each
 window holds per pass and level; a window too empty for the layers fails the event with a hint
 before any pixel is computed), whether the assets exist, the per-event constants, and the pixels
-of the layer stack (direct downloads split by tile and band group, or a batch export to Cloud
-Storage or Drive for large areas). Provenance for event.json is assembled on the client from
-those answers. The layers are the event's own (its events.csv `layers` / `s1_scenes` cells) or
-the source's. The label is burnt locally from the inventory polygons. Every event is
+of the layer stack (lsd.gee.download: direct downloads split by tile and band group, or a batch
+export to Cloud Storage or Drive for large areas). Provenance for event.json is assembled on the
+client from those answers. The layers are the event's own (its events.csv `layers` / `s1_scenes`
+cells) or the source's. The label is burnt locally from the inventory polygons. Every event is
 independent, so the driver reports a failed one and goes on with the rest.
 """
 
@@ -19,12 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from lsd.events import event_record, write_event
-from lsd.files import write_json
 from lsd.gee import download
-from lsd.gee.auth import current_credentials
 from lsd.gee.config import (
     FILLED_FROM_GLO30,
     S1_COLLECTION,
@@ -41,11 +37,6 @@ from lsd.spec import EventSpec, aoi_in_utm, describe_spec, event_grid, unwrap_lo
 
 Echo = Callable[[str], None]
 Sleep = Callable[[float], None]
-
-EXPORT_FILE = "export.tif"  # a finished export the user dropped into the event folder
-EXPORT_NOTE = "export.json"
-EXPORT_MODES = ("drive", "gcs")
-DRIVE_FOLDER = "lsd"
 
 
 def _err(msg: str) -> None:
@@ -343,7 +334,7 @@ def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
         run.fetch_constants()
         if src.graphs_dir:
             run.write_graphs()
-        stack = _stack_writer(run, grid, folder)
+        stack = download.stack_writer(run, grid, folder)
         if stack is None:
             return  # Drive: the user downloads the file; a rerun finishes the event
         label = None
@@ -354,7 +345,7 @@ def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
         write_event(folder, _record(src, spec, grid, run), grid=grid, stack=stack, label=label)
     except ee.EEException as exc:
         raise EventFailed(f"event {spec.event_id}: Earth Engine: {_first_line(exc)}") from None
-    (folder / EXPORT_NOTE).unlink(missing_ok=True)
+    (folder / download.EXPORT_NOTE).unlink(missing_ok=True)
 
 
 def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) -> dict[str, Any]:
@@ -387,76 +378,3 @@ def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) 
         spec.event_id, layers=run.layers, grid=grid, source=source, role=spec.role, label=label,
         conventions=run.conventions,
     )  # fmt: skip
-
-
-def _stack_writer(run: EventRun, grid: Grid, folder: Path) -> Callable[[Path], None] | None:
-    """How stack.tif gets written: from an export the user dropped in, from a batch export, or
-    by downloads per tile and band group. None when a Drive export must first be downloaded by
-    the user."""
-
-    src, spec, layers = run.src, run.spec, run.layers
-    folder.mkdir(parents=True, exist_ok=True)
-    dropped = folder / EXPORT_FILE
-    if dropped.is_file():
-        src.echo(f"event {spec.event_id}: converting {dropped}")
-        return lambda dest: download.geotiff_to_stack(dropped, dest, layers, grid, run.conventions)
-    image = run.image()
-    if src.export:
-        exported = _run_export(src, spec, image, grid, folder)
-        if exported is None:
-            return None
-
-        def from_export(dest: Path) -> None:
-            download.geotiff_to_stack(exported, dest, layers, grid, run.conventions)
-            exported.unlink(missing_ok=True)
-
-        return from_export
-    return lambda dest: _download(run, image, grid, dest)
-
-
-def _download(run: EventRun, image: Any, grid: Grid, dest: Path) -> None:
-
-    src, spec = run.src, run.spec
-    requests = download.plan_requests(grid, len(run.layers))
-    with tqdm(
-        total=len(requests), desc=spec.event_id, unit="request", leave=False,
-        disable=not src.show_progress, file=sys.stderr,
-    ) as bar:  # fmt: skip
-        download.download_stack(
-            image, grid, run.layers, dest, sleep=src.sleep, progress=bar.update,
-            on_retry=src.retry_note(spec.event_id), conventions=run.conventions,
-        )  # fmt: skip
-
-
-def _run_export(
-    src: EarthEngineSource, spec: EventSpec, image: Any, grid: Grid, folder: Path
-) -> Path | None:
-    """Run a batch export; return the downloaded GeoTIFF (gcs) or None (drive, user downloads)."""
-
-    note = folder / EXPORT_NOTE
-    name = f"lsd_{spec.event_id}"
-    where = f"Google Drive folder '{DRIVE_FOLDER}' as {name}.tif"
-    if src.export == "drive" and note.is_file():
-        src.echo(
-            f"event {spec.event_id}: already exported to {where}; "
-            f"download it to {folder / EXPORT_FILE} and rerun"
-        )
-        return None
-    task = download.start_export(
-        image, grid, name, mode=src.export or "", scale=src.cfg.scale, bucket=src.bucket,
-        drive_folder=DRIVE_FOLDER,
-    )  # fmt: skip
-    src.echo(f"event {spec.event_id}: export task {task.id} started ({src.export})")
-    download.wait_for_task(
-        task, sleep=src.sleep, on_state=lambda s: src.echo(f"event {spec.event_id}: export {s}")
-    )
-    if src.export == "drive":
-        write_json(note, {"task_id": task.id, "drive_folder": DRIVE_FOLDER, "file": f"{name}.tif"})
-        src.echo(
-            f"event {spec.event_id}: exported to {where}; download it to "
-            f"{folder / EXPORT_FILE} and rerun lsd fetch to finish the event"
-        )
-        return None
-    dest = folder / ".export-download.tif"
-    download.download_gcs(src.bucket or "", name, dest, credentials=current_credentials())
-    return dest

@@ -42,7 +42,7 @@ def _run_lsd(args: list[str]) -> None:
 
 def _ensemble_f1(evaluation: Path, k: int) -> float | None:
     """Test F1 of the ensemble of size k, as lsd evaluate wrote it."""
-    from lsd.pipeline.evaluate import ENSEMBLES_CSV
+    from lsd.pipeline.report import ENSEMBLES_CSV
 
     with (evaluation / ENSEMBLES_CSV).open(newline="") as f:
         for row in csv.DictReader(f):

@@ -218,7 +218,8 @@ def train(
     Long because click hands every option over as a parameter; the work is in
     lsd.training.grid."""
     from lsd.runs import LEADERBOARD_FILE
-    from lsd.training.grid import GridCall, GridOptions, prepare_grid, run_grid
+    from lsd.training.grid import GridOptions, prepare_grid
+    from lsd.training.schedule import GridCall, run_grid
 
     axes = {
         "archs": _names(archs, "--archs"),

@@ -31,11 +31,8 @@ import torch
 from lsd.interrupts import TERMINATED_EXIT, Terminated
 from lsd.training.executors import (
     Dispatch,
-    DoneHook,
-    EpochHook,
-    FailHook,
+    RunHooks,
     RunTask,
-    StartHook,
     dispatch,
     failure_text,
     train_task,
@@ -107,12 +104,9 @@ class ProcessExecutor:
     def run(
         self,
         tasks: Sequence[RunTask],
+        hooks: RunHooks,
         *,
-        on_done: DoneHook,
-        on_epoch: EpochHook | None = None,
         progress: bool = True,
-        on_start: StartHook | None = None,
-        on_failed: FailHook | None = None,
     ) -> None:
         """Run the tasks on a pool of spawned workers, one slot per device share; a pool whose
         worker died is replaced and its runs resumed. One function, long, because submit,
@@ -167,8 +161,7 @@ class ProcessExecutor:
         how = Dispatch(submit=submit, slots=len(devices), explain=explain, retry=retry,
                        poll_s=self.poll_s)  # fmt: skip
         try:
-            dispatch(tasks, how, on_done=on_done, on_epoch=on_epoch, on_start=on_start,
-                     on_failed=on_failed)  # fmt: skip
+            dispatch(tasks, how, hooks)
         except Terminated:
             if pool:
                 _stop_workers(pool[-1])  # `timeout` and some schedulers signal the driver alone

@@ -34,11 +34,8 @@ from lsd.rasters import RowReader
 from lsd.training.bundle import load_members
 from lsd.training.executors import (
     Dispatch,
-    DoneHook,
-    EpochHook,
-    FailHook,
+    RunHooks,
     RunTask,
-    StartHook,
     dispatch,
     failure_text,
     train_task,
@@ -209,12 +206,9 @@ class RayExecutor:
     def run(
         self,
         tasks: Sequence[RunTask],
+        hooks: RunHooks,
         *,
-        on_done: DoneHook,
-        on_epoch: EpochHook | None = None,
         progress: bool = True,
-        on_start: StartHook | None = None,
-        on_failed: FailHook | None = None,
     ) -> None:
         with connect(self.address) as ray:
             where = self.placement = placement(
@@ -230,8 +224,7 @@ class RayExecutor:
                 return named.remote(task, where.threads).future()
 
             how = Dispatch(submit=submit, slots=where.slots, explain=explain, poll_s=self.poll_s)
-            dispatch(tasks, how, on_done=on_done, on_epoch=on_epoch, on_start=on_start,
-                     on_failed=on_failed)  # fmt: skip
+            dispatch(tasks, how, hooks)
 
     def describe(self) -> str:
         p = self.placement

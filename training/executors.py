@@ -11,9 +11,10 @@ processes (lsd.training.executor_pool), and `ray` spreads them over a Ray cluste
 `EXECUTORS` (lsd.training.executor_registry, which imports the executors, so that they can import
 this module); `dispatch` is the loop that such executors share.
 
-Before starting a task an executor asks `on_start(task)`: the grid answers False when another
-driver holds the run's claim (lsd.runs), and the executor skips the task. Executors that isolate
-runs report a failed run with `on_failed(task, message, details)` and go on with the others.
+An executor reports to one `RunHooks` object. Before starting a task it asks `on_start(task)`:
+the grid answers False when another driver holds the run's claim (lsd.claims), and the executor
+skips the task. Executors that isolate runs report a failed run with
+`on_failed(task, message, details)` and go on with the others.
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ EpochHook = Callable[[str, int, dict[str, Any]], None]  # (run_id, epoch, metric
 DoneHook = Callable[["RunTask", dict[str, Any]], None]  # (task, done.json record)
 StartHook = Callable[["RunTask"], bool]  # False: do not start this task (claimed elsewhere)
 FailHook = Callable[["RunTask", str, str], None]  # (task, one-line message, traceback text)
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """What an executor tells its caller: each run's start (may veto it), epochs, end, failure.
+
+    One object instead of five callbacks, so that an executor passes them on in one piece; a
+    hook left None is not called (without `on_failed` a failure is raised, without `on_epoch`
+    nobody follows the epochs)."""
+
+    on_done: DoneHook
+    on_epoch: EpochHook | None = None
+    on_start: StartHook | None = None
+    on_failed: FailHook | None = None
 
 
 class RunsFailed(UserError):
@@ -124,15 +139,12 @@ class Executor(Protocol):
     def run(
         self,
         tasks: Sequence[RunTask],
+        hooks: RunHooks,
         *,
-        on_done: DoneHook,
-        on_epoch: EpochHook | None = None,
         progress: bool = True,
-        on_start: StartHook | None = None,
-        on_failed: FailHook | None = None,
     ) -> None:
-        """Train every task (resuming its checkpoint where there is one); call `on_done` after
-        each run's done.json is written. Tasks are independent and may finish in any order."""
+        """Train every task (resuming its checkpoint where there is one); call `hooks.on_done`
+        after each run's done.json is written. Tasks are independent and may finish in any order."""
         ...
 
 
@@ -152,18 +164,16 @@ class InProcessExecutor:
     def run(
         self,
         tasks: Sequence[RunTask],
+        hooks: RunHooks,
         *,
-        on_done: DoneHook,
-        on_epoch: EpochHook | None = None,
         progress: bool = True,
-        on_start: StartHook | None = None,
-        on_failed: FailHook | None = None,
     ) -> None:
         """A failure stops the grid here (as it always did): in one process, the next run
         would meet the same problem."""
 
+        on_epoch = hooks.on_epoch
         for task in tasks:
-            if on_start is not None and not on_start(task):
+            if hooks.on_start is not None and not hooks.on_start(task):
                 continue
             hook = None
             if on_epoch is not None:
@@ -175,7 +185,7 @@ class InProcessExecutor:
                 task.cfg, self.data_for(task.data), task.run_dir, device=task.device,
                 progress=progress, on_epoch=hook, precision=task.precision,
             )  # fmt: skip
-            on_done(task, done)
+            hooks.on_done(task, done)
 
 
 # --------------------------------------------------------------------------- shared dispatch
@@ -204,21 +214,18 @@ class Dispatch:
 def dispatch(
     tasks: Sequence[RunTask],
     how: Dispatch,
-    *,
-    on_done: DoneHook,
-    on_epoch: EpochHook | None = None,
-    on_start: StartHook | None = None,
-    on_failed: FailHook | None = None,
+    hooks: RunHooks,
 ) -> None:
     """Keep up to `how.slots` tasks in flight, claiming each as it starts (so other drivers can
     take the rest), report each as it ends, and follow epochs through the runs' metrics.csv."""
+    on_epoch = hooks.on_epoch
     queue = list(tasks)
     flying: dict[cf.Future, RunTask] = {}
     epochs: dict[str, int] = {}
     while queue or flying:
         while queue and len(flying) < how.slots:
             task = queue.pop(0)
-            if on_start is None or on_start(task):
+            if hooks.on_start is None or hooks.on_start(task):
                 flying[how.submit(task)] = task
         if not flying:
             break
@@ -233,13 +240,13 @@ def dispatch(
                 if how.retry(task, exc):
                     flying[how.submit(task)] = task
                     continue
-                if on_failed is None:
+                if hooks.on_failed is None:
                     raise
-                on_failed(task, *how.explain(exc))
+                hooks.on_failed(task, *how.explain(exc))
                 continue
             if on_epoch is not None:
                 _follow_epochs([task], epochs, on_epoch)
-            on_done(task, record)
+            hooks.on_done(task, record)
 
 
 def _follow_epochs(tasks, seen: dict[str, int], on_epoch: EpochHook) -> None:

@@ -38,7 +38,7 @@ from lsd.runs import (
     write_metrics,
 )
 from lsd.training.bundle import load_bundle, save_bundle
-from lsd.training.data import CropSampler
+from lsd.training.crops import CropSampler
 from lsd.training.losses import build_loss
 from lsd.training.metrics import Counts
 from lsd.training.models import build_model, forward_whole

@@ -258,7 +258,7 @@ def snow_mask_value(cfg: FetchConfig) -> str:
 def fetch_conventions(cfg: FetchConfig) -> dict[str, dict[str, str]]:
     """The conventions a fetch with `cfg` records whatever its event and layers: the radar sign,
     the flag polarity, the scale and the source. What depends on the event and its layers (snow
-    mask, DEM, land cover, distortion masking) is recorded by lsd.gee.layers.layer_conventions;
+    mask, DEM, land cover, distortion masking) is recorded by lsd.gee.event_graph.layer_conventions;
     the source joins both (`FetchRun.conventions`)."""
 
     where = "lsd fetch setting"

@@ -3,7 +3,7 @@
 For each event (EventRun) the server is asked, in this order: the facts (which scenes each
 window holds per pass and level; a window too empty for the layers fails the event with a hint
 before any pixel is computed), whether the assets exist, the per-event constants, and the pixels
-of the layer stack (lsd.gee.download: direct downloads split by tile and band group, or a batch
+of the layer stack (lsd.gee.pixels: direct downloads split by tile and band group, or a batch
 export to Cloud Storage or Drive for large areas). Provenance for event.json is assembled on the
 client from those answers. The layers are the event's own (its events.csv `layers` / `s1_scenes`
 cells) or the source's. The label is burnt locally from the inventory polygons. Every event is
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lsd.events import event_record, write_event
-from lsd.gee import download
+from lsd.gee import pixels
 from lsd.gee.config import (
     FILLED_FROM_GLO30,
     S1_COLLECTION,
@@ -58,8 +58,8 @@ def plan_event(
 
     grid = event_grid(spec, cfg.scale)
     lon0, lat0, lon1, lat1 = unwrap_lon(spec.aoi).bounds
-    groups = download.band_groups(len(layers))
-    tiles = download.plan_tiles(grid, max(len(g) for g in groups))
+    groups = pixels.band_groups(len(layers))
+    tiles = pixels.plan_tiles(grid, max(len(g) for g in groups))
     return {
         "event_id": spec.event_id,
         "summary": f"{spec.date.isoformat()}, role {spec.role or '-'}",
@@ -79,7 +79,7 @@ def plan_event(
         "conventions": f"flattening {cfg.look_convention}, distortion_flags "
         f"{cfg.distortion_flags}, radar_scale db, snow_mask {snow_mask_value(cfg)}",
         "requests": f"{len(tiles) * len(groups)} ({len(tiles)} tile(s) x {len(groups)} band "
-        f"group(s) of at most {download.MAX_BANDS_PER_REQUEST} layers)",
+        f"group(s) of at most {pixels.MAX_BANDS_PER_REQUEST} layers)",
     }
 
 
@@ -154,7 +154,7 @@ class EarthEngineSource:
 
     def get_info(self, obj: Any, event_id: str) -> Any:
 
-        return download.with_retries(
+        return pixels.with_retries(
             obj.getInfo, sleep=self.sleep, on_retry=self.retry_note(event_id)
         )
 
@@ -182,7 +182,7 @@ class EventRun:
     def check(self) -> None:
         """The facts request and the asset checks: choices, problems and warnings."""
         from lsd.gee import event_facts as ef
-        from lsd.gee import layers as gl
+        from lsd.gee import event_graph as gl
 
         spec, cfg, layers = self.spec, self.cfg, self.layers
         request = ef.facts_request(spec, cfg, layers, gl.aoi_geometry(spec))
@@ -196,7 +196,7 @@ class EventRun:
 
     def _check_assets(self) -> None:
         from lsd.gee import event_facts as ef
-        from lsd.gee import layers as gl
+        from lsd.gee import event_graph as gl
 
         spec, layers = self.spec, self.layers
         needed = {}
@@ -260,7 +260,7 @@ class EventRun:
 
     def fetch_constants(self) -> None:
         from lsd.gee import event_facts as ef
-        from lsd.gee import layers as gl
+        from lsd.gee import event_graph as gl
 
         names = set(self.layers) - set(self.unavailable)
         if not (ef.s1_windows(names) or LANDCOVER_LAYER in names):
@@ -277,7 +277,7 @@ class EventRun:
         """What this event's stack means (lsd.conventions), for event.json and its tags: the
         settings' radar conventions and what this event's layers decided (snow, DEM, land
         cover, masking)."""
-        from lsd.gee.layers import layer_conventions
+        from lsd.gee.event_graph import layer_conventions
 
         return {
             **fetch_conventions(self.cfg),
@@ -285,7 +285,7 @@ class EventRun:
         }
 
     def image(self) -> Any:
-        from lsd.gee import layers as gl
+        from lsd.gee import event_graph as gl
 
         return gl.build_event_image(
             self.spec, self.cfg, self.layers, unavailable=frozenset(self.unavailable),
@@ -294,7 +294,7 @@ class EventRun:
 
     def provenance(self) -> dict[str, Any]:
         from lsd.gee import event_facts as ef
-        from lsd.gee import layers as gl
+        from lsd.gee import event_graph as gl
 
         out = gl.event_provenance(
             self.spec, self.cfg, self.layers, self.resolved, self.constants,
@@ -334,7 +334,7 @@ def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
         run.fetch_constants()
         if src.graphs_dir:
             run.write_graphs()
-        stack = download.stack_writer(run, grid, folder)
+        stack = pixels.stack_writer(run, grid, folder)
         if stack is None:
             return  # Drive: the user downloads the file; a rerun finishes the event
         label = None
@@ -345,7 +345,7 @@ def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
         write_event(folder, _record(src, spec, grid, run), grid=grid, stack=stack, label=label)
     except ee.EEException as exc:
         raise EventFailed(f"event {spec.event_id}: Earth Engine: {_first_line(exc)}") from None
-    (folder / download.EXPORT_NOTE).unlink(missing_ok=True)
+    (folder / pixels.EXPORT_NOTE).unlink(missing_ok=True)
 
 
 def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) -> dict[str, Any]:

@@ -8,8 +8,8 @@ import click
 from click.core import ParameterSource
 
 from lsd.errors import ConventionMismatch, UserError
-from lsd.paper import TABLE8_KS
 from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
+from lsd.pipeline.paper.facts import TABLE8_KS
 from lsd.versions import TORCH_STACK
 
 
@@ -115,7 +115,7 @@ def evaluate(
 
 
 def _evaluate_paper(runs, data, out, ids, anchors, device: str, overwrite: bool) -> None:
-    from lsd.pipeline.paper_protocol import evaluate_paper, read_table8
+    from lsd.pipeline.paper.protocol import evaluate_paper, read_table8
 
     results, folder = evaluate_paper(
         runs, data, out, events=ids, anchors=anchors, overwrite=overwrite, device=device

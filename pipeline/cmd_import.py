@@ -148,7 +148,7 @@ def paper(src: Path, dest: Path, inventories: Path | None, progress: bool) -> No
     roles = _role_counts(summary.folders)
     click.echo(f"{len(summary.folders)} event folder(s) in {dest} ({roles})")
     if inventories is not None:
-        from lsd.pipeline.paper_inventories import write_inventories
+        from lsd.pipeline.paper.inventories import write_inventories
 
         csv_path = write_inventories(summary.folders, inventories,
                                      echo=lambda m: click.echo(m, err=True))  # fmt: skip
@@ -188,7 +188,7 @@ def paper_models(models: Path, runs: Path, data: Path, device: str) -> None:
     \b
         lsd import paper-models paper/trained_models paper/paper-runs --data paper/events
     """
-    from lsd.pipeline.paper_models import import_paper_models
+    from lsd.pipeline.paper.models import import_paper_models
     from lsd.training.device import resolve_device
 
     dev = str(resolve_device(device))

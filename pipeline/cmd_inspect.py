@@ -34,7 +34,7 @@ def inspect(stacks: tuple[Path, ...], json_out: Path | None, conventions: bool) 
     \b
         lsd inspect data/05-norway paper/events/05-norway
     """
-    from lsd.pipeline.inspect import comparison_lines, records, stack_stats
+    from lsd.pipeline.layer_stats import comparison_lines, records, stack_stats
 
     if conventions:
         from lsd.pipeline.conventions import inspect_found, inspect_lines, inspect_records

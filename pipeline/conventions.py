@@ -17,7 +17,7 @@ from lsd import conventions as cv
 from lsd.conventions_detect import WINDOW, detect, detect_stack, geometry_of
 from lsd.errors import ConventionMismatch, InvalidValue
 from lsd.gee.config import CONVENTION_FIELDS, config_for_conventions
-from lsd.pipeline.inspect import stack_path
+from lsd.pipeline.layer_stats import stack_path
 
 NO_METADATA = "no metadata"
 

@@ -20,7 +20,7 @@ from lsd.eventcsv import read_events
 from lsd.files import check_writable
 from lsd.gee import auth
 from lsd.gee.config import FetchConfig
-from lsd.gee.download import EXPORT_MODES
+from lsd.gee.pixels import EXPORT_MODES
 from lsd.layergroups import DEFAULT_GROUPS, S1Scenes
 from lsd.outputs import mark
 from lsd.pipeline.sources import BuildSummary, build_events, plan_events, source_class

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lsd.layers import BUILTIN_SETTINGS
-from lsd.paper import EVENTS_BY_NUMBER, PAPER_TEST_EVENT, TABLE8, TABLE8_KS
+from lsd.pipeline.paper.facts import EVENTS_BY_NUMBER, PAPER_TEST_EVENT, TABLE8, TABLE8_KS
 
 if TYPE_CHECKING:
     from lsd.pipeline.evaluate import Evaluation, Headline

@@ -21,7 +21,7 @@ from affine import Affine
 from lsd.errors import InvalidFile
 from lsd.formats import GEOTIFF, open_raster, open_tiff_page
 from lsd.limits import check_memory, check_pixels, check_raster
-from lsd.paper import N_CHANNELS
+from lsd.pipeline.paper.facts import N_CHANNELS
 from lsd.rasters import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
 
 LABEL_VALUES = (LABEL_BACKGROUND, LABEL_LANDSLIDE, LABEL_IGNORE)

@@ -7,7 +7,8 @@ precision, recall and F1 over the pixels for every single model and every top-k 
 k = 1..90 (lsd.training.paper holds the crop and threshold rules). This module does the same for
 one RUNS folder or a folder of them (`lsd import paper-models` writes RUNS/s1, s2, s1s2, all),
 writes the curves as CSV and a report that puts Table 8 (and Table 7's single models) beside
-them. Table 8's numbers are read from an anchors CSV when one is given, else from lsd.paper.
+them. Table 8's numbers are read from an anchors CSV when one is given, else from
+lsd.pipeline.paper.facts.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from lsd import __version__
 from lsd.bundles import common_layers
 from lsd.errors import InputNotFound, InvalidFile, OutputExists
 from lsd.files import atomic_path
-from lsd.paper import TABLE7, TABLE8, TABLE8_KS
 from lsd.pipeline.evaluate import choose_events
+from lsd.pipeline.paper.facts import TABLE7, TABLE8, TABLE8_KS
 from lsd.pipeline.report import fmt, markdown_table
 from lsd.rasters import read_label, read_stack
 from lsd.runs import LEADERBOARD_FILE, RunEntry, read_grid_record, read_leaderboard

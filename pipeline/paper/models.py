@@ -25,8 +25,8 @@ from lsd.errors import InvalidFile, InvalidValue
 from lsd.events import EventFolder, list_events
 from lsd.files import check_writable
 from lsd.layers import PAPER_LAYERS
-from lsd.paper import SETTING_FOLDERS, TRAIN_VAL_DIR, ZENODO_DOI
-from lsd.pipeline.paper_runs import PaperRun, find_multiruns, list_runs
+from lsd.pipeline.paper.facts import SETTING_FOLDERS, TRAIN_VAL_DIR, ZENODO_DOI
+from lsd.pipeline.paper.runs import PaperRun, find_multiruns, list_runs
 from lsd.rasters import read_label, read_stack
 from lsd.runs import (
     BUNDLE_DIR,

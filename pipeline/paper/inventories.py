@@ -23,7 +23,7 @@ from lsd.errors import InvalidValue, OutputExists
 from lsd.eventcsv import read_events, write_events_csv
 from lsd.events import EventFolder, read_event
 from lsd.files import atomic_path
-from lsd.paper import EVENTS_BY_NUMBER
+from lsd.pipeline.paper.facts import EVENTS_BY_NUMBER
 from lsd.rasters import LABEL_LANDSLIDE, Grid, read_label
 
 EVENTS_CSV = "events.csv"

@@ -46,7 +46,7 @@ from lsd.errors import (
 )
 from lsd.files import atomic_path, check_writable, read_json, write_failure, write_json
 from lsd.limits import check_disk
-from lsd.paper import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_RECORD
+from lsd.pipeline.paper.facts import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_RECORD
 
 ZENODO_URL = "https://zenodo.org"
 RECORD_FILE = "download.json"

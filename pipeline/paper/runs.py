@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from lsd.errors import InputNotFound, InvalidFile
-from lsd.paper import (
+from lsd.pipeline.paper.facts import (
     ARCH_CLASSES,
     DEFAULT_ENCODER,
     LOSS_CLASSES,

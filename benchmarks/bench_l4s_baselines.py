@@ -142,7 +142,8 @@ def step_flops(args: argparse.Namespace) -> dict[str, float]:
 
 def grid_against_baselines(args: argparse.Namespace) -> dict[str, Any]:
     from lsd.pipeline.landslide4sense_protocol import evaluate_landslide4sense
-    from lsd.training.grid import GridOptions, prepare_grid, run_grid
+    from lsd.training.grid import GridOptions, prepare_grid
+    from lsd.training.schedule import run_grid
 
     with tempfile.TemporaryDirectory() as tmp:
         data, runs = Path(tmp) / "data", Path(tmp) / "runs"

@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+import shapely
+from pyproj import Geod, Transformer
+from rasterio.warp import Resampling, reproject
+from shapely.geometry import box
+from tqdm import tqdm
 
+from lsd import __version__
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue
 from lsd.events import STACK_FILE, EventFolder, append_layers, list_events, read_event
+from lsd.formats import open_raster
 from lsd.limits import check_real
 from lsd.rasters import Grid
+from lsd.spec import to_crs
 
 RESAMPLINGS: tuple[str, ...] = ("bilinear", "cubic", "average", "nearest", "mode")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc", ".dem", ".asc")
@@ -125,7 +135,6 @@ def match_rasters(raster: Path, events: Sequence[EventFolder], echo: Echo) -> di
 
 def _open_raster(path: Path):
     """A raster of the user's, opened only as the format its name says (lsd.formats)."""
-    from lsd.formats import open_raster
 
     return open_raster(path, RASTER_SUFFIXES)
 
@@ -148,7 +157,6 @@ def _bands(path: Path, count: int, source: LayerSource) -> tuple[int, ...]:
 
 def _centre_km(src: Any, grid: Grid) -> float:
     """Distance between the raster's centre and the grid's, in km (for 'far away' messages)."""
-    from pyproj import Geod, Transformer
 
     left, bottom, right, top = src.bounds
     rx, ry = Transformer.from_crs(src.crs, 4326, always_xy=True).transform(
@@ -164,10 +172,6 @@ def _centre_km(src: Any, grid: Grid) -> float:
 def check_overlap(src: Any, path: Path, ev: EventFolder) -> None:
     """Refuse a raster that cannot be placed on the event: no CRS, nonsense bounds for its CRS,
     or nowhere near the event (usually a wrong CRS)."""
-    import shapely
-    from shapely.geometry import box
-
-    from lsd.spec import to_crs
 
     grid, eid = ev.grid, ev.event_id
     if grid.crs is None:
@@ -202,8 +206,6 @@ def check_overlap(src: Any, path: Path, ev: EventFolder) -> None:
 
 def reproject_bands(path: Path, grid: Grid, bands: Sequence[int], resampling: str) -> np.ndarray:
     """The raster's bands on the event grid as float32 (k, H, W), NaN where it has no value."""
-    import rasterio
-    from rasterio.warp import Resampling, reproject
 
     out = np.full((len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
     with _open_raster(path) as src:
@@ -272,7 +274,6 @@ def plan_placement(ev: EventFolder, raster: Path, source: LayerSource) -> Placem
 
 def layer_records(p: Placement, source: LayerSource) -> list[dict[str, Any]]:
     """event.json's `added_layers` entries: where each layer came from and how it was placed."""
-    from lsd import __version__
 
     with _open_raster(p.raster) as src:
         crs = src.crs.to_string() if src.crs else None
@@ -315,9 +316,6 @@ def add_layer(
 ) -> AddSummary:
     """Place `raster` (a file, or a folder of files named after the events) on every event of
     `data` (a data folder or one event folder) as the layers `source.names`."""
-    import sys
-
-    from tqdm import tqdm
 
     data, raster = Path(data), Path(raster)
     if source.resampling not in RESAMPLINGS:

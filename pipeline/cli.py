@@ -9,6 +9,18 @@ from __future__ import annotations
 
 import click
 
+from lsd.pipeline import (
+    cmd_add_layer,
+    cmd_demo,
+    cmd_download,
+    cmd_ensemble,
+    cmd_evaluate,
+    cmd_fetch,
+    cmd_import,
+    cmd_inspect,
+    cmd_predict,
+    cmd_train,
+)
 from lsd.pipeline.options import LsdGroup
 
 
@@ -28,19 +40,6 @@ def main() -> None:
 
 
 def _register() -> None:
-    from lsd.pipeline import (
-        cmd_add_layer,
-        cmd_demo,
-        cmd_download,
-        cmd_ensemble,
-        cmd_evaluate,
-        cmd_fetch,
-        cmd_import,
-        cmd_inspect,
-        cmd_predict,
-        cmd_train,
-    )
-
     main.add_command(cmd_download.download_group)
     main.add_command(cmd_fetch.fetch)
     main.add_command(cmd_import.import_group)

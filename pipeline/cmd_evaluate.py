@@ -8,8 +8,9 @@ import click
 from click.core import ParameterSource
 
 from lsd.bundles import DEFAULT_THRESHOLD
-from lsd.errors import UserError
+from lsd.errors import ConventionMismatch, UserError
 from lsd.pipeline.options import CommaList, LsdCommand, count, device_option, overwrite_option
+from lsd.pipeline.paper.facts import TABLE8_KS
 from lsd.versions import TORCH_STACK
 
 
@@ -78,7 +79,6 @@ def evaluate(
     \b
         lsd evaluate paper/runs --data paper/events
     """
-    from lsd.errors import ConventionMismatch
     from lsd.pipeline.evaluate import evaluate_runs
 
     ids = list(event_ids) if event_ids else None
@@ -116,8 +116,7 @@ def evaluate(
 
 
 def _evaluate_paper(runs, data, out, ids, anchors, device: str, overwrite: bool) -> None:
-    from lsd.paper import TABLE8_KS
-    from lsd.pipeline.paper_protocol import evaluate_paper, read_table8
+    from lsd.pipeline.paper.protocol import evaluate_paper, read_table8
 
     results, folder = evaluate_paper(
         runs, data, out, events=ids, anchors=anchors, overwrite=overwrite, device=device

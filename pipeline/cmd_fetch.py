@@ -9,7 +9,10 @@ from pathlib import Path
 
 import click
 
+from lsd.files import read_toml_table
+from lsd.layergroups import parse_groups, parse_s1_scenes
 from lsd.pipeline.options import CommaList, LsdCommand
+from lsd.versions import EARTH_ENGINE_STACK, STAC_STACK, require
 
 
 @click.command(
@@ -134,11 +137,9 @@ def fetch(
     \b
         lsd fetch --event examples/events.csv --out data --only 05-norway
     """
-    from lsd.versions import EARTH_ENGINE_STACK, STAC_STACK, require
 
     require(*(STAC_STACK if source == "stac" else EARTH_ENGINE_STACK))  # the source's packages
     from lsd.gee.config import FetchConfig
-    from lsd.layergroups import parse_groups, parse_s1_scenes
     from lsd.pipeline.fetch import fetch_events, summary_lines
 
     if aoi_km2 <= 0:
@@ -151,7 +152,6 @@ def fetch(
     else:
         cfg = FetchConfig(aoi_km2=aoi_km2)
     if conventions_from is not None:
-        from lsd.files import read_toml_table
         from lsd.pipeline.conventions import matching_fetch_config
 
         in_file = read_toml_table(fetch_config, "fetch", "fetch settings", "") if fetch_config \

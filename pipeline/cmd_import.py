@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from lsd.errors import OutputExists
+from lsd.files import read_json
 from lsd.pipeline.options import PATH, CommaList, LsdGroup, device_option, progress_option
 from lsd.versions import TORCH_STACK
 
@@ -148,7 +149,7 @@ def paper(src: Path, dest: Path, inventories: Path | None, progress: bool) -> No
     roles = _role_counts(summary.folders)
     click.echo(f"{len(summary.folders)} event folder(s) in {dest} ({roles})")
     if inventories is not None:
-        from lsd.pipeline.paper_inventories import write_inventories
+        from lsd.pipeline.paper.inventories import write_inventories
 
         csv_path = write_inventories(summary.folders, inventories,
                                      echo=lambda m: click.echo(m, err=True))  # fmt: skip
@@ -158,7 +159,6 @@ def paper(src: Path, dest: Path, inventories: Path | None, progress: bool) -> No
 def _role_counts(folders: list[Path]) -> str:
     """'3799 train, 245 val, 800 test' from the event records (only event.json is read)."""
     from lsd.events import EVENT_FILE
-    from lsd.files import read_json
 
     counts: dict[str, int] = {}
     for folder in folders:
@@ -189,6 +189,6 @@ def paper_models(models: Path, runs: Path, data: Path, device: str) -> None:
     \b
         lsd import paper-models paper/trained_models paper/paper-runs --data paper/events
     """
-    from lsd.pipeline.paper_models import import_paper_models
+    from lsd.pipeline.paper.models import import_paper_models
 
     import_paper_models(models, runs, data, device=device, echo=lambda m: click.echo(m, err=True))

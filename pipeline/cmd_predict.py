@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from lsd.bundles import DEFAULT_THRESHOLD
+from lsd.bundles import DEFAULT_THRESHOLD, open_models
+from lsd.errors import ConventionMismatch, InputNotFound, UserError
+from lsd.outputs import check_output, check_reusable
 from lsd.pipeline.options import (
     LsdCommand,
     device_option,
@@ -23,7 +25,6 @@ TILES = TileOptions()  # the defaults the options show
 def _check_inputs_given(
     stack: Path | None, aoi: Path | None, date_text: str | None, project: str | None
 ) -> None:
-    from lsd.errors import UserError
 
     if (stack is None) == (aoi is None):
         raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")
@@ -133,9 +134,6 @@ def predict(
     \f
     Long because click hands every option over as a parameter; the work is in
     lsd.pipeline.predict."""
-    from lsd.bundles import open_models
-    from lsd.errors import ConventionMismatch, InputNotFound, UserError
-    from lsd.outputs import check_output, check_reusable
     from lsd.pipeline.aoi import aoi_spec, fetch_for_prediction, parse_date
     from lsd.pipeline.masks import MaskOptions
     from lsd.pipeline.predict import EmptyInput, PredictOptions, predict_stack, prediction_device

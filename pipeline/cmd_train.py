@@ -66,7 +66,7 @@ def _shown(value: Any) -> str:
 
 def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: int, device: str):
     """The executor the options ask for; options that go with Ray alone are refused elsewhere."""
-    from lsd.training.executors import make_executor
+    from lsd.training.executor_registry import make_executor
 
     if name != "ray" and address:
         raise UserError("--ray-address goes with --executor ray")
@@ -213,7 +213,8 @@ def train(
     Long because click hands every option over as a parameter; the work is in
     lsd.training.grid."""
     from lsd.runs import LEADERBOARD_FILE
-    from lsd.training.grid import GridCall, GridOptions, prepare_grid, run_grid
+    from lsd.training.grid import GridOptions, prepare_grid
+    from lsd.training.schedule import GridCall, run_grid
 
     axes = {"archs": archs, "losses": losses, "lrs": lrs}
     given = {

@@ -20,6 +20,7 @@ import click
 from lsd.errors import OutputExists, UserError
 from lsd.interrupts import TERMINATED_EXIT, Terminated, sigterm_interrupts
 from lsd.training.options import PRECISIONS
+from lsd.versions import require_for_command
 
 PATH = click.Path(path_type=Path)
 
@@ -90,7 +91,6 @@ class LsdCommand(click.Command):
 
     def invoke(self, ctx: click.Context):
         from lsd.pipeline.libtiff import silence_default_printer
-        from lsd.versions import require_for_command
 
         try:
             require_for_command(*self.stacks)  # before anything imports the packages it checks

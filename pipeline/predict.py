@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import rasterio
+
 from lsd import __version__
 from lsd.bundles import ModelFiles, check_threshold, training_pixel_m
 from lsd.errors import InvalidFile, InvalidValue
@@ -24,6 +26,7 @@ from lsd.formats import opened
 from lsd.limits import check_disk, check_memory
 from lsd.outputs import check_output, mark
 from lsd.pipeline import maps, polygons
+from lsd.pipeline.conventions import check_against_model, model_conventions
 from lsd.pipeline.masks import MaskOptions, plan_masks
 from lsd.progress import Progress, warn
 from lsd.rasters import (
@@ -91,7 +94,6 @@ class _Job:
 
 def _check(stack: Path, model: ModelFiles, opts: PredictOptions, out_dir: Path) -> _Job:
     """Everything that can be wrong with the input, checked before any model is loaded."""
-    from lsd.pipeline.conventions import check_against_model, model_conventions
 
     names = read_layer_names(stack)
     require_layers(stack, names, model.layers, "the model")
@@ -266,7 +268,6 @@ def predict_stack(
     inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the whole prediction; returns the run record also written to run.json."""
-    import rasterio
 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)

@@ -98,8 +98,8 @@ def test_the_defaults_shown_are_the_library_s() -> None:
 def library_entry_points():
     from lsd.pipeline.evaluate import evaluate_runs
     from lsd.pipeline.landslide4sense_protocol import evaluate_landslide4sense
-    from lsd.pipeline.paper_models import import_paper_models
-    from lsd.pipeline.paper_protocol import evaluate_paper
+    from lsd.pipeline.paper.models import import_paper_models
+    from lsd.pipeline.paper.protocol import evaluate_paper
     from lsd.training.ensemble import make_ensemble
 
     return {

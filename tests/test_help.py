@@ -53,7 +53,7 @@ def test_the_cli_s_choices_are_the_library_s() -> None:
     """The CLI reads its choices from the torch-free lsd.training.options, the lists the library
     checks with; the executors' registry must offer exactly those executors."""
     from lsd.training import options as lib
-    from lsd.training.executors import EXECUTORS
+    from lsd.training.executor_registry import EXECUTORS
     from lsd.training.presets import PRESETS
 
     def choices(path: tuple[str, ...], flag: str) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from lsd.training.bundle import Member
 from lsd.training.device import resolve_device
 from lsd.training.models import model_min_side, pad_to_multiple
 from lsd.training.normalise import norm_tensors, normalise
+from lsd.training.onnx_runtime import agrees, import_ort, onnx_net
 from lsd.training.options import ForwardOptions, TileOptions
 from lsd.training.precision import Precision
 
@@ -149,7 +150,6 @@ class _Runner:
         return outs
 
     def _start_onnx(self, channels: int) -> None:
-        from lsd.training.onnx_runtime import import_ort, onnx_net
 
         if self.device.type != "cpu":
             raise InvalidValue(f"runtime onnx runs on the CPU, not on {self.device}; "
@@ -162,7 +162,6 @@ class _Runner:
     def _view_prob(self, m: int, x: torch.Tensor, k: int, mirrored: bool):
         """Sigmoid of member m on one symmetry of the batch, turned back: (N, H, W) fp32. A
         member on ONNX Runtime is checked against PyTorch on its first batch."""
-        from lsd.training.onnx_runtime import agrees
 
         model = self.members[m][0]
         v = torch.flip(x, dims=(-1,)) if mirrored else x

@@ -37,10 +37,14 @@ from lsd.runs import (
     write_metrics,
 )
 from lsd.training.bundle import load_bundle, save_bundle
+from lsd.training.crops import CropSampler
+from lsd.training.losses import build_loss
 from lsd.training.metrics import Counts
-from lsd.training.models import build_model
+from lsd.training.models import build_model, forward_whole
 from lsd.training.options import RunConfig
+from lsd.training.paper import centre_crop_box
 from lsd.training.precision import Precision
+from lsd.training.scoring import validation_counts
 
 CHECKPOINT_FORMAT = "lsd-checkpoint/1"
 PLATEAU = {"mode": "min", "factor": 0.1, "patience": 10}  # configs/model/default.yaml
@@ -128,7 +132,6 @@ def stop_epoch(val_f1: Sequence[float], epochs: int, patience: int) -> int | Non
 def evaluate(model: nn.Module, val: Sequence[ValEvent], precision: Precision) -> Counts:
     """Micro confusion over every validation pixel (255 ignored), by the one scoring pass
     (lsd.training.scoring) that ensembles and lsd evaluate use too, tiles and threshold alike."""
-    from lsd.training.scoring import validation_counts
 
     return validation_counts(model, val, precision)
 
@@ -147,8 +150,6 @@ def evaluate_with_loss(
     narrower than 32 px, which the paper's data never held, is taken whole (padded). The counts
     come from the one scoring pass; the loss needs logits, so it takes one forward per event of
     its own."""
-    from lsd.training.models import forward_whole
-    from lsd.training.paper import centre_crop_box
 
     counts = evaluate(model, val, precision)
     was_training = model.training
@@ -209,8 +210,6 @@ class _Run:
 
     def __init__(self, cfg: RunConfig, data: RunData, run_dir: Path, device: torch.device,
                  precision: str = "auto"):  # fmt: skip
-        from lsd.training.data import CropSampler
-        from lsd.training.losses import build_loss
 
         self.cfg, self.data, self.run_dir, self.device = cfg, data, run_dir, device
         self.precision = Precision.for_device(device, training=True, mode=precision)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from lsd.errors import InvalidValue
 from lsd.files import atomic_path
@@ -101,7 +102,6 @@ class OrtNet:
 
 
 def warn(message: str) -> None:
-    from tqdm import tqdm
 
     tqdm.write(f"Warning: {message}", file=sys.stderr)
 

@@ -18,10 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+from affine import Affine
+from PIL import Image
+from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioError
 
 from lsd import conventions as cv
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue
 from lsd.events import event_record, write_event
+from lsd.formats import open_raster
 from lsd.limits import check_memory, check_raster
 from lsd.pipeline.conventions import DatasetConventions, detect_for_import
 from lsd.pipeline.sources.common import check_source_folder, natural_key
@@ -161,9 +167,6 @@ def _pairs_by_stem(src: Path, images_dir: str, masks_dir: str) -> list[tuple[Pat
 def _open_raster(path: Path):
     """A tile, opened only as the format its name says and never with files beside it
     (lsd.formats): a .png or .tif that is really a VRT must not read other files."""
-    import rasterio
-
-    from lsd.formats import open_raster
 
     with warnings.catch_warnings():
         # PNGs have no georeferencing; that is reported in event.json, not as a warning.
@@ -174,7 +177,6 @@ def _open_raster(path: Path):
 def _check_png(path: Path) -> None:
     """GDAL fills a truncated PNG with zeros without an error; Pillow's full decode notices.
     Pillow may decode it only as a PNG (some of its other formats run external programs)."""
-    from PIL import Image
 
     try:
         with Image.open(path, formats=["PNG"]) as im:
@@ -185,8 +187,6 @@ def _check_png(path: Path) -> None:
 
 def _read_bands(path: Path) -> tuple[np.ndarray, list[str | None], Any]:
     """Read every non-alpha band; alpha says where a PNG is drawn, not what is there."""
-    from rasterio.enums import ColorInterp
-    from rasterio.errors import RasterioError
 
     with _open_raster(path) as ds:
         keep = [i for i, ci in enumerate(ds.colorinterp, 1) if ci != ColorInterp.alpha]
@@ -217,7 +217,6 @@ def _read_bands(path: Path) -> tuple[np.ndarray, list[str | None], Any]:
 
 
 def _is_georeferenced(info: dict[str, Any]) -> bool:
-    from affine import Affine
 
     return info["crs"] is not None or info["transform"] != Affine.identity()
 
@@ -229,7 +228,6 @@ def _tile_grid(info: dict[str, Any]) -> tuple[Grid, bool]:
     rather than (0, 0) because GDAL drops a (flipped) identity transform, and readers would then
     warn; with no CRS it claims no place on Earth.
     """
-    from affine import Affine
 
     if _is_georeferenced(info):
         return Grid(info["width"], info["height"], info["crs"], info["transform"]), True

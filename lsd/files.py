@@ -92,12 +92,24 @@ def clean_stale(final: Path | str) -> list[Path]:
 
 
 def _make_temp(final: Path, directory: bool, suffix: str = PARTIAL_SUFFIX) -> Path:
+    """The writer's temporary beside `final`. The folder is made again if it vanished after the
+    writer made it: another lsd process's check_writable(create=False) removes the empty folder
+    it probed, and two drivers starting on one new RUNS folder hit that window."""
     prefix = f".{final.name}.{os.getpid()}-"
-    if directory:
-        return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=final.parent))
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=final.parent)
-    os.close(fd)
-    return Path(name)
+
+    def make() -> Path:
+        if directory:
+            return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=final.parent))
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=final.parent)
+        os.close(fd)
+        return Path(name)
+
+    for _ in range(2):
+        try:
+            return make()
+        except FileNotFoundError:
+            final.parent.mkdir(parents=True, exist_ok=True)
+    return make()
 
 
 def _put_in_place(tmp: Path, final: Path, directory: bool) -> None:

@@ -19,6 +19,7 @@ from lsd.files import (
     atomic_path,
     check_writable,
     clean_stale,
+    create_json,
     write_json,
     writing,
 )
@@ -177,6 +178,32 @@ def test_check_writable_leaves_nothing_and_names_the_cause(tmp_path: Path) -> No
         check_writable(Path("/sys/lsd-test-out"))
     with pytest.raises(OutputNotWritable, match="cannot be written"):
         check_output(Path("/sys/lsd-test-out/ens"), "ensemble", overwrite=False)
+
+
+def test_a_writer_survives_another_process_removing_the_folder_it_probed(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Two lsd train on one new RUNS folder: one creates the folder, the other's
+    check_writable(create=False) removes it again while it is still empty; the first one's
+    records must still be written (test_grid_race met it now and then)."""
+    import tempfile
+
+    real = tempfile.mkstemp
+    removed: list[Path] = []
+
+    def probe_then_mkstemp(*args, **kwargs):
+        folder = Path(kwargs["dir"])
+        if not removed:  # the other process's cleanup lands between mkdir and the temporary
+            folder.rmdir()
+            removed.append(folder)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", probe_then_mkstemp)
+    runs = tmp_path / "RUNS"
+    assert create_json(runs / "grid.json", {"layers": ["a"]})
+    assert removed == [runs]
+    assert json.loads((runs / "grid.json").read_text()) == {"layers": ["a"]}
+    assert [p.name for p in runs.iterdir()] == ["grid.json"]
 
 
 def test_a_full_device_is_one_line(tmp_path: Path) -> None:

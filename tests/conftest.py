@@ -1,8 +1,10 @@
-"""Shared fixtures: where the real data lives, and small helpers to build event folders."""
+"""Shared fixtures: the generated event folders the core tests use, and where the real data
+lives for the tests that check what only real imagery shows (marked `real_data`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+# twelve small event folders (14 Landslide4Sense layers, 64 px, UTM), written by the script
+# beside them; tests/test_generated_data.py checks that they are what it writes
+GENERATED_EVENTS = REPO / "tests" / "data" / "events"
+
+
+@pytest.fixture(scope="session")
+def gen_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of tests/data/events for the session, so no test can change the committed
+    folders; tests that damage events copy this folder first."""
+    dest = tmp_path_factory.mktemp("gen") / "events"
+    shutil.copytree(GENERATED_EVENTS, dest)
+    return dest
 
 
 def shared_dataset(name: str) -> Path:

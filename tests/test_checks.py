@@ -5,7 +5,6 @@ thin stacks, one scoring pass and one threshold everywhere, and maps a GIS user 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,11 +13,9 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from click.testing import CliRunner
 
 from lsd.bundles import META_FILE, BundleMeta, is_landslide
 from lsd.events import list_events
-from lsd.pipeline.cli import main
 from lsd.rasters import Grid, read_label, read_stack, write_label, write_stack
 from lsd.runs import BUNDLE_DIR, run_folder, write_done, write_leaderboard, write_split
 from lsd.training.bundle import load_bundle, save_bundle
@@ -31,21 +28,9 @@ from lsd.training.models import build_model
 from lsd.training.normalise import normalise_array_
 from lsd.training.precision import Precision
 from lsd.training.scoring import member_probability, no_data
+from tests.cli import lsd
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def lsd(*args: object, cwd: Path | None = None) -> tuple[int, str]:
-    old = Path.cwd()
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(main, [str(a) for a in args])
-    finally:
-        os.chdir(old)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def error_line(text: str) -> str:

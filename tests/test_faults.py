@@ -39,6 +39,7 @@ from lsd.pipeline.cmd_import import GO_ON_LINE
 from lsd.pipeline.cmd_train import RESUME_LINE
 from lsd.pipeline.options import DEFAULT_INTERRUPT
 from lsd.rasters import Grid, read_stack, write_stack
+from tests.cli import lsd
 
 TRAIN = [
     "--setting", "B2,B3,B4,B8", "--archs", "FPN", "--losses", "BCE,Dice", "--lrs", "0.001",
@@ -48,20 +49,6 @@ TRAIN = [
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def lsd(*args: object, cwd: Path | None = None) -> tuple[int, str]:
-    """The CLI in this process; (exit code, stdout + stderr)."""
-    old = Path.cwd()
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(main, [str(a) for a in args])
-    finally:
-        os.chdir(old)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def signalled(

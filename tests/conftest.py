@@ -42,6 +42,16 @@ def gen_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def l4s_generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """21 generated patches in the Landslide4Sense form of ../shared/data/landslide4sense-21
+    (img/image_N.h5, mask/mask_N.h5, 128 x 128 x 14; every third without a landslide), written
+    by tests/l4s_fixtures.py: for the importer, inference, predict and fault tests."""
+    from tests.l4s_fixtures import write_split
+
+    return write_split(tmp_path_factory.mktemp("l4s_generated"), list(range(1, 22)))
+
+
 def shared_dataset(name: str) -> Path:
     """Path to a dataset in ../shared/data, or skip the test saying what is missing."""
     path = SHARED_DATA / name

@@ -243,9 +243,9 @@ def test_train_on_worker_processes_terminated(world, tmp_path: Path) -> None:
     assert len((out / "leaderboard.csv").read_text().strip().splitlines()) == 3
 
 
-def test_import_killed_and_interrupted_resumes(world, l4s_dir: Path, tmp_path: Path) -> None:
+def test_import_killed_and_interrupted_resumes(world, l4s_generated: Path, tmp_path: Path) -> None:
     dest = tmp_path / "imported"
-    args = ["import", "landslide4sense", l4s_dir, dest]
+    args = ["import", "landslide4sense", l4s_generated, dest]
     code, text = signalled(args, "5/21 events", signal.SIGKILL)
     assert code == -signal.SIGKILL
     done = {p.name: (p / "event.json").read_bytes() for p in dest.iterdir() if
@@ -301,7 +301,7 @@ def test_download_terminated_keeps_its_part_and_resumes(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- a file-size limit
 
 
-def test_full_disk_while_writing_is_one_line_everywhere(world, l4s_dir: Path,
+def test_full_disk_while_writing_is_one_line_everywhere(world, l4s_generated: Path,
                                                         tmp_path: Path) -> None:  # fmt: skip
     root, old_map = world["root"], snapshot(world["map"])
     predict = ["predict", "--stack", world["big"], "--model", world["ens"], "--out",
@@ -311,7 +311,7 @@ def test_full_disk_while_writing_is_one_line_everywhere(world, l4s_dir: Path,
         (predict, 32_000, "output folder cannot be written (File too large)"),  # up front
         (["ensemble", world["runs"], "--k", "2", "--out", tmp_path / "e"], 300_000,
          f"{tmp_path / 'e'}: cannot write (File too large"),
-        (["import", "landslide4sense", l4s_dir, tmp_path / "d"], 100_000,
+        (["import", "landslide4sense", l4s_generated, tmp_path / "d"], 100_000,
          "cannot write (File too large"),
         (["train", "--data", world["data"], "--out", tmp_path / "R", *TRAIN], 2_000_000,
          "cannot write (File too large"),
@@ -324,7 +324,7 @@ def test_full_disk_while_writing_is_one_line_everywhere(world, l4s_dir: Path,
     assert not (tmp_path / "e").exists() and not (tmp_path / "d").exists()
     assert not temporaries(root) and not temporaries(tmp_path)
     # the reruns, with room to write, succeed
-    assert lsd("import", "landslide4sense", l4s_dir, tmp_path / "d")[0] == 0
+    assert lsd("import", "landslide4sense", l4s_generated, tmp_path / "d")[0] == 0
     assert lsd("ensemble", world["runs"], "--k", "2", "--out", tmp_path / "e")[0] == 0
 
 

@@ -1,4 +1,5 @@
-"""`lsd predict` end to end on real rasters: Landslide4Sense patches and a Chittagong mosaic."""
+"""`lsd predict` end to end on generated rasters: Landslide4Sense-like patches on a UTM grid and
+a mosaic of Chittagong-like chips in degrees (EPSG:4326) with a gap of no data."""
 
 from __future__ import annotations
 
@@ -79,15 +80,15 @@ def _write_ensemble(
 
 
 @pytest.fixture(scope="module")
-def l4s(l4s_dir: Path, tmp_path_factory) -> dict[str, Path]:
+def l4s(l4s_generated: Path, tmp_path_factory) -> dict[str, Path]:
     """Two single-patch stacks (UTM grid, 10 m) and a 2-member ensemble with their statistics."""
     root = tmp_path_factory.mktemp("l4s_predict")
-    files = sorted((l4s_dir / "img").glob("image_*.h5"))
+    files = sorted((l4s_generated / "img").glob("image_*.h5"))
     xs, ys = [], []
     for f in files[:6]:
         with h5py.File(f) as h:
             xs.append(np.asarray(h["img"], np.float32).transpose(2, 0, 1))
-        with h5py.File(l4s_dir / "mask" / f.name.replace("image", "mask")) as h:
+        with h5py.File(l4s_generated / "mask" / f.name.replace("image", "mask")) as h:
             ys.append(np.asarray(h["mask"], np.uint8))
     x, y = np.stack(xs), np.stack(ys)
     grid = Grid(128, 128, rasterio.crs.CRS.from_epsg(32654),
@@ -101,25 +102,68 @@ def l4s(l4s_dir: Path, tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "ensemble": ens, **stacks}
 
 
+# Chips as the Chittagong Sentinel-2 set has them (../shared/data/chittagong-s2-chips): 256 px,
+# EPSG:4326 at 22.5 N with 8.98e-5 degree pixels (about 9.2 m x 10 m), overlapping by half,
+# raw R, G, B, NIR values in the thousands, sparse labels (0 unlabelled, 1 not, 2 landslide).
+CHIP, STEP, DEG = 256, 128, 8.983152841196085e-05
+CHIP_SPOTS = [(r, c) for r in range(2) for c in range(4)][:7]  # no chip at the bottom right
+
+
+def write_chips(root: Path, seed: int = 0) -> list[tuple[Path, Path]]:
+    """Seven overlapping chips cut from one generated scene, so the mosaic has a gap of no
+    data where the eighth would be; (image, label) GeoTIFF pairs."""
+    rng = np.random.default_rng(seed)
+    rows, cols = CHIP + STEP, CHIP + 3 * STEP
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    scars = np.zeros((rows, cols), bool)
+    for _ in range(14):
+        cy, cx, ry, rx = (
+            rng.uniform(10, rows - 10),
+            rng.uniform(10, cols - 10),
+            *rng.uniform(4, 14, 2),
+        )
+        scars |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    level = np.array([260.0, 345.0, 235.0, 1520.0])[:, None, None]
+    texture = rng.normal(0, 1, (4, rows, cols)).cumsum(axis=2) * 3
+    scene = level * (1 + 0.2 * np.sin(xx / 40 + yy / 70)) + texture
+    scene[:, scars] += np.array([500.0, 450.0, 400.0, -700.0])[:, None]
+    scene = np.clip(scene, 1, 5700).astype(np.float32)
+    labelled = rng.random((rows, cols)) < 0.3  # sparse, as the hand-made labels are
+    label = np.where(labelled, np.where(scars, 2, 1), 0).astype(np.uint8)
+    label[scars & (rng.random((rows, cols)) < 0.7)] = 2  # most scar pixels are labelled
+    pairs = []
+    for r, c in CHIP_SPOTS:
+        window = (slice(r * STEP, r * STEP + CHIP), slice(c * STEP, c * STEP + CHIP))
+        transform = rasterio.Affine(DEG, 0, 91.7574 + c * STEP * DEG, 0, -DEG,
+                                    22.4925 - r * STEP * DEG)  # fmt: skip
+        profile = {"driver": "GTiff", "width": CHIP, "height": CHIP, "crs": "EPSG:4326",
+                   "transform": transform}  # fmt: skip
+        image, lab = root / "images" / f"chip_{r}_{c}.tif", root / "labels" / f"chip_{r}_{c}.tif"
+        for path, data in ((image, scene[(slice(None), *window)]), (lab, label[window][None])):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with rasterio.open(path, "w", count=data.shape[0], dtype=data.dtype, **profile) as dst:
+                dst.write(data)
+        pairs.append((image, lab))
+    return pairs
+
+
 @pytest.fixture(scope="module")
-def chittagong(chittagong_dir: Path, tmp_path_factory) -> dict[str, Path]:
-    """A mosaic of real overlapping Chittagong chips (EPSG:4326) with gaps of no data, and an
+def chittagong(tmp_path_factory) -> dict[str, Path]:
+    """A mosaic of generated overlapping chips (EPSG:4326) with a gap of no data, and an
     ensemble trained on the chips' R,G,B,NIR layers and sparse labels."""
     from rasterio.merge import merge
 
-    root = tmp_path_factory.mktemp("chittagong_predict")
-    chips = sorted((chittagong_dir / "images").glob("*.tif"))[:8]
-    mosaic, transform = merge([str(p) for p in chips], nodata=np.nan, dtype="float32")
-    with rasterio.open(chips[0]) as src:
-        crs = src.crs
-    grid = Grid(mosaic.shape[2], mosaic.shape[1], crs, transform)
+    root = tmp_path_factory.mktemp("chips_predict")
+    pairs = write_chips(root / "chips")
+    mosaic, transform = merge([str(p) for p, _ in pairs], nodata=np.nan, dtype="float32")
+    grid = Grid(mosaic.shape[2], mosaic.shape[1], rasterio.crs.CRS.from_epsg(4326), transform)
     stack = root / "mosaic" / "stack.tif"
     write_stack(stack, mosaic.astype(np.float32), CHIT_LAYERS, grid)
     xs, ys = [], []
-    for p in chips:
-        with rasterio.open(p) as src:
+    for image, label in pairs:
+        with rasterio.open(image) as src:
             xs.append(src.read(out_dtype="float32"))
-        with rasterio.open(chittagong_dir / "labels" / p.name) as src:
+        with rasterio.open(label) as src:
             lab = src.read(1)
         ys.append(np.select([lab == 2, lab == 1], [1, 0], 255).astype(np.uint8))
     ens = _write_ensemble(root / "ensemble", CHIT_LAYERS, np.stack(xs), np.stack(ys), steps=6)

@@ -101,6 +101,7 @@ def worker_pids(title: str) -> list[int]:
 # --------------------------------------------------------------------------- worker processes
 
 
+@pytest.mark.slow
 def test_two_runs_per_device_in_worker_processes_match_inprocess(
     inprocess: Path, gen_events: Path, tmp_path: Path
 ):
@@ -130,6 +131,7 @@ def test_placement_asks_for_gpu_shares_or_cpus():
     assert (p.num_gpus, p.device, p.slots) == (0.0, "cpu", 2)
 
 
+@pytest.mark.slow
 def test_ray_grid_matches_inprocess_and_survives_a_killed_worker(
     ray_cluster: str, inprocess: Path, gen_events: Path, tmp_path: Path
 ):
@@ -156,6 +158,7 @@ def test_ray_grid_matches_inprocess_and_survives_a_killed_worker(
         assert not (out / "runs" / rid / CLAIM_FILE).exists()
 
 
+@pytest.mark.slow
 def test_ray_run_without_its_data_folder_fails_alone(
     ray_cluster: str, gen_events: Path, tmp_path: Path
 ):
@@ -175,6 +178,7 @@ def test_ray_run_without_its_data_folder_fails_alone(
     assert str(missing) in msg and "data folder not found" in msg and "\n" not in msg
 
 
+@pytest.mark.slow
 def test_failed_runs_are_reported_together_and_retried_by_a_rerun(
     ray_cluster: str, gen_events: Path, tmp_path: Path
 ):
@@ -202,6 +206,7 @@ def test_failed_runs_are_reported_together_and_retried_by_a_rerun(
     assert not list((tmp_path / "RUNS" / "runs").glob(f"*/{FAILED_FILE}"))
 
 
+@pytest.mark.slow
 def test_second_driver_on_the_same_runs_folder_neither_duplicates_nor_loses(
     ray_cluster: str, gen_events: Path, tmp_path: Path
 ):
@@ -316,6 +321,7 @@ def mosaic(gen_events: Path, inprocess: Path, tmp_path_factory: pytest.TempPathF
     return root
 
 
+@pytest.mark.slow
 def test_ray_prediction_in_blocks_is_the_single_process_map(ray_cluster: str, mosaic: Path,
                                                              tmp_path: Path):  # fmt: skip
     import json

@@ -11,7 +11,8 @@ is lost, and no temporary file is left behind.
   the limit fail with EFBIG, as GDAL, SQLite and torch see a full disk).
 - Corrupted files of each kind the commands read.
 
-The data is the real tiny grid on Landslide4Sense patches (tests/fixtures_ensemble.py).
+The data is the tiny grid on the generated events (tests/fixtures_ensemble.py). The cases that
+send signals to subprocesses are marked slow (pytest -m slow); the others run by default.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ def world(tiny_runs, tmp_path_factory) -> dict[str, Path]:
 # --------------------------------------------------------------------------- signals
 
 
+@pytest.mark.slow
 def test_predict_interrupted_or_killed_keeps_the_old_map(world) -> None:
     root, old = world["root"], snapshot(world["map"])
     args = ["predict", "--stack", world["big"], "--model", world["ens"], "--out", world["map"],
@@ -178,6 +180,7 @@ def test_predict_interrupted_or_killed_keeps_the_old_map(world) -> None:
     assert not temporaries(root) and snapshot(world["map"]) != old
 
 
+@pytest.mark.slow
 def test_ensemble_and_evaluate_stopped_while_scoring(world) -> None:
     root, runs = world["root"], world["runs"]
     before = snapshot(runs)
@@ -192,6 +195,7 @@ def test_ensemble_and_evaluate_stopped_while_scoring(world) -> None:
     assert code == 0 and json.loads((root / "ens_auto" / "manifest.json").read_text())["k"]
 
 
+@pytest.mark.slow
 def test_train_interrupted_then_killed_resumes(world, tmp_path: Path) -> None:
     out = tmp_path / "R"
     args = ["train", "--data", world["data"], "--out", out, *TRAIN]
@@ -211,6 +215,7 @@ def test_train_interrupted_then_killed_resumes(world, tmp_path: Path) -> None:
     assert snapshot(out / "runs" / first) == finished  # the finished run was not touched
 
 
+@pytest.mark.slow
 def test_train_terminated_resumes(world, tmp_path: Path) -> None:
     """`timeout`, Slurm and Kubernetes send SIGTERM: the same line and rerun as Ctrl-C."""
     out = tmp_path / "R"
@@ -224,6 +229,7 @@ def test_train_terminated_resumes(world, tmp_path: Path) -> None:
     assert len((out / "leaderboard.csv").read_text().strip().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_train_on_worker_processes_terminated(world, tmp_path: Path) -> None:
     """SIGTERM to the driver alone (as `timeout` sends it): its workers stop too, cleanly."""
     out = tmp_path / "R"
@@ -243,6 +249,7 @@ def test_train_on_worker_processes_terminated(world, tmp_path: Path) -> None:
     assert len((out / "leaderboard.csv").read_text().strip().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_import_killed_and_interrupted_resumes(world, l4s_generated: Path, tmp_path: Path) -> None:
     dest = tmp_path / "imported"
     args = ["import", "landslide4sense", l4s_generated, dest]
@@ -264,6 +271,7 @@ def test_import_killed_and_interrupted_resumes(world, l4s_generated: Path, tmp_p
     assert not temporaries(dest)
 
 
+@pytest.mark.slow
 def test_download_terminated_keeps_its_part_and_resumes(tmp_path: Path) -> None:
     """SIGTERM midway through a download from the local Zenodo stand-in (served slowly): the
     part that arrived stays for the rerun, which asks only for the rest (HTTP Range)."""

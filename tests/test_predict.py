@@ -26,6 +26,7 @@ from lsd.pipeline.cli import main
 from lsd.rasters import Grid, write_stack
 from lsd.training.bundle import save_bundle
 from lsd.training.models import build_model
+from tests.tile_fixtures import write_chips
 
 L4S_LAYERS = [*(f"B{i}" for i in range(1, 13)), "slope", "elevation"]
 CHIT_LAYERS = ["R", "G", "B", "NIR"]
@@ -100,51 +101,6 @@ def l4s(l4s_generated: Path, tmp_path_factory) -> dict[str, Path]:
     # untrained (steps=0): these tests are about files and grids, and 2 cores are shared
     ens = _write_ensemble(root / "ensemble", L4S_LAYERS, x, y, steps=0)
     return {"root": root, "ensemble": ens, **stacks}
-
-
-# Chips as the Chittagong Sentinel-2 set has them (../shared/data/chittagong-s2-chips): 256 px,
-# EPSG:4326 at 22.5 N with 8.98e-5 degree pixels (about 9.2 m x 10 m), overlapping by half,
-# raw R, G, B, NIR values in the thousands, sparse labels (0 unlabelled, 1 not, 2 landslide).
-CHIP, STEP, DEG = 256, 128, 8.983152841196085e-05
-CHIP_SPOTS = [(r, c) for r in range(2) for c in range(4)][:7]  # no chip at the bottom right
-
-
-def write_chips(root: Path, seed: int = 0) -> list[tuple[Path, Path]]:
-    """Seven overlapping chips cut from one generated scene, so the mosaic has a gap of no
-    data where the eighth would be; (image, label) GeoTIFF pairs."""
-    rng = np.random.default_rng(seed)
-    rows, cols = CHIP + STEP, CHIP + 3 * STEP
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    scars = np.zeros((rows, cols), bool)
-    for _ in range(14):
-        cy, cx, ry, rx = (
-            rng.uniform(10, rows - 10),
-            rng.uniform(10, cols - 10),
-            *rng.uniform(4, 14, 2),
-        )
-        scars |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-    level = np.array([260.0, 345.0, 235.0, 1520.0])[:, None, None]
-    texture = rng.normal(0, 1, (4, rows, cols)).cumsum(axis=2) * 3
-    scene = level * (1 + 0.2 * np.sin(xx / 40 + yy / 70)) + texture
-    scene[:, scars] += np.array([500.0, 450.0, 400.0, -700.0])[:, None]
-    scene = np.clip(scene, 1, 5700).astype(np.float32)
-    labelled = rng.random((rows, cols)) < 0.3  # sparse, as the hand-made labels are
-    label = np.where(labelled, np.where(scars, 2, 1), 0).astype(np.uint8)
-    label[scars & (rng.random((rows, cols)) < 0.7)] = 2  # most scar pixels are labelled
-    pairs = []
-    for r, c in CHIP_SPOTS:
-        window = (slice(r * STEP, r * STEP + CHIP), slice(c * STEP, c * STEP + CHIP))
-        transform = rasterio.Affine(DEG, 0, 91.7574 + c * STEP * DEG, 0, -DEG,
-                                    22.4925 - r * STEP * DEG)  # fmt: skip
-        profile = {"driver": "GTiff", "width": CHIP, "height": CHIP, "crs": "EPSG:4326",
-                   "transform": transform}  # fmt: skip
-        image, lab = root / "images" / f"chip_{r}_{c}.tif", root / "labels" / f"chip_{r}_{c}.tif"
-        for path, data in ((image, scene[(slice(None), *window)]), (lab, label[window][None])):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with rasterio.open(path, "w", count=data.shape[0], dtype=data.dtype, **profile) as dst:
-                dst.write(data)
-        pairs.append((image, lab))
-    return pairs
 
 
 @pytest.fixture(scope="module")

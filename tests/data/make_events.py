@@ -83,8 +83,8 @@ def event_arrays(number: int, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]
 
 def write_events(out: Path = OUT, count: int = EVENTS) -> list[Path]:
     """Write the event folders `gen-01` ... into `out` (replaced if it exists)."""
+    from affine import Affine
     from rasterio.crs import CRS
-    from rasterio.transform import from_origin
 
     from lsd.events import event_record, write_event
     from lsd.rasters import Grid
@@ -96,7 +96,7 @@ def write_events(out: Path = OUT, count: int = EVENTS) -> list[Path]:
         stack, label = event_arrays(number)
         # events side by side in UTM zone 33N, 10 m pixels, as lsd fetch lays them out
         west = 500_000 + (number - 1) * SIZE * 10 * 2
-        grid = Grid(SIZE, SIZE, CRS.from_epsg(32633), from_origin(west, 6_900_000, 10, 10))
+        grid = Grid(SIZE, SIZE, CRS.from_epsg(32633), Affine(10, 0, west, 0, -10, 6_900_000))
         event_id = f"gen-{number:02d}"
         record = event_record(
             event_id,

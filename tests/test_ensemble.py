@@ -1,4 +1,4 @@
-"""`lsd ensemble` and training/ensemble.py on a real tiny grid trained on Landslide4Sense."""
+"""`lsd ensemble` and training/ensemble.py on a real tiny grid trained on the generated events."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def test_writes_tables_figures_and_report(tiny_runs, evaluation):
     best_k = ens[val.index(max(val))]["k"]
     assert "| best single (" in report and f"| ensemble K={best_k} (best val) |" in report
     assert "K = 10 not shown: only 4 runs finished." in report
-    # Landslide4Sense patches are not the paper's Norway event: its Table 8 is not set beside
+    # the generated events are not the paper's Norway event: its Table 8 is not set beside
     assert "not comparable" in report and "ens10" not in report
     assert "best single" in text and "wrote" in text
 

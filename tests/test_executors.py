@@ -1,5 +1,6 @@
 """The grid off the main process: worker processes (several runs per device) and a real local Ray
-cluster (2 CPUs, small object store), on the real Landslide4Sense patches.
+cluster (2 CPUs, small object store), on the generated events (tests/data/events). The cases
+that start processes or a Ray cluster are marked slow (pytest -m slow).
 
 Each executor must give the leaderboard the in-process executor gives with the same seed, survive
 a worker killed mid-run (the run is retried and resumes from its checkpoint), isolate a failing
@@ -299,8 +300,8 @@ def test_executor_mistakes_are_one_line(gen_events: Path, tmp_path: Path, monkey
 
 @pytest.fixture(scope="module")
 def mosaic(gen_events: Path, inprocess: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A 256 x 384 mosaic of six real patches with a hole of no data, and a 2-member ensemble
-    of the grid trained above."""
+    """A 256 x 384 mosaic of the generated events (4 x 6 of them, 64 px each) with a hole of no
+    data, and a 2-member ensemble of the grid trained above."""
     import numpy as np
     import rasterio
 
@@ -309,10 +310,12 @@ def mosaic(gen_events: Path, inprocess: Path, tmp_path_factory: pytest.TempPathF
     from lsd.training.ensemble import make_ensemble
 
     root = tmp_path_factory.mktemp("mosaic")
-    events = list_events(gen_events)[:6]
+    events = list_events(gen_events)
     parts = [read_stack(e.stack)[0] for e in events]
     names = list(read_stack(events[0].stack)[1])
-    image = np.concatenate([np.concatenate(parts[i : i + 3], axis=2) for i in (0, 3)], axis=1)
+    rows = [[parts[(r * 6 + c) % len(parts)] for c in range(6)] for r in range(4)]
+    image = np.concatenate([np.concatenate(row, axis=2) for row in rows], axis=1)
+    assert image.shape[1:] == (256, 384)
     image[:, 100:170, 20:90] = np.nan
     grid = Grid(image.shape[2], image.shape[1], rasterio.crs.CRS.from_epsg(32654),
                 rasterio.Affine(10, 0, 500000, 0, -10, 4750000))  # fmt: skip

@@ -135,7 +135,7 @@ def one_error(text: str) -> str:
 @pytest.fixture(scope="module")
 def world(tiny_runs, tmp_path_factory) -> dict[str, Path]:
     """A private copy of the tiny grid, its ensemble, an old map, and a 384 px georeferenced
-    stack mosaicked from the real patches (large enough for predict to be stopped midway)."""
+    stack mosaicked from the generated events (large enough for predict to be stopped midway)."""
     root = tmp_path_factory.mktemp("faults")
     runs, data = root / "runs", root / "data"
     shutil.copytree(tiny_runs.runs, runs)
@@ -145,8 +145,10 @@ def world(tiny_runs, tmp_path_factory) -> dict[str, Path]:
     (runs / "grid.json").write_text(json.dumps(grid))
     assert lsd("ensemble", runs, "--k", "2", "--out", root / "ens")[0] == 0
     events = sorted(p for p in data.iterdir() if p.is_dir())
-    tiles = [read_stack(e / "stack.tif", tiny_runs.layers)[0] for e in events[:9]]
-    mosaic = np.block([[[t[c] for t in tiles[r * 3 : r * 3 + 3]] for r in range(3)]
+    tiles = [read_stack(e / "stack.tif", tiny_runs.layers)[0] for e in events]
+    n = 384 // tiles[0].shape[-1]  # n x n events, cycling through them
+    rows = [[tiles[(r * n + i) % len(tiles)] for i in range(n)] for r in range(n)]
+    mosaic = np.block([[[t[c] for t in row] for row in rows]
                        for c in range(len(tiny_runs.layers))])  # fmt: skip
     big = root / "big" / "stack.tif"
     write_stack(big, mosaic, tiny_runs.layers,

@@ -81,26 +81,25 @@ def _write_ensemble(
 
 
 @pytest.fixture(scope="module")
-def l4s(l4s_generated: Path, tmp_path_factory) -> dict[str, Path]:
-    """Two single-patch stacks (UTM grid, 10 m) and a 2-member ensemble with their statistics."""
+def l4s(l4s_generated: Path, tiny_runs, tmp_path_factory) -> dict[str, Path]:
+    """Two single-patch stacks (UTM grid, 10 m) and the session's tiny grid (trained on the same
+    14 layers) as a 2-member ensemble: these tests are about files, grids and masks."""
+    from tests.cli import lsd
+
     root = tmp_path_factory.mktemp("l4s_predict")
     files = sorted((l4s_generated / "img").glob("image_*.h5"))
-    xs, ys = [], []
-    for f in files[:6]:
-        with h5py.File(f) as h:
-            xs.append(np.asarray(h["img"], np.float32).transpose(2, 0, 1))
-        with h5py.File(l4s_generated / "mask" / f.name.replace("image", "mask")) as h:
-            ys.append(np.asarray(h["mask"], np.uint8))
-    x, y = np.stack(xs), np.stack(ys)
     grid = Grid(128, 128, rasterio.crs.CRS.from_epsg(32654),
                 rasterio.Affine(10, 0, 500000, 0, -10, 4750000))  # fmt: skip
     stacks = {}
     for i in (0, 1):
+        with h5py.File(files[i]) as h:
+            x = np.asarray(h["img"], np.float32).transpose(2, 0, 1)
         stacks[f"stack{i}"] = root / f"patch{i}" / "stack.tif"
-        write_stack(stacks[f"stack{i}"], x[i], L4S_LAYERS, grid)
-    # untrained (steps=0): these tests are about files and grids, and 2 cores are shared
-    ens = _write_ensemble(root / "ensemble", L4S_LAYERS, x, y, steps=0)
-    return {"root": root, "ensemble": ens, **stacks}
+        write_stack(stacks[f"stack{i}"], x, L4S_LAYERS, grid)
+    assert list(tiny_runs.layers) == L4S_LAYERS
+    code, text = lsd("ensemble", tiny_runs.runs, "--k", 2, "--out", root / "ensemble")
+    assert code == 0, text
+    return {"root": root, "ensemble": root / "ensemble", **stacks}
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""`lsd train` end to end on the real Landslide4Sense patches: grid, leaderboard, bundles, resume
-after an interruption, damaged checkpoints and bundles, and every user mistake as one line."""
+"""`lsd train` end to end on the generated events (tests/data/events): grid, leaderboard,
+bundles, resume after an interruption, damaged checkpoints and bundles, and every user mistake as
+one line (the option checks called directly, one CLI case against a finished grid)."""
 
 from __future__ import annotations
 

@@ -34,12 +34,14 @@ from lsd.pipeline.sources import import_landslide4sense
 from lsd.pipeline.sources.landslide4sense import L4S_LAYERS
 from lsd.rasters import read_label, read_stack
 from lsd.training.bundle import load_bundle
-from lsd.training.grid import GridOptions, prepare_grid, run_grid
-from lsd.training.inference import ForwardOptions, TileOptions, predict_array
+from lsd.training.grid import GridOptions, prepare_grid
+from lsd.training.inference import predict_array
 from lsd.training.metrics import Counts, confusion
 from lsd.training.models import forward_whole
 from lsd.training.normalise import norm_tensors, normalise
+from lsd.training.options import ForwardOptions, TileOptions
 from lsd.training.precision import cpu_has_bf16
+from lsd.training.schedule import run_grid
 
 REPO = Path(__file__).resolve().parents[1]
 

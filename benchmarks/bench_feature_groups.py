@@ -36,9 +36,10 @@ from lsd.events import list_events
 from lsd.pipeline.sources import import_landslide4sense
 from lsd.rasters import read_label, read_stack
 from lsd.training.bundle import load_bundle
-from lsd.training.grid import GridOptions, prepare_grid, run_grid
+from lsd.training.grid import GridOptions, prepare_grid
 from lsd.training.inference import predict_array
 from lsd.training.metrics import Counts, confusion
+from lsd.training.schedule import run_grid
 
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = ("rgbn", "rgbn_re", "rgbn_swir", "rgbn_re_swir")

@@ -79,7 +79,7 @@ def measure(obj) -> dict[str, int]:
 
 def run(args: argparse.Namespace) -> dict:
     from lsd.eventcsv import read_events
-    from lsd.gee import layers
+    from lsd.gee import event_graph as layers
     from lsd.gee.config import FetchConfig
     from lsd.gee.event_facts import Constants, assumed_resolution
     from lsd.gee.graphs import offline_client

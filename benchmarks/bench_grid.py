@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from lsd.pipeline.sources import import_landslide4sense
-from lsd.training.executors import InProcessExecutor
+from lsd.training.executors import InProcessExecutor, RunHooks
 from lsd.training.grid import GridOptions, prepare_grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +77,9 @@ def timed_grid(plan, executor) -> dict:
                              "val_f1": done["val_f1"], "epochs": done["epochs_run"]}  # fmt: skip
 
     t0 = time.perf_counter()
-    executor.run(plan.tasks(plan.configs()), on_done=on_done, on_start=on_start, progress=False)
+    executor.run(
+        plan.tasks(plan.configs()), RunHooks(on_done=on_done, on_start=on_start), progress=False
+    )
     wall = time.perf_counter() - t0
     n = len(rows)
     return {

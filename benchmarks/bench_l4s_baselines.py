@@ -80,8 +80,8 @@ def step_time(args: argparse.Namespace) -> dict[str, Any]:
     set-up cancelling out in the difference. Wall and process CPU time both: on a shared
     machine the wall time is mostly waiting, the CPU time (summed over threads) is not."""
     from lsd.training.data import load_events
-    from lsd.training.loop import RunConfig, RunData, _Run
-    from lsd.training.models import ARCHITECTURES
+    from lsd.training.loop import RunData, _Run
+    from lsd.training.options import ARCHITECTURES, RunConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
@@ -125,7 +125,8 @@ def step_flops(args: argparse.Namespace) -> dict[str, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from lsd.training.losses import build_loss
-    from lsd.training.models import ARCHITECTURES, build_model
+    from lsd.training.models import build_model
+    from lsd.training.options import ARCHITECTURES
 
     x = torch.randn(PRESET["batch_size"], len(l4s.LAYERS), PRESET["crop"], PRESET["crop"])
     y = (torch.rand(PRESET["batch_size"], PRESET["crop"], PRESET["crop"]) > 0.97).to(torch.uint8)
@@ -141,7 +142,8 @@ def step_flops(args: argparse.Namespace) -> dict[str, float]:
 
 def grid_against_baselines(args: argparse.Namespace) -> dict[str, Any]:
     from lsd.pipeline.landslide4sense_protocol import evaluate_landslide4sense
-    from lsd.training.grid import GridOptions, prepare_grid, run_grid
+    from lsd.training.grid import GridOptions, prepare_grid
+    from lsd.training.schedule import run_grid
 
     with tempfile.TemporaryDirectory() as tmp:
         data, runs = Path(tmp) / "data", Path(tmp) / "runs"

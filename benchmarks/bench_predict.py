@@ -144,7 +144,7 @@ def channels_last(on: bool):
 def run_pipeline(stack: Path, model, out: Path, args, mode: str = "channels_last",
                  executor: str = "inprocess") -> dict:  # fmt: skip
     from lsd.pipeline.predict import PredictOptions, predict_stack
-    from lsd.training.inference import ForwardOptions, TileOptions
+    from lsd.training.options import ForwardOptions, TileOptions
 
     precision, runtime, cl = MODES[mode]
     block_rows = getattr(args, "block_rows", None) or max(1, args.size // 4)

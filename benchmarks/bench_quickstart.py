@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lsd.paper import DATA_ARCHIVE
+from lsd.pipeline.paper.facts import DATA_ARCHIVE
 from tests.paper_fixtures import write_paper_dataset, zip_folder
 from tests.test_quickstart import readme_steps
 from tests.zenodo_server import zenodo_stand_in

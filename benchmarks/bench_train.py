@@ -26,7 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lsd.events import list_events
 from lsd.pipeline.sources import import_landslide4sense
-from lsd.training.data import CropSampler, compute_norm, load_events
+from lsd.training.crops import CropSampler
+from lsd.training.data import compute_norm, load_events
 from lsd.training.losses import build_loss
 from lsd.training.models import build_model
 

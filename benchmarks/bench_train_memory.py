@@ -59,7 +59,7 @@ def measure(arch: str, encoder: str, crop: int, batch: int, channels: int) -> fl
 
 
 def main() -> None:
-    from lsd.training.models import ARCHITECTURES
+    from lsd.training.options import ARCHITECTURES
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--archs", default=",".join(ARCHITECTURES))

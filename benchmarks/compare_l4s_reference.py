@@ -105,7 +105,8 @@ def main() -> None:
         }
         repeated = LandslideDataSet(f"{args.data}/", str(listing), max_iters=5000 * 32)
         per_patch = Counter(repeated.img_ids[:160000])
-        from lsd.training.data import CropSampler, load_events
+        from lsd.training.crops import CropSampler
+        from lsd.training.data import load_events
 
         arrays = load_events(list(events.values()), l4s.LAYERS, l4s.MEAN, l4s.STD)
         sampler = CropSampler(arrays, crop=128, batch_size=32, augment=False, order="shuffled")

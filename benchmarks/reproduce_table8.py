@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from lsd.paper import TABLE8, TABLE8_KS
+from lsd.pipeline.paper.facts import TABLE8, TABLE8_KS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lsd.errors import InvalidFile
+from lsd import conventions as cv
+from lsd.errors import InvalidFile, InvalidValue
 from lsd.files import read_toml_table
 from lsd.spec import EventSpec, aoi_centroid
 
@@ -257,9 +258,8 @@ def snow_mask_value(cfg: FetchConfig) -> str:
 def fetch_conventions(cfg: FetchConfig) -> dict[str, dict[str, str]]:
     """The conventions a fetch with `cfg` records whatever its event and layers: the radar sign,
     the flag polarity, the scale and the source. What depends on the event and its layers (snow
-    mask, DEM, land cover, distortion masking) is recorded by lsd.gee.layers.layer_conventions;
+    mask, DEM, land cover, distortion masking) is recorded by lsd.gee.event_graph.layer_conventions;
     the source joins both (`FetchRun.conventions`)."""
-    from lsd import conventions as cv
 
     where = "lsd fetch setting"
     return {
@@ -280,8 +280,6 @@ def config_for_conventions(
         InvalidValue: the record asks for something lsd fetch cannot make (linear backscatter,
             a catalog's flattening model).
     """
-    from lsd import conventions as cv
-    from lsd.errors import InvalidValue
 
     values: dict[str, Any] = {}
     notes: list[str] = []

@@ -1,7 +1,7 @@
 """What an event's fetch decides before any pixel: which scenes exist, which pass and which
 Sentinel-2 level to use, and the per-event values every download tile shares.
 
-Two server requests per event, both built here or in lsd.gee.layers and answered by one getInfo
+Two server requests per event, both built here or in lsd.gee.event_graph and answered by one getInfo
 each: the facts (scene ids per window, pass and level; DEM tiles) and, once the pass and level
 are chosen on the client, the constants (look direction per pass, vegetated share for the
 flattening model, CART training points and tree). The tiles then carry the constants as plain

@@ -3,7 +3,7 @@
 `lsd fetch --dry-run --graphs DIR` (and a fetch with `--graphs`) writes, per event, one JSON file
 per request: `facts.json` (scene listing), `constants.json` (per-event values), `stack.json`
 (what every download request evaluates: the stack unmasked to the no-data sentinel and cast to
-float32, lsd.gee.download.unmasked, byte for byte the `expression` of each computePixels request)
+float32, lsd.gee.pixels.unmasked, byte for byte the `expression` of each computePixels request)
 and one file per graph group (s1, terrain, aux, landcover, s2; s2bands, ndvi, s1scenes for the
 layer groups beyond the paper) with the image of that group's layers alone, masks kept, to read
 rather than to send. Each file holds the graph exactly as the ee client serialises it
@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import ee
+from ee import apitestcase
 
 from lsd.files import write_json
+from lsd.gee import event_facts as ef
+from lsd.gee import event_graph as gl
+from lsd.gee import pixels
 from lsd.layergroups import ndvi_of, s1_scene_of, s2_band_of
 from lsd.layers import LANDCOVER_LAYER, S1_LAYERS
 
@@ -59,7 +63,6 @@ def offline_client() -> Iterator[None]:
     credentials, the graph benchmark): it needs only the algorithm signatures, which its wheel
     ships (the list its own tests use). A session already open is used as it is; otherwise
     the client is restored afterwards."""
-    from ee import apitestcase
 
     if ee.data.is_initialized():
         yield
@@ -148,9 +151,6 @@ def write_event_graphs(
     layer needs per-event values), stack.json (the expression each download request sends, with
     the band ids of its band group) and one file per graph group. Built with `constants` when they
     are known, else with the per-event values computed inside the graphs."""
-    from lsd.gee import download
-    from lsd.gee import event_facts as ef
-    from lsd.gee import layers as gl
 
     meta = {
         "layers": list(layers),
@@ -172,7 +172,7 @@ def write_event_graphs(
         request = gl.constants_request(spec, cfg, names, resolved)
         write_graph(path, request, event_id=spec.event_id, request="constants", **meta)
         written.append(path)
-    band_ids = [[layers[i] for i in g] for g in download.band_groups(len(layers))]
+    band_ids = [[layers[i] for i in g] for g in pixels.band_groups(len(layers))]
     parts = [("stack", list(layers)), *groups_of(layers).items()]
     for group, members in parts:
         image = gl.build_event_image(
@@ -182,9 +182,9 @@ def write_event_graphs(
         path = folder / f"{group}.json"
         extra: dict[str, Any] = {}
         if group == "stack":  # what computePixels and the exports are sent, unmask included
-            image = download.unmasked(image)
+            image = pixels.unmasked(image)
             extra = {"band_ids_per_request": band_ids,
-                     "no_data_sentinel": download.NODATA_SENTINEL}  # fmt: skip
+                     "no_data_sentinel": pixels.NODATA_SENTINEL}  # fmt: skip
         write_graph(
             path, image, event_id=spec.event_id, request="computePixels", group=group,
             group_layers=members, **extra, **meta,

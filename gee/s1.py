@@ -13,6 +13,7 @@ same functions on a numpy stand-in and check them numerically.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any, Protocol
 
@@ -111,7 +112,6 @@ def defined_factor(factor: Raster, layover: Raster, shadow: Raster) -> Raster:
 def date_millis(day: Any) -> int:
     """UTC midnight of a date as epoch milliseconds: windows are sent as plain numbers, so the
     graph states exactly which instant each window starts and ends."""
-    import datetime as dt
 
     start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
     return int(start.timestamp() * 1000)
@@ -119,7 +119,6 @@ def date_millis(day: Any) -> int:
 
 def utc_time(millis: Any) -> str:
     """Epoch milliseconds (as Earth Engine lists system:time_start) as 'YYYY-MM-DDTHH:MM:SS' UTC."""
-    import datetime as dt
 
     return dt.datetime.fromtimestamp(float(millis) / 1000, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 

@@ -10,7 +10,7 @@ All scene layers come from one pass, the first of the event's resolved passes (t
 AUTO chose, or the requested one; with BOTH the first pass that has the acquisitions asked for,
 descending before ascending), so a pre- and a post-event scene always share their geometry.
 Every image is flattened exactly as that pass's composites are (the same flattened collection
-of lsd.gee.layers, same model and look direction), then the acquisition's linear gamma0 is
+of lsd.gee.event_graph, same model and look direction), then the acquisition's linear gamma0 is
 mosaicked and turned into dB; by default it is masked where the acquisition's own layover or
 shadow flags are set, as the composites are.
 

@@ -3,10 +3,10 @@
 For each event (EventRun) the server is asked, in this order: the facts (which scenes each
 window holds per pass and level; a window too empty for the layers fails the event with a hint
 before any pixel is computed), whether the assets exist, the per-event constants, and the pixels
-of the layer stack (direct downloads split by tile and band group, or a batch export to Cloud
-Storage or Drive for large areas). Provenance for event.json is assembled on the client from
-those answers. The layers are the event's own (its events.csv `layers` / `s1_scenes` cells) or
-the source's. The label is burnt locally from the inventory polygons. Every event is
+of the layer stack (lsd.gee.pixels: direct downloads split by tile and band group, or a batch
+export to Cloud Storage or Drive for large areas). Provenance for event.json is assembled on the
+client from those answers. The layers are the event's own (its events.csv `layers` / `s1_scenes`
+cells) or the source's. The label is burnt locally from the inventory polygons. Every event is
 independent, so the driver reports a failed one and goes on with the rest.
 """
 
@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from lsd.events import event_record, write_event
-from lsd.files import write_json
+from lsd.gee import pixels
 from lsd.gee.config import (
     FILLED_FROM_GLO30,
     S1_COLLECTION,
     FetchConfig,
     dem_asset_for,
+    fetch_conventions,
     snow_mask_value,
 )
 from lsd.labels import rasterize_labels
@@ -36,11 +37,6 @@ from lsd.spec import EventSpec, aoi_in_utm, describe_spec, event_grid, unwrap_lo
 
 Echo = Callable[[str], None]
 Sleep = Callable[[float], None]
-
-EXPORT_FILE = "export.tif"  # a finished export the user dropped into the event folder
-EXPORT_NOTE = "export.json"
-EXPORT_MODES = ("drive", "gcs")
-DRIVE_FOLDER = "lsd"
 
 
 def _err(msg: str) -> None:
@@ -59,12 +55,11 @@ def plan_event(
     spec: EventSpec, cfg: FetchConfig, layers: Sequence[str] = PAPER_LAYERS
 ) -> dict[str, Any]:
     """What would be fetched for this event, computed locally (no credentials needed)."""
-    from lsd.gee import download
 
     grid = event_grid(spec, cfg.scale)
     lon0, lat0, lon1, lat1 = unwrap_lon(spec.aoi).bounds
-    groups = download.band_groups(len(layers))
-    tiles = download.plan_tiles(grid, max(len(g) for g in groups))
+    groups = pixels.band_groups(len(layers))
+    tiles = pixels.plan_tiles(grid, max(len(g) for g in groups))
     return {
         "event_id": spec.event_id,
         "summary": f"{spec.date.isoformat()}, role {spec.role or '-'}",
@@ -84,7 +79,7 @@ def plan_event(
         "conventions": f"flattening {cfg.look_convention}, distortion_flags "
         f"{cfg.distortion_flags}, radar_scale db, snow_mask {snow_mask_value(cfg)}",
         "requests": f"{len(tiles) * len(groups)} ({len(tiles)} tile(s) x {len(groups)} band "
-        f"group(s) of at most {download.MAX_BANDS_PER_REQUEST} layers)",
+        f"group(s) of at most {pixels.MAX_BANDS_PER_REQUEST} layers)",
     }
 
 
@@ -158,9 +153,8 @@ class EarthEngineSource:
         return note
 
     def get_info(self, obj: Any, event_id: str) -> Any:
-        from lsd.gee import download
 
-        return download.with_retries(
+        return pixels.with_retries(
             obj.getInfo, sleep=self.sleep, on_retry=self.retry_note(event_id)
         )
 
@@ -188,7 +182,7 @@ class EventRun:
     def check(self) -> None:
         """The facts request and the asset checks: choices, problems and warnings."""
         from lsd.gee import event_facts as ef
-        from lsd.gee import layers as gl
+        from lsd.gee import event_graph as gl
 
         spec, cfg, layers = self.spec, self.cfg, self.layers
         request = ef.facts_request(spec, cfg, layers, gl.aoi_geometry(spec))
@@ -202,7 +196,7 @@ class EventRun:
 
     def _check_assets(self) -> None:
         from lsd.gee import event_facts as ef
-        from lsd.gee import layers as gl
+        from lsd.gee import event_graph as gl
 
         spec, layers = self.spec, self.layers
         needed = {}
@@ -266,7 +260,7 @@ class EventRun:
 
     def fetch_constants(self) -> None:
         from lsd.gee import event_facts as ef
-        from lsd.gee import layers as gl
+        from lsd.gee import event_graph as gl
 
         names = set(self.layers) - set(self.unavailable)
         if not (ef.s1_windows(names) or LANDCOVER_LAYER in names):
@@ -283,8 +277,7 @@ class EventRun:
         """What this event's stack means (lsd.conventions), for event.json and its tags: the
         settings' radar conventions and what this event's layers decided (snow, DEM, land
         cover, masking)."""
-        from lsd.gee.config import fetch_conventions
-        from lsd.gee.layers import layer_conventions
+        from lsd.gee.event_graph import layer_conventions
 
         return {
             **fetch_conventions(self.cfg),
@@ -292,7 +285,7 @@ class EventRun:
         }
 
     def image(self) -> Any:
-        from lsd.gee import layers as gl
+        from lsd.gee import event_graph as gl
 
         return gl.build_event_image(
             self.spec, self.cfg, self.layers, unavailable=frozenset(self.unavailable),
@@ -301,7 +294,7 @@ class EventRun:
 
     def provenance(self) -> dict[str, Any]:
         from lsd.gee import event_facts as ef
-        from lsd.gee import layers as gl
+        from lsd.gee import event_graph as gl
 
         out = gl.event_provenance(
             self.spec, self.cfg, self.layers, self.resolved, self.constants,
@@ -341,7 +334,7 @@ def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
         run.fetch_constants()
         if src.graphs_dir:
             run.write_graphs()
-        stack = _stack_writer(run, grid, folder)
+        stack = pixels.stack_writer(run, grid, folder)
         if stack is None:
             return  # Drive: the user downloads the file; a rerun finishes the event
         label = None
@@ -352,7 +345,7 @@ def fetch_event(src: EarthEngineSource, spec: EventSpec, folder: Path) -> None:
         write_event(folder, _record(src, spec, grid, run), grid=grid, stack=stack, label=label)
     except ee.EEException as exc:
         raise EventFailed(f"event {spec.event_id}: Earth Engine: {_first_line(exc)}") from None
-    (folder / EXPORT_NOTE).unlink(missing_ok=True)
+    (folder / pixels.EXPORT_NOTE).unlink(missing_ok=True)
 
 
 def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) -> dict[str, Any]:
@@ -385,82 +378,3 @@ def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) 
         spec.event_id, layers=run.layers, grid=grid, source=source, role=spec.role, label=label,
         conventions=run.conventions,
     )  # fmt: skip
-
-
-def _stack_writer(run: EventRun, grid: Grid, folder: Path) -> Callable[[Path], None] | None:
-    """How stack.tif gets written: from an export the user dropped in, from a batch export, or
-    by downloads per tile and band group. None when a Drive export must first be downloaded by
-    the user."""
-    from lsd.gee import download
-
-    src, spec, layers = run.src, run.spec, run.layers
-    folder.mkdir(parents=True, exist_ok=True)
-    dropped = folder / EXPORT_FILE
-    if dropped.is_file():
-        src.echo(f"event {spec.event_id}: converting {dropped}")
-        return lambda dest: download.geotiff_to_stack(dropped, dest, layers, grid, run.conventions)
-    image = run.image()
-    if src.export:
-        exported = _run_export(src, spec, image, grid, folder)
-        if exported is None:
-            return None
-
-        def from_export(dest: Path) -> None:
-            download.geotiff_to_stack(exported, dest, layers, grid, run.conventions)
-            exported.unlink(missing_ok=True)
-
-        return from_export
-    return lambda dest: _download(run, image, grid, dest)
-
-
-def _download(run: EventRun, image: Any, grid: Grid, dest: Path) -> None:
-    from tqdm import tqdm
-
-    from lsd.gee import download
-
-    src, spec = run.src, run.spec
-    requests = download.plan_requests(grid, len(run.layers))
-    with tqdm(
-        total=len(requests), desc=spec.event_id, unit="request", leave=False,
-        disable=not src.show_progress, file=sys.stderr,
-    ) as bar:  # fmt: skip
-        download.download_stack(
-            image, grid, run.layers, dest, sleep=src.sleep, progress=bar.update,
-            on_retry=src.retry_note(spec.event_id), conventions=run.conventions,
-        )  # fmt: skip
-
-
-def _run_export(
-    src: EarthEngineSource, spec: EventSpec, image: Any, grid: Grid, folder: Path
-) -> Path | None:
-    """Run a batch export; return the downloaded GeoTIFF (gcs) or None (drive, user downloads)."""
-    from lsd.gee import download
-    from lsd.gee.auth import current_credentials
-
-    note = folder / EXPORT_NOTE
-    name = f"lsd_{spec.event_id}"
-    where = f"Google Drive folder '{DRIVE_FOLDER}' as {name}.tif"
-    if src.export == "drive" and note.is_file():
-        src.echo(
-            f"event {spec.event_id}: already exported to {where}; "
-            f"download it to {folder / EXPORT_FILE} and rerun"
-        )
-        return None
-    task = download.start_export(
-        image, grid, name, mode=src.export or "", scale=src.cfg.scale, bucket=src.bucket,
-        drive_folder=DRIVE_FOLDER,
-    )  # fmt: skip
-    src.echo(f"event {spec.event_id}: export task {task.id} started ({src.export})")
-    download.wait_for_task(
-        task, sleep=src.sleep, on_state=lambda s: src.echo(f"event {spec.event_id}: export {s}")
-    )
-    if src.export == "drive":
-        write_json(note, {"task_id": task.id, "drive_folder": DRIVE_FOLDER, "file": f"{name}.tif"})
-        src.echo(
-            f"event {spec.event_id}: exported to {where}; download it to "
-            f"{folder / EXPORT_FILE} and rerun lsd fetch to finish the event"
-        )
-        return None
-    dest = folder / ".export-download.tif"
-    download.download_gcs(src.bucket or "", name, dest, credentials=current_credentials())
-    return dest

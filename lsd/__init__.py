@@ -7,4 +7,6 @@ torch), `lsd.training` (torch, no ee) and `lsd.pipeline` (the CLI on top) all st
 See docs/architecture.md.
 """
 
+# The one place the version is written: pyproject.toml reads it (dynamic), and the built
+# distribution's metadata, which `lsd --version` prints, carries it.
 __version__ = "0.1.0"

@@ -33,7 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lsd.bundles import MANIFEST_FILE, META_FILE, open_models
 from lsd.errors import ConventionMismatch, InputNotFound, InvalidFile
+from lsd.events import EVENT_FILE, STACK_FILE, list_events, read_event
+from lsd.files import read_json
+from lsd.formats import opened
+from lsd.layergroups import layer_note
+from lsd.runs import GRID_FILE, read_grid_record, read_leaderboard
 
 FLATTENING = "flattening"
 DISTORTION_FLAGS = "distortion_flags"
@@ -225,7 +231,6 @@ def flag_meaning(layer: str, polarity: str) -> str:
 
 def layer_meaning(layer: str, record: Mapping[str, Mapping[str, str]] | None) -> str | None:
     """What a layer's values mean (the `meaning` band tag), under the stack's conventions."""
-    from lsd.layergroups import layer_note
 
     polarity = known(record or {}, DISTORTION_FLAGS)
     if layer in FLAG_LAYERS and polarity:
@@ -235,7 +240,6 @@ def layer_meaning(layer: str, record: Mapping[str, Mapping[str, str]] | None) ->
 
 def read_stack_tags(stack: Path | str) -> Conventions | None:
     """The record in a stack.tif's dataset tag, or None when it has none."""
-    from lsd.formats import opened
 
     stack = Path(stack)
     with opened(stack) as src:  # a user's stack: through the gate, never its neighbours
@@ -430,8 +434,6 @@ def _older_fetch(meta: Mapping[str, Any]) -> Conventions | None:
 def of_stack(stack: Path | str) -> tuple[Conventions | None, str]:
     """A stack's record and where it came from: the event.json beside a stack.tif, else the
     stack's own tag; (None, reason) when neither says anything."""
-    from lsd.events import EVENT_FILE, STACK_FILE
-    from lsd.files import read_json
 
     stack = Path(stack)
     meta_path = stack.parent / EVENT_FILE
@@ -488,9 +490,6 @@ def of_source(path: Path | str) -> tuple[Conventions, str]:
         InputNotFound: the path is not there.
         InvalidFile: it is none of those, or holds no conventions.
     """
-    from lsd.bundles import MANIFEST_FILE, META_FILE, open_models
-    from lsd.events import EVENT_FILE, STACK_FILE, list_events, read_event
-    from lsd.runs import GRID_FILE, read_grid_record, read_leaderboard
 
     path = Path(path)
     if not path.exists():

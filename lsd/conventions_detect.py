@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rasterio.windows import Window
 
 from lsd.conventions import (
     DISTORTION_FLAGS,
@@ -48,7 +49,8 @@ from lsd.conventions import (
     is_radar,
     unknown,
 )
-from lsd.rasters import Grid
+from lsd.formats import opened
+from lsd.rasters import Grid, read_layer_names
 
 WINDOW = 1024  # side of the window read from a stack
 MIN_VALUES = 200  # finite values a decision needs at least
@@ -416,10 +418,6 @@ def detect_stack(
 ) -> Conventions:
     """detect() on the middle `window` x `window` pixels of a stack.tif (the layers it needs
     only); NaN and the declared no-data value are no data."""
-    from rasterio.windows import Window
-
-    from lsd.formats import opened
-    from lsd.rasters import read_layer_names
 
     stack = Path(stack)
     names = read_layer_names(stack)

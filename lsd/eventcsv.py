@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue, UserError
+from lsd.files import atomic_path
+from lsd.labels import is_label_raster, read_label_raster
 from lsd.layergroups import (
     DEFAULT_GROUPS,
     S1Scenes,
@@ -336,7 +338,6 @@ def _choice(row: _Row, column: str, allowed: tuple[str, ...], default, *, upper:
 
 def _inventory_path(row: _Row, base: Path) -> Path | None:
     """Polygons, or a label raster (GeoTIFF of 0/1/255), checked now rather than on a server."""
-    from lsd.labels import is_label_raster, read_label_raster
 
     text = row.get("inventory")
     if text and is_label_raster(Path(text)):
@@ -367,7 +368,6 @@ def _vector_path(row: _Row, column: str, base: Path, *, polygons: bool = True) -
 def write_events_csv(path: Path | str, rows: Sequence[dict[str, Any]]) -> Path:
     """An events.csv that read_events reads back: id and date first, then the other columns in
     the order they first appear; paths are written as given (relative to the CSV's folder)."""
-    from lsd.files import atomic_path
 
     columns: list[str] = ["id", "date"]
     for row in rows:

@@ -26,6 +26,7 @@ their sources in `added_layers`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from lsd import __version__
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue, OutputNotWritable
 from lsd.files import PARTIAL_SUFFIX, atomic_path, read_json, write_json
 from lsd.rasters import (
@@ -97,7 +99,6 @@ def event_record(
     **extra: Any,
 ) -> dict[str, Any]:
     """The common keys of event.json; `source` must name its kind (e.g. "earthengine")."""
-    from lsd import __version__
 
     if "kind" not in source:
         raise ValueError("an event's source record must say its kind")
@@ -165,7 +166,6 @@ def append_layers(
     event.json, so an interruption leaves the old folder, or a stack whose band names (which
     readers trust) already hold the new layers.
     """
-    import json
 
     ev = read_event(folder, need_label=False)
     taken = [n for n in names if n in ev.layers]

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,7 +203,6 @@ def probe_write(folder: Path) -> str | None:
 def _size_limit_hit(tmp: Path | None) -> str | None:
     """The cause when a file being written has reached the process's file-size limit (ulimit
     -f): the write failed with EFBIG inside a library that does not pass the errno on."""
-    import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     if soft == resource.RLIM_INFINITY or tmp is None or not tmp.exists():
@@ -305,7 +307,6 @@ def create_json(path: Path | str, obj: Any) -> bool:
 def read_toml_table(path: Path | str, table: str, what: str, example: str) -> dict[str, Any]:
     """The `[table]` of a TOML file the user wrote (`what` names the file's purpose in
     messages, `example` shows a line of the table), or one line saying what is wrong."""
-    import tomllib
 
     path = Path(path)
     try:
@@ -371,7 +372,6 @@ def check_writable(out_dir: Path | str, *, create: bool = True) -> Path:
 
 def file_sha256(path: Path) -> str:
     """Checksums catch bundles and archives damaged or half-copied after they were written."""
-    import hashlib
 
     h = hashlib.sha256()
     with path.open("rb") as f:

@@ -33,7 +33,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
+import numpy as np
+import rasterio
+
 from lsd.errors import InputNotFound, InvalidFile
+from lsd.limits import check_memory, check_pixels
 
 # suffix -> the one GDAL driver that may open it
 SUFFIX_DRIVERS: dict[str, str] = {
@@ -71,7 +76,6 @@ def format_name(driver: str) -> str:
 @functools.lru_cache(maxsize=1)
 def _libgdal() -> Any:
     """The GDAL library rasterio runs on (bundled in its wheels, or the system's), or None."""
-    import rasterio
 
     here = os.path.dirname(rasterio.__file__)
     found = [p for pattern in ("../rasterio.libs/libgdal*", ".dylibs/libgdal*")
@@ -112,7 +116,6 @@ def _sniff(path: Path) -> str | None:
 def real_driver(path: Path | str) -> str | None:
     """The GDAL driver the bytes of `path` belong to (from its header, nothing opened), or None
     when GDAL recognises none."""
-    import rasterio
 
     path = Path(path)
     lib = _libgdal()
@@ -202,7 +205,6 @@ def open_raster(path: Path | str, suffixes: Sequence[str] = GEOTIFF) -> Any:
         InvalidFile: a name lsd does not read here, bytes of another format than the name says,
             georeferencing only in a sidecar file, or a file the driver cannot read.
     """
-    import rasterio
 
     path = Path(path)
     driver = check_driver(path, suffixes)
@@ -228,7 +230,6 @@ def open_raster(path: Path | str, suffixes: Sequence[str] = GEOTIFF) -> Any:
 def open_tiff_page(path: Path | str, page: int) -> Any:
     """Page `page` (1-based, as GDAL counts the pages after the first) of a GeoTIFF that has
     passed `open_raster`, opened the same safe way."""
-    import rasterio
 
     with rasterio.Env(**SAFE_GDAL):
         return rasterio.open(f"GTIFF_DIR:{int(page)}:{os.fspath(path)}", driver="GTiff")
@@ -244,7 +245,6 @@ def opened(path: Path | str, suffixes: Sequence[str] = GEOTIFF) -> Iterator[Any]
 
 def _h5_contents(f: Any) -> str:
     """What an HDF5 file holds at its top, with shapes, without following any link out of it."""
-    import h5py
 
     parts = []
     for name in sorted(f.keys()):
@@ -256,7 +256,6 @@ def _h5_contents(f: Any) -> str:
 
 
 def _check_h5_size(path: Path, key: str, dset: Any, copy_bytes: int) -> None:
-    from lsd.limits import check_memory, check_pixels
 
     where = f"{path}: dataset '{key}'"
     shape = " x ".join(map(str, dset.shape))
@@ -283,8 +282,6 @@ def read_h5_dataset(path: Path | str, key: str, copy_bytes: int = 0) -> Any:
             external link, external storage, a virtual dataset), or that stores no values.
         TooLarge: more pixels or memory than lsd.limits allows.
     """
-    import h5py
-    import numpy as np
 
     path = Path(path)
     if not path.exists():

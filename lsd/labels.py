@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from rasterio.features import rasterize
+from rasterio.warp import Resampling, reproject
 
 from lsd.errors import InputNotFound, InvalidFile
 from lsd.formats import open_raster
@@ -27,7 +29,6 @@ from lsd.vectors import read_polygons
 
 
 def _burn(geoms: list, grid: Grid) -> np.ndarray:
-    from rasterio.features import rasterize
 
     shapes = [(g, 1) for g in geoms if g is not None and not g.is_empty]
     if not shapes:
@@ -87,7 +88,6 @@ def read_label_raster(path: Path, *, where: str):
 
 def raster_labels(path: Path, grid: Grid, *, where: str) -> np.ndarray:
     """A label raster on the event grid, nearest neighbour; uncovered pixels are 255."""
-    from rasterio.warp import Resampling, reproject
 
     codes, crs, transform = read_label_raster(path, where=where)
     out = np.full((grid.height, grid.width), LABEL_IGNORE, dtype=np.uint8)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lsd.errors import InvalidFile, InvalidValue
 from lsd.files import read_toml_table
+from lsd.landslide4sense import LAYERS as L4S_LAYERS
 
 # The paper's stack (Ganerod et al., Table 2), in its order.
 PAPER_LAYERS: tuple[str, ...] = (
@@ -187,7 +188,6 @@ def check_setting_name(
 def _all_layers(available: set[str]) -> tuple[str, ...]:
     """'all' is the paper's 15 layers; on stacks that lack them but hold Landslide4Sense's 14
     (its imported patches), those 14, so `--setting all` trains on all of a benchmark's bands."""
-    from lsd.landslide4sense import LAYERS as L4S_LAYERS
 
     if not set(PAPER_LAYERS) <= available and set(L4S_LAYERS) <= available:
         return L4S_LAYERS

@@ -25,9 +25,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import resource
 import shutil
 from pathlib import Path
 from typing import Any
+
+from pyproj import Geod
 
 from lsd.errors import InvalidFile, InvalidValue, OutputNotWritable, TooLarge
 
@@ -74,7 +77,6 @@ def _cgroup_limit() -> int | None:
 
 def machine_memory() -> tuple[int, str]:
     """The memory this process can have at most, and what sets it."""
-    import resource  # POSIX only, like the /proc and cgroup files read here
 
     found = [(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine has")]
     cgroup = _cgroup_limit()
@@ -182,7 +184,6 @@ def check_disk(folder: Path | str, nbytes: float, what: str) -> None:
 def geodesic_km2(geom: Any) -> float:
     """Area of a lon/lat geometry on the WGS 84 ellipsoid, in km2 (0 for an empty one): the
     same figure whatever the UTM zone, so one rule holds for every AOI."""
-    from pyproj import Geod
 
     if geom is None or geom.is_empty:
         return 0.0

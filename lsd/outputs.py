@@ -19,6 +19,7 @@ import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 
+from lsd import __version__
 from lsd.errors import InvalidFile, InvalidValue, OutputExists
 from lsd.files import check_name, check_writable, read_json, write_json
 
@@ -48,7 +49,6 @@ def _plural(label: str) -> str:
 
 def mark(folder: Path | str, kind: str) -> None:
     """Record in `folder` that lsd wrote it, and as what."""
-    from lsd import __version__
 
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
+from tqdm import tqdm
+
 T = TypeVar("T")
 
 
@@ -25,7 +27,6 @@ def interactive() -> bool:
 
 def say(message: str) -> None:
     """One line on stderr that does not break a live bar."""
-    from tqdm import tqdm
 
     tqdm.write(message, file=sys.stderr)
 
@@ -57,8 +58,6 @@ class Progress:
         self.enabled, self.steps = enabled, steps
         self.bar: Any = None
         if enabled and interactive():
-            from tqdm import tqdm
-
             self.bar = tqdm(
                 total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr,
                 dynamic_ncols=True, position=position,

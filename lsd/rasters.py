@@ -7,16 +7,20 @@ stack may hold more layers than a setting uses, in any order.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+from rasterio.windows import Window
 
 from lsd.errors import InvalidFile, LayerMissing
 from lsd.files import atomic_path
 from lsd.formats import GEOTIFF, open_raster
+from lsd.layers import family_hint
 from lsd.limits import check_memory, check_raster
 
 LABEL_BACKGROUND = 0
@@ -91,7 +95,6 @@ def require_layers(
 
     `needed_by` completes "... that {needed_by} needs" (e.g. "the model", "setting 's2'").
     """
-    from lsd.layers import family_hint
 
     absent = [n for n in needed if n not in available]
     if absent:
@@ -181,8 +184,6 @@ def layer_statistics(
     lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
     total, total_sq = np.zeros(n), np.zeros(n)
     with _open(stack_path) as src:
-        from rasterio.windows import Window
-
         idx = [names.index(name) + 1 for name in wanted]
         nodata = src.nodata
         for r0 in range(0, src.height, STATS_BLOCK_ROWS):
@@ -224,9 +225,6 @@ class RowReader:
         self.seconds = 0.0
 
     def __call__(self, r0: int, r1: int) -> np.ndarray:
-        import time
-
-        from rasterio.windows import Window
 
         t0 = time.perf_counter()
         window = Window(0, r0, self.src.width, r1 - r0)
@@ -317,7 +315,6 @@ def write_stack(
 ) -> None:
     """Write a (C, H, W) float32 stack with band descriptions, atomically; `conventions` go
     into its tags (describe_bands)."""
-    import rasterio
 
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 3 or data.shape[0] != len(layers):
@@ -333,7 +330,6 @@ def write_stack(
 
 
 def write_label(label_path: Path | str, label: np.ndarray, grid: Grid) -> None:
-    import rasterio
 
     label = np.asarray(label)
     if label.shape != (grid.height, grid.width):
@@ -352,8 +348,6 @@ def write_stack_with_layers(
     """Write to `dest` the stack at `stack_path` with the (k, H, W) `data` appended as layers
     `names`; returns every layer name of the result. Copied block by block, so only the new
     layers are held in memory whole. `dest` is written as given: the caller makes it atomic."""
-    import rasterio
-    from rasterio.windows import Window
 
     stack_path = Path(stack_path)
     old = read_layer_names(stack_path)

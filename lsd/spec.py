@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import shapely
+from pyproj import Transformer
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+from shapely import affinity
+from shapely.geometry import Polygon, box
+
 from lsd.errors import InvalidValue
 from lsd.rasters import Grid
 
@@ -96,8 +103,6 @@ def square_aoi(lon: float, lat: float, km2: float, epsg: int, scale: float = DEF
     whole number of pixels (2 km for the default 4 km2) fills its grid exactly, instead of
     spilling one extra row and column after the outward snap. The shift is at most half a pixel.
     """
-    from pyproj import Transformer
-    from shapely.geometry import Polygon
 
     to_utm = Transformer.from_crs(4326, epsg, always_xy=True)
     to_ll = Transformer.from_crs(epsg, 4326, always_xy=True)
@@ -119,8 +124,6 @@ def aoi_in_utm(spec: EventSpec):
 
 
 def to_crs(geom, src: Any, dst: Any):
-    import shapely
-    from pyproj import Transformer
 
     fn = Transformer.from_crs(src, dst, always_xy=True).transform
     return shapely.transform(geom, fn, interleaved=False)
@@ -149,7 +152,6 @@ def crosses_antimeridian(geom) -> bool:
 def unwrap_lon(geom):
     """The geometry with continuous longitudes across 180 degrees (negative ones shifted by 360
     when the geometry was given wrapped), so its shape, area and centroid are the real ones."""
-    import shapely
 
     if _lon_extent(geom) <= 180.0:
         return geom
@@ -165,9 +167,6 @@ def _shift_west_lons(xy):
 def normalize_aoi(geom):
     """The AOI as Earth Engine and pyproj should see it: unchanged unless it crosses the
     antimeridian, else split at 180 degrees into parts that each lie within -180..180."""
-    import shapely
-    from shapely import affinity
-    from shapely.geometry import box
 
     if not crosses_antimeridian(geom):
         return geom
@@ -199,7 +198,6 @@ def rejoined_aoi(geom):
     longitudes and without the vertices the split added on the cut edges (they lie on the line
     between their neighbours in degrees, so dropping them leaves the shape as given); any other
     AOI unchanged. For measuring in UTM only: Earth Engine keeps the split parts."""
-    import shapely
 
     if getattr(geom, "geom_type", "") != "MultiPolygon" or _lon_extent(geom) <= 180.0:
         return geom
@@ -239,8 +237,6 @@ def event_grid(spec: EventSpec, scale: float = DEFAULT_SCALE_M):
     thousandth of a pixel absorbs the round trip through EPSG:4326, which would otherwise add a
     spurious row or column when a bound sits exactly on a multiple.
     """
-    from rasterio.crs import CRS
-    from rasterio.transform import Affine
 
     minx, miny, maxx, maxy = aoi_in_utm(spec).bounds
     tol = 1e-3

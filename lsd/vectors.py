@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import geopandas as gpd
+
 from lsd.errors import InputNotFound, InvalidFile
 from lsd.formats import check_vector_file
 from lsd.layers import LANDCOVER_CLASSES
@@ -22,7 +24,6 @@ def read_polygons(path: Path, *, where: str):
     Lines and points are dropped: a landslide inventory or an AOI is an area, and a file with no
     area at all is a mistake worth one clear line rather than an empty label.
     """
-    import geopandas as gpd
 
     if not path.exists():
         raise InputNotFound(f"{where}: file {path} not found")
@@ -48,7 +49,6 @@ def read_polygons(path: Path, *, where: str):
 
 def read_class_points(path: Path) -> list[tuple[float, float, int]]:
     """(lon, lat, class) rows of a land-cover point file, checked against the class table."""
-    import geopandas as gpd
 
     check_vector_file(path)
     try:

@@ -17,6 +17,7 @@ importing it: the check costs milliseconds and never loads torch.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import re
 from collections.abc import Iterable, Mapping
 
@@ -40,7 +41,6 @@ def canonical(name: str) -> str:
 def declared() -> tuple[tuple[str, str | None, bool], ...]:
     """(canonical name, `>=` floor or None, whether only an extra needs it) for each requirement
     of lsd; empty where lsd runs without installed metadata (nothing to compare with)."""
-    import importlib.metadata
 
     from packaging.requirements import InvalidRequirement, Requirement
 
@@ -73,7 +73,6 @@ def core_names() -> tuple[str, ...]:
 
 @functools.cache  # what is installed does not change under a running process
 def installed_version(name: str) -> str | None:
-    import importlib.metadata
 
     try:
         return importlib.metadata.version(name)

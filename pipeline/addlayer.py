@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+import shapely
+from pyproj import Geod, Transformer
+from rasterio.warp import Resampling, reproject
+from shapely.geometry import box
+from tqdm import tqdm
 
+from lsd import __version__
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue
 from lsd.events import STACK_FILE, EventFolder, append_layers, list_events, read_event
+from lsd.formats import open_raster
 from lsd.limits import check_real
 from lsd.rasters import Grid
+from lsd.spec import to_crs
 
 RESAMPLINGS: tuple[str, ...] = ("bilinear", "cubic", "average", "nearest", "mode")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc", ".dem", ".asc")
@@ -57,10 +67,10 @@ class Placement:
 # --------------------------------------------------------------------------- checks
 
 
-def parse_names(text: str | Sequence[str]) -> tuple[str, ...]:
-    """'coh' or 'H,A,alpha' -> layer names; names must work in settings lists and TOML."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    names = tuple(n.strip() for n in items)
+def check_names(given: Sequence[str]) -> tuple[str, ...]:
+    """The new layers' names (('coh',) or ('H', 'A', 'alpha')); they must work in settings lists
+    and TOML."""
+    names = tuple(str(n).strip() for n in given)
     if not names or any(not n for n in names):
         raise InvalidValue(
             "name is empty; give a layer name such as coh, or H,A,alpha", field="name"
@@ -76,20 +86,6 @@ def parse_names(text: str | Sequence[str]) -> tuple[str, ...]:
     if dupes:
         raise InvalidValue(f"name '{dupes[0]}' is given twice", field="name")
     return names
-
-
-def parse_bands(text: str | None) -> tuple[int, ...] | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        bands = tuple(int(b) for b in text.split(","))
-    except ValueError:
-        raise InvalidValue(
-            f"band '{text}' is not a band number or a list like 1,3", field="band"
-        ) from None
-    if any(b < 1 for b in bands):
-        raise InvalidValue(f"band '{text}': bands are numbered from 1", field="band")
-    return bands
 
 
 def _events(data: Path, only: Sequence[str] | None) -> list[EventFolder]:
@@ -139,7 +135,6 @@ def match_rasters(raster: Path, events: Sequence[EventFolder], echo: Echo) -> di
 
 def _open_raster(path: Path):
     """A raster of the user's, opened only as the format its name says (lsd.formats)."""
-    from lsd.formats import open_raster
 
     return open_raster(path, RASTER_SUFFIXES)
 
@@ -162,7 +157,6 @@ def _bands(path: Path, count: int, source: LayerSource) -> tuple[int, ...]:
 
 def _centre_km(src: Any, grid: Grid) -> float:
     """Distance between the raster's centre and the grid's, in km (for 'far away' messages)."""
-    from pyproj import Geod, Transformer
 
     left, bottom, right, top = src.bounds
     rx, ry = Transformer.from_crs(src.crs, 4326, always_xy=True).transform(
@@ -178,10 +172,6 @@ def _centre_km(src: Any, grid: Grid) -> float:
 def check_overlap(src: Any, path: Path, ev: EventFolder) -> None:
     """Refuse a raster that cannot be placed on the event: no CRS, nonsense bounds for its CRS,
     or nowhere near the event (usually a wrong CRS)."""
-    import shapely
-    from shapely.geometry import box
-
-    from lsd.spec import to_crs
 
     grid, eid = ev.grid, ev.event_id
     if grid.crs is None:
@@ -216,8 +206,6 @@ def check_overlap(src: Any, path: Path, ev: EventFolder) -> None:
 
 def reproject_bands(path: Path, grid: Grid, bands: Sequence[int], resampling: str) -> np.ndarray:
     """The raster's bands on the event grid as float32 (k, H, W), NaN where it has no value."""
-    import rasterio
-    from rasterio.warp import Resampling, reproject
 
     out = np.full((len(bands), grid.height, grid.width), np.nan, dtype=np.float32)
     with _open_raster(path) as src:
@@ -286,7 +274,6 @@ def plan_placement(ev: EventFolder, raster: Path, source: LayerSource) -> Placem
 
 def layer_records(p: Placement, source: LayerSource) -> list[dict[str, Any]]:
     """event.json's `added_layers` entries: where each layer came from and how it was placed."""
-    from lsd import __version__
 
     with _open_raster(p.raster) as src:
         crs = src.crs.to_string() if src.crs else None
@@ -329,9 +316,6 @@ def add_layer(
 ) -> AddSummary:
     """Place `raster` (a file, or a folder of files named after the events) on every event of
     `data` (a data folder or one event folder) as the layers `source.names`."""
-    import sys
-
-    from tqdm import tqdm
 
     data, raster = Path(data), Path(raster)
     if source.resampling not in RESAMPLINGS:
@@ -339,7 +323,7 @@ def add_layer(
             f"resampling '{source.resampling}' is not one of {', '.join(RESAMPLINGS)}",
             field="resampling",
         )
-    parse_names(source.names)
+    check_names(source.names)
     events = _events(data, only)
     rasters = match_rasters(raster, events, echo)
     bar = tqdm(total=2 * len(events), desc="add-layer", unit="step", disable=not progress,

@@ -14,11 +14,17 @@ from typing import Any
 
 from lsd.errors import InvalidFile, InvalidValue, ServiceUnavailable
 from lsd.events import STACK_FILE
+from lsd.gee import auth
+from lsd.gee.source import EarthEngineSource
 from lsd.layergroups import LAYER_GROUPS, is_fetchable
 from lsd.limits import check_aoi_km2, check_event_date, geodesic_km2
+from lsd.pipeline.sources import build_events
 from lsd.sources import EventFailed
 from lsd.spec import EventSpec, make_spec, normalize_aoi
+from lsd.stac.catalogs import PLANETARY_COMPUTER
+from lsd.stac.source import StacSource
 from lsd.vectors import read_polygons
+from lsd.versions import EARTH_ENGINE_STACK, require
 
 # A direct (synchronous) Earth Engine download is limited in bytes per request; beyond this area a
 # 15-layer float32 stack at 10 m is better fetched with a batch export or AOI tiles.
@@ -71,23 +77,16 @@ def fetch_for_prediction(
     """Fetch only the layers the model needs; the event folder is kept so a rerun skips it.
     `source` "stac" reads open STAC catalogs (`catalog`) instead of Earth Engine; `cfg` is the
     FetchConfig of an Earth Engine fetch (the one that matches the model's conventions)."""
-    from lsd.pipeline.sources import build_events
 
     if source == "stac":
-        from lsd.stac.catalogs import PLANETARY_COMPUTER
-        from lsd.stac.source import StacSource
-
         stac = StacSource([spec], catalog=catalog or PLANETARY_COMPUTER, layers=tuple(layers),
                           write_label=False)  # fmt: skip
         summary = build_events(stac, work_dir, need_label=False, progress=False)
         if summary.failed:
             raise EventFailed(next(iter(summary.failed.values())))
         return work_dir / spec.event_id / STACK_FILE
-    from lsd.versions import EARTH_ENGINE_STACK, require
 
     require(*EARTH_ENGINE_STACK)  # before the imports below load ee
-    from lsd.gee import auth
-    from lsd.gee.source import EarthEngineSource
 
     unfetchable = [name for name in layers if not is_fetchable(name)]
     if unfetchable:

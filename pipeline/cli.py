@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import click
 
-from lsd import __version__
+from lsd.pipeline import (
+    cmd_add_layer,
+    cmd_demo,
+    cmd_download,
+    cmd_ensemble,
+    cmd_evaluate,
+    cmd_fetch,
+    cmd_import,
+    cmd_inspect,
+    cmd_predict,
+    cmd_train,
+)
 from lsd.pipeline.options import LsdGroup
 
 
 @click.group(cls=LsdGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="lsd")
+# the installed distribution's version, read from its metadata only when --version is given
+@click.version_option(package_name="lsd", prog_name="lsd")
 def main() -> None:
     """Find landslides in Sentinel-1/2 imagery: fetch layers, train model grids, map landslides.
 
@@ -28,19 +40,6 @@ def main() -> None:
 
 
 def _register() -> None:
-    from lsd.pipeline import (
-        cmd_add_layer,
-        cmd_demo,
-        cmd_download,
-        cmd_ensemble,
-        cmd_evaluate,
-        cmd_fetch,
-        cmd_import,
-        cmd_inspect,
-        cmd_predict,
-        cmd_train,
-    )
-
     main.add_command(cmd_download.download_group)
     main.add_command(cmd_fetch.fetch)
     main.add_command(cmd_import.import_group)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from lsd.pipeline.options import PATH, LsdCommand, progress_option
+from lsd.pipeline.options import PATH, CommaList, LsdCommand, count, progress_option
 
 
 @click.command("add-layer", cls=LsdCommand)
@@ -15,9 +15,13 @@ from lsd.pipeline.options import PATH, LsdCommand, progress_option
 @click.option(
     "--name",
     required=True,
+    type=CommaList("NAME[,NAME...]"),
     help="Layer name (letters, digits, _ . -), or one name per band: H,A,alpha.",
 )
-@click.option("--band", default=None, help="Bands of RASTER to add, e.g. 2 or 1,3 (default all).")
+@click.option(
+    "--band", type=CommaList("N[,N...]", count),
+    help="Bands of RASTER to add, e.g. 2 or 1,3 (default all).",
+)  # fmt: skip
 @click.option(
     "--resampling",
     type=click.Choice(["bilinear", "cubic", "average", "nearest", "mode"]),
@@ -26,7 +30,9 @@ from lsd.pipeline.options import PATH, LsdCommand, progress_option
     help="bilinear/cubic for continuous values, average to shrink a finer raster, nearest or "
     "mode for classes.",
 )
-@click.option("--only", default=None, help="Comma-separated event ids (default: every event).")
+@click.option(
+    "--only", type=CommaList("IDS"), help="Comma-separated event ids (default: every event)."
+)
 @click.option(
     "--allow-partial",
     is_flag=True,
@@ -36,10 +42,10 @@ from lsd.pipeline.options import PATH, LsdCommand, progress_option
 def add_layer(
     data: Path,
     raster: Path,
-    name: str,
-    band: str | None,
+    name: tuple[str, ...],
+    band: tuple[int, ...] | None,
     resampling: str,
-    only: str | None,
+    only: tuple[str, ...] | None,
     allow_partial: bool,
     progress: bool,
 ) -> None:
@@ -54,14 +60,14 @@ def add_layer(
     \b
         lsd add-layer data coherence.tif --name coh
     """
-    from lsd.pipeline.addlayer import LayerSource, add_layer, parse_bands, parse_names
+    from lsd.pipeline.addlayer import LayerSource, add_layer, check_names
 
     source = LayerSource(
-        names=parse_names(name),
-        bands=parse_bands(band),
+        names=check_names(name),
+        bands=band,
         resampling=resampling,
         allow_partial=allow_partial,
     )
-    ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
+    ids = list(only) if only else None
     summary = add_layer(data, raster, source, only=ids, echo=click.echo, progress=progress)
     click.echo(f"{len(summary.added)} event(s) changed, {len(summary.skipped)} already had it")

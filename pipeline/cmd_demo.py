@@ -17,6 +17,10 @@ from pathlib import Path
 
 import click
 
+from lsd.bundles import read_manifest
+from lsd.errors import InvalidValue
+from lsd.files import write_json
+from lsd.outputs import check_reusable, mark
 from lsd.pipeline.options import PATH, LsdCommand, device_option
 
 DEMO_SETTING = "s1s2"
@@ -38,7 +42,7 @@ def _run_lsd(args: list[str]) -> None:
 
 def _ensemble_f1(evaluation: Path, k: int) -> float | None:
     """Test F1 of the ensemble of size k, as lsd evaluate wrote it."""
-    from lsd.pipeline.evaluate import ENSEMBLES_CSV
+    from lsd.pipeline.report import ENSEMBLES_CSV
 
     with (evaluation / ENSEMBLES_CSV).open(newline="") as f:
         for row in csv.DictReader(f):
@@ -82,10 +86,7 @@ def demo(out: Path, n_events: int, size: int, seed: int, epochs: int, device: st
     \b
         lsd demo --out lsd-demo
     """
-    from lsd.errors import InvalidValue
     from lsd.events import read_event
-    from lsd.files import write_json
-    from lsd.outputs import check_reusable, mark
     from lsd.pipeline.maps import MASK_FILE, POLY_FILE, PROB_FILE, QUICKLOOK_FILE
     from lsd.pipeline.sources import build_events
     from lsd.pipeline.sources.synthetic import SyntheticSource
@@ -123,8 +124,6 @@ def demo(out: Path, n_events: int, size: int, seed: int, epochs: int, device: st
         _run_lsd(args)
         times[name] = time.perf_counter() - t0
     total = time.perf_counter() - started
-
-    from lsd.bundles import read_manifest
 
     k = int(read_manifest(ensemble)["k"])
     f1 = _ensemble_f1(evaluation, k)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from lsd import landslide4sense as l4s
 from lsd.errors import ServiceUnavailable
-from lsd.paper import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_DOI, ZENODO_RECORD
 from lsd.pipeline.options import PATH, LsdGroup, progress_option
+from lsd.pipeline.paper.facts import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_DOI, ZENODO_RECORD
 
 # A mirror of the Zenodo records API (or a test server); the default is zenodo.org itself.
 URL_ENV = "LSD_ZENODO_URL"
@@ -54,7 +55,7 @@ def paper(data: bool, models: bool, to: Path, from_archive: tuple[Path, ...], pr
     \b
         lsd download paper --data --to paper
     """
-    from lsd.pipeline.download import ZENODO_URL, download_paper
+    from lsd.pipeline.zenodo import ZENODO_URL, download_paper
 
     base = os.environ.get(URL_ENV) or ZENODO_URL
     try:
@@ -95,8 +96,7 @@ def landslide4sense(to: Path, from_archive: tuple[Path, ...], progress: bool) ->
     \b
         lsd download landslide4sense --to l4s
     """
-    from lsd import landslide4sense as l4s
-    from lsd.pipeline.download import ZENODO_URL, download_landslide4sense
+    from lsd.pipeline.zenodo import ZENODO_URL, download_landslide4sense
 
     base = os.environ.get(URL_ENV) or ZENODO_URL
     try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from lsd.bundles import DEFAULT_THRESHOLD
 from lsd.pipeline.options import EnsembleSizeType, LsdCommand, device_option, overwrite_option
 from lsd.versions import TORCH_STACK
 
@@ -23,7 +24,7 @@ from lsd.versions import TORCH_STACK
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Ensemble folder.")
 @click.option(
     "--threshold",
-    default=0.5,
+    default=DEFAULT_THRESHOLD,
     show_default=True,
     type=float,
     help="Threshold on the mean probability, stored in the manifest.",
@@ -51,10 +52,8 @@ def ensemble(
     \b
         lsd ensemble paper/runs --k auto --out paper/ensemble
     """
-    from lsd.training.device import resolve_device
     from lsd.training.ensemble import make_ensemble
 
-    dev = str(resolve_device(device))
     manifest = make_ensemble(
         runs,
         out,
@@ -62,7 +61,7 @@ def ensemble(
         threshold=threshold,
         data_dir=data,
         overwrite=overwrite,
-        device=dev,
+        device=device,
     )
     sel = manifest["k_selection"]
     if sel.get("mode") == "auto":

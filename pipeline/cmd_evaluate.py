@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from lsd.errors import UserError
-from lsd.pipeline.options import LsdCommand, device_option, overwrite_option
+from lsd.bundles import DEFAULT_THRESHOLD
+from lsd.errors import ConventionMismatch, UserError
+from lsd.pipeline.options import CommaList, LsdCommand, count, device_option, overwrite_option
+from lsd.pipeline.paper.facts import TABLE8_KS
 from lsd.versions import TORCH_STACK
 
 
@@ -17,20 +19,21 @@ from lsd.versions import TORCH_STACK
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Event folders.")
 @click.option(
     "--events",
-    "events_text",
+    "event_ids",
+    type=CommaList("IDS"),
     help="Comma-separated test event ids [split.json test, else event.json roles].",
 )
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder [RUNS/evaluation].")
 @click.option(
     "--threshold",
-    default=0.5,
+    default=DEFAULT_THRESHOLD,
     show_default=True,
     type=float,
     help="Threshold on the (mean) probability.",
 )
 @click.option(
     "--ks",
-    "ks_text",
+    type=CommaList("KS", count),
     default="10,20,40",
     show_default=True,
     help="Ensemble sizes to mark in the figures and the report.",
@@ -59,10 +62,10 @@ from lsd.versions import TORCH_STACK
 def evaluate(
     runs: Path,
     data: Path,
-    events_text: str | None,
+    event_ids: tuple[str, ...] | None,
     out: Path | None,
     threshold: float,
-    ks_text: str,
+    ks: tuple[int, ...],
     protocol: str,
     anchors: Path | None,
     ignore_conventions: bool,
@@ -76,25 +79,23 @@ def evaluate(
     \b
         lsd evaluate paper/runs --data paper/events
     """
-    from lsd.errors import ConventionMismatch
-    from lsd.pipeline.evaluate import evaluate_runs, parse_ks
-    from lsd.training.device import resolve_device
+    from lsd.pipeline.evaluate import evaluate_runs
 
-    ks = parse_ks(ks_text)
-    ids = [p.strip() for p in events_text.split(",") if p.strip()] if events_text else None
-    dev = str(resolve_device(device))
+    ids = list(event_ids) if event_ids else None
     if protocol == "paper":
-        _evaluate_paper(runs, data, out, ids, anchors, dev, overwrite)
+        _evaluate_paper(runs, data, out, ids, anchors, device, overwrite)
         return
     if protocol == "landslide4sense":
         if click.get_current_context().get_parameter_source("threshold") != ParameterSource.DEFAULT:
-            raise UserError("--threshold goes with --protocol lsd; the benchmark's is 0.5")
-        _evaluate_landslide4sense(runs, data, out, ids, anchors, dev, overwrite)
+            from lsd.landslide4sense import THRESHOLD
+
+            raise UserError(f"--threshold goes with --protocol lsd; the benchmark's is {THRESHOLD}")
+        _evaluate_landslide4sense(runs, data, out, ids, anchors, device, overwrite)
         return
     try:
         ev = evaluate_runs(
             runs, data, out, events=ids, threshold=threshold, ks=ks, overwrite=overwrite,
-            device=dev, ignore_conventions=ignore_conventions,
+            device=device, ignore_conventions=ignore_conventions,
         )  # fmt: skip
     except ConventionMismatch as exc:
         raise ConventionMismatch(
@@ -115,8 +116,7 @@ def evaluate(
 
 
 def _evaluate_paper(runs, data, out, ids, anchors, device: str, overwrite: bool) -> None:
-    from lsd.paper import TABLE8_KS
-    from lsd.pipeline.paper_protocol import evaluate_paper, read_table8
+    from lsd.pipeline.paper.protocol import evaluate_paper, read_table8
 
     results, folder = evaluate_paper(
         runs, data, out, events=ids, anchors=anchors, overwrite=overwrite, device=device

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import click
 
-from lsd.pipeline.options import LsdCommand
+from lsd.files import read_toml_table
+from lsd.layergroups import parse_groups, parse_s1_scenes
+from lsd.pipeline.options import CommaList, LsdCommand
+from lsd.versions import EARTH_ENGINE_STACK, STAC_STACK, require
 
 
 @click.command(
@@ -69,10 +72,13 @@ from lsd.pipeline.options import LsdCommand
 )
 @click.option("--bucket", default=None, help="Cloud Storage bucket for --export gcs.")
 @click.option("--project", default=None, help="Google Cloud project for Earth Engine.")
-@click.option("--only", default=None, help="Comma-separated event ids to fetch (default: all).")
+@click.option(
+    "--only", type=CommaList("IDS"), help="Comma-separated event ids to fetch (default: all)."
+)
 @click.option(
     "--layers",
     "groups",
+    type=CommaList("GROUPS"),
     default="paper",
     show_default=True,
     help="Layer groups, comma-separated: paper (the 15), s2bands (preB2 ... postB12), ndvi "
@@ -117,8 +123,8 @@ def fetch(
     export: str | None,
     bucket: str | None,
     project: str | None,
-    only: str | None,
-    groups: str,
+    only: tuple[str, ...] | None,
+    groups: tuple[str, ...],
     source: str,
     catalog: str | None,
     jobs: int,
@@ -131,24 +137,21 @@ def fetch(
     \b
         lsd fetch --event examples/events.csv --out data --only 05-norway
     """
-    from lsd.versions import EARTH_ENGINE_STACK, STAC_STACK, require
 
     require(*(STAC_STACK if source == "stac" else EARTH_ENGINE_STACK))  # the source's packages
     from lsd.gee.config import FetchConfig
-    from lsd.layergroups import parse_groups, parse_s1_scenes
     from lsd.pipeline.fetch import fetch_events, summary_lines
 
     if aoi_km2 <= 0:
         raise click.BadParameter(f"must be positive, got {aoi_km2}", param_hint="--aoi-km2")
     layer_groups = parse_groups(groups, field="groups")
     scenes = parse_s1_scenes(s1_scenes)
-    ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
+    ids = list(only) if only else None
     if fetch_config is not None:
         cfg = FetchConfig.from_toml(fetch_config, aoi_km2=aoi_km2)
     else:
         cfg = FetchConfig(aoi_km2=aoi_km2)
     if conventions_from is not None:
-        from lsd.files import read_toml_table
         from lsd.pipeline.conventions import matching_fetch_config
 
         in_file = read_toml_table(fetch_config, "fetch", "fetch settings", "") if fetch_config \

@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from lsd.errors import OutputExists
-from lsd.pipeline.options import PATH, LsdGroup, device_option, progress_option
+from lsd.files import read_json
+from lsd.pipeline.options import PATH, CommaList, LsdGroup, device_option, progress_option
 from lsd.versions import TORCH_STACK
 
 GO_ON_LINE = "rerun the same command to go on: finished event folders are kept and skipped"
@@ -76,6 +77,7 @@ def landslide4sense(src: Path, dest: Path, progress: bool) -> None:
 )
 @click.option(
     "--layers",
+    type=CommaList("NAMES"),
     default=None,
     help="Layer names for the image bands, e.g. R,G,B,NIR (default: GeoTIFF band "
     "descriptions, else R,G,B for RGB PNGs, else band1..bandN).",
@@ -89,7 +91,7 @@ def tiles(
     images_dir: str,
     masks_dir: str,
     pairs: Path | None,
-    layers: str | None,
+    layers: tuple[str, ...] | None,
     prefix: str,
     progress: bool,
 ) -> None:
@@ -101,7 +103,7 @@ def tiles(
         lsd import tiles chips events --pairs map.txt --mapping 0:255,1:0,2:1 --layers R,G,B,NIR
     """
     from lsd.pipeline.sources import import_tiles
-    from lsd.pipeline.sources.tiles import parse_layers, parse_mapping
+    from lsd.pipeline.sources.tiles import parse_mapping
 
     folders = import_tiles(
         src,
@@ -110,7 +112,7 @@ def tiles(
         images_dir=images_dir,
         masks_dir=masks_dir,
         pairs=pairs,
-        layers=parse_layers(layers) if layers is not None else None,
+        layers=list(layers) if layers is not None else None,
         prefix=prefix,
         progress=progress,
     )
@@ -147,7 +149,7 @@ def paper(src: Path, dest: Path, inventories: Path | None, progress: bool) -> No
     roles = _role_counts(summary.folders)
     click.echo(f"{len(summary.folders)} event folder(s) in {dest} ({roles})")
     if inventories is not None:
-        from lsd.pipeline.paper_inventories import write_inventories
+        from lsd.pipeline.paper.inventories import write_inventories
 
         csv_path = write_inventories(summary.folders, inventories,
                                      echo=lambda m: click.echo(m, err=True))  # fmt: skip
@@ -157,7 +159,6 @@ def paper(src: Path, dest: Path, inventories: Path | None, progress: bool) -> No
 def _role_counts(folders: list[Path]) -> str:
     """'3799 train, 245 val, 800 test' from the event records (only event.json is read)."""
     from lsd.events import EVENT_FILE
-    from lsd.files import read_json
 
     counts: dict[str, int] = {}
     for folder in folders:
@@ -188,8 +189,6 @@ def paper_models(models: Path, runs: Path, data: Path, device: str) -> None:
     \b
         lsd import paper-models paper/trained_models paper/paper-runs --data paper/events
     """
-    from lsd.pipeline.paper_models import import_paper_models
-    from lsd.training.device import resolve_device
+    from lsd.pipeline.paper.models import import_paper_models
 
-    dev = str(resolve_device(device))
-    import_paper_models(models, runs, data, device=dev, echo=lambda m: click.echo(m, err=True))
+    import_paper_models(models, runs, data, device=device, echo=lambda m: click.echo(m, err=True))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from lsd.files import write_json
 from lsd.pipeline.options import LsdCommand
 
 
@@ -33,8 +34,7 @@ def inspect(stacks: tuple[Path, ...], json_out: Path | None, conventions: bool) 
     \b
         lsd inspect data/05-norway paper/events/05-norway
     """
-    from lsd.files import write_json
-    from lsd.pipeline.inspect import comparison_lines, records, stack_stats
+    from lsd.pipeline.layer_stats import comparison_lines, records, stack_stats
 
     if conventions:
         from lsd.pipeline.conventions import inspect_found, inspect_lines, inspect_records

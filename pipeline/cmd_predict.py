@@ -6,22 +6,25 @@ from pathlib import Path
 
 import click
 
+from lsd.bundles import DEFAULT_THRESHOLD, open_models
+from lsd.errors import ConventionMismatch, InputNotFound, UserError
+from lsd.outputs import check_output, check_reusable
 from lsd.pipeline.options import (
-    EXECUTORS,
-    RUNTIMES,
     LsdCommand,
     device_option,
     overwrite_option,
     precision_option,
     ray_address_option,
 )
+from lsd.training.options import EXECUTORS, RUNTIMES, ForwardOptions, TileOptions
 from lsd.versions import TORCH_STACK
+
+TILES = TileOptions()  # the defaults the options show
 
 
 def _check_inputs_given(
     stack: Path | None, aoi: Path | None, date_text: str | None, project: str | None
 ) -> None:
-    from lsd.errors import UserError
 
     if (stack is None) == (aoi is None):
         raise UserError("give either --stack FILE or --aoi FILE with --date YYYY-MM-DD")
@@ -47,9 +50,12 @@ def _check_inputs_given(
     "--model", required=True, type=click.Path(path_type=Path), help="Ensemble (or bundle) folder."
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--threshold", type=float, help="Probability threshold [ensemble's own, 0.5].")
-@click.option("--tile", default=512, show_default=True, help="Tile side in pixels.")
-@click.option("--overlap", default=64, show_default=True, help="Tile overlap in pixels.")
+@click.option(
+    "--threshold", type=float,
+    help=f"Probability threshold [the ensemble's own; a bundle's: {DEFAULT_THRESHOLD}].",
+)  # fmt: skip
+@click.option("--tile", default=TILES.tile, show_default=True, help="Tile side in pixels.")
+@click.option("--overlap", default=TILES.overlap, show_default=True, help="Tile overlap in pixels.")
 @click.option(
     "--batch-size",
     type=int,
@@ -59,11 +65,11 @@ def _check_inputs_given(
 @precision_option
 @click.option("--tta", is_flag=True, help="Average the 8 flips/rotations of each tile (8x slower).")
 @click.option(
-    "--runtime", type=click.Choice(RUNTIMES), default="torch", show_default=True,
+    "--runtime", type=click.Choice(RUNTIMES), default=RUNTIMES[0], show_default=True,
     help="torch, or onnx: ONNX Runtime on the CPU, each member checked against PyTorch to 1e-4.",
 )  # fmt: skip
 @click.option(
-    "--executor", type=click.Choice(EXECUTORS), default="inprocess", show_default=True,
+    "--executor", type=click.Choice(EXECUTORS), default=EXECUTORS[0], show_default=True,
     help="inprocess, or ray: blocks of rows predicted on a Ray cluster (pip install 'lsd[ray]').",
 )  # fmt: skip
 @ray_address_option
@@ -128,14 +134,9 @@ def predict(
     \f
     Long because click hands every option over as a parameter; the work is in
     lsd.pipeline.predict."""
-    from lsd.bundles import open_models
-    from lsd.errors import ConventionMismatch, InputNotFound, UserError
-    from lsd.outputs import check_output, check_reusable
     from lsd.pipeline.aoi import aoi_spec, fetch_for_prediction, parse_date
     from lsd.pipeline.masks import MaskOptions
-    from lsd.pipeline.predict import EmptyInput, PredictOptions, predict_stack
-    from lsd.training.device import resolve_device
-    from lsd.training.inference import ForwardOptions, TileOptions
+    from lsd.pipeline.predict import EmptyInput, PredictOptions, predict_stack, prediction_device
 
     _check_inputs_given(stack, aoi, date_text, project)
     opts = PredictOptions(
@@ -160,10 +161,9 @@ def predict(
     if aoi is not None:
         spec = aoi_spec(aoi, parse_date(date_text))
         work = check_reusable(out.parent / f"{out.name}.inputs", "data")
-    if executor != "ray":  # on Ray the workers choose; here an unusable --device fails early
-        resolve_device(device)
     models = open_models(model)
     if spec is not None:
+        prediction_device(opts)  # an unusable --device fails before the fetch
         matching = _matching(models) if source == "earthengine" else None
         stack = fetch_for_prediction(
             spec, models.layers, work, project, source=source, catalog=catalog, cfg=matching

@@ -12,63 +12,41 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from lsd.errors import InvalidValue, UserError
+from lsd.errors import UserError
 from lsd.layers import BUILTIN_SETTINGS, FEATURE_GROUP_SETTINGS
 from lsd.pipeline.options import (
-    EXECUTORS,
+    CommaList,
     LsdCommand,
     device_option,
+    positive_number,
     precision_option,
     ray_address_option,
 )
-from lsd.training.presets import preset_options
+from lsd.training.options import (
+    ARCHITECTURES,
+    CROP_ANCHORS,
+    DEFAULT_LRS,
+    EXECUTORS,
+    LOSSES,
+    LR_SCHEDULES,
+    TrainOptions,
+)
+from lsd.training.presets import DEFAULT_PRESET, PRESETS, preset_options
 from lsd.versions import TORCH_STACK
 
 PAPER_SETTINGS = [s for s in BUILTIN_SETTINGS if s not in FEATURE_GROUP_SETTINGS]
+RUN = TrainOptions()  # the defaults every option below shows
 RESUME_LINE = (
     "rerun the same command to resume: finished runs are kept and an unfinished run goes on "
     "from its last finished epoch"
 )
 
 
-def _names(value: str | None, flag: str) -> tuple[str, ...] | None:
+def _count_or_ids(value: tuple[str, ...] | None) -> int | list[str] | None:
+    """--val/--test: a count of events ('3') or event ids ('iburi,kodagu')."""
     if value is None:
         return None
-    names = tuple(p.strip() for p in value.split(",") if p.strip())
-    if not names:
-        raise InvalidValue(f"{flag} is empty: give one or more comma-separated names")
-    return names
-
-
-def _lrs(value: str | None) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    out = []
-    for part in value.split(","):
-        part = part.strip()
-        try:
-            lr = float(part)
-        except ValueError:
-            raise InvalidValue(
-                f"learning rate '{part}' is not a positive number", field="lrs"
-            ) from None
-        if not lr > 0 or lr == float("inf"):
-            raise InvalidValue(f"learning rate '{part}' is not a positive number", field="lrs")
-        out.append(lr)
-    return tuple(out)
-
-
-def _split(value: str | None, flag: str) -> int | list[str] | None:
-    """A count of events ('3') or event ids ('iburi,kodagu')."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return int(value)
-    ids = [p.strip() for p in value.split(",") if p.strip()]
-    if not ids:
-        raise InvalidValue(f"{flag} '{value}' is neither a number of events nor event ids")
-    return ids
+    return int(value[0]) if len(value) == 1 and value[0].isdigit() else list(value)
 
 
 def _with_preset(preset: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +66,7 @@ def _shown(value: Any) -> str:
 
 def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: int, device: str):
     """The executor the options ask for; options that go with Ray alone are refused elsewhere."""
-    from lsd.training.executors import make_executor
+    from lsd.training.executor_registry import make_executor
 
     if name != "ray" and address:
         raise UserError("--ray-address goes with --executor ray")
@@ -108,8 +86,7 @@ def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: i
     "'a,b,c'.",
 )  # fmt: skip
 @click.option(
-    "--preset", default="lsd", show_default=True,
-    type=click.Choice(["lsd", "paper", "quick", "landslide4sense"]),
+    "--preset", default=DEFAULT_PRESET, show_default=True, type=click.Choice(tuple(PRESETS)),
     help="Named options for the ones not given: lsd (the paper's text), paper (the paper's "
     "code), quick (a small grid in minutes on a CPU), landslide4sense (that benchmark's "
     "baseline). See docs/train.md.",
@@ -123,49 +100,67 @@ def _executor(name: str, address: str | None, runs_per_gpu: int, cpus_per_run: i
     help="RUNS folder: runs, leaderboard and split go here; rerun to resume.",
 )  # fmt: skip
 @click.option("--settings-file", type=click.Path(path_type=Path), help="TOML with [settings].")
-@click.option("--archs", help="Comma-separated architectures [all nine].")
-@click.option("--losses", help="Comma-separated losses [BCE,Dice,Focal,Jaccard,Lovasz].")
-@click.option("--lrs", help="Comma-separated learning rates [0.01,0.001].")
-@click.option("--encoder", default="resnet34", show_default=True, help="SMP encoder name.")
+@click.option(
+    "--archs", type=CommaList("NAMES"),
+    help=f"Comma-separated architectures [all nine: {','.join(ARCHITECTURES)}].",
+)  # fmt: skip
+@click.option(
+    "--losses", type=CommaList("NAMES"), help=f"Comma-separated losses [{','.join(LOSSES)}]."
+)
+@click.option(
+    "--lrs", type=CommaList("LRS", positive_number),
+    help=f"Comma-separated learning rates [{','.join(map(str, DEFAULT_LRS))}].",
+)  # fmt: skip
+@click.option("--encoder", default=RUN.encoder, show_default=True, help="SMP encoder name.")
 @click.option(
     "--encoder-weights", type=click.Path(path_type=Path),
     help="Local encoder state dict to start from (default: random weights).",
 )  # fmt: skip
-@click.option("--epochs", type=int, default=500, show_default=True, help="Epoch cap per run.")
+@click.option(
+    "--epochs", type=int, default=RUN.epochs, show_default=True, help="Epoch cap per run."
+)
 @click.option(
     "--iters-per-epoch",
     type=int,
-    default=1000,
+    default=RUN.iters_per_epoch,
     show_default=True,
     help="Optimiser steps per epoch (validation runs after each epoch).",
 )
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Crops per step.")
-@click.option("--crop", type=int, default=256, show_default=True, help="Training crop size.")
 @click.option(
-    "--patience", type=int, default=50, show_default=True,
+    "--batch-size", type=int, default=RUN.batch_size, show_default=True, help="Crops per step."
+)
+@click.option("--crop", type=int, default=RUN.crop, show_default=True, help="Training crop size.")
+@click.option(
+    "--patience", type=int, default=RUN.patience, show_default=True,
     help="Stop a run after this many epochs without a better validation F1.",
 )  # fmt: skip
 @click.option(
     "--seed",
     type=int,
-    default=0,
+    default=RUN.seed,
     show_default=True,
     help="Seed of the event split, the training crops and the initial weights.",
 )
 @click.option(
-    "--lr-schedule", type=click.Choice(["none", "plateau"]), default="none", show_default=True,
+    "--lr-schedule", type=click.Choice(LR_SCHEDULES), default=RUN.lr_schedule, show_default=True,
     help="plateau: ReduceLROnPlateau on the validation loss (factor 0.1, patience 10).",
 )  # fmt: skip
 @click.option(
-    "--crop-anchor", type=click.Choice(["random", "centre"]), default="random",
+    "--crop-anchor", type=click.Choice(CROP_ANCHORS), default=RUN.crop_anchor,
     show_default=True, help="Where the anchoring landslide pixel sits in a training crop.",
 )  # fmt: skip
-@click.option("--val", "val", help="Validation events: a count or comma-separated event ids.")
-@click.option("--test", "test", help="Test events: a count or comma-separated event ids.")
+@click.option(
+    "--val", "val", type=CommaList("N|IDS"),
+    help="Validation events: a count or comma-separated event ids.",
+)  # fmt: skip
+@click.option(
+    "--test", "test", type=CommaList("N|IDS"),
+    help="Test events: a count or comma-separated event ids.",
+)  # fmt: skip
 @device_option
 @precision_option
 @click.option(
-    "--executor", type=click.Choice(EXECUTORS), default="inprocess", show_default=True,
+    "--executor", type=click.Choice(EXECUTORS), default=EXECUTORS[0], show_default=True,
     help="inprocess (this machine) or ray (a Ray cluster; pip install 'lsd[ray]').",
 )  # fmt: skip
 @ray_address_option
@@ -184,9 +179,9 @@ def train(
     data_dir: Path,
     out_dir: Path,
     settings_file: Path | None,
-    archs: str | None,
-    losses: str | None,
-    lrs: str | None,
+    archs: tuple[str, ...] | None,
+    losses: tuple[str, ...] | None,
+    lrs: tuple[float, ...] | None,
     encoder: str,
     encoder_weights: Path | None,
     epochs: int,
@@ -197,8 +192,8 @@ def train(
     seed: int,
     lr_schedule: str,
     crop_anchor: str,
-    val: str | None,
-    test: str | None,
+    val: tuple[str, ...] | None,
+    test: tuple[str, ...] | None,
     device: str,
     precision: str,
     executor: str,
@@ -218,13 +213,10 @@ def train(
     Long because click hands every option over as a parameter; the work is in
     lsd.training.grid."""
     from lsd.runs import LEADERBOARD_FILE
-    from lsd.training.grid import GridCall, GridOptions, prepare_grid, run_grid
+    from lsd.training.grid import GridOptions, prepare_grid
+    from lsd.training.schedule import GridCall, run_grid
 
-    axes = {
-        "archs": _names(archs, "--archs"),
-        "losses": _names(losses, "--losses"),
-        "lrs": _lrs(lrs),
-    }
+    axes = {"archs": archs, "losses": losses, "lrs": lrs}
     given = {
         "encoder": encoder, "epochs": epochs, "iters_per_epoch": iters_per_epoch,
         "batch_size": batch_size, "crop": crop, "patience": patience, "seed": seed,
@@ -235,12 +227,12 @@ def train(
         setting=setting,
         settings_file=str(settings_file) if settings_file else None,
         encoder_weights=str(encoder_weights) if encoder_weights else None,
-        val=_split(val, "--val"),
-        test=_split(test, "--test"),
+        val=_count_or_ids(val),
+        test=_count_or_ids(test),
         device=device,
         preset=preset,
     )
-    if preset != "lsd":
+    if preset != DEFAULT_PRESET:
         click.echo(f"preset {preset}: " + ", ".join(
             f"{k} {_shown(getattr(opts, k))}" for k in preset_options(preset)
         ), err=True)  # fmt: skip

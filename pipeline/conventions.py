@@ -14,7 +14,10 @@ from typing import Any
 import numpy as np
 
 from lsd import conventions as cv
+from lsd.conventions_detect import WINDOW, detect, detect_stack, geometry_of
 from lsd.errors import ConventionMismatch, InvalidValue
+from lsd.gee.config import CONVENTION_FIELDS, config_for_conventions
+from lsd.pipeline.layer_stats import stack_path
 
 NO_METADATA = "no metadata"
 
@@ -32,7 +35,6 @@ class StackConventions:
 def of_stack(stack: Path | str, passes: Sequence[str] | None = None) -> StackConventions:
     """The recorded conventions of a stack; without any, what its pixels show (the rest
     unknown)."""
-    from lsd.conventions_detect import detect_stack
 
     record, where = cv.of_stack(stack)
     if record is not None:
@@ -118,7 +120,6 @@ def check_against_model(
 
 def fetch_hint(d: cv.Difference) -> str:
     """How to make a stack that matches, in settings (the CLI adds the flag)."""
-    from lsd.gee.config import CONVENTION_FIELDS
 
     fld = CONVENTION_FIELDS.get(d.name)
     if fld:
@@ -172,7 +173,6 @@ def matching_fetch_config(
     Raises:
         InvalidValue: a fetch settings file sets one of those settings to another value.
     """
-    from lsd.gee.config import config_for_conventions
 
     record, what = cv.of_source(source)
     where = f"{source} ({what})"
@@ -203,7 +203,6 @@ def detect_for_import(
 ) -> cv.Conventions:
     """An imported stack's record: what its source knows (`known`), the rest detected from the
     pixels or unknown, each with its evidence."""
-    from lsd.conventions_detect import WINDOW, detect, geometry_of
 
     needed = {n: _middle(a, WINDOW) for n, a in arrays.items()
               if n in ("liaDeg", "elevation", *cv.FLAG_LAYERS) or cv.is_radar(n)}  # fmt: skip
@@ -240,7 +239,6 @@ class DatasetConventions:
 
 def inspect_found(stacks: Sequence[Path]) -> list[tuple[Path, StackConventions]]:
     """Each stack (a stack.tif or an event folder) with its conventions."""
-    from lsd.pipeline.inspect import stack_path
 
     return [(Path(s), of_stack(stack_path(s))) for s in stacks]
 

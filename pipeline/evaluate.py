@@ -18,13 +18,27 @@ from typing import Any
 
 from lsd import __version__
 from lsd.bundles import DEFAULT_THRESHOLD, check_threshold, common_layers
+from lsd.conventions import of_models
 from lsd.errors import InvalidValue, UserError
 from lsd.events import EventFolder, list_events, select_events
 from lsd.files import atomic_path
-from lsd.layers import BUILTIN_SETTINGS
 from lsd.outputs import check_output, mark
-from lsd.paper import EVENTS_BY_NUMBER, PAPER_TEST_EVENT, TABLE8, TABLE8_KS
-from lsd.pipeline.report import Point, f1_by_size, fmt, markdown_table, performance_diagram
+from lsd.pipeline.conventions import check_events_against_model
+from lsd.pipeline.report import (
+    DIAGRAM_PNG,
+    ENSEMBLES_CSV,
+    F1_PNG,
+    MODELS_CSV,
+    PER_EVENT_CSV,
+    REPORT_MD,
+    SUMMARY_JSON,
+    Point,
+    f1_by_size,
+    paper_lines,
+    performance_diagram,
+    report_lines,
+)
+from lsd.progress import warn
 from lsd.runs import SPLIT_FILE, RunEntry, read_leaderboard, read_split
 from lsd.training.ensemble import (
     Scores,
@@ -36,13 +50,6 @@ from lsd.training.ensemble import (
 )
 from lsd.training.metrics import Counts
 
-MODELS_CSV = "models.csv"
-ENSEMBLES_CSV = "ensembles.csv"
-PER_EVENT_CSV = "per_event.csv"
-DIAGRAM_PNG = "performance_diagram.png"
-F1_PNG = "f1_by_ensemble_size.png"
-REPORT_MD = "report.md"
-SUMMARY_JSON = "evaluation.json"
 DEFAULT_KS = (10, 20, 40)
 
 COUNT_COLS = ("tp", "fp", "fn", "tn", "precision", "recall", "f1", "iou", "bias")
@@ -64,18 +71,6 @@ def _mean_event_f1(per_event: dict[str, list[Counts]], i: int) -> float:
     """Macro F1 over events that have something to score (a landslide or a prediction)."""
     vals = [cs[i].f1 for cs in per_event.values() if cs[i].tp + cs[i].fp + cs[i].fn > 0]
     return sum(vals) / len(vals) if vals else math.nan
-
-
-def parse_ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise InvalidValue(
-            f"'{text}' must be comma-separated whole numbers, e.g. 10,20,40", field="ks"
-        ) from None
-    if not ks or any(k < 1 for k in ks):
-        raise InvalidValue(f"'{text}' must list ensemble sizes of at least 1", field="ks")
-    return ks
 
 
 def _events_by_role(data_dir: Path, role: str) -> list[EventFolder]:
@@ -172,6 +167,9 @@ def evaluate_runs(
     """Score every model and top-K ensemble of `runs_dir` on the test events of `data_dir`;
     events whose conventions differ from the models' are refused unless `ignore_conventions`.
     """
+    from lsd.training.device import resolve_device
+
+    device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     runs_dir, data_dir = Path(runs_dir), Path(data_dir)
     out = Path(out) if out is not None else runs_dir / "evaluation"
     threshold = check_threshold(threshold)
@@ -233,9 +231,6 @@ def _check_conventions(
 ) -> None:
     """The test events must mean what the models learnt (lsd.conventions); say once what cannot
     be checked."""
-    from lsd.conventions import of_models
-    from lsd.pipeline.conventions import check_events_against_model
-    from lsd.progress import warn
 
     model = of_models([e.meta() for e in entries], [e.bundle for e in entries])
     found = check_events_against_model(
@@ -302,7 +297,7 @@ def _write_csvs(folder: Path, ev: Evaluation) -> None:
 
 
 @dataclass
-class _Headline:
+class Headline:
     """The rows the report leads with: the best single model and the marked ensemble sizes."""
 
     rows: list[tuple[str, Counts, float | None]]  # (name, test counts, val F1)
@@ -312,7 +307,7 @@ class _Headline:
     val_curve: list[float] | None
 
 
-def _headline(ev: Evaluation, ks: Sequence[int]) -> _Headline:
+def _headline(ev: Evaluation, ks: Sequence[int]) -> Headline:
     n = len(ev.entries)
     val_curve = [c.f1 for c in ev.val.ensemble] if ev.val is not None else None
     shown = [k for k in ks if 1 < k <= n]
@@ -335,7 +330,7 @@ def _headline(ev: Evaluation, ks: Sequence[int]) -> _Headline:
         c = ev.test.ensemble[k - 1]
         rows.append((f"ensemble {label_k}", c, val_curve[k - 1] if val_curve else None))
         points.append(Point(label_k, c.precision, c.recall, c.f1))
-    return _Headline(rows, points, shown, auto_k, val_curve)
+    return Headline(rows, points, shown, auto_k, val_curve)
 
 
 def _write_figures_and_report(
@@ -370,8 +365,8 @@ def _write_figures_and_report(
         "scores are micro (pixel counts summed over all test events, label 255 ignored)",
         f"- lsd {__version__}",
     ]
-    lines = _report_lines(intro, head, [k for k in ks if k > n], skipped, best.f1, test_f1)
-    lines += _paper_lines(ev, best.f1, test_f1)
+    lines = report_lines(intro, head, [k for k in ks if k > n], skipped, best.f1, test_f1)
+    lines += paper_lines(ev, best.f1, test_f1)
     (folder / REPORT_MD).write_text("\n".join(lines))
     summary: dict[str, Any] = {
         "runs": str(runs_dir),
@@ -383,89 +378,3 @@ def _write_figures_and_report(
         "lsd_version": __version__,
     }
     (folder / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def _report_lines(
-    intro: list[str],
-    head: _Headline,
-    not_shown: list[int],
-    skipped: list[str],
-    best_f1: float,
-    test_f1: list[float],
-) -> list[str]:
-    """report.md, section by section; long because it is the report's text, not logic."""
-    n = len(test_f1)
-    lines = ["# lsd evaluation", "", *intro, "", "## Best single model against ensembles", ""]
-    lines += [
-        markdown_table(
-            ["model", "val F1", "precision", "recall", "F1", "IoU", "bias"],
-            [
-                [name, fmt(v), fmt(c.precision), fmt(c.recall), fmt(c.f1), fmt(c.iou), fmt(c.bias)]
-                for name, c, v in head.rows
-            ],
-        ),
-        "",
-    ]
-    if not_shown:
-        lines += [f"K = {', '.join(map(str, not_shown))} not shown: only {n} runs finished.", ""]
-    if head.auto_k is not None:
-        lines += [f"The validation curve peaks first at K = {head.auto_k}: the size `lsd ensemble "
-                  "--k auto` chooses.", ""]  # fmt: skip
-    else:
-        lines += ["No validation events were at hand, so the K that `lsd ensemble --k auto` "
-                  "chooses is not known here.", ""]  # fmt: skip
-    lines += [
-        "## Performance diagram",
-        "",
-        f"![performance diagram]({DIAGRAM_PNG})",
-        "",
-        "x = precision (success ratio), y = recall (probability of detection); curves are F1 "
-        "isolines; dashed lines through the origin are frequency bias (predicted over true "
-        "landslide pixels; above the bias-1 diagonal = over-prediction).",
-        "",
-    ]
-    if skipped:
-        lines += [f"Not drawn (nothing predicted, precision undefined): {', '.join(skipped)}.", ""]
-    lines += [
-        "## F1 against ensemble size",
-        "",
-        f"![F1 against ensemble size]({F1_PNG})",
-        "",
-        f"Tables: `{MODELS_CSV}` (every model), `{ENSEMBLES_CSV}` (K = 1..{n}), "
-        f"`{PER_EVENT_CSV}` (every model and K per event).",
-        "",
-    ]
-    return lines
-
-
-def _paper_lines(ev: Evaluation, best_f1: float, test_f1: list[float]) -> list[str]:
-    """The paper's Table 8 beside this run only where the two measure the same thing: its test
-    event (Norway) and one of its layer settings. Anywhere else its figures say nothing about
-    these models, and the report says so instead of printing them side by side."""
-    norway = EVENTS_BY_NUMBER[PAPER_TEST_EVENT].event_id
-    setting = next((s for s in TABLE8 if BUILTIN_SETTINGS[s] == ev.layers), None)
-    lines = ["## The paper's Table 8", ""]
-    if ev.test_events != [norway] or setting is None:
-        why = (
-            f"the test events here ({', '.join(ev.test_events)}) are not the paper's test event "
-            f"({norway})"
-            if ev.test_events != [norway]
-            else "these models use none of the paper's layer settings (s1, s2, s1s2, all)"
-        )
-        return lines + [
-            f"Not shown: the paper's Table 8 scores its own models on the Norway event with "
-            f"its layer settings, and {why}, so its figures are not comparable with these.", "",
-        ]  # fmt: skip
-    n = len(test_f1)
-    mine = [fmt(best_f1, 2)] + [fmt(test_f1[k - 1], 2) if k <= n else "-" for k in TABLE8_KS]
-    return lines + [
-        f"Test F1 on {norway} with the {setting} layers: the paper's models (Ganerod et al. 2023, "
-        "Table 8) and these. The paper scored one centre-cropped whole-image pass; `lsd evaluate "
-        "--protocol paper` repeats its scoring exactly.",
-        "",
-        markdown_table(
-            ["models", "single best", *(f"ens{k}" for k in TABLE8_KS)],
-            [["the paper's", *(fmt(x, 2) for x in TABLE8[setting])], ["these", *mine]],
-        ),
-        "",
-    ]

@@ -8,15 +8,24 @@ unfinished events.
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lsd.errors import InvalidValue, UserError
 from lsd.eventcsv import read_events
+from lsd.files import check_writable
+from lsd.gee import auth
 from lsd.gee.config import FetchConfig
+from lsd.gee.pixels import EXPORT_MODES
 from lsd.layergroups import DEFAULT_GROUPS, S1Scenes
+from lsd.outputs import mark
 from lsd.pipeline.sources import BuildSummary, build_events, plan_events, source_class
+from lsd.stac.catalogs import PLANETARY_COMPUTER
+from lsd.stac.config import StacConfig
 
 Echo = Callable[[str], None]
 
@@ -75,8 +84,6 @@ def fetch_events(
         raise InvalidValue("a catalog goes with the STAC source", field="catalog")
     if jobs > 1:
         raise InvalidValue("jobs above 1 go with the STAC source", field="jobs")
-    from lsd.gee import auth
-    from lsd.gee.source import EXPORT_MODES
 
     if export not in (None, *EXPORT_MODES):
         raise InvalidValue(f"export mode must be drive or gcs, got '{export}'", field="export")
@@ -111,10 +118,6 @@ def fetch_events(
 
 def stac_source(specs, cfg: FetchConfig, *, catalog: str | None, settings_file: Path | None, **kw):
     """The STAC source with the shared settings of `cfg` and the `[stac]` table of the file."""
-    import dataclasses
-
-    from lsd.stac.catalogs import PLANETARY_COMPUTER
-    from lsd.stac.config import StacConfig
 
     stac_cfg = StacConfig.from_values(dataclasses.asdict(cfg))
     if settings_file is not None:
@@ -143,11 +146,6 @@ def _fetch_parallel(source, out: Path, jobs: int, echo: Echo) -> FetchSummary:
     """Events of a STAC fetch built `jobs` at a time, one worker process each (spawned, so no
     GDAL or thread state is inherited); the driver runs in each worker for its event, so
     skipping, failure isolation and clean-up are the same as in one process."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from lsd.files import check_writable
-    from lsd.outputs import mark
 
     out = Path(out)
     check_writable(out)

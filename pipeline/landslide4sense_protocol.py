@@ -25,8 +25,11 @@ from lsd.bundles import common_layers
 from lsd.errors import InputNotFound, InvalidFile
 from lsd.files import atomic_path
 from lsd.outputs import check_output, mark
+from lsd.pipeline.evaluate import choose_events
 from lsd.pipeline.report import markdown_table
 from lsd.runs import RunEntry, read_grid_record, read_leaderboard
+from lsd.training.device import resolve_device
+from lsd.training.ensemble import member_loaders, member_progress, prepare_events, score_members
 from lsd.training.metrics import Counts
 
 CURVES_CSV = "landslide4sense_protocol.csv"
@@ -198,9 +201,8 @@ def evaluate_landslide4sense(
     """Score every model of RUNS and every top-K ensemble on the test patches of DATA (the
     split's test events, else the events whose role is test) as the benchmark does; write
     the comparison with Table I to `out` (RUNS/evaluation-landslide4sense)."""
-    from lsd.pipeline.evaluate import choose_events
-    from lsd.training.ensemble import member_loaders, member_progress, prepare_events, score_members
 
+    device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     runs, data = Path(runs), Path(data)
     out = Path(out) if out is not None else runs / OUT_NAME
     table1 = read_table1(Path(anchors) if anchors else None)

@@ -14,6 +14,8 @@ import ctypes
 import glob
 import os
 
+import rasterio
+
 _done = False
 
 
@@ -23,7 +25,6 @@ class _DlInfo(ctypes.Structure):
 
 
 def _bundled_libtiff() -> str | None:
-    import rasterio
 
     here = os.path.dirname(rasterio.__file__)
     for pattern in ("../rasterio.libs/libtiff*", ".dylibs/libtiff*"):

@@ -20,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+import rasterio.shutil
+from matplotlib import colormaps
+from PIL import Image
+from rasterio.windows import Window
+from scipy import ndimage
 
 from lsd.bundles import is_landslide
 from lsd.pipeline.masks import MaskOptions, apply_masks
@@ -68,8 +74,6 @@ def tiled_profile(src_profile: dict[str, Any], dtype: str, nodata: float | int) 
 
 def to_cog(src: Path, dst: Path, *, resampling: str, description: str) -> None:
     """Copy a tiled GeoTIFF to a Cloud Optimized GeoTIFF (GDAL streams the copy)."""
-    import rasterio
-    import rasterio.shutil
 
     with rasterio.open(src, "r+") as ds:
         ds.set_band_description(1, description)
@@ -88,7 +92,6 @@ def to_cog(src: Path, dst: Path, *, resampling: str, description: str) -> None:
 
 def colour_mask(path: Path) -> None:
     """Give the mask its colour table, so any GIS shows landslides in red at once."""
-    import rasterio
 
     with rasterio.open(path, "r+") as ds:
         ds.write_colormap(1, {code: rgba for code, (_, rgba) in MASK_CLASSES.items()})
@@ -150,10 +153,6 @@ def write_readme(path: Path, record: dict[str, Any]) -> None:
 
 def write_quicklook(prob_path: Path, mask_path: Path, out: Path) -> None:
     """A small PNG: probability in a colour map, landslide outlines in cyan, no data grey."""
-    import rasterio
-    from matplotlib import colormaps
-    from PIL import Image
-    from scipy import ndimage
 
     with rasterio.open(prob_path) as src:
         scale = max(src.width, src.height) / QUICKLOOK_MAX_PX
@@ -177,7 +176,6 @@ class RasterSink:
 
     def __init__(self, tmp: Path, profile: dict[str, Any], threshold: float, src, mask_plan,
                  mask_opts: MaskOptions, names: tuple[str, ...], progress) -> None:  # fmt: skip
-        import rasterio
 
         self.prob = rasterio.open(
             tmp / ".prob.tif", "w", **tiled_profile(profile, "float32", np.nan)
@@ -197,7 +195,6 @@ class RasterSink:
         self.positive = 0
 
     def __call__(self, r0: int, mean: np.ndarray, std: np.ndarray) -> None:
-        from rasterio.windows import Window
 
         t0 = time.perf_counter()
         rows, width = mean.shape

@@ -9,13 +9,18 @@ a multiple of 32"), adds how to replace an existing output, and exits non-zero w
 from __future__ import annotations
 
 import errno
+import math
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from lsd.errors import OutputExists, UserError
 from lsd.interrupts import TERMINATED_EXIT, Terminated, sigterm_interrupts
+from lsd.training.options import PRECISIONS
+from lsd.versions import require_for_command
 
 PATH = click.Path(path_type=Path)
 
@@ -86,7 +91,6 @@ class LsdCommand(click.Command):
 
     def invoke(self, ctx: click.Context):
         from lsd.pipeline.libtiff import silence_default_printer
-        from lsd.versions import require_for_command
 
         try:
             require_for_command(*self.stacks)  # before anything imports the packages it checks
@@ -128,11 +132,50 @@ class LsdGroup(click.Group):
 LsdGroup.group_class = LsdGroup
 
 
-# The values of the options below, spelled out here so that `lsd --help` needs no torch; a test
-# checks them against the library's own lists (lsd.training.precision, executors, onnx_runtime).
-PRECISIONS = ("auto", "fp32", "bf16")
-EXECUTORS = ("inprocess", "ray")
-RUNTIMES = ("torch", "onnx")
+class CommaList(click.ParamType):
+    """A comma-separated list ('Unet,FPN') as a tuple, the one parser of every such option: items
+    are stripped of spaces, an empty list or an empty item ('a,,b') is refused, and `item` turns
+    each text into its value, raising ValueError with the reason for a bad one."""
+
+    name = "list"
+
+    def __init__(self, metavar: str = "A,B,...", item: Callable[[str], Any] = str) -> None:
+        self.metavar = metavar
+        self.item = item
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return self.metavar
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        items = [p.strip() for p in str(value).split(",")]
+        if not str(value).strip():
+            self.fail("is empty: give one or more comma-separated values", param, ctx)
+        if "" in items:
+            self.fail(f"'{value}' has an empty item (two commas, or one at an end)", param, ctx)
+        try:
+            return tuple(self.item(text) for text in items)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def positive_number(text: str) -> float:
+    """A learning rate, say: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise ValueError(f"'{text}' is not a positive number")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number of at least 1 (an ensemble size, a band number)."""
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"'{text}' is not a whole number of at least 1")
+    return int(text)
 
 
 class DeviceType(click.ParamType):
@@ -177,6 +220,7 @@ def device_option(f):
 
 
 def precision_option(f):
+    # the library's own list, from the torch-free lsd.training.options: --help needs no torch
     return click.option(
         "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
         help="auto (mixed on GPUs, fp32 on CPUs), fp32, or bf16 (GPUs, and CPUs with "

@@ -33,6 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+import shapely
+from pyogrio.raw import write
+from pyproj import Transformer
+from rasterio.features import shapes
+from rasterio.windows import Window
+from scipy import ndimage
+from shapely.ops import unary_union
 
 EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: metres, equal area
 POLYGON_LAYER = "landslides"
@@ -78,7 +86,6 @@ def cell_areas(transform: Any, crs: Any, height: int, width: int) -> np.ndarray:
     units = crs.linear_units_factor if crs.is_projected else None
     if units and units[1] == 1.0:
         return np.full(height, det)
-    from pyproj import Transformer
 
     col = width / 2.0
     rows = np.arange(height, dtype=np.float64)
@@ -153,8 +160,6 @@ def _windows(height: int, width: int, size: int) -> Iterator[tuple[int, int, int
 
 
 def _label(src: Any, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, int]:
-    from rasterio.windows import Window
-    from scipy import ndimage
 
     hit = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0)) == 1
     lab, n = ndimage.label(hit)  # the default structure is 4-connectivity
@@ -283,7 +288,6 @@ class _FeatureWriter:
 
     def add(self, geoms: Any, pixels: Any, area: Any, prob_sum: Any, prob_max: Any) -> None:
         """Polygons in pixel coordinates (a shapely array) with one value per polygon each."""
-        import shapely
 
         pixels = np.asarray(pixels, np.int64)
         mean = np.asarray(prob_sum, np.float64) / np.maximum(pixels, 1)
@@ -296,8 +300,6 @@ class _FeatureWriter:
 
     def flush(self, *, final: bool = False) -> None:
         """Append the buffered features; the final call creates the layer if none came."""
-        import shapely
-        from pyogrio.raw import write
 
         if not self.buffered and (self.created or not final):
             return
@@ -338,7 +340,6 @@ def _window_stats(lab: np.ndarray, prob: np.ndarray, n: int) -> tuple[np.ndarray
 def _polygon_array(rings_of: list[list[Any]], c0: int, r0: int) -> Any:
     """GeoJSON-style rings (lists of (col, row) in the window) as a shapely array in the
     raster's pixel coordinates, built in one call rather than one object at a time."""
-    import shapely
 
     rings = [np.asarray(ring, np.float64) for poly in rings_of for ring in poly]
     coords = np.concatenate(rings) + (c0, r0)
@@ -351,9 +352,6 @@ def _polygon_array(rings_of: list[list[Any]], c0: int, r0: int) -> Any:
 def _write(first: _Pass1, mask_src: Any, prob_src: Any, mask_dst: Any, writer: Any,
            row_area: np.ndarray, size: int) -> None:  # fmt: skip
     """Pass two: the mask without the dropped components, and the kept ones as polygons."""
-    from rasterio.features import shapes
-    from rasterio.windows import Window
-    from shapely.ops import unary_union
 
     span = first.spanning
     pieces: dict[int, list[Any]] = {}
@@ -424,7 +422,6 @@ def polygonise(
     """Write `mask_dst_path` (the mask without components under `min_area_m2`) and, unless the
     kept components' outlines exceed `max_boundary_edges` (None: edge_cap of the map's size),
     their polygons into `gpkg_path`."""
-    import rasterio
 
     with rasterio.open(mask_src_path) as msrc, rasterio.open(prob_path) as psrc:
         row_area = cell_areas(msrc.transform, msrc.crs, msrc.height, msrc.width)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import rasterio
+
 from lsd import __version__
 from lsd.bundles import ModelFiles, check_threshold, training_pixel_m
 from lsd.errors import InvalidFile, InvalidValue
@@ -24,6 +26,7 @@ from lsd.formats import opened
 from lsd.limits import check_disk, check_memory
 from lsd.outputs import check_output, mark
 from lsd.pipeline import maps, polygons
+from lsd.pipeline.conventions import check_against_model, model_conventions
 from lsd.pipeline.masks import MaskOptions, plan_masks
 from lsd.progress import Progress, warn
 from lsd.rasters import (
@@ -34,6 +37,7 @@ from lsd.rasters import (
     read_layer_names,
     require_layers,
 )
+from lsd.training.options import EXECUTORS, ForwardOptions, TileOptions
 
 # Weights a CPU prediction holds at once (two UnetPlusPlus/resnet34 members); see predict_mean_std.
 MEMBER_BUDGET_BYTES = 256 * 2**20
@@ -56,15 +60,15 @@ class EmptyInput(InvalidFile):
 @dataclass
 class PredictOptions:
     threshold: float | None = None  # None: the ensemble's own threshold
-    tiles: Any = None  # lsd.training.inference.TileOptions; None: its defaults
-    device: str = "auto"
+    tiles: TileOptions | None = None  # None: its defaults
+    device: str = "auto"  # auto, cpu, cuda or cuda:N; resolved by prediction_device
     min_area_m2: float = DEFAULT_MIN_AREA_M2
     masks: MaskOptions = field(default_factory=MaskOptions)
     overwrite: bool = False
     progress: bool = True
     allow_empty_layers: bool = False  # map even when a needed layer holds no data
     ignore_conventions: bool = False  # map a stack whose conventions differ from the model's
-    forward: Any = None  # lsd.training.inference.ForwardOptions; None: its defaults
+    forward: ForwardOptions | None = None  # None: its defaults
     executor: str = "inprocess"  # or "ray": blocks of rows predicted on a Ray cluster
     ray_address: str | None = None  # None: a local Ray cluster
     block_rows: int | None = None  # Ray: image rows per block; None: about 64 MB of output
@@ -80,9 +84,9 @@ class _Job:
     names: tuple[str, ...]  # the stack's layers
     plan: dict[str, str]  # mask control -> layer
     threshold: float
-    tiles: Any  # TileOptions
+    tiles: TileOptions
     device: Any  # torch.device (on Ray: the request, resolved on the workers)
-    forward: Any = None  # ForwardOptions
+    forward: ForwardOptions = field(default_factory=ForwardOptions)
     src: Any = None  # the open rasterio dataset
     tmp: Path = Path(".")
     checks: dict[str, Any] = field(default_factory=dict)  # what _inspect found
@@ -90,8 +94,6 @@ class _Job:
 
 def _check(stack: Path, model: ModelFiles, opts: PredictOptions, out_dir: Path) -> _Job:
     """Everything that can be wrong with the input, checked before any model is loaded."""
-    from lsd.pipeline.conventions import check_against_model, model_conventions
-    from lsd.training.inference import ForwardOptions, TileOptions
 
     names = read_layer_names(stack)
     require_layers(stack, names, model.layers, "the model")
@@ -105,7 +107,7 @@ def _check(stack: Path, model: ModelFiles, opts: PredictOptions, out_dir: Path) 
         raise InvalidValue(f"minimum area {opts.min_area_m2} m2 must be >= 0", field="min_area_m2")
     tiles = opts.tiles or TileOptions()
     forward = opts.forward or ForwardOptions()
-    device = _device_for(opts, forward)
+    device = prediction_device(opts)
     job = _Job(stack, model, opts, names, plan, threshold, tiles, device, forward)
     _check_sizes(job, out_dir)
     job.checks = _inspect(stack, model, opts.allow_empty_layers, opts.progress)
@@ -144,13 +146,15 @@ def _check_sizes(job: _Job, out_dir: Path) -> None:
                    f"the per-pixel sums of {len(groups)} groups of members")  # fmt: skip
 
 
-def _device_for(opts: PredictOptions, forward: Any) -> Any:
-    """The device to predict on, checked with the executor and runtime asked for; on Ray the
-    request itself, which each worker resolves."""
+def prediction_device(opts: PredictOptions) -> Any:
+    """The device to predict on (a torch.device), checked with the executor and runtime asked
+    for; on Ray the request itself, which each worker resolves. predict_stack calls it; a caller
+    that does slow work first (`lsd predict --aoi` fetches the stack) calls it before that work
+    too, so a device that cannot be used fails in the first second."""
     from lsd.training.device import resolve_device
-    from lsd.training.executors import EXECUTORS
     from lsd.training.precision import Precision
 
+    forward = opts.forward or ForwardOptions()
     if opts.executor not in EXECUTORS:
         raise InvalidValue(
             f"unknown executor '{opts.executor}'; choose from {', '.join(EXECUTORS)}",
@@ -264,7 +268,6 @@ def predict_stack(
     inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the whole prediction; returns the run record also written to run.json."""
-    import rasterio
 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)

@@ -1,4 +1,7 @@
-"""Figures and the Markdown report of `lsd evaluate`.
+"""Figures and the Markdown report of `lsd evaluate`, and the names of the files it writes.
+
+lsd.pipeline.evaluate scores the models and calls on this module for everything it shows:
+the performance diagram, F1 against ensemble size and report.md, section by section.
 
 The performance diagram (Roebber 2009, Weather and Forecasting 24:601) puts precision (success
 ratio) on x and recall (probability of detection) on y, so one point shows both kinds of error;
@@ -13,9 +16,25 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
+from lsd.layers import BUILTIN_SETTINGS
+from lsd.pipeline.paper.facts import EVENTS_BY_NUMBER, PAPER_TEST_EVENT, TABLE8, TABLE8_KS
+
+if TYPE_CHECKING:
+    from lsd.pipeline.evaluate import Evaluation, Headline
+
+MODELS_CSV = "models.csv"
+ENSEMBLES_CSV = "ensembles.csv"
+PER_EVENT_CSV = "per_event.csv"
+DIAGRAM_PNG = "performance_diagram.png"
+F1_PNG = "f1_by_ensemble_size.png"
+REPORT_MD = "report.md"
+SUMMARY_JSON = "evaluation.json"
 BIAS_LINES = (0.25, 0.5, 0.8, 1.0, 1.25, 2.0, 4.0)
 F1_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -31,10 +50,8 @@ class Point:
 
 
 def _pyplot():
-    import matplotlib
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
 
     return plt
 
@@ -208,3 +225,89 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def report_lines(
+    intro: list[str],
+    head: Headline,
+    not_shown: list[int],
+    skipped: list[str],
+    best_f1: float,
+    test_f1: list[float],
+) -> list[str]:
+    """report.md, section by section; long because it is the report's text, not logic."""
+    n = len(test_f1)
+    lines = ["# lsd evaluation", "", *intro, "", "## Best single model against ensembles", ""]
+    lines += [
+        markdown_table(
+            ["model", "val F1", "precision", "recall", "F1", "IoU", "bias"],
+            [
+                [name, fmt(v), fmt(c.precision), fmt(c.recall), fmt(c.f1), fmt(c.iou), fmt(c.bias)]
+                for name, c, v in head.rows
+            ],
+        ),
+        "",
+    ]
+    if not_shown:
+        lines += [f"K = {', '.join(map(str, not_shown))} not shown: only {n} runs finished.", ""]
+    if head.auto_k is not None:
+        lines += [f"The validation curve peaks first at K = {head.auto_k}: the size `lsd ensemble "
+                  "--k auto` chooses.", ""]  # fmt: skip
+    else:
+        lines += ["No validation events were at hand, so the K that `lsd ensemble --k auto` "
+                  "chooses is not known here.", ""]  # fmt: skip
+    lines += [
+        "## Performance diagram",
+        "",
+        f"![performance diagram]({DIAGRAM_PNG})",
+        "",
+        "x = precision (success ratio), y = recall (probability of detection); curves are F1 "
+        "isolines; dashed lines through the origin are frequency bias (predicted over true "
+        "landslide pixels; above the bias-1 diagonal = over-prediction).",
+        "",
+    ]
+    if skipped:
+        lines += [f"Not drawn (nothing predicted, precision undefined): {', '.join(skipped)}.", ""]
+    lines += [
+        "## F1 against ensemble size",
+        "",
+        f"![F1 against ensemble size]({F1_PNG})",
+        "",
+        f"Tables: `{MODELS_CSV}` (every model), `{ENSEMBLES_CSV}` (K = 1..{n}), "
+        f"`{PER_EVENT_CSV}` (every model and K per event).",
+        "",
+    ]
+    return lines
+
+
+def paper_lines(ev: Evaluation, best_f1: float, test_f1: list[float]) -> list[str]:
+    """The paper's Table 8 beside this run only where the two measure the same thing: its test
+    event (Norway) and one of its layer settings. Anywhere else its figures say nothing about
+    these models, and the report says so instead of printing them side by side."""
+    norway = EVENTS_BY_NUMBER[PAPER_TEST_EVENT].event_id
+    setting = next((s for s in TABLE8 if BUILTIN_SETTINGS[s] == ev.layers), None)
+    lines = ["## The paper's Table 8", ""]
+    if ev.test_events != [norway] or setting is None:
+        why = (
+            f"the test events here ({', '.join(ev.test_events)}) are not the paper's test event "
+            f"({norway})"
+            if ev.test_events != [norway]
+            else "these models use none of the paper's layer settings (s1, s2, s1s2, all)"
+        )
+        return lines + [
+            f"Not shown: the paper's Table 8 scores its own models on the Norway event with "
+            f"its layer settings, and {why}, so its figures are not comparable with these.", "",
+        ]  # fmt: skip
+    n = len(test_f1)
+    mine = [fmt(best_f1, 2)] + [fmt(test_f1[k - 1], 2) if k <= n else "-" for k in TABLE8_KS]
+    return lines + [
+        f"Test F1 on {norway} with the {setting} layers: the paper's models (Ganerod et al. 2023, "
+        "Table 8) and these. The paper scored one centre-cropped whole-image pass; `lsd evaluate "
+        "--protocol paper` repeats its scoring exactly.",
+        "",
+        markdown_table(
+            ["models", "single best", *(f"ens{k}" for k in TABLE8_KS)],
+            [["the paper's", *(fmt(x, 2) for x in TABLE8[setting])], ["these", *mine]],
+        ),
+        "",
+    ]

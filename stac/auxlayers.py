@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pooch
+import requests
 
 from lsd.errors import InputNotFound, ServiceUnavailable
 from lsd.stac.config import StacConfig
@@ -23,7 +25,6 @@ CANOPY_HEIGHT_MAX_M = 60.0
 
 
 def cache_folder(cfg: StacConfig) -> Path:
-    import pooch
 
     return Path(cfg.cache_dir) if cfg.cache_dir else Path(pooch.os_cache("lsd")) / "stac"
 
@@ -44,8 +45,6 @@ def local_file(layer: str, cfg: StacConfig) -> Path | None:
                 f"{path}: the {layer} map named by {AUX_LAYERS[layer]} is not there"
             )
         return path
-    import pooch
-    import requests
 
     sha = getattr(cfg, AUX_LAYERS[layer].replace("_file", "_sha256"))
     folder = cache_folder(cfg) / layer

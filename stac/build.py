@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+import shapely.geometry
+from rasterio.windows import Window
 
 from lsd.layers import LANDCOVER_LAYER
 from lsd.rasters import Grid, stack_profile
@@ -31,6 +34,7 @@ from lsd.stac.config import StacConfig
 from lsd.stac.landcover import FEATURES, Cart, StratifiedSample, paper_classes, train_cart
 from lsd.stac.read import Block, Target, blocks, grown_grid, offset_in, read_onto
 from lsd.stac.scenes import EventScenes
+from lsd.vectors import read_class_points
 
 FEATURE_BANDS: tuple[str, ...] = (*FEATURES, "NDVI")
 Warn = Callable[[str], None]
@@ -137,8 +141,6 @@ class EventBuild:
 
     def footprint(self, item: Any) -> Any:
         if item.id not in self._footprints:
-            import shapely.geometry
-
             shape = shapely.geometry.shape(item.geometry)
             self._footprints[item.id] = to_crs(shape, 4326, self.grid.crs)
         return self._footprints[item.id]
@@ -209,7 +211,6 @@ class EventBuild:
 
     def train_landcover(self, work: Path) -> Path:
         """Step 2: the features over the CART grid into work/features.tif, the sample, the tree."""
-        import rasterio
 
         grid = self.cart_grid
         path = work / "features.tif"
@@ -251,9 +252,6 @@ class EventBuild:
         return path
 
     def _user_points(self, path: Path, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-        import rasterio
-
-        from lsd.vectors import read_class_points
 
         rows = read_class_points(self.spec.landcover_points)
         pts = [
@@ -274,7 +272,6 @@ class EventBuild:
             self.pool.shutdown(cancel_futures=True)  # its threads' open datasets go with them
 
     def _run(self, work: Path) -> Path:
-        import rasterio
 
         if self.found.s2:
             self.make_masks()
@@ -306,8 +303,6 @@ class EventBuild:
         pre = post = None
         stored: dict[str, np.ndarray] = {}
         if feats is not None:
-            from rasterio.windows import Window
-
             window = Window(block.col + off[1], block.row + off[0], block.width, block.height)
             data = feats.read(window=window)
             stored = {name: data[i] for i, name in enumerate(FEATURE_BANDS)}
@@ -395,7 +390,6 @@ class EventBuild:
 
 
 def _window(block: Block):
-    from rasterio.windows import Window
 
     return Window(block.col, block.row, block.width, block.height)
 

@@ -10,6 +10,7 @@ in a `[stac]` table of the same file.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,6 @@ class StacConfig:
     @classmethod
     def from_toml(cls, path: Path | str, base: StacConfig | None = None) -> StacConfig:
         """`base` with the `[stac]` table of a TOML file applied (absent table: `base`)."""
-        import tomllib
 
         path = Path(path)
         try:

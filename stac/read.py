@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.transform import Affine
+from rasterio.vrt import WarpedVRT
 
 from lsd.errors import ServiceUnavailable
 from lsd.rasters import Grid
@@ -60,7 +64,6 @@ class Block:
     width: int
 
     def target(self, grid: Grid, halo: int = 0) -> Target:
-        from rasterio.transform import Affine
 
         t = grid.transform
         x0 = t.c + t.a * (self.col - halo)
@@ -90,7 +93,6 @@ def whole(grid: Grid) -> Target:
 def grown_grid(grid: Grid, metres: float, scale: float | None = None) -> Grid:
     """The grid grown by `metres` on every side, at `scale` (default its own), its edges on
     multiples of `scale` so the grown grid and the event grid share their lattice."""
-    from rasterio.transform import Affine
 
     t = grid.transform
     scale = scale or abs(t.a)
@@ -133,7 +135,6 @@ OPEN_PER_THREAD = 64
 def _dataset(href: str) -> Any:
     """An open dataset for `href`, kept per thread (GDAL handles are not shared between
     threads): a window after the first reads no header again."""
-    import rasterio
 
     cache: OrderedDict[str, Any] = getattr(_OPEN, "cache", None) or OrderedDict()
     _OPEN.cache = cache
@@ -169,9 +170,6 @@ def read_onto(
 ) -> np.ndarray:
     """The first band of the raster at `href` warped onto `target`, float32, NaN where the
     raster has no data or does not reach. `where` names the item and asset in errors."""
-    import rasterio
-    from rasterio.enums import Resampling
-    from rasterio.vrt import WarpedVRT
 
     try:
         with rasterio.Env(**gdal_options(timeout_s)):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 from lsd.rasters import Grid
 from lsd.stac.config import StacConfig
@@ -74,7 +75,6 @@ def sun_azimuth(item: Any) -> float | None:
 def _disk_grow(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """Pixels within `radius_px` of a True pixel (a circular dilation, done with a distance
     transform so a 16 px radius costs no more than a 1 px one)."""
-    from scipy.ndimage import distance_transform_edt
 
     if radius_px <= 0 or not mask.any():
         return mask.copy()

@@ -13,6 +13,9 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import requests
+import shapely.geometry
+
 from lsd.errors import ServiceUnavailable
 from lsd.spec import Window
 from lsd.stac.catalogs import Catalog
@@ -26,7 +29,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
-    import requests
     from pystac_client.exceptions import APIError
 
     return (requests.exceptions.RequestException, APIError, OSError, ValueError)
@@ -41,7 +43,6 @@ class CatalogClient:
         self._client: Any = None
 
     def _fail(self, exc: BaseException, what: str) -> ServiceUnavailable:
-        import requests
 
         chain = [e for e in (exc, exc.__cause__, exc.__context__) if e is not None]
         if any(isinstance(e, requests.exceptions.Timeout) for e in chain) or "timed out" in str(
@@ -83,7 +84,6 @@ class CatalogClient:
     ) -> list[Any]:
         """Items of `collection` intersecting the AOI (in [start, end) when a window is given),
         sorted by time and id; `keep` filters them further on the client."""
-        import shapely.geometry
 
         kwargs: dict[str, Any] = {
             "collections": [collection],

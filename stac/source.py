@@ -13,6 +13,7 @@ looks finished.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 import sys
@@ -29,7 +30,8 @@ from lsd.rasters import Grid
 from lsd.sources import EventFailed
 from lsd.spec import EventSpec, aoi_in_utm, describe_spec, event_grid
 from lsd.stac import s2
-from lsd.stac.auxlayers import AUX_LAYERS, configured
+from lsd.stac.auxlayers import AUX_LAYERS, configured, local_file
+from lsd.stac.build import EventBuild
 from lsd.stac.catalogs import PLANETARY_COMPUTER, CatalogChoice, catalog_named
 from lsd.stac.config import StacConfig
 from lsd.stac.scenes import STAC_LAYERS, EventScenes, find_scenes, item_ids, needs
@@ -55,7 +57,6 @@ def _event_line(spec: EventSpec, exc: Exception) -> str:
 
 def require_extra() -> None:
     """One line, not a traceback, when the `[stac]` extra is not installed."""
-    import importlib.util
 
     missing = [
         m for m in ("pystac_client", "planetary_computer", "sklearn")
@@ -108,7 +109,6 @@ class StacSource:
         """Fetch the run-wide files (the kgClimate and canopyHeight maps) once, before events are
         built in several processes at a time, so that workers find them cached instead of all
         downloading the same file."""
-        from lsd.stac.auxlayers import local_file
 
         needed = {name for spec in self.specs for name in self.layers_for(spec)}
         for layer in AUX_LAYERS:
@@ -158,7 +158,6 @@ class StacSource:
         }
 
     def build(self, spec: EventSpec, folder: Path) -> None:
-        from lsd.stac.build import EventBuild
 
         layers = self.layers_for(spec)
         for layer in AUX_LAYERS:

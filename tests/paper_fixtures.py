@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsd.paper import EVENTS_BY_NUMBER, PAPER_EVENTS, PAPER_TEST_EVENT
+from lsd.pipeline.paper.facts import EVENTS_BY_NUMBER, PAPER_EVENTS, PAPER_TEST_EVENT
 
 TRAIN_VAL = [e.number for e in PAPER_EVENTS if e.number != PAPER_TEST_EVENT]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsd.paper import SETTING_CHANNELS
+from lsd.pipeline.paper.facts import SETTING_CHANNELS
 from tests.paper_fixtures import event_arrays
 
 ENCODER = "mobilenet_v2"

@@ -479,11 +479,12 @@ def _frame(cx: float, cy: float, heading: float) -> dict[str, Any]:
 
 
 def events_csv(folder: Path, inventory: Path) -> Path:
-    """events.csv with the two events (1 km2 each) and ev-a's scar as its inventory."""
+    """events.csv with the two events (1 km2 each), both mapped by the scar's inventory (ev-b,
+    the validation event, must be labelled: training refuses validation events with no label)."""
     rows = ["id,date,lon,lat,inventory,role"]
     for eid, (x, y) in EVENT_CENTRES.items():
         lon, lat = to_lonlat(x, y)
-        inv = inventory.name if eid == "ev-a" else ""
+        inv = inventory.name
         rows.append(
             f"{eid},{EVENT_DATE},{lon:.8f},{lat:.8f},{inv},{'train' if eid == 'ev-a' else 'val'}"
         )

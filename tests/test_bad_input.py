@@ -256,7 +256,7 @@ UNPACK = """
 import resource, sys
 from pathlib import Path
 from lsd.errors import UserError
-from lsd.pipeline.download import unpack
+from lsd.pipeline.zenodo import unpack
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), resource.RLIM_INFINITY))
 try:
     unpack(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -12,17 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from lsd.runs import (
-    CLAIM_FILE,
-    LEADERBOARD_LOCK,
-    ClaimOwner,
-    claim_state,
-    refresh_claim,
-    release_claim,
-    take_claim,
-    write_done,
-    write_leaderboard,
-)
+from lsd.claims import CLAIM_FILE, ClaimOwner, claim_state, refresh_claim, release_claim, take_claim
+from lsd.runs import LEADERBOARD_LOCK, write_done, write_leaderboard
 
 
 def dead_pid() -> int:

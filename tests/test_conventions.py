@@ -244,7 +244,7 @@ def test_detect_stack_reads_a_file_without_metadata(tmp_path: Path) -> None:
 def write_paper_like(root: Path, conventions: dict[int, tuple[str, str]]) -> Path:
     """global_dataset/ whose inputs carry synthetic radar made under the conventions given per
     event number (the other layers from the paper's fixture)."""
-    from lsd.paper import PAPER_TEST_EVENT
+    from lsd.pipeline.paper.facts import PAPER_TEST_EVENT
     from tests.paper_fixtures import event_arrays, write_input, write_label
 
     ds = root / "global_dataset"
@@ -364,7 +364,7 @@ def flag_output(root: Any, name: str) -> Any:
 
 
 def test_flag_polarity_is_chosen_at_the_output(ee_offline: Any) -> None:
-    from lsd.gee import layers
+    from lsd.gee import event_graph as layers
     from lsd.gee.config import FetchConfig
     from lsd.spec import make_spec
     from tests.ee_offline import calls, graph_of

@@ -15,7 +15,8 @@ from lsd.errors import UserError
 from lsd.events import EVENT_FILE, list_events
 from lsd.files import read_json, write_json
 from lsd.rasters import LABEL_IGNORE, read_label, read_stack, write_stack
-from lsd.training.data import CropSampler, EventArrays, compute_norm, load_events, split_events
+from lsd.training.crops import CropSampler
+from lsd.training.data import EventArrays, compute_norm, load_events, split_events
 
 LAYERS = ("B2", "B3", "B4", "B8", "B11", "B12", "slope", "elevation")
 SIDE = 64  # the generated events are SIDE x SIDE pixels

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lsd.paper import DATA_ARCHIVE, MODELS_ARCHIVE
 from lsd.pipeline.cli import main
-from lsd.pipeline.download import RECORD_FILE, parse_listing
+from lsd.pipeline.paper.facts import DATA_ARCHIVE, MODELS_ARCHIVE
+from lsd.pipeline.zenodo import RECORD_FILE, parse_listing
 from tests.paper_fixtures import write_paper_dataset, zip_folder
 from tests.zenodo_server import zenodo_stand_in
 

@@ -183,11 +183,12 @@ def test_runs_without_leaderboard_or_with_damaged_member(tiny_runs, tmp_path):
 
 def test_table8_sits_beside_only_the_paper_s_test_event_and_settings() -> None:
     from lsd.layers import BUILTIN_SETTINGS
-    from lsd.pipeline.evaluate import Evaluation, _paper_lines
+    from lsd.pipeline.evaluate import Evaluation
+    from lsd.pipeline.report import paper_lines
 
     def section(events: list[str], layers: tuple[str, ...]) -> str:
         ev = Evaluation([], None, None, events, [], Path("ev"), layers)  # type: ignore[arg-type]
-        return "\n".join(_paper_lines(ev, 0.5, [0.6] * 12))
+        return "\n".join(paper_lines(ev, 0.5, [0.6] * 12))
 
     norway = section(["05-norway"], BUILTIN_SETTINGS["s1s2"])
     assert "| the paper's | 0.64 | 0.68 | 0.69 | 0.69 |" in norway

@@ -22,11 +22,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lsd.runs import CLAIM_FILE, FAILED_FILE
+from lsd.claims import CLAIM_FILE
+from lsd.runs import FAILED_FILE
 from lsd.training.bundle import load_bundle
 from lsd.training.executor_pool import ProcessExecutor
 from lsd.training.executor_ray import RayExecutor, placement
-from lsd.training.grid import GridCall, GridOptions, prepare_grid, run_grid
+from lsd.training.executors import RunHooks
+from lsd.training.grid import GridOptions, prepare_grid
+from lsd.training.schedule import GridCall, run_grid
 from tests.cli import invoke
 
 LAYERS = "B2,B3,B4,B8,slope,elevation"
@@ -169,10 +172,10 @@ def test_ray_run_without_its_data_folder_fails_alone(
     missing = tmp_path / "not-mounted"
     tasks[1] = replace(tasks[1], data=replace(tasks[1].data, data_dir=missing))
     done, failed = [], []
-    RayExecutor(device="cpu").run(
-        tasks, on_done=lambda t, d: done.append(t.run_id),
+    RayExecutor(device="cpu").run(tasks, RunHooks(
+        on_done=lambda t, d: done.append(t.run_id),
         on_failed=lambda t, msg, details: failed.append((t.run_id, msg)),
-    )  # fmt: skip
+    ))  # fmt: skip
     assert sorted(done) == sorted(t.run_id for i, t in enumerate(tasks) if i != 1)
     [(rid, msg)] = failed
     assert rid == tasks[1].run_id

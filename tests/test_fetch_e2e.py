@@ -27,7 +27,8 @@ from shapely.geometry import Point
 
 from lsd.eventcsv import read_events
 from lsd.events import read_event
-from lsd.gee import download, graphs
+from lsd.gee import graphs
+from lsd.gee import pixels as download
 from lsd.gee.config import (
     ICELAND_DEM_ASSET,
     KG_CLIMATE_ASSET,

@@ -23,7 +23,8 @@ import pytest
 from shapely.geometry import Point, Polygon
 
 from lsd.errors import UserError
-from lsd.gee import layers, s1
+from lsd.gee import event_graph as layers
+from lsd.gee import s1
 from lsd.gee.config import (
     ARCTICDEM_ASSET,
     CANOPY_HEIGHT_ASSET,

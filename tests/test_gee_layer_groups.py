@@ -14,7 +14,7 @@ import pytest
 
 from lsd.errors import InvalidFile, InvalidValue
 from lsd.eventcsv import read_events
-from lsd.gee import download
+from lsd.gee import pixels as download
 from lsd.gee.config import S1_COLLECTION, S2_SR_COLLECTION, FetchConfig
 from lsd.layergroups import (
     S2_BANDS_20M,
@@ -124,7 +124,7 @@ def test_csv_layer_cells_are_checked(tmp_path, cells: str, needle: str) -> None:
 
 
 def _image(spec, names) -> Any:
-    from lsd.gee import layers
+    from lsd.gee import event_graph as layers
 
     return graph_of(layers.build_event_image(spec, CFG, names))
 
@@ -292,7 +292,8 @@ def test_both_takes_scenes_from_one_pass(norway) -> None:
 
 
 def test_provenance_of_the_new_groups_is_plain_values(norway) -> None:
-    from lsd.gee import event_facts, layers
+    from lsd.gee import event_facts
+    from lsd.gee import event_graph as layers
 
     names = group_layers(["paper", "s1scenes", "s2bands", "ndvi"], "1+3")
     facts = _facts([(-8, 37)], [(1, 37), (7, 37), (13, 37)])
@@ -316,7 +317,8 @@ def test_provenance_of_the_new_groups_is_plain_values(norway) -> None:
 
 
 def test_tile_graph_carries_the_chosen_scene_ids(ee_offline: Any, norway) -> None:
-    from lsd.gee import event_facts, layers
+    from lsd.gee import event_facts
+    from lsd.gee import event_graph as layers
 
     names = group_layers(["s1scenes"], "1+3")
     facts = _facts([(-8, 37)], [(1, 37), (1, 37), (7, 37), (13, 37)])
@@ -337,7 +339,7 @@ def test_tile_graph_carries_the_chosen_scene_ids(ee_offline: Any, norway) -> Non
 
 
 def test_unknown_layer_is_refused_naming_the_groups(ee_offline: Any, norway) -> None:
-    from lsd.gee import layers
+    from lsd.gee import event_graph as layers
 
     with pytest.raises(InvalidValue, match="layer 'preB1' cannot be fetched.*paper, s2bands"):
         layers.build_event_image(norway, CFG, ["preB1"])

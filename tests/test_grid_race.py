@@ -62,16 +62,16 @@ def _prepare_now(data: Path, out: Path, setting: str):
 
 def _prepare(data: Path, out: Path, setting: str, barrier, results) -> None:
     """One grid call in a forked process; both wait at `barrier` after their checks."""
-    import lsd.training.data as training_data
+    import lsd.training.grid as grid_module
     from lsd.errors import UserError
 
-    real = training_data.compute_norm
+    real = grid_module.compute_norm
 
     def after_the_checks(*args, **kwargs):  # runs once the folder was found new
         barrier.wait(timeout=60)
         return real(*args, **kwargs)
 
-    training_data.compute_norm = after_the_checks
+    grid_module.compute_norm = after_the_checks
     try:
         plan = _prepare_now(data, out, setting)
         results.put((setting, "ok", plan.layers))

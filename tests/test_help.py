@@ -50,14 +50,25 @@ def test_choice_options_show_their_choices(command: str, shown: str) -> None:
 
 
 def test_the_cli_s_choices_are_the_library_s() -> None:
-    """options.py spells them out so that --help needs no torch; they must not drift."""
-    from lsd.training.executors import EXECUTORS
-    from lsd.training.onnx_runtime import RUNTIMES
-    from lsd.training.precision import PRECISIONS
+    """The CLI reads its choices from the torch-free lsd.training.options, the lists the library
+    checks with; the executors' registry must offer exactly those executors."""
+    from lsd.training import options as lib
+    from lsd.training.executor_registry import EXECUTORS
+    from lsd.training.presets import PRESETS
 
-    assert options.PRECISIONS == PRECISIONS
-    assert tuple(EXECUTORS) == options.EXECUTORS
-    assert options.RUNTIMES == RUNTIMES
+    def choices(path: tuple[str, ...], flag: str) -> tuple[str, ...]:
+        cmd = dict(commands())[path]
+        (param,) = [p for p in cmd.params if flag in p.opts]
+        return tuple(param.type.choices)
+
+    assert tuple(EXECUTORS) == lib.EXECUTORS
+    assert choices(("train",), "--preset") == tuple(PRESETS)
+    assert choices(("train",), "--lr-schedule") == lib.LR_SCHEDULES
+    assert choices(("train",), "--crop-anchor") == lib.CROP_ANCHORS
+    for command in ("train", "predict"):
+        assert choices((command,), "--precision") == lib.PRECISIONS
+        assert choices((command,), "--executor") == lib.EXECUTORS
+    assert choices(("predict",), "--runtime") == lib.RUNTIMES
 
 
 def test_every_option_says_what_it_is_for() -> None:

@@ -14,7 +14,7 @@ from rasterio.transform import from_origin
 from lsd.errors import InputNotFound
 from lsd.layers import PAPER_LAYERS
 from lsd.pipeline.cli import main
-from lsd.pipeline.inspect import comparison_lines, stack_stats
+from lsd.pipeline.layer_stats import comparison_lines, stack_stats
 from lsd.rasters import Grid, write_stack
 
 GRID = Grid(width=300, height=260, crs=rasterio.crs.CRS.from_epsg(32632),

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from lsd import landslide4sense as l4s
 from lsd.events import list_events
 from lsd.pipeline.cli import main
-from lsd.pipeline.download import RECORD_FILE
+from lsd.pipeline.zenodo import RECORD_FILE
 from lsd.rasters import read_label, read_stack
 from tests.l4s_fixtures import SPLIT_DIRS, write_benchmark, write_mirror, zip_split
 from tests.zenodo_server import zenodo_stand_in

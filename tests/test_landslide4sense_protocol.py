@@ -21,7 +21,8 @@ from lsd.pipeline.landslide4sense_protocol import CURVES_CSV, read_table1
 from lsd.rasters import read_label, read_stack
 from lsd.runs import read_leaderboard
 from lsd.training.bundle import load_bundle
-from lsd.training.data import CropSampler, EventArrays
+from lsd.training.crops import CropSampler
+from lsd.training.data import EventArrays
 from lsd.training.loop import RunConfig, RunData, _Run
 from lsd.training.normalise import normalise_array_
 from lsd.training.presets import PRESETS

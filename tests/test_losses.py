@@ -12,7 +12,8 @@ from torch import nn
 from lsd.errors import UserError
 from lsd.events import list_events
 from lsd.rasters import LABEL_IGNORE
-from lsd.training.data import CropSampler, compute_norm, load_events
+from lsd.training.crops import CropSampler
+from lsd.training.data import compute_norm, load_events
 from lsd.training.losses import LOSSES, build_loss, canonical_loss
 
 LAYERS = ("B2", "B3", "B4", "B8", "B11", "B12", "slope", "elevation")

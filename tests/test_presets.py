@@ -13,7 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from lsd.pipeline.cli import main
-from lsd.training.data import CropSampler, EventArrays
+from lsd.training.crops import CropSampler
+from lsd.training.data import EventArrays
 from lsd.training.loop import RunConfig, RunData, train_run
 from lsd.training.presets import PRESETS
 from tests.paper_fixtures import write_paper_dataset

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lsd.paper import DATA_ARCHIVE
 from lsd.pipeline.cli import main
+from lsd.pipeline.paper.facts import DATA_ARCHIVE
 from tests.paper_fixtures import write_paper_dataset, zip_folder
 from tests.zenodo_server import zenodo_stand_in
 

@@ -23,7 +23,8 @@ from lsd.pipeline.options import error_line
 from lsd.rasters import read_stack, write_label, write_stack
 from lsd.runs import CHECKPOINT_FILE
 from lsd.training.bundle import load_bundle
-from lsd.training.grid import GridOptions, check_options, prepare_grid, run_grid
+from lsd.training.grid import GridOptions, check_options, prepare_grid
+from lsd.training.schedule import run_grid
 from tests.cli import invoke
 
 LAYERS = "B2,B3,B4,B8,slope,elevation"

@@ -14,7 +14,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from lsd.paper import ZENODO_RECORD
+from lsd.pipeline.paper.facts import ZENODO_RECORD
 
 FILE_ID = "39922d36-4a0f-4650-9a07-53c703528e62"  # a file id the records API answers 404 for
 METADATA = "api/file-metadata"  # where the native form's links.self points: JSON, not the file

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from lsd.errors import InvalidFile
+from lsd.training.models import build_model
 
 # Libraries whose objects a Lightning/Hydra/SMP checkpoint pickles as configuration. A name under
 # one of these prefixes is bound to an inert stand-in, never to the real thing.
@@ -234,7 +235,6 @@ def model_from_checkpoint(
     """Build lsd's model and load the checkpoint's network into it; returns it with the encoder
     that fits (the first of `encoders` whose tensors match exactly). Keys or shapes that fit no
     candidate are named, in one line."""
-    from lsd.training.models import build_model
 
     weights = strip_prefix(ckpt.state_dict, prefix)
     if not weights:

@@ -21,6 +21,7 @@ from lsd.bundles import (
     DEFAULT_THRESHOLD,
     BundleMeta,
     Member,
+    check_bundle,
     check_threshold,
     common_layers,
     read_manifest,
@@ -149,7 +150,6 @@ def member_loaders(entries: Sequence[RunEntry], device: str) -> list[tuple[str, 
     """Every run's bundle checked now (checksums included), so a damaged one stops the command
     in its first seconds rather than after the members ranked above it were scored; each is
     loaded later, when its turn comes, without hashing it again."""
-    from lsd.bundles import check_bundle
     from lsd.training.bundle import load_bundle
 
     metas = [check_bundle(e.bundle) for e in entries]
@@ -244,6 +244,9 @@ def make_ensemble(
 ) -> dict[str, Any]:
     """Pick the top-K runs (K given, or None: the size with the best validation F1), copy them
     into a self-contained ensemble folder and return its manifest."""
+    from lsd.training.device import resolve_device
+
+    device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     runs_dir, out = Path(runs_dir), Path(out)
     threshold = check_threshold(threshold)
     entries = read_leaderboard(runs_dir)

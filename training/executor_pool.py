@@ -26,16 +26,16 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import Any
 
+import torch
+
 from lsd.interrupts import TERMINATED_EXIT, Terminated
 from lsd.training.executors import (
     Dispatch,
-    DoneHook,
-    EpochHook,
-    FailHook,
+    RunHooks,
     RunTask,
-    StartHook,
     dispatch,
     failure_text,
+    train_task,
 )
 
 _DEVICE = ""  # this worker's device when the pool spreads workers over GPUs
@@ -44,7 +44,6 @@ _BUSY = False  # this worker is training a run
 
 def worker_devices(device: str, workers_per_device: int) -> list[str]:
     """One entry per worker process: the device it trains on."""
-    import torch
 
     if device == "cuda" and torch.cuda.is_available() and torch.cuda.device_count() > 1:
         return [f"cuda:{g}" for g in range(torch.cuda.device_count())] * workers_per_device
@@ -53,7 +52,6 @@ def worker_devices(device: str, workers_per_device: int) -> list[str]:
 
 def _init(devices: Any, threads: int) -> None:
     """Worker start: take a device slot and a share of the CPU cores."""
-    import torch
 
     global _DEVICE
     _DEVICE = devices.get()
@@ -71,7 +69,6 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _train_in_worker(task: RunTask) -> dict[str, Any]:
-    from lsd.training.executors import train_task
 
     global _BUSY
     _BUSY = True
@@ -107,12 +104,9 @@ class ProcessExecutor:
     def run(
         self,
         tasks: Sequence[RunTask],
+        hooks: RunHooks,
         *,
-        on_done: DoneHook,
-        on_epoch: EpochHook | None = None,
         progress: bool = True,
-        on_start: StartHook | None = None,
-        on_failed: FailHook | None = None,
     ) -> None:
         """Run the tasks on a pool of spawned workers, one slot per device share; a pool whose
         worker died is replaced and its runs resumed. One function, long, because submit,
@@ -167,8 +161,7 @@ class ProcessExecutor:
         how = Dispatch(submit=submit, slots=len(devices), explain=explain, retry=retry,
                        poll_s=self.poll_s)  # fmt: skip
         try:
-            dispatch(tasks, how, on_done=on_done, on_epoch=on_epoch, on_start=on_start,
-                     on_failed=on_failed)  # fmt: skip
+            dispatch(tasks, how, hooks)
         except Terminated:
             if pool:
                 _stop_workers(pool[-1])  # `timeout` and some schedulers signal the driver alone

@@ -16,24 +16,31 @@ shared file system); a worker that does not fails its runs with one line naming 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import rasterio
+import torch
+
 from lsd.errors import DeviceUnavailable, InvalidValue, ServiceUnavailable, UserError
 from lsd.formats import opened
+from lsd.rasters import RowReader
+from lsd.training.bundle import load_members
 from lsd.training.executors import (
     Dispatch,
-    DoneHook,
-    EpochHook,
-    FailHook,
+    RunHooks,
     RunTask,
-    StartHook,
     dispatch,
     failure_text,
+    train_task,
 )
+from lsd.training.inference import block_rows, member_groups, predict_mean_std, row_blocks
 from lsd.versions import RAY, require
 
 INSTALL_HINT = "pip install 'lsd[ray]'"
@@ -89,7 +96,6 @@ def check_answers(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
 def connect(address: str | None = None) -> Iterator[Any]:
     """Ray, connected: to the cluster at `address`, to the one this process already joined, or
     to a new local cluster on this machine. Disconnects at the end only what it connected."""
-    import logging
 
     ray = import_ray()
     if ray.is_initialized():
@@ -149,9 +155,6 @@ def placement(
 
 def _train_remote(task: RunTask, threads: int) -> dict[str, Any]:
     """A Ray worker trains one run (the task's device is already the worker's)."""
-    import torch
-
-    from lsd.training.executors import train_task
 
     torch.set_num_threads(threads)
     return train_task(task)
@@ -203,12 +206,9 @@ class RayExecutor:
     def run(
         self,
         tasks: Sequence[RunTask],
+        hooks: RunHooks,
         *,
-        on_done: DoneHook,
-        on_epoch: EpochHook | None = None,
         progress: bool = True,
-        on_start: StartHook | None = None,
-        on_failed: FailHook | None = None,
     ) -> None:
         with connect(self.address) as ray:
             where = self.placement = placement(
@@ -224,8 +224,7 @@ class RayExecutor:
                 return named.remote(task, where.threads).future()
 
             how = Dispatch(submit=submit, slots=where.slots, explain=explain, poll_s=self.poll_s)
-            dispatch(tasks, how, on_done=on_done, on_epoch=on_epoch, on_start=on_start,
-                     on_failed=on_failed)  # fmt: skip
+            dispatch(tasks, how, hooks)
 
     def describe(self) -> str:
         p = self.placement
@@ -256,7 +255,6 @@ class BlockJob:
     rows_per_block: int | None = None  # None: about BLOCK_BYTES of output per block
 
     def blocks(self) -> list[tuple[int, int]]:
-        from lsd.training.inference import row_blocks
 
         rows = self.rows_per_block or max(1, BLOCK_BYTES // (8 * self.width))
         return row_blocks(self.height, self.tiles, rows)
@@ -265,15 +263,6 @@ class BlockJob:
 def predict_block(job: BlockJob, k0: int, k1: int, device: str, threads: int) -> tuple:
     """On a worker: mean and std of the rows that rows k0..k1-1 of tiles finish, with the
     values a whole-stack pass gives them. Memory: one strip, one block, one group of members."""
-    import tempfile
-
-    import numpy as np
-    import rasterio
-    import torch
-
-    from lsd.rasters import RowReader
-    from lsd.training.bundle import load_members
-    from lsd.training.inference import block_rows, member_groups, predict_mean_std
 
     torch.set_num_threads(threads)
     r0, r1 = block_rows(job.height, job.tiles, k0, k1)

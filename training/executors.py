@@ -8,11 +8,13 @@ that sees the same folders can run it. `InProcessExecutor` is the default: one r
 in this process, on one device; with several runs per device it hands the runs to worker
 processes (lsd.training.executor_pool), and `ray` spreads them over a Ray cluster
 (lsd.training.executor_ray). A distributed executor is one new module plus one entry in
-`EXECUTORS`; `dispatch` is the loop that such executors share.
+`EXECUTORS` (lsd.training.executor_registry, which imports the executors, so that they can import
+this module); `dispatch` is the loop that such executors share.
 
-Before starting a task an executor asks `on_start(task)`: the grid answers False when another
-driver holds the run's claim (lsd.runs), and the executor skips the task. Executors that isolate
-runs report a failed run with `on_failed(task, message, details)` and go on with the others.
+An executor reports to one `RunHooks` object. Before starting a task it asks `on_start(task)`:
+the grid answers False when another driver holds the run's claim (lsd.claims), and the executor
+skips the task. Executors that isolate runs report a failed run with
+`on_failed(task, message, details)` and go on with the others.
 """
 
 from __future__ import annotations
@@ -26,13 +28,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from lsd.errors import InputNotFound, InvalidValue, UserError
-from lsd.training.loop import RunConfig, RunData
+from lsd.errors import InputNotFound, UserError
+from lsd.events import select_events
+from lsd.runs import read_metrics
+from lsd.training.data import load_events
+from lsd.training.loop import RunData, train_run
+from lsd.training.options import RunConfig
 
 EpochHook = Callable[[str, int, dict[str, Any]], None]  # (run_id, epoch, metrics row)
 DoneHook = Callable[["RunTask", dict[str, Any]], None]  # (task, done.json record)
 StartHook = Callable[["RunTask"], bool]  # False: do not start this task (claimed elsewhere)
 FailHook = Callable[["RunTask", str, str], None]  # (task, one-line message, traceback text)
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """What an executor tells its caller: each run's start (may veto it), epochs, end, failure.
+
+    One object instead of five callbacks, so that an executor passes them on in one piece; a
+    hook left None is not called (without `on_failed` a failure is raised, without `on_epoch`
+    nobody follows the epochs)."""
+
+    on_done: DoneHook
+    on_epoch: EpochHook | None = None
+    on_start: StartHook | None = None
+    on_failed: FailHook | None = None
 
 
 class RunsFailed(UserError):
@@ -56,8 +76,6 @@ class DataRef:
 
     def load(self) -> RunData:
         """Read and normalise the training and validation events (NaN -> 0 after normalising)."""
-        from lsd.events import select_events
-        from lsd.training.data import load_events
 
         where = f"the split of {self.data_dir}"
         layers, mean, std = list(self.layers), list(self.mean), list(self.std)
@@ -88,7 +106,7 @@ class RunTask:
     run_dir: Path
     data: DataRef
     device: str  # as resolved by the grid ("cpu", "cuda", "cuda:1")
-    precision: str = "auto"  # lsd.training.precision.PRECISIONS
+    precision: str = "auto"  # lsd.training.options.PRECISIONS
 
     @property
     def run_id(self) -> str:
@@ -101,7 +119,6 @@ _WORKER_DATA: dict[DataRef, RunData] = {}
 def train_task(task: RunTask, *, progress: bool = False) -> dict[str, Any]:
     """Train one task in this process (a worker's entry point); the events are loaded once per
     process and kept for its next tasks."""
-    from lsd.training.loop import train_run
 
     task.data.check_here()
     runs = task.run_dir.parent.parent
@@ -123,15 +140,12 @@ class Executor(Protocol):
     def run(
         self,
         tasks: Sequence[RunTask],
+        hooks: RunHooks,
         *,
-        on_done: DoneHook,
-        on_epoch: EpochHook | None = None,
         progress: bool = True,
-        on_start: StartHook | None = None,
-        on_failed: FailHook | None = None,
     ) -> None:
-        """Train every task (resuming its checkpoint where there is one); call `on_done` after
-        each run's done.json is written. Tasks are independent and may finish in any order."""
+        """Train every task (resuming its checkpoint where there is one); call `hooks.on_done`
+        after each run's done.json is written. Tasks are independent and may finish in any order."""
         ...
 
 
@@ -151,19 +165,16 @@ class InProcessExecutor:
     def run(
         self,
         tasks: Sequence[RunTask],
+        hooks: RunHooks,
         *,
-        on_done: DoneHook,
-        on_epoch: EpochHook | None = None,
         progress: bool = True,
-        on_start: StartHook | None = None,
-        on_failed: FailHook | None = None,
     ) -> None:
         """A failure stops the grid here (as it always did): in one process, the next run
         would meet the same problem."""
-        from lsd.training.loop import train_run
 
+        on_epoch = hooks.on_epoch
         for task in tasks:
-            if on_start is not None and not on_start(task):
+            if hooks.on_start is not None and not hooks.on_start(task):
                 continue
             hook = None
             if on_epoch is not None:
@@ -175,7 +186,7 @@ class InProcessExecutor:
                 task.cfg, self.data_for(task.data), task.run_dir, device=task.device,
                 progress=progress, on_epoch=hook, precision=task.precision,
             )  # fmt: skip
-            on_done(task, done)
+            hooks.on_done(task, done)
 
 
 # --------------------------------------------------------------------------- shared dispatch
@@ -204,21 +215,18 @@ class Dispatch:
 def dispatch(
     tasks: Sequence[RunTask],
     how: Dispatch,
-    *,
-    on_done: DoneHook,
-    on_epoch: EpochHook | None = None,
-    on_start: StartHook | None = None,
-    on_failed: FailHook | None = None,
+    hooks: RunHooks,
 ) -> None:
     """Keep up to `how.slots` tasks in flight, claiming each as it starts (so other drivers can
     take the rest), report each as it ends, and follow epochs through the runs' metrics.csv."""
+    on_epoch = hooks.on_epoch
     queue = list(tasks)
     flying: dict[cf.Future, RunTask] = {}
     epochs: dict[str, int] = {}
     while queue or flying:
         while queue and len(flying) < how.slots:
             task = queue.pop(0)
-            if on_start is None or on_start(task):
+            if hooks.on_start is None or hooks.on_start(task):
                 flying[how.submit(task)] = task
         if not flying:
             break
@@ -233,17 +241,16 @@ def dispatch(
                 if how.retry(task, exc):
                     flying[how.submit(task)] = task
                     continue
-                if on_failed is None:
+                if hooks.on_failed is None:
                     raise
-                on_failed(task, *how.explain(exc))
+                hooks.on_failed(task, *how.explain(exc))
                 continue
             if on_epoch is not None:
                 _follow_epochs([task], epochs, on_epoch)
-            on_done(task, record)
+            hooks.on_done(task, record)
 
 
 def _follow_epochs(tasks, seen: dict[str, int], on_epoch: EpochHook) -> None:
-    from lsd.runs import read_metrics
 
     for task in tasks:
         for row in read_metrics(task.run_dir):
@@ -254,41 +261,3 @@ def _follow_epochs(tasks, seen: dict[str, int], on_epoch: EpochHook) -> None:
             if epoch > seen.get(task.run_id, 0):
                 seen[task.run_id] = epoch
                 on_epoch(task.run_id, epoch, dict(row))
-
-
-# --------------------------------------------------------------------------- the registry
-
-
-def _local(runs_per_gpu: int = 1, **_: Any) -> Executor:
-    """This machine: one process, or worker processes when several runs share a device."""
-    if runs_per_gpu == 1:
-        return InProcessExecutor()
-    from lsd.training.executor_pool import ProcessExecutor
-
-    return ProcessExecutor(runs_per_gpu)
-
-
-def _ray(**options: Any) -> Executor:
-    from lsd.training.executor_ray import RayExecutor
-
-    return RayExecutor(**options)
-
-
-EXECUTORS: dict[str, Callable[..., Executor]] = {"inprocess": _local, "ray": _ray}
-
-
-def check_runs_per_gpu(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidValue(
-            f"runs per gpu must be a positive whole number, got {value}", field="runs_per_gpu"
-        )
-    return value
-
-
-def make_executor(name: str, *, runs_per_gpu: int = 1, **options: Any) -> Executor:
-    """The executor called `name`; `options` go to it (Ray: address, device)."""
-    check_runs_per_gpu(runs_per_gpu)
-    if name not in EXECUTORS:
-        known = ", ".join(EXECUTORS)
-        raise InvalidValue(f"unknown executor '{name}'; choose from {known}", field="executor")
-    return EXECUTORS[name](runs_per_gpu=runs_per_gpu, **options)

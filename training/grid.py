@@ -4,38 +4,32 @@ Everything a user can get wrong is checked in `prepare_grid` before the first ru
 a typo found after three hours of training wastes the three hours. A RUNS folder (lsd.runs)
 records the split and the normalisation it was made with; preparing the grid again on it resumes
 the grid, and a call with a different split or layers is refused rather than mixing incomparable
-runs in one leaderboard. `run_grid` plans the runs, hands them to an executor
-(lsd.training.executors) and keeps the leaderboard current as runs finish.
+runs in one leaderboard. The plan is run by lsd.training.schedule (`run_grid`), which hands the
+runs to an executor and keeps the leaderboard current as runs finish.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lsd import landslide4sense as l4s
+from lsd.conventions import STRICT, check_record, known, of_events
 from lsd.errors import InvalidFile, InvalidValue, LayerMissing, UserError
 from lsd.events import EventFolder, list_events
 from lsd.files import PARTIAL_SUFFIX, check_writable
 from lsd.layers import check_setting_name, resolve_setting
 from lsd.limits import check_memory
-from lsd.progress import Progress, say, warn
+from lsd.progress import warn
 from lsd.rasters import layer_statistics
 from lsd.runs import (
-    CHECKPOINT_FILE,
-    CLAIM_HEARTBEAT_S,
-    CLAIM_STALE_S,
     DONE_FILE,
     GRID_FILE,
     SPLIT_FILE,
-    ClaimOwner,
-    claim_state,
-    clear_failure,
     create_grid_record,
     create_split,
     is_runs_folder,
@@ -43,48 +37,54 @@ from lsd.runs import (
     read_grid_record,
     read_metrics,
     read_split,
-    refresh_claim,
-    release_claim,
     run_dirs,
     run_folder,
-    take_claim,
-    write_failure,
     write_grid_record,
-    write_leaderboard,
     write_split,
 )
 from lsd.spec import ROLES
-from lsd.training.data import CROP_ANCHORS, EVENT_ORDERS, step_bytes
-from lsd.training.executors import (
-    DataRef,
-    EpochHook,
-    Executor,
-    InProcessExecutor,
-    RunsFailed,
-    RunTask,
+from lsd.training.data import (
+    check_event_layers,
+    check_labels,
+    check_training_size,
+    compute_norm,
+    split_events,
+    step_bytes,
 )
-from lsd.training.loop import LR_SCHEDULES, RunConfig, TrainOptions
-from lsd.training.models import ARCHITECTURES
+from lsd.training.device import resolve_device
+from lsd.training.executors import DataRef, RunTask
+from lsd.training.loop import stop_epoch
+from lsd.training.losses import canonical_loss
+from lsd.training.models import (
+    INPUT_MULTIPLE,
+    canonical_arch,
+    check_encoder,
+    min_input_size,
+    read_encoder_state,
+)
+from lsd.training.options import (
+    ARCHITECTURES,
+    CROP_ANCHORS,
+    DEFAULT_LRS,
+    EVENT_ORDERS,
+    LOSSES,
+    LR_SCHEDULES,
+    NORMALISATIONS,
+    RunConfig,
+    TrainOptions,
+    check_precision,
+)
+from lsd.training.precision import Precision
 
-DEFAULT_LRS: tuple[float, ...] = (0.01, 0.001)
 # Options that change what a run learns; a RUNS folder refuses a resume that changes them.
 FIXED_OPTIONS = (
     "encoder", "encoder_weights", "crop", "batch_size", "iters_per_epoch", "seed", "lr_schedule",
     "crop_anchor", "weight_decay", "augment", "event_order", "normalisation",
 )  # fmt: skip
-# Where the normalisation statistics come from: the training events, or a benchmark's fixed
-# per-layer values (lsd.landslide4sense: its baseline loader's mean and std).
-NORMALISATIONS = ("training", "landslide4sense")
 # Limits a resume may change, as long as every run is what the new limits would make.
 LIMIT_OPTIONS = ("epochs", "patience")
 POSITIVE_OPTIONS = ("epochs", "iters_per_epoch", "batch_size", "crop", "patience")
 RESUME_HINT = "use a new RUNS folder, or repeat the options this folder was made with"
-
-
-def _default_losses() -> tuple[str, ...]:
-    from lsd.training.losses import LOSSES
-
-    return tuple(LOSSES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,13 +95,13 @@ class GridOptions(TrainOptions):
     setting: str = "all"
     settings_file: str | None = None
     archs: tuple[str, ...] = ARCHITECTURES
-    losses: tuple[str, ...] = field(default_factory=_default_losses)
+    losses: tuple[str, ...] = LOSSES
     lrs: tuple[float, ...] = DEFAULT_LRS
     val: int | list[str] | None = None
     test: int | list[str] | None = None
     device: str = "auto"
     preset: str = "lsd"  # recorded: which named set of options filled the unset ones
-    precision: str = "auto"  # lsd.training.precision.PRECISIONS
+    precision: str = "auto"  # PRECISIONS
     normalisation: str = "training"  # NORMALISATIONS
 
     def train_options(self) -> dict[str, Any]:
@@ -153,14 +153,6 @@ class GridPlan:
 
 def check_options(opts: GridOptions) -> GridOptions:
     """Names canonicalised and numbers checked; each mistake is one line naming the value."""
-    from lsd.training.losses import canonical_loss
-    from lsd.training.models import (
-        INPUT_MULTIPLE,
-        canonical_arch,
-        check_encoder,
-        min_input_size,
-        read_encoder_state,
-    )
 
     archs = tuple(dict.fromkeys(canonical_arch(a) for a in opts.archs))
     losses = tuple(dict.fromkeys(canonical_loss(x) for x in opts.losses))
@@ -224,7 +216,6 @@ def _check_layers(
 ) -> dict[str, dict[str, int]]:
     """Every event must hold every layer of the setting with some data; returns the +/-inf
     values found per event and layer (no data, like NaN, but worth a warning)."""
-    from lsd.training.data import check_event_layers
 
     check_event_layers(events, layers, needed_by=f"setting '{setting}'")
     infinite: dict[str, dict[str, int]] = {}
@@ -316,7 +307,6 @@ def _check_limits(out: Path, opts: GridOptions, old_opts: dict[str, Any]) -> Non
     but every run must be what these limits would make, so that grid.json describes what ran.
     A finished run cannot train on (its optimiser state is dropped when it finishes) and one
     that trained past the new limits cannot be undone: either is refused."""
-    from lsd.training.loop import stop_epoch
 
     was = " and ".join(f"{k} {old_opts.get(k)}" for k in LIMIT_OPTIONS)
     field_name = next(k for k in LIMIT_OPTIONS if old_opts.get(k) != getattr(opts, k))
@@ -349,7 +339,6 @@ def _check_limits(out: Path, opts: GridOptions, old_opts: dict[str, Any]) -> Non
 def _landslide4sense_norm(layers: Sequence[str], setting: str) -> tuple[list[float], list[float]]:
     """The benchmark loader's fixed statistics of these layers, or one line naming a layer it
     has none for."""
-    from lsd import landslide4sense as l4s
 
     stats = l4s.statistics(list(layers))
     if stats is None:
@@ -392,9 +381,6 @@ def prepare_grid(
 
     With `device_on_workers` (a cluster), the device is chosen where each run lands, so this
     machine need not have it; the plan keeps the request ("auto", "cpu", "cuda")."""
-    from lsd.training.data import check_labels, check_training_size, compute_norm, split_events
-    from lsd.training.device import resolve_device
-    from lsd.training.precision import Precision, check_precision
 
     opts = check_options(opts)
     check_precision(opts.precision)
@@ -467,7 +453,6 @@ def _conventions(
 ) -> dict[str, Any]:
     """The conventions of the events the models learn from (training and validation); they
     must agree, and agree with those a resumed RUNS folder was made with (lsd.conventions)."""
-    from lsd.conventions import STRICT, check_record, known, of_events
 
     used = set(split["train"]) | set(split["val"])
     record = of_events([e for e in events if e.event_id in used])
@@ -480,179 +465,3 @@ def _conventions(
                     f"{known(was, name)}, these have {known(record, name)}; {RESUME_HINT}"
                 )
     return record
-
-
-class _Claims:
-    """The runs this grid call holds, with a heartbeat thread that keeps their claims fresh."""
-
-    def __init__(self, stale_s: float, heartbeat_s: float) -> None:
-        self.owner = ClaimOwner.here()
-        self.stale_s = stale_s
-        self.held: set[Path] = set()
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True)
-        self.thread.start()
-
-    def _beat(self, every: float) -> None:
-        while not self.stop.wait(every):
-            with self.lock:
-                held = list(self.held)
-            for run_dir in held:
-                if not refresh_claim(run_dir, self.owner):
-                    warn(f"{run_dir.name}: lost its claim to another driver")
-
-    def take(self, run_dir: Path) -> bool:
-        if not take_claim(run_dir, self.owner, self.stale_s):
-            return False
-        with self.lock:
-            self.held.add(run_dir)
-        return True
-
-    def release(self, run_dir: Path) -> None:
-        with self.lock:
-            self.held.discard(run_dir)
-        release_claim(run_dir, self.owner)
-
-    def close(self) -> None:
-        self.stop.set()
-        for run_dir in list(self.held):
-            self.release(run_dir)
-        self.owner.retire()
-
-
-@dataclass
-class GridCall:
-    """What one call of `run_grid` did, for its caller's summary."""
-
-    trained: list[str] = field(default_factory=list)  # finished by this call
-    elsewhere: list[str] = field(default_factory=list)  # finished by another driver meanwhile
-    failed: dict[str, str] = field(default_factory=dict)  # run id -> one-line reason
-
-
-class _Hooks:
-    """What the grid does when an executor starts, finishes or loses a run."""
-
-    def __init__(self, plan: GridPlan, claims: _Claims, call: GridCall, bar: Any) -> None:
-        self.plan, self.claims, self.call, self.bar = plan, claims, call, bar
-
-    def on_start(self, task: RunTask) -> bool:
-        from lsd.training.loop import is_finished
-
-        if not self.claims.take(task.run_dir):
-            return False
-        if is_finished(task.run_dir):  # finished by another driver since we planned
-            self.claims.release(task.run_dir)
-            return False
-        clear_failure(task.run_dir)
-        return True
-
-    def on_done(self, task: RunTask, done: dict[str, Any]) -> None:
-        write_leaderboard(self.plan.out)
-        self.claims.release(task.run_dir)
-        self.call.trained.append(task.run_id)
-        self.bar.update(text=f"{task.run_id}: val F1 {float(done.get('val_f1', math.nan)):.4f}")
-
-    def on_failed(self, task: RunTask, message: str, details: str) -> None:
-        write_failure(task.run_dir, details)
-        self.claims.release(task.run_dir)
-        self.call.failed[task.run_id] = message
-        warn(f"{task.run_id}: run failed: {message}")
-
-
-def run_grid(
-    plan: GridPlan,
-    *,
-    progress: bool = True,
-    on_epoch: EpochHook | None = None,
-    executor: Executor | None = None,
-    claim_stale_s: float = CLAIM_STALE_S,
-    heartbeat_s: float = CLAIM_HEARTBEAT_S,
-    poll_s: float = 5.0,
-    call: GridCall | None = None,
-) -> list[dict[str, Any]]:
-    """Plan the runs still to do, hand them to the executor, keep the leaderboard current as
-    they finish; returns the final leaderboard rows. A resumed grid says first how many runs it
-    skips (finished), continues (from a checkpoint) and starts.
-
-    A run is started only under its claim (lsd.runs), so other drivers on the same RUNS folder
-    train other runs. Runs another driver holds are waited for: they end finished, or their
-    claim goes stale and this call trains them. Runs that fail are reported together at the end
-    (RunsFailed) after the others have finished.
-    """
-    from lsd.training.loop import is_finished
-
-    call = call if call is not None else GridCall()
-    configs = plan.configs()
-    todo = [c for c in configs if not is_finished(run_folder(plan.out, c.run_id))]
-    going_on = [c for c in todo if (run_folder(plan.out, c.run_id) / CHECKPOINT_FILE).is_file()]
-    skipped = len(configs) - len(todo)
-    if skipped or going_on:
-        say(
-            f"resuming {plan.out}: {skipped} finished run(s) skipped, {len(going_on)} continued "
-            f"from their last epoch, {len(todo) - len(going_on)} started"
-        )
-    write_leaderboard(plan.out)
-    bar = Progress(len(configs), desc="grid", unit="runs", enabled=progress, position=0)
-    bar.skip(skipped)
-    claims = _Claims(claim_stale_s, heartbeat_s)
-    hooks = _Hooks(plan, claims, call, bar)
-    pending = plan.tasks(todo)
-    try:
-        while pending:
-            before = len(pending)
-            (executor or InProcessExecutor()).run(
-                pending, on_done=hooks.on_done, on_epoch=on_epoch, progress=progress,
-                on_start=hooks.on_start, on_failed=hooks.on_failed,
-            )  # fmt: skip
-            pending = [t for t in pending if t.run_id not in call.trained + list(call.failed)]
-            if pending and len(pending) == before:
-                time.sleep(poll_s)  # a free-looking claim we could not take (a takeover race)
-            pending = _wait_for_others(plan, pending, call, claim_stale_s, poll_s, bar)
-    finally:
-        claims.close()
-        bar.close()
-    rows = write_leaderboard(plan.out)
-    if call.failed:
-        lines = "; ".join(f"{rid}: {why}" for rid, why in call.failed.items())
-        raise RunsFailed(
-            f"{len(call.failed)} of {len(configs)} run(s) failed ({lines}); the others are on "
-            f"{plan.out / 'leaderboard.csv'}; run the same command again to retry them"
-        )
-    return rows
-
-
-def _wait_for_others(
-    plan: GridPlan,
-    pending: list[RunTask],
-    call: GridCall,
-    stale_s: float,
-    poll_s: float,
-    bar: Any,
-) -> list[RunTask]:
-    """Wait while other drivers hold every pending run; return the runs still unfinished once
-    one of them is free or stale (none when the others finished them all)."""
-    from lsd.training.loop import is_finished
-
-    told = False
-    while pending:
-        still = []
-        for task in pending:
-            if is_finished(task.run_dir):
-                call.elsewhere.append(task.run_id)
-                bar.update(text=f"{task.run_id}: finished by another driver")
-            else:
-                still.append(task)
-        if len(still) < len(pending):
-            write_leaderboard(plan.out)
-        pending = still
-        states = {t.run_id: claim_state(t.run_dir, stale_s) for t in pending}
-        free = [t for t in pending if states[t.run_id].holder is None or states[t.run_id].stale]
-        if free or not pending:
-            return pending
-        if not told:
-            holders = sorted({s.holder for s in states.values() if s.holder})
-            warn(f"waiting for {len(pending)} run(s) that {', '.join(holders)} is training")
-            told = True
-        time.sleep(poll_s)
-    return pending

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,10 @@ from lsd.training.bundle import Member
 from lsd.training.device import resolve_device
 from lsd.training.models import model_min_side, pad_to_multiple
 from lsd.training.normalise import norm_tensors, normalise
+from lsd.training.onnx_runtime import agrees, import_ort, onnx_net
+from lsd.training.options import ForwardOptions, TileOptions
 from lsd.training.precision import Precision
 
-MIN_TILE = 32
 # (quarter turns, mirrored) for the 8 symmetries of the square, identity first
 DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))
 ReadRows = Callable[[int, int], np.ndarray]  # (row0, row1) -> raw (C, row1-row0, W) float32
@@ -77,52 +77,6 @@ def default_batch_size(device: torch.device) -> int:
     than a single tile (measured: 0.89 s vs 0.99 s per 512 px tile for UnetPlusPlus/resnet34) but
     each extra tile costs about 300 MB of activations, so CPUs take one at a time."""
     return 8 if device.type == "cuda" else 1
-
-
-@dataclass(frozen=True)
-class TileOptions:
-    """How a stack is cut for inference; checked once, when made."""
-
-    tile: int = 512
-    overlap: int = 64
-    batch_size: int | None = None  # tiles per forward pass; None: default_batch_size(device)
-
-    def __post_init__(self) -> None:
-        if self.tile < MIN_TILE:
-            raise InvalidValue(
-                f"tile {self.tile} is too small; use at least {MIN_TILE} (e.g. 512)", field="tile"
-            )
-        if self.overlap < 0 or self.overlap >= self.tile // 2:
-            raise InvalidValue(
-                f"overlap {self.overlap} must be >= 0 and less than half of the tile {self.tile}",
-                field="overlap",
-            )
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InvalidValue(
-                f"batch size {self.batch_size} must be at least 1", field="batch_size"
-            )
-
-
-@dataclass(frozen=True)
-class ForwardOptions:
-    """How a tile goes through each network."""
-
-    precision: str = "auto"  # lsd.training.precision.PRECISIONS
-    tta: bool = False  # average the 8 flips/rotations (8x the forward passes)
-    runtime: str = "torch"  # or "onnx": ONNX Runtime on the CPU (lsd.training.onnx_runtime)
-
-    def __post_init__(self) -> None:
-        from lsd.training.onnx_runtime import RUNTIMES
-        from lsd.training.precision import check_precision
-
-        check_precision(self.precision)
-        if self.runtime not in RUNTIMES:
-            raise InvalidValue(
-                f"runtime '{self.runtime}' is not one of {', '.join(RUNTIMES)}", field="runtime"
-            )
-        if self.runtime == "onnx" and self.precision == "bf16":
-            raise InvalidValue("runtime onnx runs in fp32; use precision auto or fp32 with it",
-                               field="runtime")  # fmt: skip
 
 
 def _member_layers(members: Sequence[Member]) -> list[str]:
@@ -196,7 +150,6 @@ class _Runner:
         return outs
 
     def _start_onnx(self, channels: int) -> None:
-        from lsd.training.onnx_runtime import import_ort, onnx_net
 
         if self.device.type != "cpu":
             raise InvalidValue(f"runtime onnx runs on the CPU, not on {self.device}; "
@@ -209,7 +162,6 @@ class _Runner:
     def _view_prob(self, m: int, x: torch.Tensor, k: int, mirrored: bool):
         """Sigmoid of member m on one symmetry of the batch, turned back: (N, H, W) fp32. A
         member on ONNX Runtime is checked against PyTorch on its first batch."""
-        from lsd.training.onnx_runtime import agrees
 
         model = self.members[m][0]
         v = torch.flip(x, dims=(-1,)) if mirrored else x

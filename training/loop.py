@@ -33,17 +33,20 @@ from lsd.runs import (
     DONE_FILE,
     METRICS_FILE,
     read_done,
-    run_id,
     write_done,
     write_metrics,
 )
 from lsd.training.bundle import load_bundle, save_bundle
+from lsd.training.crops import CropSampler
+from lsd.training.losses import build_loss
 from lsd.training.metrics import Counts
-from lsd.training.models import build_model
+from lsd.training.models import build_model, forward_whole
+from lsd.training.options import RunConfig
+from lsd.training.paper import centre_crop_box
 from lsd.training.precision import Precision
+from lsd.training.scoring import validation_counts
 
 CHECKPOINT_FORMAT = "lsd-checkpoint/1"
-LR_SCHEDULES = ("none", "plateau")
 PLATEAU = {"mode": "min", "factor": 0.1, "patience": 10}  # configs/model/default.yaml
 EpochHook = Callable[[int, dict[str, Any]], None]
 ValEvent = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # image, label, no-data mask
@@ -52,46 +55,6 @@ ValEvent = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # image, labe
 def warn(message: str) -> None:
     """One warning line on stderr that does not break progress bars."""
     progress_warn(message)
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """How every run of a grid trains; the defaults are the paper's protocol (docs/train.md)."""
-
-    encoder: str = "resnet34"
-    encoder_weights: str | None = None
-    crop: int = 256
-    batch_size: int = 4
-    iters_per_epoch: int = 1000
-    epochs: int = 500
-    patience: int = 50
-    seed: int = 0
-    # "plateau": ReduceLROnPlateau on the validation loss (factor 0.1, patience 10), as the
-    # paper's code; "none": a constant learning rate (lsd's default, the paper's text)
-    lr_schedule: str = "none"
-    # "centre": the landslide pixel at the crop's centre, shifted to fit (the paper's
-    # AnchorCrop); "random": at a random position inside the crop (lsd's default)
-    crop_anchor: str = "random"
-    # Adam's L2 penalty (torch's weight_decay); 0 unless a preset follows a benchmark's optimiser
-    weight_decay: float = 0.0
-    # random 90-degree rotations and flips of every crop; off where a benchmark trained without
-    augment: bool = True
-    # "random": each crop's event drawn uniformly; "shuffled": every event once per pass, in a
-    # new random order each pass (a data loader with shuffle=True)
-    event_order: str = "random"
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunConfig(TrainOptions):
-    """Everything that decides what one run learns."""
-
-    arch: str
-    loss: str
-    lr: float
-
-    @property
-    def run_id(self) -> str:
-        return run_id(self.arch, self.loss, self.lr)
 
 
 @dataclass
@@ -169,7 +132,6 @@ def stop_epoch(val_f1: Sequence[float], epochs: int, patience: int) -> int | Non
 def evaluate(model: nn.Module, val: Sequence[ValEvent], precision: Precision) -> Counts:
     """Micro confusion over every validation pixel (255 ignored), by the one scoring pass
     (lsd.training.scoring) that ensembles and lsd evaluate use too, tiles and threshold alike."""
-    from lsd.training.scoring import validation_counts
 
     return validation_counts(model, val, precision)
 
@@ -188,8 +150,6 @@ def evaluate_with_loss(
     narrower than 32 px, which the paper's data never held, is taken whole (padded). The counts
     come from the one scoring pass; the loss needs logits, so it takes one forward per event of
     its own."""
-    from lsd.training.models import forward_whole
-    from lsd.training.paper import centre_crop_box
 
     counts = evaluate(model, val, precision)
     was_training = model.training
@@ -250,8 +210,6 @@ class _Run:
 
     def __init__(self, cfg: RunConfig, data: RunData, run_dir: Path, device: torch.device,
                  precision: str = "auto"):  # fmt: skip
-        from lsd.training.data import CropSampler
-        from lsd.training.losses import build_loss
 
         self.cfg, self.data, self.run_dir, self.device = cfg, data, run_dir, device
         self.precision = Precision.for_device(device, training=True, mode=precision)

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 
 from lsd.errors import InvalidValue
 from lsd.rasters import LABEL_IGNORE, LABEL_LANDSLIDE
-
-LOSSES: tuple[str, ...] = ("BCE", "Dice", "Focal", "Jaccard", "Lovasz")
+from lsd.training.options import LOSSES
 
 FOCAL_GAMMA = 2.0
 EPS = 1e-7

@@ -14,14 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue
+from lsd.training.options import ARCHITECTURES
 
-ARCHITECTURES: tuple[str, ...] = (
-    "Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "PAN", "DeepLabV3",
-    "DeepLabV3Plus",
-)  # fmt: skip
 _ALIASES = {"unet++": "UnetPlusPlus", "deeplabv3+": "DeepLabV3Plus"}
 
-# Input sizes must be multiples of the encoder's total stride for every architecture above.
+# Input sizes must be multiples of the encoder's total stride for every architecture.
 INPUT_MULTIPLE = 32
 # PAN's feature pyramid attention pools the stride-32 map three more times, so each side needs
 # at least 4 x 32 pixels; the others work from one stride-32 cell.

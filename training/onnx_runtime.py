@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from lsd.errors import InvalidValue
 from lsd.files import atomic_path
@@ -32,7 +33,6 @@ from lsd.versions import ONNX, require
 INSTALL_HINT = "pip install 'lsd[onnx]'"
 TOLERANCE = 1e-4  # largest |p_onnx - p_torch| a member may show on its first batch
 OPSET = 17
-RUNTIMES = ("torch", "onnx")
 
 
 def import_ort() -> Any:
@@ -102,7 +102,6 @@ class OrtNet:
 
 
 def warn(message: str) -> None:
-    from tqdm import tqdm
 
     tqdm.write(f"Warning: {message}", file=sys.stderr)
 

@@ -1,6 +1,6 @@
 """How a forward pass runs on a device: one policy for training, validation and prediction.
 
-Three modes (`PRECISIONS`):
+Three modes (`lsd.training.options.PRECISIONS`):
 
 - `auto` (the default). On CUDA, bf16 autocast where the GPU supports it (no loss scaling
   needed), else fp16 autocast, which in training also needs a GradScaler so small gradients do
@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-from lsd.errors import DeviceUnavailable, InvalidValue
+from lsd.errors import DeviceUnavailable
+from lsd.training.options import check_precision
 
-PRECISIONS = ("auto", "fp32", "bf16")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -55,14 +55,6 @@ def cpu_has_bf16() -> bool:
     if not torch.backends.mkldnn.is_available():
         return False
     return bool(cpu_flags() & set(CPU_BF16_FLAGS))
-
-
-def check_precision(mode: str) -> str:
-    if mode not in PRECISIONS:
-        raise InvalidValue(
-            f"precision '{mode}' is not one of {', '.join(PRECISIONS)}", field="precision"
-        )
-    return mode
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The one pass by which models are scored: validation in training, choosing K, `lsd evaluate`.
 
 An event is scored exactly as `lsd predict` maps it: cut into the same overlapping tiles
-(lsd.training.inference.TileOptions defaults, the same tile starts and blending ramps), tiles
+(lsd.training.options.TileOptions defaults, the same tile starts and blending ramps), tiles
 that hold no data skipped, a pixel with no data in any layer never a landslide, and a pixel a
 landslide by the one threshold rule (lsd.bundles.is_landslide). Training used to validate on
 whole images while ensemble scoring tiled them, so on a 700 x 900 event a member could rank
@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from lsd.bundles import DEFAULT_THRESHOLD, BundleMeta, is_landslide
-from lsd.training.inference import TileOptions, blend_weight, default_batch_size, tile_starts
+from lsd.training.inference import blend_weight, default_batch_size, tile_starts
 from lsd.training.metrics import Counts, confusion
 from lsd.training.models import model_min_side, pad_to_multiple
 from lsd.training.normalise import normalise_array_
+from lsd.training.options import TileOptions
 from lsd.training.precision import Precision
 
 SCORING_TILES = TileOptions()

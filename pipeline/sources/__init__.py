@@ -12,7 +12,7 @@ Registered sources, by the name the CLI and docs use:
     stac             lsd.stac.source.StacSource            events.csv -> STAC catalog layers
     landslide4sense  lsd.pipeline.sources.landslide4sense  Landslide4Sense HDF5 patches
     tiles            lsd.pipeline.sources.tiles            image/mask pairs (PNG, GeoTIFF)
-    paper            lsd.pipeline.sources.paper            the paper's dataset (Zenodo 13471162)
+    paper            lsd.pipeline.paper.dataset            the paper's dataset (Zenodo 13471162)
     synthetic        lsd.pipeline.sources.synthetic        generated events (lsd demo, tests)
 
 To add one: write a module with a class that has `name`, `keep_going`, `items()`, `plan(item)`
@@ -43,7 +43,7 @@ SOURCES: dict[str, str] = {
     "stac": "lsd.stac.source:StacSource",
     "landslide4sense": "lsd.pipeline.sources.landslide4sense:Landslide4SenseSource",
     "tiles": "lsd.pipeline.sources.tiles:TileSource",
-    "paper": "lsd.pipeline.sources.paper:PaperDatasetSource",
+    "paper": "lsd.pipeline.paper.dataset:PaperDatasetSource",
     "synthetic": "lsd.pipeline.sources.synthetic:SyntheticSource",
 }
 
@@ -269,7 +269,5 @@ def import_tiles(
 
 def import_paper(src: Path | str, dest: Path | str, *, progress: bool = True) -> BuildSummary:
     """The paper's global_dataset under `src` as `dest/<event id>/` (see PaperDatasetSource)."""
-    from lsd.pipeline.sources.paper import PaperDatasetSource
-
-    return build_events(PaperDatasetSource(src), dest, progress=progress, desc="import paper",
+    return build_events(source_class("paper")(src), dest, progress=progress, desc="import paper",
                         inputs=(src,))  # fmt: skip

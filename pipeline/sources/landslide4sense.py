@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affine import Affine
 
 from lsd import conventions as cv
 from lsd import landslide4sense as l4s
@@ -191,7 +192,6 @@ class Landslide4SenseSource:
                 "mask": str(item.mask.resolve())}  # fmt: skip
 
     def build(self, item: Patch, folder: Path) -> None:
-        from affine import Affine
 
         stack, label = _read_l4s_pair(item.image, item.mask)
         height, width = label.shape

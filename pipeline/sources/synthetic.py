@@ -35,11 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pyproj import Transformer
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+from scipy import ndimage
 
 from lsd.errors import InvalidValue
 from lsd.events import event_record, write_event
 from lsd.layers import LANDCOVER_CLASSES, PAPER_LAYERS
+from lsd.pipeline.sources import build_events
 from lsd.rasters import LABEL_BACKGROUND, LABEL_LANDSLIDE, Grid
+from lsd.spec import utm_epsg
 
 PIXEL_M = 10.0
 MIN_SIZE = 64  # below this a valley, its slopes and a landslide track do not fit
@@ -253,7 +259,6 @@ def _slope(elevation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _river(elevation: np.ndarray) -> np.ndarray:
     """The river: the lowest pixels of each row, widened to a few pixels."""
-    from scipy import ndimage
 
     lowest = np.zeros(elevation.shape, bool)
     lowest[np.arange(elevation.shape[0]), np.argmin(elevation, axis=1)] = True
@@ -264,7 +269,6 @@ def _land_cover(
     rng: np.random.Generator, elevation: np.ndarray, slope: np.ndarray, river: np.ndarray
 ) -> np.ndarray:
     """The paper's classes from height above the valley floor, slope and patchiness."""
-    from scipy import ndimage
 
     size = elevation.shape[0]
     height = elevation - np.percentile(elevation, 2)
@@ -287,7 +291,6 @@ def _land_cover(
 
 def _flattest(slope: np.ndarray) -> np.ndarray:
     """Row and column of the flattest ground away from the edges (where the village is)."""
-    from scipy import ndimage
 
     size = slope.shape[0]
     smooth = ndimage.uniform_filter(slope, size // 8)
@@ -324,7 +327,6 @@ def _landslides(
 ) -> np.ndarray:
     """Landslide tracks numbered 1..n: from steep vegetated slopes down the steepest descent,
     widening from the scarp to the deposit, stopping where the ground flattens."""
-    from scipy import ndimage
 
     size = elevation.shape[0]
     smooth = ndimage.gaussian_filter(elevation.astype(np.float64), 2)
@@ -460,11 +462,6 @@ def _clouds(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _grid(rng: np.random.Generator, site: tuple[str, float, float, int], size: int) -> Grid:
     """A 10 m grid in the site's UTM zone, on the same lattice `lsd fetch` snaps to."""
-    from pyproj import Transformer
-    from rasterio.crs import CRS
-    from rasterio.transform import Affine
-
-    from lsd.spec import utm_epsg
 
     lon = site[1] + rng.uniform(-0.05, 0.05)
     lat = site[2] + rng.uniform(-0.05, 0.05)
@@ -484,7 +481,6 @@ def write_synthetic_events(
     progress: bool = False,
 ) -> list[Path]:
     """Generate `n_events` event folders in `dest` (for tests and scripts); returns them."""
-    from lsd.pipeline.sources import build_events
 
     source = SyntheticSource(n_events, size=size, seed=seed)
     return build_events(source, dest, progress=progress, desc="generate events").folders

@@ -18,10 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+from affine import Affine
+from PIL import Image
+from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioError
 
 from lsd import conventions as cv
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue
 from lsd.events import event_record, write_event
+from lsd.formats import open_raster
 from lsd.limits import check_memory, check_raster
 from lsd.pipeline.conventions import DatasetConventions, detect_for_import
 from lsd.pipeline.sources.common import check_source_folder, natural_key
@@ -78,13 +84,12 @@ def format_mapping(mapping: dict[int, int]) -> str:
     return ",".join(f"{s}:{t}" for s, t in mapping.items())
 
 
-def parse_layers(text: str) -> list[str]:
-    """Split 'R,G,B,NIR'; names must be non-empty and distinct (they become band names)."""
-    names = [p.strip() for p in text.split(",")]
-    if not text.strip() or any(not n for n in names):
+def check_layer_names(layers: Sequence[str]) -> list[str]:
+    """Layer names for the image bands: non-empty and distinct (they become band names)."""
+    names = [str(n).strip() for n in layers]
+    if not names or any(not n for n in names):
         raise InvalidValue(
-            f"'{text}': give comma-separated non-empty layer names, e.g. R,G,B,NIR",
-            field="layers",
+            f"'{','.join(names)}': give non-empty layer names, e.g. R,G,B,NIR", field="layers"
         )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -162,9 +167,6 @@ def _pairs_by_stem(src: Path, images_dir: str, masks_dir: str) -> list[tuple[Pat
 def _open_raster(path: Path):
     """A tile, opened only as the format its name says and never with files beside it
     (lsd.formats): a .png or .tif that is really a VRT must not read other files."""
-    import rasterio
-
-    from lsd.formats import open_raster
 
     with warnings.catch_warnings():
         # PNGs have no georeferencing; that is reported in event.json, not as a warning.
@@ -175,7 +177,6 @@ def _open_raster(path: Path):
 def _check_png(path: Path) -> None:
     """GDAL fills a truncated PNG with zeros without an error; Pillow's full decode notices.
     Pillow may decode it only as a PNG (some of its other formats run external programs)."""
-    from PIL import Image
 
     try:
         with Image.open(path, formats=["PNG"]) as im:
@@ -186,8 +187,6 @@ def _check_png(path: Path) -> None:
 
 def _read_bands(path: Path) -> tuple[np.ndarray, list[str | None], Any]:
     """Read every non-alpha band; alpha says where a PNG is drawn, not what is there."""
-    from rasterio.enums import ColorInterp
-    from rasterio.errors import RasterioError
 
     with _open_raster(path) as ds:
         keep = [i for i, ci in enumerate(ds.colorinterp, 1) if ci != ColorInterp.alpha]
@@ -218,7 +217,6 @@ def _read_bands(path: Path) -> tuple[np.ndarray, list[str | None], Any]:
 
 
 def _is_georeferenced(info: dict[str, Any]) -> bool:
-    from affine import Affine
 
     return info["crs"] is not None or info["transform"] != Affine.identity()
 
@@ -230,7 +228,6 @@ def _tile_grid(info: dict[str, Any]) -> tuple[Grid, bool]:
     rather than (0, 0) because GDAL drops a (flipped) identity transform, and readers would then
     warn; with no CRS it claims no place on Earth.
     """
-    from affine import Affine
 
     if _is_georeferenced(info):
         return Grid(info["width"], info["height"], info["crs"], info["transform"]), True
@@ -329,7 +326,7 @@ class TileSource:
                 field="mapping",
             )
         self.mapping = mapping
-        self.layers = parse_layers(",".join(layers)) if layers is not None else None
+        self.layers = check_layer_names(layers) if layers is not None else None
         self.images_dir, self.masks_dir, self.pairs, self.prefix = (
             images_dir,
             masks_dir,

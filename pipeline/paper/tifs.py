@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from lsd.errors import InvalidFile
 from lsd.formats import GEOTIFF, open_raster, open_tiff_page
 from lsd.limits import check_memory, check_pixels, check_raster
-from lsd.paper import N_CHANNELS
+from lsd.pipeline.paper.facts import N_CHANNELS
 from lsd.rasters import LABEL_BACKGROUND, LABEL_IGNORE, LABEL_LANDSLIDE, Grid
 
 LABEL_VALUES = (LABEL_BACKGROUND, LABEL_LANDSLIDE, LABEL_IGNORE)
@@ -96,7 +97,6 @@ def _read_pages(src) -> np.ndarray:
 
 def _grid(src, height: int, width: int) -> tuple[Grid, bool]:
     """The tif's own grid when it has one; else a nominal 10 m grid at (0, 0), not georeferenced."""
-    from affine import Affine
 
     transform = src.transform
     if src.crs is not None and not transform.is_identity:

@@ -14,13 +14,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
+from rasterio.features import shapes
+from shapely.geometry import box, shape
 
 from lsd.errors import InvalidValue, OutputExists
 from lsd.eventcsv import read_events, write_events_csv
 from lsd.events import EventFolder, read_event
 from lsd.files import atomic_path
-from lsd.paper import EVENTS_BY_NUMBER
+from lsd.pipeline.paper.facts import EVENTS_BY_NUMBER
 from lsd.rasters import LABEL_LANDSLIDE, Grid, read_label
 
 EVENTS_CSV = "events.csv"
@@ -30,8 +33,6 @@ Echo = Callable[[str], None]
 
 def label_polygons(label: np.ndarray, grid: Grid) -> list[Any]:
     """Polygons of the landslide pixels (1), in the grid's CRS, one per 4-connected patch."""
-    from rasterio.features import shapes
-    from shapely.geometry import shape
 
     mask = label == LABEL_LANDSLIDE
     return [
@@ -42,14 +43,12 @@ def label_polygons(label: np.ndarray, grid: Grid) -> list[Any]:
 
 
 def _footprint(grid: Grid):
-    from shapely.geometry import box
 
     left, bottom, right, top = grid.record()["bounds"]
     return box(left, bottom, right, top)
 
 
 def _write_gpkg(path: Path, geoms: list[Any], crs: Any, layer: str) -> None:
-    import geopandas as gpd
 
     gpd.GeoDataFrame({"geometry": geoms}, crs=crs).to_file(path, layer=layer, driver="GPKG")
 

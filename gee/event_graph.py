@@ -18,6 +18,7 @@ layers the masked Sentinel-2 scenes and greenest-pixel choice of dNDVI (lsd.gee.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
@@ -462,7 +463,6 @@ def layer_conventions(
 def _s1_provenance(
     spec: EventSpec, cfg: FetchConfig, resolved: Resolved, constants: Constants | None
 ) -> dict[str, Any]:
-    import math
 
     fraction = constants.vegetated_fraction if constants else None
     if spec.flattening in ("volume", "surface"):

@@ -9,9 +9,9 @@ becomes the id examples/events.csv uses (5 -> 05-norway); a georeferenced tif wh
 holds one of the paper's event points gets that event's id; any other key is kept as it is.
 
 Roles: test/ gives "test"; of train_val/ the files the paper's code drew for validation get "val"
-and the rest "train" (lsd.paper, PAPER_SEED), so `lsd train` and imported models see the
-paper's split. Every file is checked (pairs, 15 layers, label values 0/1/255, sizes) before the
-first folder is written, so a bad archive writes nothing.
+and the rest "train" (lsd.pipeline.paper.facts, PAPER_SEED), so `lsd train` and imported models
+see the paper's split. Every file is checked (pairs, 15 layers, label values 0/1/255, sizes)
+before the first folder is written, so a bad archive writes nothing.
 
 Values are kept as the paper's reader (tifffile) holds them: NaN is no data, and a GDAL no-data
 tag, which tifffile does not know, is reported (a warning, event.json `source.nodata_tag`) but
@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pyproj import Transformer
 
 from lsd import conventions as cv
 from lsd.errors import InputNotFound, InvalidFile
 from lsd.events import event_record, write_event
 from lsd.layers import PAPER_LAYERS
-from lsd.paper import (
+from lsd.pipeline.conventions import DatasetConventions, detect_for_import
+from lsd.pipeline.paper.facts import (
     EVENTS_BY_NUMBER,
     INPUT_DIR,
     LABEL_DIR,
@@ -45,9 +47,7 @@ from lsd.paper import (
     ZENODO_DOI,
     PaperEvent,
 )
-from lsd.pipeline.conventions import DatasetConventions, detect_for_import
-from lsd.pipeline.sources.common import check_source_folder, natural_key
-from lsd.pipeline.sources.paper_tifs import (
+from lsd.pipeline.paper.tifs import (
     check_channels,
     label_shape,
     read_input,
@@ -55,6 +55,7 @@ from lsd.pipeline.sources.paper_tifs import (
     tif_grid,
     tif_shape,
 )
+from lsd.pipeline.sources.common import check_source_folder, natural_key
 from lsd.progress import warn
 from lsd.rasters import Grid
 
@@ -159,7 +160,6 @@ def paper_val_keys(keys: list[str]) -> set[str]:
 
 def _event_at(grid: Grid) -> PaperEvent | None:
     """The paper event whose point lies inside a georeferenced grid's footprint."""
-    from pyproj import Transformer
 
     to_grid = Transformer.from_crs(4326, grid.crs, always_xy=True)
     left, bottom, right, top = grid.record()["bounds"]

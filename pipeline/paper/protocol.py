@@ -7,7 +7,8 @@ precision, recall and F1 over the pixels for every single model and every top-k 
 k = 1..90 (lsd.training.paper holds the crop and threshold rules). This module does the same for
 one RUNS folder or a folder of them (`lsd import paper-models` writes RUNS/s1, s2, s1s2, all),
 writes the curves as CSV and a report that puts Table 8 (and Table 7's single models) beside
-them. Table 8's numbers are read from an anchors CSV when one is given, else from lsd.paper.
+them. Table 8's numbers are read from an anchors CSV when one is given, else from
+lsd.pipeline.paper.facts.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from lsd import __version__
 from lsd.bundles import common_layers
 from lsd.errors import InputNotFound, InvalidFile, OutputExists
 from lsd.files import atomic_path
-from lsd.paper import TABLE7, TABLE8, TABLE8_KS
+from lsd.pipeline.evaluate import choose_events
+from lsd.pipeline.paper.facts import TABLE7, TABLE8, TABLE8_KS
 from lsd.pipeline.report import fmt, markdown_table
 from lsd.rasters import read_label, read_stack
 from lsd.runs import LEADERBOARD_FILE, RunEntry, read_grid_record, read_leaderboard
@@ -87,7 +90,6 @@ def score_setting(
     setting: str, runs_dir: Path, test_events: Sequence, *, device: str, progress: bool
 ) -> SettingScores:
     """Each ranked model alone and every top-k ensemble on the centre-cropped test events."""
-    from tqdm import tqdm
 
     from lsd.training.bundle import load_bundle
     from lsd.training.paper import CroppedEvent, paper_counts, whole_image_probability
@@ -214,8 +216,9 @@ def evaluate_paper(
     device: str = "cpu",
     progress: bool = True,
 ) -> tuple[list[SettingScores], Path]:
-    from lsd.pipeline.evaluate import choose_events
+    from lsd.training.device import resolve_device
 
+    device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     runs, data = Path(runs), Path(data)
     out = Path(out) if out is not None else runs / "evaluation-paper"
     if out.exists() and not overwrite:

@@ -16,6 +16,7 @@ import numpy as np
 
 from lsd.errors import InputNotFound
 from lsd.events import STACK_FILE
+from lsd.formats import open_raster
 from lsd.layers import CATEGORICAL_LAYERS, PAPER_LAYERS
 from lsd.limits import check_raster
 
@@ -106,7 +107,6 @@ def band_names(descriptions: tuple[str | None, ...]) -> tuple[list[str], bool]:
 
 
 def stack_stats(path: Path | str) -> StackStats:
-    from lsd.formats import open_raster
 
     path = stack_path(path)
     with open_raster(path) as src:

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from lsd.bundles import BundleMeta
+from lsd.conventions import of_events
 from lsd.errors import InvalidFile, InvalidValue
 from lsd.events import EventFolder, list_events
 from lsd.files import check_writable
 from lsd.layers import PAPER_LAYERS
-from lsd.paper import SETTING_FOLDERS, TRAIN_VAL_DIR, ZENODO_DOI
-from lsd.pipeline.paper_runs import PaperRun, find_multiruns, list_runs
+from lsd.pipeline.paper.facts import SETTING_FOLDERS, TRAIN_VAL_DIR, ZENODO_DOI
+from lsd.pipeline.paper.runs import PaperRun, find_multiruns, list_runs
 from lsd.rasters import read_label, read_stack
 from lsd.runs import (
     BUNDLE_DIR,
@@ -39,6 +40,7 @@ from lsd.runs import (
     write_split,
 )
 from lsd.spec import ROLES
+from lsd.training.metrics import Counts
 
 Echo = Callable[[str], None]
 NORMALISATION_RULE = (
@@ -94,7 +96,6 @@ def load_paper_data(data_dir: Path | str) -> PaperData:
 def _conventions(events: Sequence[EventFolder]) -> dict[str, Any] | None:
     """What the paper's models learnt: the conventions `lsd import paper` found in its data
     (None for an import made before lsd recorded them)."""
-    from lsd.conventions import of_events
 
     if not any("conventions" in e.meta for e in events):
         return None
@@ -173,7 +174,6 @@ def _convert(run: PaperRun, rid: str, out: Path, data: PaperData, val_source: st
 def validation_f1(model, run: PaperRun, data: PaperData, device: str) -> float:
     """F1 over the validation events, scored as the paper's validation step did (whole images
     centre-cropped to a multiple of 32, p > 0.5, counts summed over events)."""
-    from lsd.training.metrics import Counts
     from lsd.training.paper import CroppedEvent, paper_counts, whole_image_probability
 
     mean, std = data.stats_for(run.layers)
@@ -222,6 +222,9 @@ def import_paper_models(
     echo: Echo = print,
 ) -> list[SettingImport]:  # fmt: skip
     """Every multirun folder under `models_dir` as runs_root/<setting>/ (see module doc)."""
+    from lsd.training.device import resolve_device
+
+    device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     multiruns = find_multiruns(Path(models_dir))
     data = load_paper_data(data_dir)
     results = []

@@ -31,6 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pooch
+import requests
+from tqdm import tqdm
+
+from lsd import landslide4sense as l4s
 from lsd.errors import (
     InputNotFound,
     InvalidFile,
@@ -41,7 +46,7 @@ from lsd.errors import (
 )
 from lsd.files import atomic_path, check_writable, read_json, write_failure, write_json
 from lsd.limits import check_disk
-from lsd.paper import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_RECORD
+from lsd.pipeline.paper.facts import DATA_ARCHIVE, MODELS_ARCHIVE, ZENODO_RECORD
 
 ZENODO_URL = "https://zenodo.org"
 RECORD_FILE = "download.json"
@@ -75,7 +80,6 @@ def paper_record() -> ZenodoRecord:
 
 
 def landslide4sense_record() -> ZenodoRecord:
-    from lsd import landslide4sense as l4s
 
     return ZenodoRecord(l4s.ZENODO_RECORD, tuple(l4s.ARCHIVES.values()))
 
@@ -97,7 +101,6 @@ def _reason(exc: BaseException) -> str:
 
 def _network_reason(exc: BaseException) -> str:
     """requests' messages nest urllib3's; the user needs the kind of failure."""
-    import requests
 
     text = str(exc)
     if isinstance(exc, requests.exceptions.ProxyError):
@@ -151,7 +154,6 @@ def parse_listing(raw: Any, where: str) -> list[RecordFile]:
 
 def fetch_listing(base_url: str, record: int = ZENODO_RECORD) -> tuple[list[RecordFile], Any]:
     """The record's files from the records API; one line when it cannot be reached."""
-    import requests
 
     url = _listing_url(base_url, record)
     try:
@@ -176,8 +178,6 @@ class ResumingDownloader:
         self.part, self.progress, self.timeout = part, progress, timeout
 
     def __call__(self, url: str, output_file: Any, pooch_obj: Any = None, **_: Any) -> None:
-        import requests
-        from tqdm import tqdm
 
         have = self.part.stat().st_size if self.part.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
@@ -357,8 +357,6 @@ def _from_archive(to: Path, want: Wanted, rec: ZenodoRecord, echo: Echo) -> None
 def _download(
     to: Path, want: Wanted, files: dict[str, RecordFile], rec: ZenodoRecord, progress: bool
 ) -> None:
-    import pooch
-    import requests
 
     entry = files.get(want.name)
     if entry is None:

@@ -9,6 +9,10 @@ or 1024 bands per request, and a request must finish its computation within the 
 limit, which grows with the bands asked for: so bands are split into groups of at most
 MAX_BANDS_PER_REQUEST (the paper's 15 stay one group) and tiles are sized for the largest group.
 
+An event's stack is written one of three ways (`stack_writer`): converted from an export the user
+dropped into the event folder, from a batch export to Cloud Storage or Drive, or downloaded tile
+by tile; lsd.gee.source decides what to ask for, this module how the pixels arrive.
+
 Masked pixels: computePixels and exports do not carry a mask through NUMPY_NDARRAY or GeoTIFF
 reliably (masked pixels come back as 0, a valid value for most layers), so the image is unmasked
 to the lowest float32 before leaving Earth Engine and that value is turned into NaN here.
@@ -18,16 +22,27 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import rasterio
+from google.cloud import storage
+from rasterio.transform import Affine
+from rasterio.windows import Window
+from tqdm import tqdm
 
-from lsd.files import atomic_path
+from lsd.files import atomic_path, write_json
 from lsd.formats import opened
+from lsd.gee.auth import current_credentials
 from lsd.rasters import Grid, describe_bands, stack_profile
+
+if TYPE_CHECKING:
+    from lsd.gee.source import EarthEngineSource, EventRun
+    from lsd.spec import EventSpec
 
 # Request limits of ee.data.computePixels (bytes of the response, pixels per side).
 MAX_REQUEST_BYTES = 48 * 1024 * 1024
@@ -49,6 +64,11 @@ _TRANSIENT = re.compile(
 
 Sleep = Callable[[float], None]
 
+EXPORT_FILE = "export.tif"  # a finished export the user dropped into the event folder
+EXPORT_NOTE = "export.json"
+EXPORT_MODES = ("drive", "gcs")
+DRIVE_FOLDER = "lsd"
+
 
 # --------------------------------------------------------------------------- tiling
 
@@ -63,7 +83,6 @@ def tile_side(n_bands: int, tile: int = DEFAULT_TILE) -> int:
 
 def plan_tiles(grid: Grid, n_bands: int, tile: int = DEFAULT_TILE) -> list[Any]:
     """Row-major rasterio Windows covering the grid, each small enough for `n_bands` bands."""
-    from rasterio.windows import Window
 
     side = tile_side(n_bands, tile)
     return [
@@ -112,7 +131,6 @@ def fetch_pixels(
     """Pixels of `image` (of its `bands`, default all) on one window of `grid`: (bands, h, w)
     float32, NaN where masked."""
     import ee
-    from rasterio.transform import Affine
 
     t = grid.transform @ Affine.translation(window.col_off, window.row_off)
     request = {
@@ -211,7 +229,6 @@ def download_stack(
 
     Blocks are written as they arrive so memory stays at one request whatever the AOI size.
     """
-    import rasterio
 
     fetch = fetch or fetch_pixels
     with (
@@ -240,7 +257,6 @@ def geotiff_to_stack(
     conventions: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Turn an exported GeoTIFF (sentinel for masked) into a contract stack, block by block."""
-    import rasterio
 
     with opened(src_path) as src:  # a file the user dropped in goes through the gate too
         if src.count != len(layers) or (src.width, src.height) != (grid.width, grid.height):
@@ -343,10 +359,85 @@ def wait_for_task(
 
 def download_gcs(bucket: str, name: str, dest: Path, credentials: Any = None) -> Path:
     """Fetch gs://bucket/name.tif to `dest` with the same credentials Earth Engine used."""
-    from google.cloud import storage
 
     client = storage.Client(credentials=credentials, project=None)
     blob = client.bucket(bucket).blob(f"{name}.tif")
     with atomic_path(dest) as tmp:
         blob.download_to_filename(str(tmp))
+    return dest
+
+
+# --------------------------------------------------------------------------- one event's stack
+
+
+def stack_writer(run: EventRun, grid: Grid, folder: Path) -> Callable[[Path], None] | None:
+    """How stack.tif gets written: from an export the user dropped in, from a batch export, or
+    by downloads per tile and band group. None when a Drive export must first be downloaded by
+    the user."""
+
+    src, spec, layers = run.src, run.spec, run.layers
+    folder.mkdir(parents=True, exist_ok=True)
+    dropped = folder / EXPORT_FILE
+    if dropped.is_file():
+        src.echo(f"event {spec.event_id}: converting {dropped}")
+        return lambda dest: geotiff_to_stack(dropped, dest, layers, grid, run.conventions)
+    image = run.image()
+    if src.export:
+        exported = run_export(src, spec, image, grid, folder)
+        if exported is None:
+            return None
+
+        def from_export(dest: Path) -> None:
+            geotiff_to_stack(exported, dest, layers, grid, run.conventions)
+            exported.unlink(missing_ok=True)
+
+        return from_export
+    return lambda dest: download_event(run, image, grid, dest)
+
+
+def download_event(run: EventRun, image: Any, grid: Grid, dest: Path) -> None:
+
+    src, spec = run.src, run.spec
+    requests = plan_requests(grid, len(run.layers))
+    with tqdm(
+        total=len(requests), desc=spec.event_id, unit="request", leave=False,
+        disable=not src.show_progress, file=sys.stderr,
+    ) as bar:  # fmt: skip
+        download_stack(
+            image, grid, run.layers, dest, sleep=src.sleep, progress=bar.update,
+            on_retry=src.retry_note(spec.event_id), conventions=run.conventions,
+        )  # fmt: skip
+
+
+def run_export(
+    src: EarthEngineSource, spec: EventSpec, image: Any, grid: Grid, folder: Path
+) -> Path | None:
+    """Run a batch export; return the downloaded GeoTIFF (gcs) or None (drive, user downloads)."""
+
+    note = folder / EXPORT_NOTE
+    name = f"lsd_{spec.event_id}"
+    where = f"Google Drive folder '{DRIVE_FOLDER}' as {name}.tif"
+    if src.export == "drive" and note.is_file():
+        src.echo(
+            f"event {spec.event_id}: already exported to {where}; "
+            f"download it to {folder / EXPORT_FILE} and rerun"
+        )
+        return None
+    task = start_export(
+        image, grid, name, mode=src.export or "", scale=src.cfg.scale, bucket=src.bucket,
+        drive_folder=DRIVE_FOLDER,
+    )  # fmt: skip
+    src.echo(f"event {spec.event_id}: export task {task.id} started ({src.export})")
+    wait_for_task(
+        task, sleep=src.sleep, on_state=lambda s: src.echo(f"event {spec.event_id}: export {s}")
+    )
+    if src.export == "drive":
+        write_json(note, {"task_id": task.id, "drive_folder": DRIVE_FOLDER, "file": f"{name}.tif"})
+        src.echo(
+            f"event {spec.event_id}: exported to {where}; download it to "
+            f"{folder / EXPORT_FILE} and rerun lsd fetch to finish the event"
+        )
+        return None
+    dest = folder / ".export-download.tif"
+    download_gcs(src.bucket or "", name, dest, credentials=current_credentials())
     return dest

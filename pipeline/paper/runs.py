@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lsd.errors import InputNotFound, InvalidFile
-from lsd.paper import (
+from lsd.pipeline.paper.facts import (
     ARCH_CLASSES,
     DEFAULT_ENCODER,
     LOSS_CLASSES,
@@ -123,7 +125,6 @@ def best_checkpoint(run: Path) -> tuple[Path, int | None]:
 
 
 def read_config(run: Path) -> tuple[dict[str, Any] | None, str]:
-    import yaml
 
     for rel in CONFIG_FILES:
         path = run / rel

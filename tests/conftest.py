@@ -1,8 +1,10 @@
-"""Shared fixtures: where the real data lives, and small helpers to build event folders."""
+"""Shared fixtures: the generated event folders the core tests use, and where the real data
+lives for the tests that check what only real imagery shows (marked `real_data`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+# twelve small event folders (14 Landslide4Sense layers, 64 px, UTM), written by the script
+# beside them; tests/test_generated_data.py checks that they are what it writes
+GENERATED_EVENTS = REPO / "tests" / "data" / "events"
+
+
+@pytest.fixture(scope="session")
+def gen_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of tests/data/events for the session, so no test can change the committed
+    folders; tests that damage events copy this folder first."""
+    dest = tmp_path_factory.mktemp("gen") / "events"
+    shutil.copytree(GENERATED_EVENTS, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def l4s_generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """21 generated patches in the Landslide4Sense form of ../shared/data/landslide4sense-21
+    (img/image_N.h5, mask/mask_N.h5, 128 x 128 x 14; every third without a landslide), written
+    by tests/l4s_fixtures.py: for the importer, inference, predict and fault tests."""
+    from tests.l4s_fixtures import write_split
+
+    return write_split(tmp_path_factory.mktemp("l4s_generated"), list(range(1, 22)))
 
 
 def shared_dataset(name: str) -> Path:

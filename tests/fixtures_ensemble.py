@@ -1,4 +1,5 @@
-"""A tiny but real model grid on Landslide4Sense patches, for ensemble/evaluate/predict tests.
+"""A tiny but real model grid on the generated events (tests/data/events, the 14 layers of
+Landslide4Sense), for the ensemble, evaluate, predict, checks and fault tests.
 
 `tiny_runs` trains four small members (two architectures, two learning rates) for a few Adam
 steps each and lays them out through lsd.runs, exactly as `lsd train` does (leaderboard.csv,
@@ -14,24 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-# The 14 Landslide4Sense channels (Sentinel-2 bands without B8A, then slope and elevation).
-L4S_LAYERS: tuple[str, ...] = (
-    "B1",
-    "B2",
-    "B3",
-    "B4",
-    "B5",
-    "B6",
-    "B7",
-    "B8",
-    "B9",
-    "B10",
-    "B11",
-    "B12",
-    "slope",
-    "elevation",
-)
 
 # (run_id, arch, lr, seed): two architectures x two learning rates, small mobile encoder.
 MEMBERS = (
@@ -53,32 +36,10 @@ class TinyRuns:
     layers: tuple[str, ...]
 
 
-def _write_l4s_events(l4s_dir: Path, out: Path) -> Path:
-    import h5py
-    from affine import Affine
-
-    from lsd.events import event_record, write_event
-    from lsd.rasters import Grid
-
-    for img in sorted((l4s_dir / "img").glob("image_*.h5")):
-        n = img.stem.split("_")[1]
-        with h5py.File(img, "r") as f:
-            data = np.asarray(f["img"][:], dtype=np.float32).transpose(2, 0, 1)
-        with h5py.File(l4s_dir / "mask" / f"mask_{n}.h5", "r") as f:
-            mask = np.asarray(f["mask"][:], dtype=np.uint8)
-        grid = Grid(data.shape[2], data.shape[1], None, Affine.identity())
-        event_id = f"l4s-{n}"
-        record = event_record(
-            event_id, layers=L4S_LAYERS, grid=grid, source={"kind": "test", "image": str(img)}
-        )
-        write_event(out / event_id, record, grid=grid, stack=data, label=mask)
-    return out
-
-
 def _pick_split(labels: dict[str, np.ndarray]) -> dict[str, list[str]]:
-    """Deterministic: alternate the events with landslides between val and test (4 each)."""
+    """Deterministic: alternate the events with landslides between val and test (3 each)."""
     with_slides = sorted((k for k, v in labels.items() if (v == 1).any()), key=lambda k: k)
-    val, test = with_slides[0:8:2], with_slides[1:8:2]
+    val, test = with_slides[0:6:2], with_slides[1:6:2]
     train = sorted(k for k in labels if k not in val and k not in test)
     return {"train": train, "val": val, "test": test}
 
@@ -199,9 +160,6 @@ def build_tiny_runs(data: Path, runs: Path) -> TinyRuns:
 
 
 @pytest.fixture(scope="session")
-def tiny_runs(request: pytest.FixtureRequest, l4s_dir: Path, tmp_path_factory) -> TinyRuns:
-    try:
-        data = Path(request.getfixturevalue("l4s_events"))
-    except pytest.FixtureLookupError:
-        data = _write_l4s_events(l4s_dir, tmp_path_factory.mktemp("l4s-events"))
-    return build_tiny_runs(data, tmp_path_factory.mktemp("tiny-runs"))
+def tiny_runs(gen_events: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyRuns:
+    """Trained once per session on the generated events; shared read-only."""
+    return build_tiny_runs(gen_events, tmp_path_factory.mktemp("tiny-runs"))

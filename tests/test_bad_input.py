@@ -15,11 +15,10 @@ import pytest
 import rasterio
 import torch
 import yaml
-from click.testing import CliRunner
 
-from lsd.pipeline.cli import main
 from lsd.pipeline.sources import import_landslide4sense
 from tests.bounds_inputs import tiny_model, write_h5_pair, write_stack
+from tests.cli import lsd
 from tests.paper_fixtures import write_paper_dataset, zip_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -27,13 +26,6 @@ TRAIN = ["--setting", "B2,B3,B4,B8", "--archs", "Unet", "--losses", "BCE", "--lr
          "--encoder", "resnet18", "--crop", "64", "--batch-size", "2", "--iters-per-epoch", "1",
          "--epochs", "1", "--val", "l4s_image_2", "--test", "l4s_image_3", "--device", "cpu",
          "--quiet"]  # fmt: skip
-
-
-def lsd(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def error_line(code: int, text: str) -> str:

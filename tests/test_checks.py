@@ -5,7 +5,6 @@ thin stacks, one scoring pass and one threshold everywhere, and maps a GIS user 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -14,11 +13,9 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from click.testing import CliRunner
 
 from lsd.bundles import META_FILE, BundleMeta, is_landslide
 from lsd.events import list_events
-from lsd.pipeline.cli import main
 from lsd.rasters import Grid, read_label, read_stack, write_label, write_stack
 from lsd.runs import BUNDLE_DIR, run_folder, write_done, write_leaderboard, write_split
 from lsd.training.bundle import load_bundle, save_bundle
@@ -31,21 +28,9 @@ from lsd.training.models import build_model
 from lsd.training.normalise import normalise_array_
 from lsd.training.precision import Precision
 from lsd.training.scoring import member_probability, no_data
+from tests.cli import lsd
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def lsd(*args: object, cwd: Path | None = None) -> tuple[int, str]:
-    old = Path.cwd()
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(main, [str(a) for a in args])
-    finally:
-        os.chdir(old)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def error_line(text: str) -> str:
@@ -175,7 +160,8 @@ def test_predict_warns_about_pixel_size_and_values_far_from_training(grid, tmp_p
     event = grid["data"] / grid["split"]["test"][0]
     stack, layers, _ = read_stack(event / "stack.tif")
     wrong = tmp_path / "wrong" / "stack.tif"
-    write_stack(wrong, stack * 1000, layers, Grid(128, 128, rasterio.crs.CRS.from_epsg(32645),
+    side = stack.shape[-1]
+    write_stack(wrong, stack * 1000, layers, Grid(side, side, rasterio.crs.CRS.from_epsg(32645),
                 rasterio.Affine(20, 0, 300000, 0, -20, 3000000)))  # fmt: skip
     code, text = lsd("predict", "--stack", wrong, "--model", bundle, "--out", tmp_path / "m")
     assert code == 0, text
@@ -188,7 +174,7 @@ def test_predict_warns_about_pixel_size_and_values_far_from_training(grid, tmp_p
     assert "Warnings about the input" in (tmp_path / "m" / "README.txt").read_text()
     # a needed layer with no data is refused unless asked for
     stack[2] = np.nan
-    write_stack(wrong, stack, layers, Grid(128, 128, rasterio.crs.CRS.from_epsg(32645),
+    write_stack(wrong, stack, layers, Grid(side, side, rasterio.crs.CRS.from_epsg(32645),
                 rasterio.Affine(10, 0, 300000, 0, -10, 3000000)))  # fmt: skip
     code, text = lsd("predict", "--stack", wrong, "--model", bundle, "--out", tmp_path / "m2")
     line = error_line(text)
@@ -201,9 +187,11 @@ def test_predict_warns_about_pixel_size_and_values_far_from_training(grid, tmp_p
 def test_maps_carry_a_colour_table_a_qgis_style_and_say_when_not_georeferenced(
     grid, tmp_path: Path
 ) -> None:
-    event = grid["data"] / grid["split"]["test"][0]  # Landslide4Sense: no CRS
-    code, text = lsd("predict", "--stack", event / "stack.tif", "--model", grid["ens"], "--out",
-                     tmp_path / "m")  # fmt: skip
+    event = grid["data"] / grid["split"]["test"][0]
+    stack, layers, g = read_stack(event / "stack.tif")
+    bare = tmp_path / "bare.tif"  # as Landslide4Sense patches are: pixels, no CRS
+    write_stack(bare, stack, layers, Grid(g.width, g.height, None, g.transform))
+    code, text = lsd("predict", "--stack", bare, "--model", grid["ens"], "--out", tmp_path / "m")
     assert code == 0 and "has no CRS" in text
     out = tmp_path / "m"
     run = json.loads((out / "run.json").read_text())
@@ -221,15 +209,15 @@ def test_maps_carry_a_colour_table_a_qgis_style_and_say_when_not_georeferenced(
 
 
 def test_pan_members_on_stacks_thinner_than_their_minimum(grid, tmp_path: Path) -> None:
-    """PAN needs 128 px sides: 100 px events and stacks are padded, in every command."""
+    """PAN needs 128 px sides: 48 px events and stacks are padded, in every command."""
     data, runs = tmp_path / "data", tmp_path / "runs"
     split = {role: grid["split"][role][:2] for role in ("train", "val", "test")}
     for ev in list_events(grid["data"]):
         if any(ev.event_id in ids for ids in split.values()):
             stack, layers, g = read_stack(ev.stack)
-            small = Grid(100, 100, g.crs, g.transform)
-            write_stack(data / ev.event_id / "stack.tif", stack[:, :100, :100], layers, small)
-            write_label(data / ev.event_id / "label.tif", read_label(ev.label)[0][:100, :100],
+            small = Grid(48, 48, g.crs, g.transform)
+            write_stack(data / ev.event_id / "stack.tif", stack[:, :48, :48], layers, small)
+            write_label(data / ev.event_id / "label.tif", read_label(ev.label)[0][:48, :48],
                         small)  # fmt: skip
     torch.manual_seed(0)
     for i, lr in enumerate((0.01, 0.001)):
@@ -250,7 +238,7 @@ def test_pan_members_on_stacks_thinner_than_their_minimum(grid, tmp_path: Path) 
     )
     assert code == 0, text
     with rasterio.open(tmp_path / "m" / "probability.tif") as src:
-        assert src.shape == (100, 100) and np.isfinite(src.read(1)).all()
+        assert src.shape == (48, 48) and np.isfinite(src.read(1)).all()
     code, text = lsd("evaluate", runs, "--data", data, "--out", tmp_path / "ev", "--ks", "2")
     assert code == 0 and "ensemble K=2" in text, text
 
@@ -265,7 +253,8 @@ def test_one_scoring_pass_and_one_threshold_everywhere(grid) -> None:
     layers = list(grid["layers"])
     patches = [read_stack(e.stack, layers)[0] for e in events]
     labels = [read_label(e.label)[0] for e in events]
-    order = [[(r * 6 + c) % len(events) for c in range(6)] for r in range(5)]
+    side = patches[0].shape[-1]  # 640 x 768 pixels from patches of this side
+    order = [[(r * 7 + c) % len(events) for c in range(768 // side)] for r in range(640 // side)]
     image = np.block([[[patches[k][ch] for k in row] for row in order]
                       for ch in range(len(layers))]).astype(np.float32)  # fmt: skip
     image[:, :40, :40] = np.nan  # a corner without data

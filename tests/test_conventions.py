@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 from shapely.geometry import box
 
 from lsd import conventions as cv
@@ -30,7 +29,7 @@ from lsd.conventions_detect import (
 from lsd.errors import ConventionMismatch, InvalidFile
 from lsd.events import read_event
 from lsd.layers import PAPER_LAYERS
-from lsd.pipeline.cli import main
+from tests.cli import invoke
 from tests.conventions_fixtures import (
     LOOK_DEG,
     Arr,
@@ -43,10 +42,6 @@ CONVENTIONS = ("vollrath", "gee_s1_ard")
 POLARITIES = ("1=distorted", "1=valid")
 ORBITS = ("DESCENDING", "ASCENDING")
 GEO = Geometry(10.0, True)
-
-
-def lsd(*args: Any):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 # ----------------------------------------------------------------------------- the record
@@ -267,7 +262,7 @@ def write_paper_like(root: Path, conventions: dict[int, tuple[str, str]]) -> Pat
 def test_import_paper_detects_and_records(tmp_path: Path) -> None:
     src = write_paper_like(tmp_path / "src", {1: ("gee_s1_ard", "1=valid"),
                                               5: ("gee_s1_ard", "1=valid")})  # fmt: skip
-    result = lsd("import", "paper", src, tmp_path / "data", "--no-progress")
+    result = invoke("import", "paper", src, tmp_path / "data", "--no-progress")
     assert result.exit_code == 0, result.output
     for ev in (read_event(p) for p in sorted((tmp_path / "data").iterdir()) if p.is_dir()):
         rec = ev.meta["conventions"]
@@ -286,7 +281,7 @@ def test_import_refuses_a_dataset_of_two_conventions_naming_both(tmp_path: Path)
     src = write_paper_like(tmp_path / "src", {1: ("gee_s1_ard", "1=valid"),
                                               2: ("gee_s1_ard", "1=distorted"),
                                               5: ("gee_s1_ard", "1=valid")})  # fmt: skip
-    result = lsd("import", "paper", src, tmp_path / "data", "--no-progress")
+    result = invoke("import", "paper", src, tmp_path / "data", "--no-progress")
     assert result.exit_code == 1
     line = result.output.strip()
     assert "\n" not in line and "Traceback" not in line
@@ -323,7 +318,9 @@ def test_import_tiles_records_what_it_can(tmp_path: Path) -> None:
         with rasterio.open(src / "masks" / f"{name}.tif", "w", count=1,
                            **{**profile, "dtype": "uint8"}) as dst:  # fmt: skip
             dst.write(np.zeros((1, 96, 96), np.uint8))
-    result = lsd("import", "tiles", src, tmp_path / "data", "--mapping", "0:0,1:1", "--no-progress")
+    result = invoke(
+        "import", "tiles", src, tmp_path / "data", "--mapping", "0:0,1:1", "--no-progress"
+    )
     assert result.exit_code == 1, result.output
     assert "flattening differs within one dataset" in result.output
     assert "a.tif has vollrath" in result.output and "b.tif has gee_s1_ard" in result.output
@@ -340,7 +337,7 @@ def test_inspect_conventions_side_by_side(tmp_path: Path) -> None:
     bare = tmp_path / "published.tif"
     other = write_radar_event(tmp_path / "other", radar_stack("gee_s1_ard", "1=valid", size=128))
     bare.write_bytes((other / "stack.tif").read_bytes())
-    result = lsd("inspect", "--conventions", fetched, bare, "--json", tmp_path / "c.json")
+    result = invoke("inspect", "--conventions", fetched, bare, "--json", tmp_path / "c.json")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split("|")[0].strip() == "convention"

@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from lsd import conventions as cv
-from lsd.pipeline.cli import main
+from tests.cli import invoke
 from tests.conventions_fixtures import S1_STACK_LAYERS, radar_stack, write_radar_event
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -30,10 +28,6 @@ TRAIN = [
     "--crop", "64", "--batch-size", "2", "--iters-per-epoch", "2", "--epochs", "1",
     "--seed", "1", "--quiet", "--val", "ev-2", "--test", "ev-3",
 ]  # fmt: skip
-
-
-def lsd(*args: Any):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def fetched_like(**over: str) -> cv.Conventions:
@@ -56,7 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         write_radar_event(data / f"ev-{i}", radar_stack(size=96, seed=i),
                           conventions=fetched_like())  # fmt: skip
     runs = root / "RUNS"
-    result = lsd("train", "--setting", SETTING, "--data", data, "--out", runs, *TRAIN)
+    result = invoke("train", "--setting", SETTING, "--data", data, "--out", runs, *TRAIN)
     assert result.exit_code == 0, result.output
     bundle = runs / "runs" / "FPN-BCE-lr0.01" / "bundle"
     return {"root": root, "data": data, "runs": runs, "bundle": bundle}
@@ -78,7 +72,7 @@ def test_train_refuses_data_of_two_conventions(trained: dict[str, Path], tmp_pat
     meta = json.loads(meta_path.read_text())
     meta["conventions"]["flattening"] = cv.recorded("gee_s1_ard", "test")
     meta_path.write_text(json.dumps(meta))
-    result = lsd("train", "--setting", SETTING, "--data", data, "--out", tmp_path / "R", *TRAIN)
+    result = invoke("train", "--setting", SETTING, "--data", data, "--out", tmp_path / "R", *TRAIN)
     assert result.exit_code == 1
     assert result.output.startswith("Error: flattening differs within one dataset: event ev-0 "
                                     "has vollrath")  # fmt: skip
@@ -86,7 +80,7 @@ def test_train_refuses_data_of_two_conventions(trained: dict[str, Path], tmp_pat
 
 
 def predict(stack: Path, model: Path, out: Path, *extra: str):
-    return lsd("predict", "--stack", stack, "--model", model, "--out", out, "--tile", "64",
+    return invoke("predict", "--stack", stack, "--model", model, "--out", out, "--tile", "64",
                "--overlap", "0", "--device", "cpu", *extra)  # fmt: skip
 
 
@@ -189,7 +183,7 @@ def test_evaluate_refuses_test_events_of_other_conventions(trained: dict[str, Pa
     meta["conventions"]["distortion_flags"] = cv.recorded("1=valid", "test")
     meta_path.write_text(json.dumps(meta))
     out = tmp_path / "eval"
-    result = lsd("evaluate", trained["runs"], "--data", data, "--out", out, "--device", "cpu")
+    result = invoke("evaluate", trained["runs"], "--data", data, "--out", out, "--device", "cpu")
     assert result.exit_code == 1 and not out.exists()
     line = result.output.strip()
     assert "\n" not in line
@@ -199,15 +193,15 @@ def test_evaluate_refuses_test_events_of_other_conventions(trained: dict[str, Pa
         f"the models of {trained['runs']} had 1=distorted (recorded)"
     )
     assert f"lsd fetch --conventions-from {trained['runs']} fetches matching events" in line
-    result = lsd("evaluate", trained["runs"], "--data", data, "--out", out, "--device", "cpu",
+    result = invoke("evaluate", trained["runs"], "--data", data, "--out", out, "--device", "cpu",
                  "--ignore-conventions")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "mapped anyway as asked" in result.output or "distortion_flags is 1=valid" in (
         result.output
     )
     # the events it was trained with pass
-    result = lsd("evaluate", trained["runs"], "--data", trained["data"], "--out", tmp_path / "e2",
-                 "--device", "cpu")  # fmt: skip
+    result = invoke("evaluate", trained["runs"], "--data", trained["data"],
+                    "--out", tmp_path / "e2", "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "convention" not in result.output
 
@@ -218,7 +212,7 @@ def test_fetch_settings_from_a_model(trained: dict[str, Path], tmp_path: Path) -
     from lsd.pipeline.conventions import matching_fetch_config
 
     ens = tmp_path / "ens"
-    result = lsd("ensemble", trained["runs"], "--k", "1", "--out", ens)
+    result = invoke("ensemble", trained["runs"], "--k", "1", "--out", ens)
     assert result.exit_code == 0, result.output
     for path, what in ((trained["runs"], "RUNS folder"), (trained["bundle"], "model"),
                        (ens, "model"), (trained["data"], "data folder")):  # fmt: skip

@@ -1,4 +1,5 @@
-"""training/data.py on real Landslide4Sense event folders: split, normalisation, crop sampling."""
+"""training/data.py on the generated events (Landslide4Sense layers): split, normalisation, crop
+sampling."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from lsd.training.crops import CropSampler
 from lsd.training.data import EventArrays, compute_norm, load_events, split_events
 
 LAYERS = ("B2", "B3", "B4", "B8", "B11", "B12", "slope", "elevation")
+SIDE = 64  # the generated events are SIDE x SIDE pixels
 
 
 @pytest.fixture(scope="module")
-def events(l4s_events: Path):
-    return list_events(l4s_events)
+def events(gen_events: Path):
+    return list_events(gen_events)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,10 @@ def test_split_is_reproducible_disjoint_and_complete(events):
     assert sorted(a["train"] + a["val"] + a["test"]) == sorted(_ids(events))
     assert not set(a["train"]) & set(a["val"]) and not set(a["val"]) & set(a["test"])
     assert not set(a["train"]) & set(a["test"])
-    n_hold = round(0.15 * len(events))  # 3 of 21
-    assert (len(a["val"]), len(a["test"]), len(a["train"])) == (n_hold, n_hold, 21 - 2 * n_hold)
+    n_hold = round(0.15 * len(events))  # 2 of 12 (3 of 21)
+    assert (len(a["val"]), len(a["test"]), len(a["train"])) == (
+        n_hold, n_hold, len(events) - 2 * n_hold
+    )  # fmt: skip
     assert all(part == sorted(part) for part in a.values())
     others = [split_events(events, seed=s) for s in range(8, 12)]
     assert any(o["val"] != a["val"] for o in others), "the seed must change the draw"
@@ -105,7 +109,7 @@ def test_split_errors_name_the_problem(events):
     with pytest.raises(UserError, match="no validation event"):
         split_events(events, val=0)
     with pytest.raises(UserError, match="no training event"):
-        split_events(events, val=15, test=6)
+        split_events(events, val=len(events) - 4, test=4)
     with pytest.raises(UserError, match="whole number"):
         split_events(events, val=-1)
 
@@ -172,15 +176,16 @@ def test_missing_layer_is_one_line_naming_layer_and_stack(events):
 
 
 def test_batch_shapes_dtypes_and_padding(arrays):
-    sampler = CropSampler(arrays, crop=256, batch_size=4, seed=0)
+    window = 2 * SIDE
+    sampler = CropSampler(arrays, crop=window, batch_size=4, seed=0)
     for _ in range(5):
         x, y = sampler.batch()
-        assert x.shape == (4, len(LAYERS), 256, 256) and x.dtype == torch.float32
-        assert y.shape == (4, 256, 256) and y.dtype == torch.uint8
+        assert x.shape == (4, len(LAYERS), window, window) and x.dtype == torch.float32
+        assert y.shape == (4, window, window) and y.dtype == torch.uint8
         assert set(torch.unique(y).tolist()) <= {0, 1, LABEL_IGNORE}
         pad = y == LABEL_IGNORE
-        # a 128 x 128 patch inside a 256 window: exactly 3/4 of the window is padding
-        assert (pad.sum(dim=(1, 2)) == 256 * 256 - 128 * 128).all()
+        # a SIDE x SIDE patch inside a window twice as wide: exactly 3/4 of it is padding
+        assert (pad.sum(dim=(1, 2)) == window * window - SIDE * SIDE).all()
         assert (x.masked_select(pad.unsqueeze(1).expand_as(x)) == 0).all()
         assert (x.abs().sum(dim=1)[~pad] > 0).float().mean() > 0.99, "real data off the padding"
 
@@ -188,8 +193,8 @@ def test_batch_shapes_dtypes_and_padding(arrays):
 def test_landslide_crops_contain_landslide_and_empty_events_still_sample(arrays):
     with_slides = [a for a in arrays if (a.label == 1).any()]
     without = [a for a in arrays if not (a.label == 1).any()]
-    assert len(with_slides) == 18 and len(without) == 3
-    for crop in (16, 256):
+    assert len(with_slides) == 10 and len(without) == 2  # as make_events.py writes them
+    for crop in (16, 2 * SIDE):
         for arr in with_slides:
             _, y = CropSampler([arr], crop=crop, batch_size=6, seed=1).batch()
             assert ((y == 1).flatten(1).any(dim=1)).all(), arr.event_id
@@ -214,20 +219,20 @@ def _untransform(ids: np.ndarray) -> np.ndarray | None:
             rows = np.where(valid.any(axis=1))[0]
             cols = np.where(valid.any(axis=0))[0]
             block = t[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-            if (np.diff(block, axis=1) == 1).all() and (np.diff(block[:, 0]) == 128).all():
+            if (np.diff(block, axis=1) == 1).all() and (np.diff(block[:, 0]) == SIDE).all():
                 return t
     return None
 
 
-@pytest.mark.parametrize("crop", [48, 256])
+@pytest.mark.parametrize("crop", [24, 2 * SIDE])
 def test_rotations_and_flips_keep_image_and_label_aligned(arrays, crop):
-    event = _pixel_ids(next(a for a in arrays if (a.label == 1).sum() > 200))
+    event = _pixel_ids(next(a for a in arrays if (a.label == 1).sum() > 150))
     sampler = CropSampler([event], crop=crop, batch_size=8, seed=3)
     corners = set()
     for _ in range(8):
         x, y = sampler.batch()
         valid = y != LABEL_IGNORE
-        assert valid.all() or crop > 128, "a window that fits stays on the image"
+        assert valid.all() or crop > SIDE, "a window that fits stays on the image"
         assert torch.equal(x[:, 0][valid], y[valid].float()), "image channel 0 is the label"
         assert (x[:, 1][~valid] == 0).all()
         for i in range(x.shape[0]):
@@ -250,8 +255,8 @@ def test_all_eight_orientations_occur(arrays):
         for ids in x[:, 1]:
             # first row's step and first column's step identify one of the 8 orientations
             seen.add((int(ids[0, 1] - ids[0, 0]), int(ids[1, 0] - ids[0, 0])))
-    assert seen == {(1, 128), (1, -128), (-1, 128), (-1, -128), (128, 1), (128, -1),
-                    (-128, 1), (-128, -1)}  # fmt: skip
+    n = SIDE
+    assert seen == {(1, n), (1, -n), (-1, n), (-1, -n), (n, 1), (n, -1), (-n, 1), (-n, -1)}
 
 
 def test_same_seed_same_batches_and_state_round_trip(arrays):

@@ -34,6 +34,7 @@ def demo(tmp_path_factory) -> tuple[Path, str]:
     return out, result.output
 
 
+@pytest.mark.slow
 def test_every_output_is_written_and_named(demo) -> None:
     out, text = demo
     events = sorted(p.name for p in (out / "events").iterdir() if p.is_dir())
@@ -55,6 +56,7 @@ def test_every_output_is_written_and_named(demo) -> None:
     assert record["test_event"] == "demo-05" and set(record["seconds"]) >= {"train", "total"}
 
 
+@pytest.mark.slow
 def test_the_ensemble_finds_the_scars_far_better_than_chance(demo) -> None:
     out, _ = demo
     label, _ = read_label(out / "events" / "demo-05" / "label.tif")
@@ -68,6 +70,7 @@ def test_the_ensemble_finds_the_scars_far_better_than_chance(demo) -> None:
     assert record["test_f1"] > 0.4  # the same event scored by lsd evaluate
 
 
+@pytest.mark.slow
 def test_evaluate_leads_with_the_k_ensemble_auto_chose(demo) -> None:
     out, text = demo
     k = json.loads((out / "ensemble" / "manifest.json").read_text())["k"]
@@ -79,6 +82,7 @@ def test_evaluate_leads_with_the_k_ensemble_auto_chose(demo) -> None:
     assert f"peaks first at K = {k}: the size `lsd ensemble --k auto` chooses" in report
 
 
+@pytest.mark.slow
 def test_report_does_not_set_the_paper_s_table_8_beside_other_events(demo) -> None:
     report = (demo[0] / "evaluation" / "report.md").read_text()
     section = report[report.index("## The paper's Table 8") :]
@@ -86,6 +90,7 @@ def test_report_does_not_set_the_paper_s_table_8_beside_other_events(demo) -> No
     assert "| 0.64 |" not in section and "ens10" not in section  # none of its figures
 
 
+@pytest.mark.slow
 def test_a_rerun_reuses_events_and_runs(demo) -> None:
     out, _ = demo
     stack = out / "events" / "demo-01" / "stack.tif"

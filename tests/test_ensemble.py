@@ -1,4 +1,4 @@
-"""`lsd ensemble` and training/ensemble.py on a real tiny grid trained on Landslide4Sense."""
+"""`lsd ensemble` and training/ensemble.py on a real tiny grid trained on the generated events."""
 
 from __future__ import annotations
 
@@ -11,30 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from lsd.bundles import ModelFiles, open_models
 from lsd.errors import UserError
 from lsd.events import read_event
-from lsd.pipeline.cli import main
 from lsd.rasters import read_label, read_stack
 from lsd.training.bundle import load_bundle, load_members
 from lsd.training.inference import predict_array
 from lsd.training.metrics import Counts, confusion
 from lsd.training.models import forward_whole
+from tests.cli import lsd
 
 
 def ensemble_probability(files: ModelFiles, image: np.ndarray) -> np.ndarray:
     """The ensemble's landslide probability: the mean of its members' sigmoid outputs."""
     members = load_members(files, range(len(files.folders)))
     return predict_array(members, image).mean(axis=0)
-
-
-def run_cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def leaderboard_order(runs: Path) -> list[str]:
@@ -57,7 +49,7 @@ def hand_probability(bundle: Path, image: np.ndarray) -> np.ndarray:
 def auto_ensemble(tiny_runs, tmp_path_factory) -> tuple[Path, str]:
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ens") / "auto"
-    code, text = run_cli("ensemble", tiny_runs.runs, "--out", out, "--device", "cpu")
+    code, text = lsd("ensemble", tiny_runs.runs, "--out", out, "--device", "cpu")
     assert code == 0, text
     return out, text
 
@@ -144,13 +136,13 @@ def test_ensemble_probability_is_mean_of_members(tiny_runs, auto_ensemble):
 
 
 def test_fixed_k_and_k_too_large(tiny_runs, tmp_path):
-    code, text = run_cli("ensemble", tiny_runs.runs, "--k", "3", "--out", tmp_path / "e3")
+    code, text = lsd("ensemble", tiny_runs.runs, "--k", "3", "--out", tmp_path / "e3")
     assert code == 0, text
     manifest = json.loads((tmp_path / "e3" / "manifest.json").read_text())
     assert manifest["k"] == 3 and manifest["k_selection"]["mode"] == "fixed"
     assert [m["name"] for m in manifest["members"]] == leaderboard_order(tiny_runs.runs)[:3]
 
-    code, text = run_cli("ensemble", tiny_runs.runs, "--k", "9", "--out", tmp_path / "e9")
+    code, text = lsd("ensemble", tiny_runs.runs, "--k", "9", "--out", tmp_path / "e9")
     assert code == 1
     assert text.strip().count("\n") == 0 and text.startswith("Error: --k 9 is more than the 4")
     assert "leaderboard.csv" in text
@@ -159,16 +151,16 @@ def test_fixed_k_and_k_too_large(tiny_runs, tmp_path):
 
 def test_existing_out_refused_unless_overwrite(tiny_runs, tmp_path):
     out = tmp_path / "e1"
-    assert run_cli("ensemble", tiny_runs.runs, "--k", "1", "--out", out)[0] == 0
+    assert lsd("ensemble", tiny_runs.runs, "--k", "1", "--out", out)[0] == 0
     (out / "keep.txt").write_text("mine")
-    code, text = run_cli("ensemble", tiny_runs.runs, "--k", "2", "--out", out)
+    code, text = lsd("ensemble", tiny_runs.runs, "--k", "2", "--out", out)
     assert code == 1 and "already exists" in text and str(out) in text
     assert (out / "keep.txt").read_text() == "mine"  # untouched
-    code, text = run_cli("ensemble", tiny_runs.runs, "--k", "2", "--out", out, "--overwrite")
+    code, text = lsd("ensemble", tiny_runs.runs, "--k", "2", "--out", out, "--overwrite")
     assert code == 1 and "holds keep.txt (not written by lsd)" in text  # the user's file
     assert (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()
-    code, text = run_cli("ensemble", tiny_runs.runs, "--k", "2", "--out", out, "--overwrite")
+    code, text = lsd("ensemble", tiny_runs.runs, "--k", "2", "--out", out, "--overwrite")
     assert code == 0, text
     assert json.loads((out / "manifest.json").read_text())["k"] == 2
 
@@ -185,7 +177,7 @@ def test_damaged_run_bundle_named(tiny_runs, tmp_path):
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
-    code, text = run_cli("ensemble", runs, "--out", tmp_path / "ens", "--data", tiny_runs.data)
+    code, text = lsd("ensemble", runs, "--out", tmp_path / "ens", "--data", tiny_runs.data)
     errors = [line for line in text.splitlines() if line.startswith("Error")]
     assert code == 1 and len(errors) == 1 and "Traceback" not in text
     assert str(victim.resolve()) in errors[0] and "checksum" in errors[0]
@@ -198,14 +190,14 @@ def test_bad_leaderboards(tiny_runs, tmp_path):
     board = runs / "leaderboard.csv"
     text = board.read_text()
     board.unlink()
-    code, out = run_cli("ensemble", runs, "--k", "1", "--out", tmp_path / "e")
+    code, out = lsd("ensemble", runs, "--k", "1", "--out", tmp_path / "e")
     assert code == 1 and str(board) in out and "no leaderboard" in out
     header = text.splitlines()[0]
     unfinished = [
         ",".join(r.split(",")[:6] + [""] + r.split(",")[7:]) for r in text.splitlines()[1:]
     ]
     board.write_text("\n".join([header, *unfinished]) + "\n")
-    code, out = run_cli("ensemble", runs, "--k", "1", "--out", tmp_path / "e")
+    code, out = lsd("ensemble", runs, "--k", "1", "--out", tmp_path / "e")
     assert code == 1 and str(board) in out and "no finished run" in out
     assert not (tmp_path / "e").exists()
 

@@ -1,5 +1,6 @@
 """The grid off the main process: worker processes (several runs per device) and a real local Ray
-cluster (2 CPUs, small object store), on the real Landslide4Sense patches.
+cluster (2 CPUs, small object store), on the generated events (tests/data/events). The cases
+that start processes or a Ray cluster are marked slow (pytest -m slow).
 
 Each executor must give the leaderboard the in-process executor gives with the same seed, survive
 a worker killed mid-run (the run is retried and resumes from its checkpoint), isolate a failing
@@ -20,10 +21,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from lsd.claims import CLAIM_FILE
-from lsd.pipeline.cli import main
 from lsd.runs import FAILED_FILE
 from lsd.training.bundle import load_bundle
 from lsd.training.executor_pool import ProcessExecutor
@@ -31,6 +30,7 @@ from lsd.training.executor_ray import RayExecutor, placement
 from lsd.training.executors import RunHooks
 from lsd.training.grid import GridOptions, prepare_grid
 from lsd.training.schedule import GridCall, run_grid
+from tests.cli import invoke
 
 LAYERS = "B2,B3,B4,B8,slope,elevation"
 SMALL = dict(
@@ -69,10 +69,10 @@ def same_weights(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def inprocess(l4s_events: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def inprocess(gen_events: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference: the small grid in this process, one run after another."""
     out = tmp_path_factory.mktemp("inprocess") / "RUNS"
-    run_grid(prepare_grid(l4s_events, out, GridOptions(**SMALL)), progress=False)
+    run_grid(prepare_grid(gen_events, out, GridOptions(**SMALL)), progress=False)
     return out
 
 
@@ -105,13 +105,14 @@ def worker_pids(title: str) -> list[int]:
 # --------------------------------------------------------------------------- worker processes
 
 
+@pytest.mark.slow
 def test_two_runs_per_device_in_worker_processes_match_inprocess(
-    inprocess: Path, l4s_events: Path, tmp_path: Path
+    inprocess: Path, gen_events: Path, tmp_path: Path
 ):
     out = tmp_path / "RUNS"
     ex = ProcessExecutor(2, threads=1, poll_s=0.2)
     call = GridCall()
-    run_grid(prepare_grid(l4s_events, out, GridOptions(**SMALL)), progress=False, executor=ex,
+    run_grid(prepare_grid(gen_events, out, GridOptions(**SMALL)), progress=False, executor=ex,
              call=call)  # fmt: skip
     assert board(out) == board(inprocess)
     assert set(call.trained) == RUN_IDS and ex.restarts == 0
@@ -134,8 +135,9 @@ def test_placement_asks_for_gpu_shares_or_cpus():
     assert (p.num_gpus, p.device, p.slots) == (0.0, "cpu", 2)
 
 
+@pytest.mark.slow
 def test_ray_grid_matches_inprocess_and_survives_a_killed_worker(
-    ray_cluster: str, inprocess: Path, l4s_events: Path, tmp_path: Path
+    ray_cluster: str, inprocess: Path, gen_events: Path, tmp_path: Path
 ):
     out = tmp_path / "RUNS"
     victim, killed = "FPN-Dice-lr0.001", []
@@ -148,7 +150,7 @@ def test_ray_grid_matches_inprocess_and_survives_a_killed_worker(
 
     ex = RayExecutor(device="cpu", poll_s=0.1)
     call = GridCall()
-    plan = prepare_grid(l4s_events, out, GridOptions(**SMALL), device_on_workers=True)
+    plan = prepare_grid(gen_events, out, GridOptions(**SMALL), device_on_workers=True)
     run_grid(plan, progress=False, executor=ex, on_epoch=kill_at_epoch_1, call=call)
     assert killed, "the victim's worker was not found running"
     assert (ex.placement.num_cpus, ex.placement.num_gpus, ex.placement.slots) == (1.0, 0.0, 2)
@@ -160,10 +162,11 @@ def test_ray_grid_matches_inprocess_and_survives_a_killed_worker(
         assert not (out / "runs" / rid / CLAIM_FILE).exists()
 
 
+@pytest.mark.slow
 def test_ray_run_without_its_data_folder_fails_alone(
-    ray_cluster: str, l4s_events: Path, tmp_path: Path
+    ray_cluster: str, gen_events: Path, tmp_path: Path
 ):
-    plan = prepare_grid(l4s_events, tmp_path / "RUNS", GridOptions(**{**SMALL, "epochs": 1}),
+    plan = prepare_grid(gen_events, tmp_path / "RUNS", GridOptions(**{**SMALL, "epochs": 1}),
                         device_on_workers=True)  # fmt: skip
     tasks = plan.tasks(plan.configs())
     missing = tmp_path / "not-mounted"
@@ -179,15 +182,16 @@ def test_ray_run_without_its_data_folder_fails_alone(
     assert str(missing) in msg and "data folder not found" in msg and "\n" not in msg
 
 
+@pytest.mark.slow
 def test_failed_runs_are_reported_together_and_retried_by_a_rerun(
-    ray_cluster: str, l4s_events: Path, tmp_path: Path
+    ray_cluster: str, gen_events: Path, tmp_path: Path
 ):
     import shutil
 
     from lsd.training.executors import RunsFailed
 
     data = tmp_path / "data"
-    shutil.copytree(l4s_events, data)
+    shutil.copytree(gen_events, data)
     opts = GridOptions(**{**SMALL, "epochs": 1})
     plan = prepare_grid(data, tmp_path / "RUNS", opts, device_on_workers=True)
     data.rename(tmp_path / "elsewhere")  # the workers no longer see the data folder
@@ -206,13 +210,14 @@ def test_failed_runs_are_reported_together_and_retried_by_a_rerun(
     assert not list((tmp_path / "RUNS" / "runs").glob(f"*/{FAILED_FILE}"))
 
 
+@pytest.mark.slow
 def test_second_driver_on_the_same_runs_folder_neither_duplicates_nor_loses(
-    ray_cluster: str, l4s_events: Path, tmp_path: Path
+    ray_cluster: str, gen_events: Path, tmp_path: Path
 ):
     out = tmp_path / "RUNS"
     lsd_exe = str(Path(sys.executable).parent / "lsd")
     # two CPUs per run: each driver trains one run at a time, in one worker process of its own
-    cmd = [lsd_exe, "train", "--data", str(l4s_events), "--out", str(out), *CLI_SMALL,
+    cmd = [lsd_exe, "train", "--data", str(gen_events), "--out", str(out), *CLI_SMALL,
            "--executor", "ray", "--ray-address", ray_cluster, "--cpus-per-run", "2"]  # fmt: skip
     drivers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
     time.sleep(1.0)
@@ -236,18 +241,18 @@ def test_second_driver_on_the_same_runs_folder_neither_duplicates_nor_loses(
 
 @pytest.mark.gpu
 def test_two_runs_share_one_gpu_in_processes_and_on_ray(
-    ray_cluster: str, l4s_events: Path, tmp_path: Path
+    ray_cluster: str, gen_events: Path, tmp_path: Path
 ):
     """On a CUDA machine (pytest -m gpu): half a GPU per run, in worker processes and on Ray."""
     opts = GridOptions(**{**SMALL, "device": "cuda"})
     pool = ProcessExecutor(2, threads=1, poll_s=0.2)
     call = GridCall()
-    run_grid(prepare_grid(l4s_events, tmp_path / "pool", opts), progress=False, executor=pool,
+    run_grid(prepare_grid(gen_events, tmp_path / "pool", opts), progress=False, executor=pool,
              call=call)  # fmt: skip
     assert set(call.trained) == RUN_IDS and pool.restarts == 0
     ray_ex = RayExecutor(device="cuda", runs_per_gpu=2, poll_s=0.2)
     call = GridCall()
-    plan = prepare_grid(l4s_events, tmp_path / "ray", opts, device_on_workers=True)
+    plan = prepare_grid(gen_events, tmp_path / "ray", opts, device_on_workers=True)
     run_grid(plan, progress=False, executor=ray_ex, call=call)
     assert set(call.trained) == RUN_IDS
     assert ray_ex.placement.num_gpus == 0.5 and ray_ex.placement.device == "cuda"
@@ -259,38 +264,34 @@ def test_two_runs_share_one_gpu_in_processes_and_on_ray(
 # --------------------------------------------------------------------------- mistakes
 
 
-def lsd(*args: str | Path):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def test_executor_mistakes_are_one_line(l4s_events: Path, tmp_path: Path, monkeypatch):
-    base = ["train", "--data", l4s_events, "--out", tmp_path / "RUNS", *CLI_SMALL]
+def test_executor_mistakes_are_one_line(gen_events: Path, tmp_path: Path, monkeypatch):
+    base = ["train", "--data", gen_events, "--out", tmp_path / "RUNS", *CLI_SMALL]
     cases = {  # a value that is not a choice is a usage mistake (exit 2), as click has it
         "--executor nosuch": (["--executor", "nosuch"], "'nosuch' is not one of", 2),
         "--runs-per-gpu 0": (["--runs-per-gpu", "0"], "--runs-per-gpu must be a positive", 1),
         "address w/o ray": (["--ray-address", "auto"], "--ray-address goes with --executor ray", 1),
     }
     for name, (extra, expected, code) in cases.items():
-        result = lsd(*base, *extra)
+        result = invoke(*base, *extra)
         assert result.exit_code == code, name
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], (name, result.output)
 
     t0 = time.monotonic()
     dead = f"127.0.0.1:{free_port()}"
-    result = lsd(*base, "--executor", "ray", "--ray-address", dead)
+    result = invoke(*base, "--executor", "ray", "--ray-address", dead)
     assert result.exit_code == 1 and time.monotonic() - t0 < 30
     [line] = result.output.strip().splitlines()
     assert line.startswith("Error: --ray-address") and dead in line and "does not answer" in line
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    result = lsd(*base, "--executor", "ray")
+    result = invoke(*base, "--executor", "ray")
     assert result.exit_code == 1
     [line] = result.output.strip().splitlines()
     assert "pip install 'lsd[ray]'" in line and line.startswith("Error: --executor")
@@ -301,9 +302,9 @@ def test_executor_mistakes_are_one_line(l4s_events: Path, tmp_path: Path, monkey
 
 
 @pytest.fixture(scope="module")
-def mosaic(l4s_events: Path, inprocess: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A 256 x 384 mosaic of six real patches with a hole of no data, and a 2-member ensemble
-    of the grid trained above."""
+def mosaic(gen_events: Path, inprocess: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A 256 x 384 mosaic of the generated events (4 x 6 of them, 64 px each) with a hole of no
+    data, and a 2-member ensemble of the grid trained above."""
     import numpy as np
     import rasterio
 
@@ -312,10 +313,12 @@ def mosaic(l4s_events: Path, inprocess: Path, tmp_path_factory: pytest.TempPathF
     from lsd.training.ensemble import make_ensemble
 
     root = tmp_path_factory.mktemp("mosaic")
-    events = list_events(l4s_events)[:6]
+    events = list_events(gen_events)
     parts = [read_stack(e.stack)[0] for e in events]
     names = list(read_stack(events[0].stack)[1])
-    image = np.concatenate([np.concatenate(parts[i : i + 3], axis=2) for i in (0, 3)], axis=1)
+    rows = [[parts[(r * 6 + c) % len(parts)] for c in range(6)] for r in range(4)]
+    image = np.concatenate([np.concatenate(row, axis=2) for row in rows], axis=1)
+    assert image.shape[1:] == (256, 384)
     image[:, 100:170, 20:90] = np.nan
     grid = Grid(image.shape[2], image.shape[1], rasterio.crs.CRS.from_epsg(32654),
                 rasterio.Affine(10, 0, 500000, 0, -10, 4750000))  # fmt: skip
@@ -324,6 +327,7 @@ def mosaic(l4s_events: Path, inprocess: Path, tmp_path_factory: pytest.TempPathF
     return root
 
 
+@pytest.mark.slow
 def test_ray_prediction_in_blocks_is_the_single_process_map(ray_cluster: str, mosaic: Path,
                                                              tmp_path: Path):  # fmt: skip
     import json
@@ -333,8 +337,8 @@ def test_ray_prediction_in_blocks_is_the_single_process_map(ray_cluster: str, mo
 
     args = ["predict", "--stack", mosaic / "stack.tif", "--model", mosaic / "ensemble",
             "--tile", "64", "--overlap", "16", "--device", "cpu", "--min-area-m2", "0"]  # fmt: skip
-    assert lsd(*args, "--out", tmp_path / "one").exit_code == 0
-    res = lsd(*args, "--out", tmp_path / "ray", "--executor", "ray", "--block-rows", "48")
+    assert invoke(*args, "--out", tmp_path / "one").exit_code == 0
+    res = invoke(*args, "--out", tmp_path / "ray", "--executor", "ray", "--block-rows", "48")
     assert res.exit_code == 0, res.output
     run = json.loads((tmp_path / "ray" / "run.json").read_text())
     assert run["executor"] == "ray" and run["inference"]["blocks"] == 5

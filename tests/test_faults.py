@@ -11,7 +11,8 @@ is lost, and no temporary file is left behind.
   the limit fail with EFBIG, as GDAL, SQLite and torch see a full disk).
 - Corrupted files of each kind the commands read.
 
-The data is the real tiny grid on Landslide4Sense patches (tests/fixtures_ensemble.py).
+The data is the tiny grid on the generated events (tests/fixtures_ensemble.py). The cases that
+send signals to subprocesses are marked slow (pytest -m slow); the others run by default.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from lsd.pipeline.cmd_import import GO_ON_LINE
 from lsd.pipeline.cmd_train import RESUME_LINE
 from lsd.pipeline.options import DEFAULT_INTERRUPT
 from lsd.rasters import Grid, read_stack, write_stack
+from tests.cli import lsd
 
 TRAIN = [
     "--setting", "B2,B3,B4,B8", "--archs", "FPN", "--losses", "BCE,Dice", "--lrs", "0.001",
@@ -48,20 +50,6 @@ TRAIN = [
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def lsd(*args: object, cwd: Path | None = None) -> tuple[int, str]:
-    """The CLI in this process; (exit code, stdout + stderr)."""
-    old = Path.cwd()
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(main, [str(a) for a in args])
-    finally:
-        os.chdir(old)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def signalled(
@@ -147,7 +135,7 @@ def one_error(text: str) -> str:
 @pytest.fixture(scope="module")
 def world(tiny_runs, tmp_path_factory) -> dict[str, Path]:
     """A private copy of the tiny grid, its ensemble, an old map, and a 384 px georeferenced
-    stack mosaicked from the real patches (large enough for predict to be stopped midway)."""
+    stack mosaicked from the generated events (large enough for predict to be stopped midway)."""
     root = tmp_path_factory.mktemp("faults")
     runs, data = root / "runs", root / "data"
     shutil.copytree(tiny_runs.runs, runs)
@@ -157,8 +145,10 @@ def world(tiny_runs, tmp_path_factory) -> dict[str, Path]:
     (runs / "grid.json").write_text(json.dumps(grid))
     assert lsd("ensemble", runs, "--k", "2", "--out", root / "ens")[0] == 0
     events = sorted(p for p in data.iterdir() if p.is_dir())
-    tiles = [read_stack(e / "stack.tif", tiny_runs.layers)[0] for e in events[:9]]
-    mosaic = np.block([[[t[c] for t in tiles[r * 3 : r * 3 + 3]] for r in range(3)]
+    tiles = [read_stack(e / "stack.tif", tiny_runs.layers)[0] for e in events]
+    n = 384 // tiles[0].shape[-1]  # n x n events, cycling through them
+    rows = [[tiles[(r * n + i) % len(tiles)] for i in range(n)] for r in range(n)]
+    mosaic = np.block([[[t[c] for t in row] for row in rows]
                        for c in range(len(tiny_runs.layers))])  # fmt: skip
     big = root / "big" / "stack.tif"
     write_stack(big, mosaic, tiny_runs.layers,
@@ -173,6 +163,7 @@ def world(tiny_runs, tmp_path_factory) -> dict[str, Path]:
 # --------------------------------------------------------------------------- signals
 
 
+@pytest.mark.slow
 def test_predict_interrupted_or_killed_keeps_the_old_map(world) -> None:
     root, old = world["root"], snapshot(world["map"])
     args = ["predict", "--stack", world["big"], "--model", world["ens"], "--out", world["map"],
@@ -191,6 +182,7 @@ def test_predict_interrupted_or_killed_keeps_the_old_map(world) -> None:
     assert not temporaries(root) and snapshot(world["map"]) != old
 
 
+@pytest.mark.slow
 def test_ensemble_and_evaluate_stopped_while_scoring(world) -> None:
     root, runs = world["root"], world["runs"]
     before = snapshot(runs)
@@ -205,6 +197,7 @@ def test_ensemble_and_evaluate_stopped_while_scoring(world) -> None:
     assert code == 0 and json.loads((root / "ens_auto" / "manifest.json").read_text())["k"]
 
 
+@pytest.mark.slow
 def test_train_interrupted_then_killed_resumes(world, tmp_path: Path) -> None:
     out = tmp_path / "R"
     args = ["train", "--data", world["data"], "--out", out, *TRAIN]
@@ -224,6 +217,7 @@ def test_train_interrupted_then_killed_resumes(world, tmp_path: Path) -> None:
     assert snapshot(out / "runs" / first) == finished  # the finished run was not touched
 
 
+@pytest.mark.slow
 def test_train_terminated_resumes(world, tmp_path: Path) -> None:
     """`timeout`, Slurm and Kubernetes send SIGTERM: the same line and rerun as Ctrl-C."""
     out = tmp_path / "R"
@@ -237,6 +231,7 @@ def test_train_terminated_resumes(world, tmp_path: Path) -> None:
     assert len((out / "leaderboard.csv").read_text().strip().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_train_on_worker_processes_terminated(world, tmp_path: Path) -> None:
     """SIGTERM to the driver alone (as `timeout` sends it): its workers stop too, cleanly."""
     out = tmp_path / "R"
@@ -256,9 +251,10 @@ def test_train_on_worker_processes_terminated(world, tmp_path: Path) -> None:
     assert len((out / "leaderboard.csv").read_text().strip().splitlines()) == 3
 
 
-def test_import_killed_and_interrupted_resumes(world, l4s_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_import_killed_and_interrupted_resumes(world, l4s_generated: Path, tmp_path: Path) -> None:
     dest = tmp_path / "imported"
-    args = ["import", "landslide4sense", l4s_dir, dest]
+    args = ["import", "landslide4sense", l4s_generated, dest]
     code, text = signalled(args, "5/21 events", signal.SIGKILL)
     assert code == -signal.SIGKILL
     done = {p.name: (p / "event.json").read_bytes() for p in dest.iterdir() if
@@ -277,6 +273,7 @@ def test_import_killed_and_interrupted_resumes(world, l4s_dir: Path, tmp_path: P
     assert not temporaries(dest)
 
 
+@pytest.mark.slow
 def test_download_terminated_keeps_its_part_and_resumes(tmp_path: Path) -> None:
     """SIGTERM midway through a download from the local Zenodo stand-in (served slowly): the
     part that arrived stays for the rerun, which asks only for the rest (HTTP Range)."""
@@ -314,7 +311,7 @@ def test_download_terminated_keeps_its_part_and_resumes(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- a file-size limit
 
 
-def test_full_disk_while_writing_is_one_line_everywhere(world, l4s_dir: Path,
+def test_full_disk_while_writing_is_one_line_everywhere(world, l4s_generated: Path,
                                                         tmp_path: Path) -> None:  # fmt: skip
     root, old_map = world["root"], snapshot(world["map"])
     predict = ["predict", "--stack", world["big"], "--model", world["ens"], "--out",
@@ -324,7 +321,7 @@ def test_full_disk_while_writing_is_one_line_everywhere(world, l4s_dir: Path,
         (predict, 32_000, "output folder cannot be written (File too large)"),  # up front
         (["ensemble", world["runs"], "--k", "2", "--out", tmp_path / "e"], 300_000,
          f"{tmp_path / 'e'}: cannot write (File too large"),
-        (["import", "landslide4sense", l4s_dir, tmp_path / "d"], 100_000,
+        (["import", "landslide4sense", l4s_generated, tmp_path / "d"], 100_000,
          "cannot write (File too large"),
         (["train", "--data", world["data"], "--out", tmp_path / "R", *TRAIN], 2_000_000,
          "cannot write (File too large"),
@@ -337,7 +334,7 @@ def test_full_disk_while_writing_is_one_line_everywhere(world, l4s_dir: Path,
     assert not (tmp_path / "e").exists() and not (tmp_path / "d").exists()
     assert not temporaries(root) and not temporaries(tmp_path)
     # the reruns, with room to write, succeed
-    assert lsd("import", "landslide4sense", l4s_dir, tmp_path / "d")[0] == 0
+    assert lsd("import", "landslide4sense", l4s_generated, tmp_path / "d")[0] == 0
     assert lsd("ensemble", world["runs"], "--k", "2", "--out", tmp_path / "e")[0] == 0
 
 

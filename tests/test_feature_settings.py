@@ -76,7 +76,7 @@ def test_missing_family_names_the_layers_and_group(setting, available, needle) -
 
 
 def test_grid_on_landslide4sense_resolves_the_study_groups(
-    l4s_events: Path, tmp_path: Path
+    gen_events: Path, tmp_path: Path
 ) -> None:
     from lsd.training.grid import GridOptions, prepare_grid
 
@@ -84,7 +84,7 @@ def test_grid_on_landslide4sense_resolves_the_study_groups(
         setting="rgbn_swir", archs=("Unet",), losses=("Dice",), lrs=(0.001,), epochs=1,
         iters_per_epoch=1, crop=64, device="cpu",
     )  # fmt: skip
-    plan = prepare_grid(l4s_events, tmp_path / "runs", opts)
+    plan = prepare_grid(gen_events, tmp_path / "runs", opts)
     assert plan.layers == ["B2", "B3", "B4", "B8", "B11", "B12"]
     grid = json.loads((tmp_path / "runs" / "grid.json").read_text())
     assert grid["setting"] == "rgbn_swir" and grid["layers"] == plan.layers

@@ -1,5 +1,5 @@
 """How tiles go through the networks on a CPU: channels_last, opt-in bf16 where the CPU has it,
-and test-time augmentation, on real trained members and real patches."""
+and test-time augmentation, on real trained members and the generated events."""
 
 from __future__ import annotations
 

@@ -79,6 +79,7 @@ def _prepare(data: Path, out: Path, setting: str, barrier, results) -> None:
         results.put((setting, "refused", str(exc)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("same", [False, True], ids=["different", "same"])
 def test_two_grid_calls_racing_on_a_new_folder(data: Path, tmp_path: Path, same: bool) -> None:
     ctx = mp.get_context("forkserver")
@@ -111,6 +112,7 @@ def test_two_grid_calls_racing_on_a_new_folder(data: Path, tmp_path: Path, same:
         assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
 
 
+@pytest.mark.slow
 def test_two_lsd_train_started_together(data: Path, tmp_path: Path) -> None:
     """Real CLI processes: one trains, the other is refused in one line (whoever is first)."""
     out = tmp_path / "RUNS"

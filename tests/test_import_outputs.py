@@ -8,15 +8,13 @@ through the real CLI.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
-from click.testing import CliRunner
 
 from lsd.outputs import MARKER_FILE
-from lsd.pipeline.cli import main
+from tests.cli import invoke
 from tests.paper_fixtures import write_paper_dataset
 from tests.test_formats import write_tif
 
@@ -44,13 +42,7 @@ def l4s_src(root: Path) -> Path:
 
 
 def lsd(*args: object, cwd: Path | None = None) -> tuple[int, str]:
-    old = Path.cwd()
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(main, [str(a) for a in args])
-    finally:
-        os.chdir(old)
+    result = invoke(*args, cwd=cwd)
     assert "Traceback" not in result.output, result.output
     return result.exit_code, result.output
 

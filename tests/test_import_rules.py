@@ -147,6 +147,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return found
 
 
+@pytest.mark.slow
 def test_the_distribution_installs_one_namespace(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         tops = {name.split("/")[0] for name in zf.namelist()}
@@ -158,6 +159,7 @@ def test_the_distribution_installs_one_namespace(wheel: Path) -> None:
         assert f"lsd/{sub}" in names
 
 
+@pytest.mark.slow
 def test_installed_lsd_imports_and_generic_names_do_not(wheel: Path, tmp_path: Path) -> None:
     """Installed from the wheel and run from outside the checkout: lsd.* works, gee, training
     and pipeline are not importable."""

@@ -29,6 +29,7 @@ from lsd.pipeline.sources.landslide4sense import L4S_LAYERS
 from lsd.pipeline.sources.tiles import parse_mapping
 from lsd.rasters import read_label, read_stack
 from tests.conftest import CHITTAGONG_LAYERS, CHITTAGONG_MAPPING
+from tests.tile_fixtures import write_chips, write_pngs
 
 L4S_TRANSFORM = Affine(10.0, 0.0, 0.0, 0.0, -10.0, 0.0)
 
@@ -51,10 +52,10 @@ def _apply(mapping: dict[int, int], values: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- real data round trips
 
 
-def test_landslide4sense_all_patches_round_trip(l4s_dir: Path, l4s_events: Path) -> None:
+def _l4s_round_trip(l4s_dir: Path, l4s_events: Path) -> tuple[int, int]:
+    """Every patch read back and compared with its source; (patches, patches with landslides)."""
     events = list_events(l4s_events)
     images = sorted((l4s_dir / "img").glob("image_*.h5"))
-    assert len(images) == 21
     assert {e.event_id for e in events} == {f"l4s_{p.stem}" for p in images}
     with_slides = 0
     for image in images:
@@ -87,13 +88,25 @@ def test_landslide4sense_all_patches_round_trip(l4s_dir: Path, l4s_events: Path)
         assert meta["label"]["codes"]["1"] == "landslide"
         assert meta["layers"] == list(L4S_LAYERS)
         assert meta["written_by"].startswith("lsd ")
-    assert with_slides == 18  # the README: 3 of the 21 patches hold no landslide pixel
+    return len(images), with_slides
 
 
-def test_chittagong_all_chips_round_trip(chittagong_dir: Path, chittagong_events: Path) -> None:
+@pytest.mark.real_data
+def test_landslide4sense_all_patches_round_trip(l4s_dir: Path, l4s_events: Path) -> None:
+    # the README: 3 of the 21 patches hold no landslide pixel
+    assert _l4s_round_trip(l4s_dir, l4s_events) == (21, 18)
+
+
+def test_landslide4sense_generated_patches_round_trip(l4s_generated: Path, tmp_path: Path) -> None:
+    import_landslide4sense(l4s_generated, tmp_path / "events", progress=False)
+    # every third generated patch holds no landslide (tests/l4s_fixtures.py)
+    assert _l4s_round_trip(l4s_generated, tmp_path / "events") == (21, 14)
+
+
+def _chips_round_trip(chittagong_dir: Path, chittagong_events: Path) -> tuple[int, int]:
+    """Every chip read back and compared with its source; (chips, chips with landslides)."""
     pairs = _chittagong_pairs(chittagong_dir)
-    assert len(pairs) == 100
-    assert len(list_events(chittagong_events)) == 100
+    assert len(list_events(chittagong_events)) == len(pairs)
     with_slides = 0
     for image, label_path in pairs:
         folder = chittagong_events / image.stem
@@ -113,14 +126,38 @@ def test_chittagong_all_chips_round_trip(chittagong_dir: Path, chittagong_events
         meta = json.loads((folder / "event.json").read_text())
         assert meta["georeferenced"] is True and meta["grid"]["crs"] == "EPSG:4326"
         assert meta["label"]["source_mapping"] == {"0": 255, "1": 0, "2": 1}
-    assert with_slides == 56  # the README: 56 chips hold landslide pixels
+    return len(pairs), with_slides
+
+
+@pytest.mark.real_data
+def test_chittagong_all_chips_round_trip(chittagong_dir: Path, chittagong_events: Path) -> None:
+    assert _chips_round_trip(chittagong_dir, chittagong_events) == (100, 56)  # as its README says
+
+
+def test_generated_chips_round_trip(tmp_path: Path) -> None:
+    pairs = write_chips(tmp_path / "chips")
+    import_tiles(tmp_path / "chips", tmp_path / "events", CHITTAGONG_MAPPING,
+                 pairs=tmp_path / "chips" / "map.txt", layers=CHITTAGONG_LAYERS,
+                 progress=False)  # fmt: skip
+    slides = sum(int((rasterio.open(lab).read(1) == 2).any()) for _, lab in pairs)
+    assert _chips_round_trip(tmp_path / "chips", tmp_path / "events") == (7, slides)
+    assert slides > 0
+
+
+@pytest.mark.real_data
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_bijie_png_rgb_masks_reduced_by_any_channel(bijie_dir: Path, tmp_path: Path) -> None:
+    assert _pngs_round_trip(bijie_dir, tmp_path / "bijie") == 36
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-def test_bijie_png_rgb_masks_reduced_by_any_channel(bijie_dir: Path, tmp_path: Path) -> None:
-    dest = tmp_path / "bijie"
+def test_generated_png_rgb_masks_reduced_by_any_channel(tmp_path: Path) -> None:
+    assert _pngs_round_trip(write_pngs(tmp_path / "pngs"), tmp_path / "events") == 2
+
+
+def _pngs_round_trip(bijie_dir: Path, dest: Path) -> int:
     out = import_tiles(bijie_dir, dest, {0: 0, 1: 1}, progress=False)
-    assert len(out) == 36 and all(is_finished(p) for p in out)
+    assert all(is_finished(p) for p in out)
     for folder in out:
         with rasterio.open(bijie_dir / "images" / f"{folder.name}.png") as src:
             src_img = src.read()
@@ -139,6 +176,7 @@ def test_bijie_png_rgb_masks_reduced_by_any_channel(bijie_dir: Path, tmp_path: P
         meta = json.loads((folder / "event.json").read_text())
         assert meta["georeferenced"] is False and meta["label"]["mask_reduction"]
         assert "no georeferencing" in meta["georeferencing_note"]
+    return len(out)
 
 
 def test_geotiff_band_descriptions_name_layers_and_nodata_becomes_nan(tmp_path: Path) -> None:
@@ -186,8 +224,8 @@ def _mtimes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in sorted(folder.iterdir())}
 
 
-def test_rerun_skips_finished_and_redoes_half_finished(l4s_dir: Path, tmp_path: Path) -> None:
-    src = _l4s_subset(l4s_dir, tmp_path / "src", [1, 2, 3])
+def test_rerun_skips_finished_and_redoes_half_finished(l4s_generated: Path, tmp_path: Path) -> None:
+    src = _l4s_subset(l4s_generated, tmp_path / "src", [1, 2, 3])
     dest = tmp_path / "dest"
     first = import_landslide4sense(src, dest, progress=False)
     assert [p.name for p in first] == ["l4s_image_1", "l4s_image_2", "l4s_image_3"]
@@ -208,7 +246,7 @@ def test_rerun_skips_finished_and_redoes_half_finished(l4s_dir: Path, tmp_path: 
     assert sorted(p.name for p in half.iterdir()) == ["event.json", "label.tif", "stack.tif"]
     assert (half / "stack.tif").stat().st_mtime_ns != 1
     stack, _, _ = read_stack(half / "stack.tif")
-    with h5py.File(l4s_dir / "img" / "image_2.h5") as f:
+    with h5py.File(l4s_generated / "img" / "image_2.h5") as f:
         assert np.array_equal(stack, np.moveaxis(f["img"][()], 2, 0).astype(np.float32))
 
 
@@ -256,14 +294,14 @@ def _one_chip_pairs(chittagong_dir: Path, tmp_path: Path) -> Path:
     raise AssertionError("no Chittagong chip holds all three label values")
 
 
-def test_cli_landslide4sense_errors(l4s_dir: Path, tmp_path: Path) -> None:
+def test_cli_landslide4sense_errors(l4s_generated: Path, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     _fails(["import", "landslide4sense", tmp_path / "nowhere", dest], "nowhere", "not found")
     (tmp_path / "empty").mkdir()
     _fails(["import", "landslide4sense", tmp_path / "empty", dest], "empty", "no img/ folder")
 
-    src = _l4s_subset(l4s_dir, tmp_path / "src", [1])
-    (src / "img" / "image_9.h5").symlink_to(l4s_dir / "img" / "image_2.h5")
+    src = _l4s_subset(l4s_generated, tmp_path / "src", [1])
+    (src / "img" / "image_9.h5").symlink_to(l4s_generated / "img" / "image_2.h5")
     _fails(["import", "landslide4sense", src, dest], "image_9.h5", "mask_9.h5")
     assert not dest.exists()  # pairing is checked before anything is written
 
@@ -294,7 +332,9 @@ def test_cli_landslide4sense_errors(l4s_dir: Path, tmp_path: Path) -> None:
     _fails(["import", "landslide4sense", src, blocker / "dest"], "a_file", "cannot be written")
 
 
-def test_cli_tiles_errors(chittagong_dir: Path, bijie_dir: Path, tmp_path: Path) -> None:
+def test_cli_tiles_errors(tmp_path: Path) -> None:
+    chittagong_dir, bijie_dir = tmp_path / "chips", write_pngs(tmp_path / "pngs")
+    write_chips(chittagong_dir)
     dest = tmp_path / "dest"
     tiles = ["import", "tiles"]
     _fails([*tiles, tmp_path / "nowhere", dest, "--mapping", "0:0"], "nowhere", "not found")

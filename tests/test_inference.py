@@ -31,9 +31,9 @@ def _meta(layers: list[str], mean: list[float], std: list[float]) -> BundleMeta:
 
 
 @pytest.fixture(scope="module")
-def l4s_big(l4s_dir) -> tuple[np.ndarray, list[str]]:
-    """A 300 x 300 x 14 raw image assembled from nine real Landslide4Sense patches."""
-    files = sorted((l4s_dir / "img").glob("image_*.h5"))[:9]
+def l4s_big(l4s_generated) -> tuple[np.ndarray, list[str]]:
+    """A 300 x 300 x 14 raw image assembled from nine generated Landslide4Sense patches."""
+    files = sorted((l4s_generated / "img").glob("image_*.h5"))[:9]
     rows = []
     for r in range(3):
         row = []

@@ -10,24 +10,16 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from shapely.geometry import Polygon, box
 
 from lsd import limits
 from lsd.errors import InvalidFile, InvalidValue, OutputNotWritable, TooLarge
 from lsd.eventcsv import read_events
 from lsd.pipeline.aoi import aoi_spec, parse_date
-from lsd.pipeline.cli import main
 from tests.bounds_inputs import sparse_stack, tiny_model, write_h5_pair
+from tests.cli import lsd
 
 L4S_LAYERS = 14
-
-
-def lsd(*args: object, env: dict[str, str] | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def error_line(code: int, text: str) -> str:

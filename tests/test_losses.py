@@ -1,4 +1,4 @@
-"""training/losses.py on real Landslide4Sense crops: 255 ignored everywhere, stable, correct."""
+"""training/losses.py on crops of the generated events: 255 ignored everywhere, stable, correct."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ LAYERS = ("B2", "B3", "B4", "B8", "B11", "B12", "slope", "elevation")
 
 
 @pytest.fixture(scope="module")
-def batch(l4s_events: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real padded crops: 128 x 128 patches in 160 x 160 windows, so some pixels are ignored."""
+def batch(gen_events: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded crops: 64 x 64 events in 160 x 160 windows, so some pixels are ignored."""
     torch.set_num_threads(1)
-    events = [e for e in list_events(l4s_events)]
+    events = [e for e in list_events(gen_events)]
     mean, std = compute_norm(events, LAYERS)
     arrays = load_events(events, LAYERS, mean, std)
     x, y = CropSampler(arrays, crop=160, batch_size=4, seed=0).batch()

@@ -28,12 +28,12 @@ def _ok(result):
     return result
 
 
-def test_train_ensemble_evaluate_predict(l4s_events, tmp_path):
+def test_train_ensemble_evaluate_predict(gen_events, tmp_path):
     runner = CliRunner()
     runs, ens, ev, maps = (tmp_path / n for n in ("runs", "ens", "eval", "maps"))
     layers = "B2,B3,B4,B8,B11,B12,slope,elevation"
     _ok(runner.invoke(main, [
-        "train", "--setting", layers, "--data", str(l4s_events), "--out", str(runs),
+        "train", "--setting", layers, "--data", str(gen_events), "--out", str(runs),
         "--archs", "Unet,Linknet", "--losses", "Dice", "--lrs", "0.001",
         "--encoder", "resnet18", "--epochs", "2", "--iters-per-epoch", "2", "--batch-size", "2",
         "--crop", "64", "--val", "3", "--test", "3", "--quiet",
@@ -44,12 +44,12 @@ def test_train_ensemble_evaluate_predict(l4s_events, tmp_path):
     assert manifest["layers"] == layers.split(",")
     assert 1 <= manifest["k"] <= 2 and len(manifest["members"]) == manifest["k"]
 
-    _ok(runner.invoke(main, ["evaluate", str(runs), "--data", str(l4s_events), "--out", str(ev)]))
+    _ok(runner.invoke(main, ["evaluate", str(runs), "--data", str(gen_events), "--out", str(ev)]))
     test_ids = json.loads((runs / "split.json").read_text())["test"]
     per_event = (ev / "per_event.csv").read_text()
     assert all(i in per_event for i in test_ids)
 
-    event = l4s_events / test_ids[0]
+    event = gen_events / test_ids[0]
     _ok(runner.invoke(main, [
         "predict", "--stack", str(event / "stack.tif"), "--model", str(ens), "--out", str(maps),
     ]))  # fmt: skip

@@ -1,4 +1,5 @@
-"""`lsd predict` end to end on real rasters: Landslide4Sense patches and a Chittagong mosaic."""
+"""`lsd predict` end to end on generated rasters: Landslide4Sense-like patches on a UTM grid and
+a mosaic of Chittagong-like chips in degrees (EPSG:4326) with a gap of no data."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from lsd.pipeline.cli import main
 from lsd.rasters import Grid, write_stack
 from lsd.training.bundle import save_bundle
 from lsd.training.models import build_model
+from tests.tile_fixtures import write_chips
 
 L4S_LAYERS = [*(f"B{i}" for i in range(1, 13)), "slope", "elevation"]
 CHIT_LAYERS = ["R", "G", "B", "NIR"]
@@ -79,47 +81,44 @@ def _write_ensemble(
 
 
 @pytest.fixture(scope="module")
-def l4s(l4s_dir: Path, tmp_path_factory) -> dict[str, Path]:
-    """Two single-patch stacks (UTM grid, 10 m) and a 2-member ensemble with their statistics."""
+def l4s(l4s_generated: Path, tiny_runs, tmp_path_factory) -> dict[str, Path]:
+    """Two single-patch stacks (UTM grid, 10 m) and the session's tiny grid (trained on the same
+    14 layers) as a 2-member ensemble: these tests are about files, grids and masks."""
+    from tests.cli import lsd
+
     root = tmp_path_factory.mktemp("l4s_predict")
-    files = sorted((l4s_dir / "img").glob("image_*.h5"))
-    xs, ys = [], []
-    for f in files[:6]:
-        with h5py.File(f) as h:
-            xs.append(np.asarray(h["img"], np.float32).transpose(2, 0, 1))
-        with h5py.File(l4s_dir / "mask" / f.name.replace("image", "mask")) as h:
-            ys.append(np.asarray(h["mask"], np.uint8))
-    x, y = np.stack(xs), np.stack(ys)
+    files = sorted((l4s_generated / "img").glob("image_*.h5"))
     grid = Grid(128, 128, rasterio.crs.CRS.from_epsg(32654),
                 rasterio.Affine(10, 0, 500000, 0, -10, 4750000))  # fmt: skip
     stacks = {}
     for i in (0, 1):
+        with h5py.File(files[i]) as h:
+            x = np.asarray(h["img"], np.float32).transpose(2, 0, 1)
         stacks[f"stack{i}"] = root / f"patch{i}" / "stack.tif"
-        write_stack(stacks[f"stack{i}"], x[i], L4S_LAYERS, grid)
-    # untrained (steps=0): these tests are about files and grids, and 2 cores are shared
-    ens = _write_ensemble(root / "ensemble", L4S_LAYERS, x, y, steps=0)
-    return {"root": root, "ensemble": ens, **stacks}
+        write_stack(stacks[f"stack{i}"], x, L4S_LAYERS, grid)
+    assert list(tiny_runs.layers) == L4S_LAYERS
+    code, text = lsd("ensemble", tiny_runs.runs, "--k", 2, "--out", root / "ensemble")
+    assert code == 0, text
+    return {"root": root, "ensemble": root / "ensemble", **stacks}
 
 
 @pytest.fixture(scope="module")
-def chittagong(chittagong_dir: Path, tmp_path_factory) -> dict[str, Path]:
-    """A mosaic of real overlapping Chittagong chips (EPSG:4326) with gaps of no data, and an
+def chittagong(tmp_path_factory) -> dict[str, Path]:
+    """A mosaic of generated overlapping chips (EPSG:4326) with a gap of no data, and an
     ensemble trained on the chips' R,G,B,NIR layers and sparse labels."""
     from rasterio.merge import merge
 
-    root = tmp_path_factory.mktemp("chittagong_predict")
-    chips = sorted((chittagong_dir / "images").glob("*.tif"))[:8]
-    mosaic, transform = merge([str(p) for p in chips], nodata=np.nan, dtype="float32")
-    with rasterio.open(chips[0]) as src:
-        crs = src.crs
-    grid = Grid(mosaic.shape[2], mosaic.shape[1], crs, transform)
+    root = tmp_path_factory.mktemp("chips_predict")
+    pairs = write_chips(root / "chips")
+    mosaic, transform = merge([str(p) for p, _ in pairs], nodata=np.nan, dtype="float32")
+    grid = Grid(mosaic.shape[2], mosaic.shape[1], rasterio.crs.CRS.from_epsg(4326), transform)
     stack = root / "mosaic" / "stack.tif"
     write_stack(stack, mosaic.astype(np.float32), CHIT_LAYERS, grid)
     xs, ys = [], []
-    for p in chips:
-        with rasterio.open(p) as src:
+    for image, label in pairs:
+        with rasterio.open(image) as src:
             xs.append(src.read(out_dtype="float32"))
-        with rasterio.open(chittagong_dir / "labels" / p.name) as src:
+        with rasterio.open(label) as src:
             lab = src.read(1)
         ys.append(np.select([lab == 2, lab == 1], [1, 0], 255).astype(np.uint8))
     ens = _write_ensemble(root / "ensemble", CHIT_LAYERS, np.stack(xs), np.stack(ys), steps=6)

@@ -365,6 +365,7 @@ def test_empty_window_fails_that_event_in_one_line(world, tmp_path) -> None:
     assert not (out / "late").exists()
 
 
+@pytest.mark.slow
 def test_silent_catalog_fails_within_the_timeout(world, tmp_path) -> None:
     lon, lat = fx.to_lonlat(*fx.EVENT_CENTRES["ev-a"])
     csv = tmp_path / "one.csv"

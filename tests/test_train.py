@@ -1,4 +1,4 @@
-"""The training loop on real Landslide4Sense events: best weights, early stopping, seeding."""
+"""The training loop on the generated events: best weights, early stopping, seeding."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def run_data(l4s_events: Path) -> RunData:
-    """Five real training events (with landslides) and two validation events."""
-    events = list_events(l4s_events)
+def run_data(gen_events: Path) -> RunData:
+    """Five generated training events (one without landslides) and two validation events."""
+    events = list_events(gen_events)
     train, val = events[:5], events[5:7]
     mean, std = compute_norm(train, LAYERS)
     split = {"train": [e.event_id for e in train], "val": [e.event_id for e in val], "test": []}

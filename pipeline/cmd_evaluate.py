@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from lsd import landslide4sense as l4s
 from lsd.bundles import DEFAULT_THRESHOLD
 from lsd.errors import ConventionMismatch, UserError
 from lsd.pipeline.options import CommaList, LsdCommand, count, device_option, overwrite_option
@@ -87,9 +88,9 @@ def evaluate(
         return
     if protocol == "landslide4sense":
         if click.get_current_context().get_parameter_source("threshold") != ParameterSource.DEFAULT:
-            from lsd.landslide4sense import THRESHOLD
-
-            raise UserError(f"--threshold goes with --protocol lsd; the benchmark's is {THRESHOLD}")
+            raise UserError(
+                f"--threshold goes with --protocol lsd; the benchmark's is {l4s.THRESHOLD}"
+            )
         _evaluate_landslide4sense(runs, data, out, ids, anchors, device, overwrite)
         return
     try:

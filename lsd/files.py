@@ -368,8 +368,11 @@ def check_writable(out_dir: Path | str, *, create: bool = True) -> Path:
     check_name(out_dir)
     missing = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        cause = probe_write(out_dir)
+        for _ in range(3):  # another lsd process's check may remove the folder while it is empty
+            out_dir.mkdir(parents=True, exist_ok=True)
+            cause = probe_write(out_dir)
+            if cause is None or out_dir.is_dir():
+                break
     except OSError as exc:
         cause = exc.strerror or str(exc)
     finally:

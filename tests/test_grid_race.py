@@ -77,6 +77,9 @@ def _prepare(data: Path, out: Path, setting: str, barrier, results) -> None:
         results.put((setting, "ok", plan.layers))
     except UserError as exc:
         results.put((setting, "refused", str(exc)))
+    except BaseException as exc:  # reported, so the test fails naming it instead of timing out
+        results.put((setting, "error", repr(exc)))
+        raise
 
 
 @pytest.mark.slow

@@ -206,6 +206,25 @@ def test_a_writer_survives_another_process_removing_the_folder_it_probed(
     assert [p.name for p in runs.iterdir()] == ["grid.json"]
 
 
+def test_a_check_survives_another_process_removing_the_folder(tmp_path: Path, monkeypatch) -> None:
+    """The other half of that race: the folder goes between this check's mkdir and its probe."""
+    import lsd.files
+
+    real = lsd.files.probe_write
+    calls: list[Path] = []
+
+    def removed_then_probe(folder: Path) -> str | None:
+        if not calls:
+            folder.rmdir()
+        calls.append(folder)
+        return real(folder)
+
+    monkeypatch.setattr(lsd.files, "probe_write", removed_then_probe)
+    runs = tmp_path / "RUNS"
+    assert check_writable(runs, create=False) == runs
+    assert calls == [runs, runs] and not runs.exists()
+
+
 def test_a_full_device_is_one_line(tmp_path: Path) -> None:
     """/dev/full answers every write with ENOSPC, as a full disk does."""
     with (

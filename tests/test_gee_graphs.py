@@ -43,10 +43,12 @@ from lsd.gee.config import (
 from lsd.gee.event_facts import Constants, Resolved
 from lsd.gee.landcover import FEATURE_BANDS
 from lsd.layers import PAPER_LAYERS
+from lsd.pipeline.paper.facts import PAPER_EVENTS
 from lsd.spec import EventSpec, Window
 from tests.ee_offline import Call, Lambda, calls, constants, filters_by_collection, graph_of
 
-# /work/shared beside the checkout (/work/main), or two levels up from a worktree (/work/wt/x)
+# ../shared/anchors beside the checkout (/work/main), or two levels up from a worktree (/work/wt/x):
+# only test_the_event_table_is_the_anchors_one reads it; the graphs use lsd's own copy of Table 1
 EVENTS_CSV = next(
     (p / "shared" / "anchors" / "paper_events.csv" for p in Path(__file__).resolve().parents[2:4]
      if (p / "shared" / "anchors" / "paper_events.csv").is_file()),
@@ -112,10 +114,12 @@ def make_spec(row: dict[str, str], **overrides: Any) -> EventSpec:
 
 
 def paper_rows() -> list[dict[str, str]]:
-    if not EVENTS_CSV.is_file():
-        return []
-    with EVENTS_CSV.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+    """The paper's 21 events (Table 1) as rows keyed like ../shared/anchors/paper_events.csv."""
+    return [
+        {"event_id": str(e.number), "location": e.location, "date": e.date,
+         "lon": repr(e.lon), "lat": repr(e.lat)}
+        for e in PAPER_EVENTS
+    ]  # fmt: skip
 
 
 ROWS = paper_rows()
@@ -123,9 +127,22 @@ ROWS_BY_ID = {r["event_id"]: r for r in ROWS}
 
 
 def row(event_id: str) -> dict[str, str]:
-    if event_id not in ROWS_BY_ID:
-        pytest.skip(f"{EVENTS_CSV} is absent (it sits beside the checkout)")
     return ROWS_BY_ID[event_id]
+
+
+@pytest.mark.real_data
+def test_the_event_table_is_the_anchors_one() -> None:
+    """lsd's Table 1 (lsd.pipeline.paper.facts) is the anchors' event list, point for point."""
+    if not EVENTS_CSV.is_file():
+        pytest.skip(f"{EVENTS_CSV} is absent (it sits beside the checkout)")
+    with EVENTS_CSV.open(newline="") as fh:
+        anchors = list(csv.DictReader(fh))
+    assert [r["event_id"] for r in anchors] == [r["event_id"] for r in ROWS]
+    for mine, theirs in zip(ROWS, anchors, strict=True):
+        assert (mine["location"], mine["date"]) == (theirs["location"], theirs["date"])
+        assert float(mine["lon"]) == float(theirs["lon"]) and float(mine["lat"]) == float(
+            theirs["lat"]
+        )
 
 
 def millis(day: dt.date) -> int:
@@ -216,7 +233,7 @@ def tile_graph(spec: EventSpec, cfg: FetchConfig = CFG, names=PAPER_LAYERS, **kw
 # ----------------------------------------------------------------------------- all 21 events
 
 
-@pytest.mark.parametrize("event_id", [r["event_id"] for r in ROWS] or ["missing"])
+@pytest.mark.parametrize("event_id", [r["event_id"] for r in ROWS])
 def test_paper_event_graph(ee_offline: Any, event_id: str) -> None:
     spec = make_spec(row(event_id))
     root = tile_graph(spec)

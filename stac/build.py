@@ -39,6 +39,7 @@ from lsd.stac.scenes import EventScenes
 from lsd.vectors import read_class_points
 
 FEATURE_BANDS: tuple[str, ...] = FEATURES
+BACKSCATTER = frozenset({"preVV", "postVV", "dVV", "preVH", "postVH", "dVH"})
 Warn = Callable[[str], None]
 
 
@@ -155,8 +156,16 @@ class EventBuild:
 
     # ------------------------------------------------------------------ Sentinel-1
 
-    def backscatter_db(self, orbit: str, key: str, target: Target) -> dict[str, np.ndarray]:
-        """Median of the linear gamma0 of a pass's scenes in a window, in dB, per polarisation."""
+    def backscatter_db(
+        self,
+        orbit: str,
+        key: str,
+        target: Target,
+        distorted: Sequence[np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Median of the linear gamma0 of a pass's scenes in a window, in dB, per polarisation;
+        with `distorted` (per scene, in item order) each scene is masked where it is itself in
+        layover or shadow first, as gee_s1_ard masks each scene before any composite."""
         items = self.found.s1.get(orbit, {}).get(key, [])
         out = {}
         for pol in ("VV", "VH"):
@@ -164,6 +173,8 @@ class EventBuild:
                 list(self.pool.map(lambda i, pol=pol: self.read(i, pol, target), items))
             )
             scenes[~(scenes > 0)] = np.nan
+            if distorted is not None:
+                scenes[np.stack(distorted)] = np.nan
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 out[pol] = (10.0 * np.log10(np.nanmedian(scenes, axis=0))).astype(np.float32)
@@ -175,29 +186,28 @@ class EventBuild:
             self._footprints[item.id] = to_crs(shape, 4326, self.grid.crs)
         return self._footprints[item.id]
 
-    def geometry(self, orbit: str, target: Target, slope: np.ndarray, aspect: np.ndarray):
-        """(layover, shadow, lia) of a pass: flags set where any post scene is distorted, lia
-        the median over those scenes, as the Earth Engine path aggregates them."""
+    def scene_geometry(
+        self, item: Any, orbit: str, target: Target, slope: np.ndarray, aspect: np.ndarray
+    ) -> radar.Scene:
+        """(layover, shadow, lia) of one scene, from its own footprint's incidence."""
         x, y = target.centres()
-        look = self.look[orbit]
-        layover = np.zeros(slope.shape, bool)
-        shadow = np.zeros(slope.shape, bool)
-        lias = []
-        for item in self.found.s1[orbit]["post"]:
-            theta = radar.incidence_deg(
-                x,
-                y,
-                self.footprint(item),
-                look,
-                self.cfg.incidence_near_deg,
-                self.cfg.incidence_far_deg,
-            )
-            lay, sha, lia = radar.distortions(theta, slope, aspect, look)
-            layover |= lay
-            shadow |= sha
-            lias.append(lia)
-        lia = np.median(np.stack(lias), axis=0).astype(np.float32)
-        return layover, shadow, lia
+        cfg = self.cfg
+        theta = radar.incidence_deg(
+            x, y, self.footprint(item), self.look[orbit], cfg.incidence_near_deg,
+            cfg.incidence_far_deg,
+        )  # fmt: skip
+        return radar.distortions(theta, slope, aspect, self.look[orbit])
+
+    def geometry(
+        self, orbit: str, target: Target, slope: np.ndarray, aspect: np.ndarray
+    ) -> radar.PassGeometry:
+        """A pass's per-scene distortions over both windows, aggregated as the Earth Engine
+        path does (lsd.stac.radar.PassGeometry)."""
+        windows = {
+            key: [self.scene_geometry(item, orbit, target, slope, aspect) for item in items]
+            for key, items in self.found.s1[orbit].items()
+        }
+        return radar.pass_geometry(windows)
 
     # ------------------------------------------------------------------ terrain
 
@@ -375,22 +385,24 @@ class EventBuild:
     def s1_layers(
         self, names: set[str], target: Target, topo: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
+        """The radar layers of a window. With mask_distortions each scene's VV/VH is masked on
+        its own layover/shadow before the median, and all six layers are no data exactly where
+        the flags are 1 (every scene of a window distorted), as the Earth Engine path."""
         out: dict[str, np.ndarray] = {}
-        geometry = {}
-        wants_geometry = names & {"layover", "shadow", "liaDeg"} or (
-            self.cfg.mask_distortions
-            and names & {"preVV", "postVV", "dVV", "preVH", "postVH", "dVH"}
+        mask = self.cfg.mask_distortions
+        wants_geometry = names & {"layover", "shadow", "liaDeg"} or (mask and names & BACKSCATTER)
+        geometry = (
+            {p: self.geometry(p, target, topo["slope"], topo["aspect"]) for p in self.found.passes}
+            if wants_geometry
+            else {}
         )
-        if wants_geometry:
-            geometry = {
-                p: self.geometry(p, target, topo["slope"], topo["aspect"])
-                for p in self.found.passes
-            }
-        bad = {p: g[0] | g[1] for p, g in geometry.items()} if self.cfg.mask_distortions else None
         windows = {k for k in ("pre", "post") if names & {f"{k}VV", f"{k}VH", "dVV", "dVH"}}
-        per_pass = {
-            p: {k: self.backscatter_db(p, k, target) for k in windows} for p in self.found.passes
-        }
+
+        def composite(p: str, k: str) -> dict[str, np.ndarray]:
+            distorted = geometry[p].scene_distorted.get(k) if mask else None
+            return self.backscatter_db(p, k, target, distorted)
+
+        per_pass = {p: {k: composite(p, k) for k in windows} for p in self.found.passes}
 
         def combine(arrays: list[np.ndarray]) -> np.ndarray:
             with warnings.catch_warnings():
@@ -398,7 +410,7 @@ class EventBuild:
                 return np.nanmean(np.stack(arrays), axis=0).astype(np.float32)
 
         def masked(p: str, arr: np.ndarray) -> np.ndarray:
-            return np.where(bad[p], np.nan, arr) if bad else arr
+            return np.where(geometry[p].nodata, np.nan, arr) if mask else arr
 
         for pol in ("VV", "VH"):
             for k in windows:
@@ -412,14 +424,15 @@ class EventBuild:
                     ]
                 )
         if geometry:
-            first = geometry[self.found.passes[0]]
             valid = np.isfinite(topo["slope"])
-            for i, name in enumerate(("layover", "shadow")):
+            passes = list(geometry.values())
+            for name in ("layover", "shadow"):
                 if name in names:
-                    flags = np.logical_and.reduce([g[i] for g in geometry.values()])
+                    flags = radar.distortion_flag(passes, name)  # type: ignore[arg-type]
                     out[name] = np.where(valid, flags.astype(np.float32), np.nan)
-            if "liaDeg" in names:
-                out["liaDeg"] = np.where(valid, first[2], np.nan).astype(np.float32)
+            lia = geometry[self.found.passes[0]].lia
+            if "liaDeg" in names and lia is not None:
+                out["liaDeg"] = np.where(valid, lia, np.nan).astype(np.float32)
         return out
 
 

@@ -3,11 +3,13 @@
 Order of work (each step bounded in memory by the window size, not the AOI):
 
 1. Sentinel-2 masks, once per scene, on a 20 m grid around the event (lsd.stac.s2).
-2. With landCover: the CART features (pre-event composite, elevation, pre-event VV/VH) over the
-   AOI grown by `cart_buffer_m`, window by window, into a temporary GeoTIFF; the WorldCover
-   points are drawn while the windows pass (lsd.stac.landcover); the tree is trained.
-3. Every requested layer over the event grid, window by window, into stack.tif; the pre-event
-   composite and the other CART features are read back from step 2 instead of recomputed.
+2. With landCover: the pre-event scenes ranked by the share of the CART region (the AOI grown
+   by `cart_buffer_m`) they show clear, from their masks alone; the CART features (the
+   least-cloudy image of those scenes, snow kept; elevation; pre-event VV/VH) over that
+   region, window by window, into a temporary GeoTIFF; the WorldCover points are drawn while
+   the windows pass, points on snow as class 8 (lsd.stac.landcover); the tree is trained.
+3. Every requested layer over the event grid, window by window, into stack.tif; the CART
+   features are read back from step 2 instead of recomputed.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from lsd.stac.read import Block, Target, blocks, grown_grid, offset_in, read_ont
 from lsd.stac.scenes import EventScenes
 from lsd.vectors import read_class_points
 
-FEATURE_BANDS: tuple[str, ...] = (*FEATURES, "NDVI")
+FEATURE_BANDS: tuple[str, ...] = FEATURES
+BACKSCATTER = frozenset({"preVV", "postVV", "dVV", "preVH", "postVH", "dVH"})
 Warn = Callable[[str], None]
 
 
@@ -67,8 +70,9 @@ class EventBuild:
             + cfg.snow_buffer_m
         )
         self.mask_grid = s2.MaskGrid(grown_grid(self.cart_grid, reach, cfg.cloud_morph_scale_m))
-        self.masks: dict[str, np.ndarray] = {}
+        self.masks: dict[str, s2.SceneMasks] = {}
         self.cart: Cart | None = None
+        self.cart_scenes: dict[str, float] = {}  # CART's image: scene id -> clear share
         self.sample_counts: dict[str, int] = {}
         self.lat = aoi_centroid(spec.aoi)[1]
         self.look = {p: radar.towards_sensor_deg(self.lat, p) for p in found.passes}
@@ -113,20 +117,55 @@ class EventBuild:
         for item in items:
             if item.id not in self.masks:
                 scl = self.read(item, "SCL", target)
-                self.masks[item.id] = s2.keep_mask(scl, s2.sun_azimuth(item), self.cfg)
+                self.masks[item.id] = s2.scene_masks(scl, s2.sun_azimuth(item), self.cfg)
 
     def composite(self, key: str, target: Target) -> dict[str, np.ndarray]:
         green = s2.Greenest((target.height, target.width), s2.COMPOSITE_BANDS)
         for index, item in enumerate(self.found.s2.get(key, [])):
-            keep = self.mask_grid.lookup(target, self.masks[item.id])
+            keep = self.mask_grid.lookup(target, self.masks[item.id].keep)
             if keep.any():
                 green.add(index, self.s2_bands(item, target), keep)
         return green.result()
 
+    def rank_cart_scenes(self) -> dict[str, float]:
+        """CART's scenes, clearest first, with their clear share of the CART region: ranked
+        once per event from the masks, so no band is read for a scene that is not used."""
+        shares = {
+            item.id: s2.clear_share(self.masks[item.id].clear, self.mask_grid, self.cart_grid)
+            for item in self.found.s2.get("pre", [])
+        }
+        chosen = s2.clearest(shares, self.cfg.cart_s2_scenes)
+        if not chosen:
+            self.warn(
+                f"event {self.spec.event_id}: no pre-event Sentinel-2 scene shows the land-cover "
+                "region clear; landCover is NaN"
+            )
+        return {sid: round(shares[sid], 4) for sid in chosen}
+
+    def cart_image(self, target: Target) -> dict[str, np.ndarray]:
+        """The least-cloudy pre-event image over a window (s2.GapFilled), with NDVI and snow."""
+        image = s2.GapFilled((target.height, target.width), s2.COMPOSITE_BANDS)
+        items = {item.id: item for item in self.found.s2.get("pre", [])}
+        for sid in self.cart_scenes:
+            masks = self.masks[sid]
+            clear = self.mask_grid.lookup(target, masks.clear)
+            if clear.any():
+                snow = self.mask_grid.lookup(target, masks.snow)
+                image.add(self.s2_bands(items[sid], target), clear, snow)
+        return image.result()
+
     # ------------------------------------------------------------------ Sentinel-1
 
-    def backscatter_db(self, orbit: str, key: str, target: Target) -> dict[str, np.ndarray]:
-        """Median of the linear gamma0 of a pass's scenes in a window, in dB, per polarisation."""
+    def backscatter_db(
+        self,
+        orbit: str,
+        key: str,
+        target: Target,
+        distorted: Sequence[np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Median of the linear gamma0 of a pass's scenes in a window, in dB, per polarisation;
+        with `distorted` (per scene, in item order) each scene is masked where it is itself in
+        layover or shadow first, as gee_s1_ard masks each scene before any composite."""
         items = self.found.s1.get(orbit, {}).get(key, [])
         out = {}
         for pol in ("VV", "VH"):
@@ -134,6 +173,8 @@ class EventBuild:
                 list(self.pool.map(lambda i, pol=pol: self.read(i, pol, target), items))
             )
             scenes[~(scenes > 0)] = np.nan
+            if distorted is not None:
+                scenes[np.stack(distorted)] = np.nan
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 out[pol] = (10.0 * np.log10(np.nanmedian(scenes, axis=0))).astype(np.float32)
@@ -145,29 +186,28 @@ class EventBuild:
             self._footprints[item.id] = to_crs(shape, 4326, self.grid.crs)
         return self._footprints[item.id]
 
-    def geometry(self, orbit: str, target: Target, slope: np.ndarray, aspect: np.ndarray):
-        """(layover, shadow, lia) of a pass: flags set where any post scene is distorted, lia
-        the median over those scenes, as the Earth Engine path aggregates them."""
+    def scene_geometry(
+        self, item: Any, orbit: str, target: Target, slope: np.ndarray, aspect: np.ndarray
+    ) -> radar.Scene:
+        """(layover, shadow, lia) of one scene, from its own footprint's incidence."""
         x, y = target.centres()
-        look = self.look[orbit]
-        layover = np.zeros(slope.shape, bool)
-        shadow = np.zeros(slope.shape, bool)
-        lias = []
-        for item in self.found.s1[orbit]["post"]:
-            theta = radar.incidence_deg(
-                x,
-                y,
-                self.footprint(item),
-                look,
-                self.cfg.incidence_near_deg,
-                self.cfg.incidence_far_deg,
-            )
-            lay, sha, lia = radar.distortions(theta, slope, aspect, look)
-            layover |= lay
-            shadow |= sha
-            lias.append(lia)
-        lia = np.median(np.stack(lias), axis=0).astype(np.float32)
-        return layover, shadow, lia
+        cfg = self.cfg
+        theta = radar.incidence_deg(
+            x, y, self.footprint(item), self.look[orbit], cfg.incidence_near_deg,
+            cfg.incidence_far_deg,
+        )  # fmt: skip
+        return radar.distortions(theta, slope, aspect, self.look[orbit])
+
+    def geometry(
+        self, orbit: str, target: Target, slope: np.ndarray, aspect: np.ndarray
+    ) -> radar.PassGeometry:
+        """A pass's per-scene distortions over both windows, aggregated as the Earth Engine
+        path does (lsd.stac.radar.PassGeometry)."""
+        windows = {
+            key: [self.scene_geometry(item, orbit, target, slope, aspect) for item in items]
+            for key, items in self.found.s1[orbit].items()
+        }
+        return radar.pass_geometry(windows)
 
     # ------------------------------------------------------------------ terrain
 
@@ -184,13 +224,15 @@ class EventBuild:
     # ------------------------------------------------------------------ CART
 
     def features(self, block: Block, grid: Grid) -> dict[str, np.ndarray]:
+        """CART's features over a window, and the NDVI and snow of its image (for the points)."""
         target = block.target(grid)
-        pre = self.composite("pre", target)
+        image = self.cart_image(target)
         dem = self.mosaic(self.found.dem, "DEM", target, self.cfg.dem_resample)
         vv, vh = self.s1_combined("pre", target, masked=None)
         return {
-            **{b: pre[b] for b in s2.COMPOSITE_BANDS},
-            "NDVI": pre["NDVI"],
+            **{b: image[b] for b in s2.COMPOSITE_BANDS},
+            "NDVI": image["NDVI"],
+            "snow": image["snow"],
             "elevation": dem,
             "preVV": vv,
             "preVH": vh,
@@ -215,6 +257,7 @@ class EventBuild:
         grid = self.cart_grid
         path = work / "features.tif"
         sample = StratifiedSample(self.cfg.cart_points_per_class, self.cfg.seed)
+        self.cart_scenes = self.rank_cart_scenes()
         with rasterio.open(path, "w", **stack_profile(grid, len(FEATURE_BANDS))) as dst:
             for block in blocks(grid, self.cfg.window_px):
                 feats = self.features(block, grid)
@@ -225,7 +268,8 @@ class EventBuild:
                     wc = self.mosaic(
                         self.found.worldcover, "WorldCover", block.target(grid), "nearest"
                     )
-                    classes = paper_classes(wc, feats["NDVI"], self.cfg.bare_rock_ndvi)
+                    snow = feats["snow"] == 1
+                    classes = paper_classes(wc, feats["NDVI"], self.cfg.bare_rock_ndvi, snow)
                     rows, cols = np.indices(classes.shape)
                     index = (rows + block.row) * grid.width + (cols + block.col)
                     table = np.stack([feats[f] for f in FEATURES], axis=-1).reshape(
@@ -307,7 +351,7 @@ class EventBuild:
             data = feats.read(window=window)
             stored = {name: data[i] for i, name in enumerate(FEATURE_BANDS)}
         if names & {"dNDVI", "preNDVI"}:
-            pre = {"NDVI": stored["NDVI"]} if stored else self.composite("pre", target)
+            pre = self.composite("pre", target)
         if names & {"dNDVI", "postNDVI"}:
             post = self.composite("post", target)
         if pre is not None and "preNDVI" in names:
@@ -341,22 +385,24 @@ class EventBuild:
     def s1_layers(
         self, names: set[str], target: Target, topo: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
+        """The radar layers of a window. With mask_distortions each scene's VV/VH is masked on
+        its own layover/shadow before the median, and all six layers are no data exactly where
+        the flags are 1 (every scene of a window distorted), as the Earth Engine path."""
         out: dict[str, np.ndarray] = {}
-        geometry = {}
-        wants_geometry = names & {"layover", "shadow", "liaDeg"} or (
-            self.cfg.mask_distortions
-            and names & {"preVV", "postVV", "dVV", "preVH", "postVH", "dVH"}
+        mask = self.cfg.mask_distortions
+        wants_geometry = names & {"layover", "shadow", "liaDeg"} or (mask and names & BACKSCATTER)
+        geometry = (
+            {p: self.geometry(p, target, topo["slope"], topo["aspect"]) for p in self.found.passes}
+            if wants_geometry
+            else {}
         )
-        if wants_geometry:
-            geometry = {
-                p: self.geometry(p, target, topo["slope"], topo["aspect"])
-                for p in self.found.passes
-            }
-        bad = {p: g[0] | g[1] for p, g in geometry.items()} if self.cfg.mask_distortions else None
         windows = {k for k in ("pre", "post") if names & {f"{k}VV", f"{k}VH", "dVV", "dVH"}}
-        per_pass = {
-            p: {k: self.backscatter_db(p, k, target) for k in windows} for p in self.found.passes
-        }
+
+        def composite(p: str, k: str) -> dict[str, np.ndarray]:
+            distorted = geometry[p].scene_distorted.get(k) if mask else None
+            return self.backscatter_db(p, k, target, distorted)
+
+        per_pass = {p: {k: composite(p, k) for k in windows} for p in self.found.passes}
 
         def combine(arrays: list[np.ndarray]) -> np.ndarray:
             with warnings.catch_warnings():
@@ -364,7 +410,7 @@ class EventBuild:
                 return np.nanmean(np.stack(arrays), axis=0).astype(np.float32)
 
         def masked(p: str, arr: np.ndarray) -> np.ndarray:
-            return np.where(bad[p], np.nan, arr) if bad else arr
+            return np.where(geometry[p].nodata, np.nan, arr) if mask else arr
 
         for pol in ("VV", "VH"):
             for k in windows:
@@ -378,14 +424,15 @@ class EventBuild:
                     ]
                 )
         if geometry:
-            first = geometry[self.found.passes[0]]
             valid = np.isfinite(topo["slope"])
-            for i, name in enumerate(("layover", "shadow")):
+            passes = list(geometry.values())
+            for name in ("layover", "shadow"):
                 if name in names:
-                    flags = np.logical_and.reduce([g[i] for g in geometry.values()])
+                    flags = radar.distortion_flag(passes, name)  # type: ignore[arg-type]
                     out[name] = np.where(valid, flags.astype(np.float32), np.nan)
-            if "liaDeg" in names:
-                out["liaDeg"] = np.where(valid, first[2], np.nan).astype(np.float32)
+            lia = geometry[self.found.passes[0]].lia
+            if "liaDeg" in names and lia is not None:
+                out["liaDeg"] = np.where(valid, lia, np.nan).astype(np.float32)
         return out
 
 

@@ -48,6 +48,10 @@ class StacConfig:
     cart_holdout: float = 0.3
     cart_buffer_m: float = 2_000.0
     cart_max_nodes: int | None = None
+    # CART's S2 image: the pre-event scene that shows most of the CART region clear (clouds and
+    # shadows masked, snow kept), its gaps from the next clearest, this many scenes in all
+    # (1 = that one image alone, as the paper); the Earth Engine setting of the same name
+    cart_s2_scenes: int = 3
     bare_rock_ndvi: float = 0.1
     seed: int = 0
     # auxiliary layers: a local file or an http(s) URL (downloaded once with pooch, cached);

@@ -1,10 +1,11 @@
 """The landCover layer: CART trained per event with scikit-learn, as the Earth Engine path
 trains smileCart.
 
-Same features (B2, B3, B4, B8, B11, B12 of the pre-event greenest-pixel composite, elevation,
-pre-event VV and VH in dB, unmasked), same training points (ESA WorldCover v200 remapped to the
-paper's eight classes, WorldCover 60 split by pre-event NDVI, up to 100 points per class at 10
-m from the AOI buffered by 2 km, 30 % held out) or the user's points file. Both are CART (Gini,
+Same features (B2, B3, B4, B8, B11, B12 of the least-cloudy pre-event image, clouds and shadows
+masked, snow kept: lsd.stac.s2.GapFilled; elevation; pre-event VV and VH in dB, unmasked), same
+training points (ESA WorldCover v200 remapped to the paper's eight classes, WorldCover 60 split
+by that image's NDVI, points on its snow class 8, up to 100 points per class at 10 m from the
+AOI buffered by 2 km, 30 % held out) or the user's points file. Both are CART (Gini,
 grown until pure); the samples differ, since Earth Engine's stratified sampler cannot be
 replayed, so the trees of the two sources differ for the same event.
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lsd.layers import LANDCOVER_BARE_ROCK, LANDCOVER_CLASSES
+from lsd.layers import LANDCOVER_BARE_ROCK, LANDCOVER_CLASSES, LANDCOVER_SNOW
 
 FEATURES: tuple[str, ...] = ("B2", "B3", "B4", "B8", "B11", "B12", "elevation", "preVV", "preVH")
 # ESA WorldCover v200 -> the paper's classes (the Earth Engine path's table, docs/layers.md)
@@ -41,9 +42,15 @@ WORLDCOVER_BARE = 60
 
 
 def paper_classes(
-    worldcover: np.ndarray, pre_ndvi: np.ndarray, bare_rock_ndvi: float
+    worldcover: np.ndarray,
+    pre_ndvi: np.ndarray,
+    bare_rock_ndvi: float,
+    snow: np.ndarray | None = None,
 ) -> np.ndarray:
-    """WorldCover codes as paper classes (0 = none), bare/sparse split by pre-event NDVI."""
+    """WorldCover codes as paper classes (0 = none), bare/sparse split by the NDVI of CART's
+    image; where that image shows snow (`snow` true) a point is glacier and snow (8) whatever
+    WorldCover says, as in the Earth Engine path: its features are snow's, and the paper's
+    class 8 holds seasonal snow as well as glaciers."""
     codes = np.where(np.isfinite(worldcover), worldcover, 0).astype(np.int32)
     lut = np.zeros(max(WORLDCOVER_REMAP) + 1, dtype=np.uint8)
     for src, dst in WORLDCOVER_REMAP.items():
@@ -52,6 +59,8 @@ def paper_classes(
     with np.errstate(invalid="ignore"):
         rock = (codes == WORLDCOVER_BARE) & (pre_ndvi < bare_rock_ndvi)
     classes[rock] = LANDCOVER_BARE_ROCK
+    if snow is not None:
+        classes[snow & (classes > 0)] = LANDCOVER_SNOW
     return classes
 
 

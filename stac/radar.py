@@ -18,12 +18,21 @@ Vollrath convention): alpha_r = atan(tan(slope) cos(phi_r)), phi_r = look - aspe
 where alpha_r >= theta_i, shadow where alpha_r <= -(90 deg - theta_i),
 lia = acos(cos(alpha_az) cos(theta_i - alpha_r)). Written here for numpy, since the middle
 floors do not import each other.
+
+Distortions are per scene, as in the Earth Engine path (lsd.gee.s1, after gee_s1_ard): each
+scene's VV and VH are masked where that scene is itself in layover or shadow before the median
+(`PassGeometry.scene_distorted`), so a composite pixel is no data only where every scene of a
+window is distorted; the flags are that same area (`nodata`), split by the kind of distortion
+the scenes show. Scenes of other relative orbits see a slope at other incidence angles, so a
+steep slope is often in layover in some scenes and not in others.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -80,3 +89,55 @@ def distortions(
     shadow = alpha_r <= -(np.pi / 2 - theta)
     lia = np.degrees(np.arccos(np.clip(np.cos(alpha_az) * np.cos(theta - alpha_r), -1, 1)))
     return layover, shadow, lia.astype(np.float32)
+
+
+Scene = tuple[np.ndarray, np.ndarray, np.ndarray]  # one scene's (layover, shadow, lia)
+
+
+@dataclass(frozen=True)
+class PassGeometry:
+    """What a pass's scenes say about distortion over a window.
+
+    `scene_distorted`: per window, each scene's layover-or-shadow flags (in item order), to
+    mask that scene before the median. `nodata`: where every scene of the pre window, or every
+    scene of the post window, is distorted: where the masked composites have no data, and
+    where all six backscatter layers are set to no data so that the area is the same in each.
+    `any_layover`, `any_shadow`: where any scene of either window shows that kind. `lia`: the
+    median over the post-window scenes (None without them)."""
+
+    scene_distorted: dict[str, list[np.ndarray]]
+    nodata: np.ndarray
+    any_layover: np.ndarray
+    any_shadow: np.ndarray
+    lia: np.ndarray | None
+
+
+def pass_geometry(windows: Mapping[str, Sequence[Scene]]) -> PassGeometry:
+    """A pass's geometry from its scenes' own flags, per window (at least one scene in all)."""
+    scenes = [scene for found in windows.values() for scene in found]
+    shape = scenes[0][0].shape
+    distorted = {k: [lay | sha for lay, sha, _ in found] for k, found in windows.items()}
+    nodata = np.zeros(shape, bool)
+    for flags in distorted.values():
+        if flags:
+            nodata |= np.logical_and.reduce(flags)
+    post = [lia for _, _, lia in windows.get("post", [])]
+    return PassGeometry(
+        scene_distorted=distorted,
+        nodata=nodata,
+        any_layover=np.logical_or.reduce([lay for lay, _, _ in scenes]),
+        any_shadow=np.logical_or.reduce([sha for _, sha, _ in scenes]),
+        lia=np.median(np.stack(post), axis=0).astype(np.float32) if post else None,
+    )
+
+
+def distortion_flag(
+    passes: Sequence[PassGeometry], kind: Literal["layover", "shadow"]
+) -> np.ndarray:
+    """layover or shadow, 1 = distorted: where the backscatter layers have no data (in every
+    pass), by the kind any of those scenes shows. With one pass a pixel is in layover in all
+    its distorted scenes or in shadow in all; with two passes a slope can be in layover for
+    one and in shadow for the other, and is flagged as both (the Earth Engine rule)."""
+    nodata = np.logical_and.reduce([p.nodata for p in passes])
+    shown = np.logical_or.reduce([getattr(p, f"any_{kind}") for p in passes])
+    return nodata & shown

@@ -23,6 +23,7 @@ collection removes it too, so NDVI means the same in both sources.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from scipy.ndimage import distance_transform_edt
 
 from lsd.rasters import Grid
 from lsd.stac.config import StacConfig
-from lsd.stac.read import Target
+from lsd.stac.read import Target, grown_grid, whole
 
 SCL_NO_DATA = (0, 1)
 SCL_SHADOW = 3
@@ -106,8 +107,23 @@ def cast_shadows(clouds: np.ndarray, away_deg: float, steps: int, factor: int) -
     return fine[:h, :w]
 
 
-def keep_mask(scl: np.ndarray, sun_az: float | None, cfg: StacConfig) -> np.ndarray:
-    """True where a scene's pixel may enter the composite (SCL on the 20 m mask grid)."""
+@dataclass(frozen=True)
+class SceneMasks:
+    """A scene's masks on the mask grid, made once from its SCL.
+
+    `keep` is what the greenest-pixel composites may take: clear and away from snow (dNDVI
+    must not see snow melt as vegetation loss). `clear` is what CART's image may take: no
+    cloud, shadow or no data, but snow kept, since the paper trained CART on "an image with
+    minimal cloud cover" and its class 8 is glacier and snow. `snow` is SCL 11 as it is
+    (not grown): where CART's training points are class 8."""
+
+    keep: np.ndarray
+    clear: np.ndarray
+    snow: np.ndarray
+
+
+def scene_masks(scl: np.ndarray, sun_az: float | None, cfg: StacConfig) -> SceneMasks:
+    """The masks of a scene from its SCL on the 20 m mask grid (module docstring)."""
     finite = np.isfinite(scl)
     codes = np.where(finite, scl, 0).astype(np.int16)
     no_data = ~finite | np.isin(codes, SCL_NO_DATA)
@@ -119,8 +135,14 @@ def keep_mask(scl: np.ndarray, sun_az: float | None, cfg: StacConfig) -> np.ndar
         shadow |= cast_shadows(clouds, (sun_az + 180.0) % 360.0, cfg.shadow_search_px, factor)
     snow = codes == SCL_SNOW
     radius = cfg.snow_buffer_m / cfg.cloud_morph_scale_m
-    snow = _disk_grow(snow, radius) if cfg.snow_mode == "grow" else _disk_shrink(snow, radius)
-    return ~(no_data | clouds | shadow | snow)
+    grown = _disk_grow(snow, radius) if cfg.snow_mode == "grow" else _disk_shrink(snow, radius)
+    clear = ~(no_data | clouds | shadow)
+    return SceneMasks(keep=clear & ~grown, clear=clear, snow=snow)
+
+
+def keep_mask(scl: np.ndarray, sun_az: float | None, cfg: StacConfig) -> np.ndarray:
+    """True where a scene's pixel may enter the composite (SCL on the 20 m mask grid)."""
+    return scene_masks(scl, sun_az, cfg).keep
 
 
 @dataclass
@@ -164,6 +186,54 @@ class Greenest:
     def result(self) -> dict[str, np.ndarray]:
         ndvi = np.where(np.isfinite(self.ndvi), self.ndvi, np.nan).astype(np.float32)
         return {**self.bands, "NDVI": ndvi}
+
+
+# ----------------------------------------------------------------------------- CART's image
+# As the Earth Engine path (lsd.gee.s2.clearest_mosaic): the pre-event scenes ranked once per
+# event by the share of the CART region they show clear, at 100 m; per pixel the clearest scene
+# that shows it, `cart_s2_scenes` scenes at most; clouds and shadows masked, snow kept.
+CLEAR_SHARE_SCALE_M = 100.0
+
+
+def clear_share(clear: np.ndarray, masks: MaskGrid, region: Grid) -> float:
+    """Share of `region` a scene shows clear (covered, no cloud or shadow), 0 .. 1, sampled at
+    100 m as the Earth Engine path reduces it: the ranking needs no 10 m read."""
+    coarse = whole(grown_grid(region, 0.0, CLEAR_SHARE_SCALE_M))
+    return float(masks.lookup(coarse, clear).mean())
+
+
+def clearest(shares: Mapping[str, float], n: int) -> list[str]:
+    """The ids of the `n` scenes with the largest clear share, clearest first; scenes that show
+    none of the region are left out, ties keep the catalog's order."""
+    shown = [sid for sid, share in shares.items() if share > 0]
+    return sorted(shown, key=lambda sid: -shares[sid])[: max(0, n)]
+
+
+class GapFilled:
+    """CART's image, scene by scene: per pixel the first scene added that shows it clear, so
+    scenes added clearest first give the least-cloudy image with its gaps (clouds, granule
+    edges) filled from the next; a band 'snow' (1 on SCL 11 in the scene taken) says where
+    the image shows snow."""
+
+    def __init__(self, shape: tuple[int, int], bands: Sequence[str]) -> None:
+        self.bands = {b: np.full(shape, np.nan, dtype=np.float32) for b in bands}
+        self.snow = np.zeros(shape, dtype=bool)
+        self.filled = np.zeros(shape, dtype=bool)
+
+    def add(self, values: dict[str, np.ndarray], clear: np.ndarray, snow: np.ndarray) -> None:
+        seen = clear & np.isfinite(values["B4"]) & np.isfinite(values["B8"])
+        take = seen & ~self.filled
+        for band, arr in self.bands.items():
+            arr[take] = values[band][take]
+        self.snow[take] = snow[take]
+        self.filled |= take
+
+    def result(self) -> dict[str, np.ndarray]:
+        b4, b8 = self.bands["B4"], self.bands["B8"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ndvi = ((b8 - b4) / (b8 + b4)).astype(np.float32)
+        snow = np.where(self.filled, self.snow, np.nan).astype(np.float32)
+        return {**self.bands, "NDVI": ndvi, "snow": snow}
 
 
 def masking_method(cfg: StacConfig) -> str:

@@ -55,8 +55,10 @@ def needs(layers: Iterable[str]) -> dict[str, set[str]]:
         out["s1"].add("pre")
     if names & {"postVV", "postVH", "dVV", "dVH", "layover", "shadow", "liaDeg"}:
         out["s1"].add("post")
-    if backscatter:
-        out["s1"].add("post")  # the layover/shadow mask of the backscatter needs post scenes
+    if backscatter or names & {"layover", "shadow"}:
+        # the distortion area (the flags, and the mask of the backscatter) is where every
+        # scene of the pre or of the post window is distorted: it needs both windows
+        out["s1"] |= {"pre", "post"}
     if (
         names & {"elevation", "slope", "layover", "shadow", "liaDeg", LANDCOVER_LAYER}
         or backscatter

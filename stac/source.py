@@ -232,7 +232,7 @@ class StacSource:
             },
             "image_counts": found.counts(),
             "s1_passes": list(found.passes),
-            "items": layer_items(layers, found),
+            "items": layer_items(layers, found, list(job.cart_scenes)),
             "provenance": self.provenance(layers, found, job),
             "unavailable_layers": sorted(
                 n for n in AUX_LAYERS if n in layers and not configured(n, self.cfg)
@@ -281,8 +281,15 @@ class StacSource:
                 "incidence": f"linear across the footprint, {cfg.incidence_near_deg:g} deg (near) "
                 f"to {cfg.incidence_far_deg:g} deg (far)",
                 "distortions_masked": cfg.mask_distortions,
-                "layover_shadow": "any post-window scene distorted"
-                + ("; with two passes, where both are" if len(found.passes) > 1 else ""),
+                "distortion_masking": (
+                    "each scene's VV, VH masked on its own layover/shadow before the median; no "
+                    "data where every scene of a window is distorted"
+                    if cfg.mask_distortions
+                    else "none"
+                ),
+                "layover_shadow": "where every scene of the pre or the post window is "
+                "distorted, by the kind of distortion those scenes show"
+                + ("; with two passes, where both are distorted" if len(found.passes) > 1 else ""),
                 "lia": f"median over post-window scenes of {found.passes[0]}",
             }
         if found.dem:
@@ -301,6 +308,14 @@ class StacSource:
             )
             out["landcover"] = {
                 **(job.cart.record() if job.cart else {"classifier": None}),
+                "s2_image": (
+                    f"the pre-event Sentinel-2 scene that shows most of the AOI + "
+                    f"{cfg.cart_buffer_m:g} m clear (clouds and their shadows masked as for "
+                    f"dNDVI, snow not masked), its gaps filled from the next clearest "
+                    f"({cfg.cart_s2_scenes} scene(s) at most)"
+                ),
+                "s2_scenes_clear_share": job.cart_scenes,
+                "snow_points": "points on snow in that image (SCL 11) train class 8",
                 "training_source": training,
                 "holdout": cfg.cart_holdout,
                 "points_per_class": job.sample_counts,
@@ -311,8 +326,10 @@ class StacSource:
         return out
 
 
-def layer_items(layers: Sequence[str], found: EventScenes) -> dict[str, list[str]]:
-    """The STAC item ids each layer was made from."""
+def layer_items(
+    layers: Sequence[str], found: EventScenes, cart_scenes: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """The STAC item ids each layer was made from (landCover: the scenes of CART's image)."""
     s2_pre, s2_post = item_ids(found.s2.get("pre", [])), item_ids(found.s2.get("post", []))
 
     def s1(key: str) -> list[str]:
@@ -326,14 +343,14 @@ def layer_items(layers: Sequence[str], found: EventScenes) -> dict[str, list[str
         "postVH": s1("post") + dem,
         "dVV": s1("pre") + s1("post") + dem,
         "dVH": s1("pre") + s1("post") + dem,
-        "layover": s1("post") + dem,
-        "shadow": s1("post") + dem,
+        "layover": s1("pre") + s1("post") + dem,
+        "shadow": s1("pre") + s1("post") + dem,
         "liaDeg": s1("post") + dem,
         "elevation": dem,
         "slope": dem,
         "kgClimate": [],
         "canopyHeight": [],
-        "landCover": s2_pre + s1("pre") + dem + item_ids(found.worldcover),
+        "landCover": list(cart_scenes) + s1("pre") + dem + item_ids(found.worldcover),
         "dNDVI": s2_pre + s2_post,
         "preNDVI": s2_pre,
         "postNDVI": s2_post,
@@ -367,14 +384,25 @@ def conventions(layers: Sequence[str], choice: CatalogChoice, cfg: StacConfig) -
         out["distortion_flags"] = {
             "value": "1=distorted",
             "how": "recorded",
-            "evidence": "lsd.stac.radar: 1 where a post-window scene is in layover or shadow",
+            "evidence": "lsd.stac.radar: 1 where every scene of the pre or the post window is "
+            "in layover or shadow (where VV/VH are no data), by the kind those scenes show",
+        }
+    if names & {"preVV", "postVV", "dVV", "preVH", "postVH", "dVH"}:
+        out["distortion_masking"] = {
+            "value": "per_scene" if cfg.mask_distortions else "none",
+            "how": "recorded",
+            "evidence": "each scene's VV/VH masked on its own layover/shadow before the median "
+            "(no data where every scene of a window is distorted)"
+            if cfg.mask_distortions
+            else "nothing masked: VV/VH keep their values in layover and shadow",
         }
     if names & {"dNDVI", "preNDVI", "postNDVI", "landCover"}:
         verb = "grown" if cfg.snow_mode == "grow" else "eroded"
         out["snow_mask"] = {
             "value": f"SCL 11 {verb} {cfg.snow_buffer_m:g} m",
             "how": "recorded",
-            "evidence": s2.masking_method(cfg),
+            "evidence": s2.masking_method(cfg)
+            + "; before the greenest-pixel composites; landCover's image is not snow-masked",
         }
     if names & {"elevation", "slope", "layover", "shadow", "liaDeg", "landCover"}:
         dem = choice.for_product("dem")
@@ -387,6 +415,8 @@ def conventions(layers: Sequence[str], choice: CatalogChoice, cfg: StacConfig) -
         out["land_cover"] = {
             "value": "CART (scikit-learn) on ESA WorldCover v200 points",
             "how": "recorded",
-            "evidence": "lsd.stac.landcover",
+            "evidence": "lsd.stac.landcover; features from the least-cloudy pre-event Sentinel-2 "
+            f"image ({cfg.cart_s2_scenes} scene(s), clouds masked, snow kept), elevation, "
+            "pre-event VV/VH; points on snow are class 8",
         }
     return out

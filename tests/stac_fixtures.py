@@ -11,6 +11,12 @@ The world: an 8 x 8 km square in UTM 32N around (9.0 E, 45.0 N), stripes of land
 wide, a plane rising east (slope atan 0.2) under event ev-a and a north-south ridge with 60
 degree faces under event ev-b, a fresh scar in ev-a after the event, a cloud in the far
 corner of one pre-event scene and a snow patch beside ev-b in one post-event scene.
+
+`make_world(folder, url, ALPINE)` writes a variant (the `alpine` event): a ridge whose 38
+degree east face is in layover only for a scene that sees it from near range and whose 52
+degree west face is in shadow only for scenes that see it from far range, so two post-event
+scenes disagree on the flags; and snow (SCL 11, snow's reflectance) in the pre-event scene
+that is the clearest, the other pre-event scene clouded over part of the land-cover region.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +114,27 @@ RTC_SCENES = (
 RTC_CONSTANT_VV = 0.05  # the scene in another zone and at 20 m: constant, so any warp gives it
 HEADING_DESCENDING = 192.0  # the generator's footprint only; lsd computes its own
 KG_CODE = 13  # Csb
+# the variant world of the `alpine` event (module docstring)
+ALPINE_CENTRE = (501_500.0, 4_984_000.0)
+ALPINE_EAST_DEG, ALPINE_WEST_DEG = 38.0, 52.0  # faces of its ridge at RIDGE_X
+PRE_SNOW = (501_100.0, 4_984_100.0, 501_400.0, 4_984_400.0)  # SCL 11 in pre1, the clearest
+ALPINE_CLOUD = (501_600.0, 4_983_200.0, 502_000.0, 4_983_400.0)  # SCL 9 in pre2
+SNOW_REFLECTANCE = (0.85, 0.85, 0.84, 0.75, 0.10, 0.08)
+# the footprint moved across track (m, towards far range): the alpine world 15 km from the
+# near edge (incidence about 30 deg) or from the far edge (about 45 deg)
+NEAR_RANGE_M, FAR_RANGE_M = 110_000.0, -110_000.0
+ALPINE_RTC = (
+    (RTC_SCENES[0][0], RTC_SCENES[0][1], "descending", 1.0, None),  # pre, far range
+    (RTC_SCENES[1][0], RTC_SCENES[1][1], "descending", 1.2, None),  # pre, far range
+    (RTC_SCENES[3][0], RTC_SCENES[3][1], "descending", 0.5, None),  # post, near range
+    (RTC_SCENES[4][0], RTC_SCENES[4][1], "descending", 2.0, None),  # post, far range
+)
+ALPINE_SHIFT = {
+    ALPINE_RTC[0][0]: FAR_RANGE_M,
+    ALPINE_RTC[1][0]: FAR_RANGE_M,
+    ALPINE_RTC[2][0]: NEAR_RANGE_M,
+    ALPINE_RTC[3][0]: FAR_RANGE_M,
+}
 
 
 def to_lonlat(x: Any, y: Any) -> tuple[Any, Any]:
@@ -127,17 +155,25 @@ def ripple(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return 1.0 + 0.05 * np.sin(x / 37.0) * np.cos(y / 53.0)
 
 
-def reflectance(x: np.ndarray, y: np.ndarray, band: int, scene: int) -> np.ndarray:
-    """Reflectance of band index 0..5 (B2 ... B12) at UTM (x, y) in scene 0..3."""
+def inside(x: np.ndarray, y: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    return (x >= box[0]) & (x < box[2]) & (y >= box[1]) & (y < box[3])
+
+
+def reflectance(
+    x: np.ndarray, y: np.ndarray, band: int, scene: int, snow: tuple | None = None
+) -> np.ndarray:
+    """Reflectance of band index 0..5 (B2 ... B12) at UTM (x, y) in scene 0..3; snow's in the
+    `snow` box of scene 0."""
     cls = land_class(x)
     table = np.array([REFLECTANCE[c][band] for c in STRIPES])
     values = table[np.clip(((x - X0) // 1000).astype(int), 0, len(STRIPES) - 1)] * ripple(x, y)
     if scene >= 2:  # after the event: the scar is bare ground
-        inside = (x >= SCAR[0]) & (x < SCAR[2]) & (y >= SCAR[1]) & (y < SCAR[3])
-        values = np.where(inside, BARE[band] * ripple(x, y), values)
+        values = np.where(inside(x, y, SCAR), BARE[band] * ripple(x, y), values)
     if band == 3:  # B8: the scene's greenness factor
         west, east = S2_SCENES[scene][3], S2_SCENES[scene][4]
         values = values * np.where(x < 500_000.0, west, east)
+    if snow is not None and scene == 0:
+        values = np.where(inside(x, y, snow), SNOW_REFLECTANCE[band] * ripple(x, y), values)
     del cls
     return values
 
@@ -145,6 +181,15 @@ def reflectance(x: np.ndarray, y: np.ndarray, band: int, scene: int) -> np.ndarr
 def elevation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     plane = 500.0 + PLANE_GRADIENT * (x - X0)
     ridge = 2000.0 - RIDGE_TAN * np.abs(x - RIDGE_X)
+    return np.where(x < 500_000.0, plane, ridge) + 0.0 * y
+
+
+def alpine_elevation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The plane in the west, in the east a ridge with a 38 deg east and a 52 deg west face."""
+    plane = 500.0 + PLANE_GRADIENT * (x - X0)
+    d = x - RIDGE_X
+    east, west = math.tan(math.radians(ALPINE_EAST_DEG)), math.tan(math.radians(ALPINE_WEST_DEG))
+    ridge = 2000.0 - np.where(d > 0, east * d, -west * d)
     return np.where(x < 500_000.0, plane, ridge) + 0.0 * y
 
 
@@ -250,6 +295,26 @@ SAT = "https://stac-extensions.github.io/sat/v1.0.0/schema.json"
 SAR = "https://stac-extensions.github.io/sar/v1.0.0/schema.json"
 
 
+@dataclass(frozen=True)
+class Variant:
+    """What a world may differ in; the defaults are the shared world of the module."""
+
+    cloud: tuple[float, float, float, float] = CLOUD  # SCL 9 in pre2
+    pre_snow: tuple[float, float, float, float] | None = None  # SCL 11 and snow in pre1
+    terrain: Callable[[np.ndarray, np.ndarray], np.ndarray] = elevation
+    rtc: tuple = RTC_SCENES
+    shift_m: dict[str, float] = field(default_factory=dict)  # footprint across track, by id
+
+
+ALPINE = Variant(
+    cloud=ALPINE_CLOUD,
+    pre_snow=PRE_SNOW,
+    terrain=alpine_elevation,
+    rtc=ALPINE_RTC,
+    shift_m=ALPINE_SHIFT,
+)
+
+
 @dataclass
 class World:
     files: Path
@@ -274,8 +339,10 @@ def _collection(cid: str, title: str) -> dict[str, Any]:
     }
 
 
-def make_world(folder: Path, base_url: str) -> World:
-    """Write every COG under folder/files and return the items (hrefs under base_url/files)."""
+def make_world(folder: Path, base_url: str, variant: Variant | None = None) -> World:
+    """Write every COG under folder/files and return the items (hrefs under base_url/files);
+    the shared world, or a variant of it."""
+    variant = variant or Variant()
     files = folder / "files"
     href = lambda rel: f"{base_url}/files/{rel}"  # noqa: E731
     world_geom = _poly(X0, Y1 - SIDE, X0 + SIDE, Y1)
@@ -291,7 +358,7 @@ def make_world(folder: Path, base_url: str) -> World:
             x, y = _centres(transform, n, n)
             bands = [b for b in S2_BANDS if (b in ("B02", "B03", "B04", "B08")) == (res == 10.0)]
             for band in bands:
-                refl = reflectance(x, y, S2_BANDS.index(band), scene)
+                refl = reflectance(x, y, S2_BANDS.index(band), scene, variant.pre_snow)
                 dn = np.clip(np.round(refl * 10_000) + offset, 1, 65535).astype("uint16")
                 rel = f"s2/{sid}/{band}.tif"
                 write_cog(files / rel, dn, f"EPSG:{EPSG}", transform, 0)
@@ -299,10 +366,10 @@ def make_world(folder: Path, base_url: str) -> World:
             if res == 20.0:
                 scl = np.full((n, n), 4, dtype="uint8")
                 scl[land_class(x) == 80] = 6
-                box = CLOUD if scene == 1 else SNOW if scene == 3 else None
+                boxes = {1: (variant.cloud, 9), 3: (SNOW, 11), 0: (variant.pre_snow, 11)}
+                box, code = boxes.get(scene, (None, 0))
                 if box:
-                    inside = (x >= box[0]) & (x < box[2]) & (y >= box[1]) & (y < box[3])
-                    scl[inside] = 9 if scene == 1 else 11
+                    scl[inside(x, y, box)] = code
                 rel = f"s2/{sid}/SCL.tif"
                 write_cog(files / rel, scl, f"EPSG:{EPSG}", transform, 0)
                 assets["SCL"] = _asset(href(rel), "SCL", scl.shape, transform, "uint8", 0, res)
@@ -353,11 +420,11 @@ def make_world(folder: Path, base_url: str) -> World:
     )
     # ---- Sentinel-1 RTC
     cx, cy = X0 + SIDE / 2, Y1 - SIDE / 2
-    for sid, when, state, factor, crs in RTC_SCENES:
+    for sid, when, state, factor, crs in variant.rtc:
         heading = (
             HEADING_DESCENDING if state == "descending" else (HEADING_DESCENDING + 156.0) % 360
         )
-        footprint = _frame(cx, cy, heading)
+        footprint = _frame(cx, cy, heading, variant.shift_m.get(sid, 0.0))
         assets = {}
         for pol, scale in (("vv", 1.0), ("vh", 0.2)):
             if crs is None:
@@ -405,7 +472,7 @@ def make_world(folder: Path, base_url: str) -> World:
         (
             "Copernicus_DSM_COG_10_N44_00_E008_00_DEM",
             1 / 3600,
-            elevation,
+            variant.terrain,
             "float32",
             -32767.0,
             "cop-dem-glo-30",
@@ -462,13 +529,15 @@ def make_world(folder: Path, base_url: str) -> World:
     return World(files, pc, es, collections)
 
 
-def _frame(cx: float, cy: float, heading: float) -> dict[str, Any]:
-    """An IW slice footprint (250 km across, 170 km along track) centred on (cx, cy)."""
+def _frame(cx: float, cy: float, heading: float, shift_m: float = 0.0) -> dict[str, Any]:
+    """An IW slice footprint (250 km across, 170 km along track) centred on (cx, cy) moved
+    `shift_m` across track towards far range (the right of the heading)."""
     h = math.radians(heading)
     along = np.array([math.sin(h), math.cos(h)])
     across = np.array([math.cos(h), -math.sin(h)])
+    centre = np.array([cx, cy]) + shift_m * across
     corners = [
-        np.array([cx, cy]) + a * 85_000 * along + b * 125_000 * across
+        centre + a * 85_000 * along + b * 125_000 * across
         for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1))
     ]
     xs, ys = to_lonlat([c[0] for c in corners], [c[1] for c in corners])

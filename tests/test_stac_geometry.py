@@ -92,3 +92,31 @@ def test_without_the_stac_extra_the_source_says_what_to_install(monkeypatch) -> 
     )
     with pytest.raises(UserError, match=r"needs pystac_client: pip install 'lsd\[stac\]'"):
         StacSource([])
+
+
+def test_cart_image_is_the_clearest_scene_with_its_gaps_filled() -> None:
+    assert s2.clearest({"a": 0.5, "b": 0.9, "c": 0.0, "d": 0.9}, 3) == ["b", "d", "a"]
+    assert s2.clearest({"a": 0.5, "b": 0.9}, 1) == ["b"]  # cart_s2_scenes = 1: the image alone
+    image = s2.GapFilled((1, 3), s2.COMPOSITE_BANDS)
+    bands = lambda v: {b: np.full((1, 3), v, np.float32) for b in s2.COMPOSITE_BANDS}  # noqa: E731
+    clearest = np.array([[True, False, True]])  # a cloud over the middle pixel
+    image.add(bands(0.8), clearest, np.array([[True, False, False]]))  # snow on the first
+    image.add(bands(0.2), np.ones((1, 3), bool), np.zeros((1, 3), bool))
+    out = image.result()
+    assert np.allclose(out["B2"], [[0.8, 0.2, 0.8]]) and out["snow"].tolist() == [[1, 0, 0]]
+
+
+def test_flags_are_where_every_scene_of_a_window_is_distorted() -> None:
+    f, t = np.array([False]), np.array([True])
+    lia = np.array([40.0], np.float32)
+    # pre: one scene in layover, one not; post: both in shadow
+    geo = radar.pass_geometry({"pre": [(t, f, lia), (f, f, lia)], "post": [(f, t, lia)] * 2})
+    assert geo.nodata.tolist() == [True]  # every post scene distorted
+    assert [a.tolist() for a in geo.scene_distorted["pre"]] == [[True], [False]]
+    assert radar.distortion_flag([geo], "shadow").tolist() == [True]
+    assert radar.distortion_flag([geo], "layover").tolist() == [True]  # a pre scene showed it
+    seen = radar.pass_geometry(
+        {"pre": [(t, f, lia), (f, f, lia)], "post": [(f, t, lia), (f, f, lia)]}
+    )
+    assert seen.nodata.tolist() == [False]  # some scene of each window sees the pixel
+    assert radar.distortion_flag([geo, seen], "shadow").tolist() == [False]  # two passes: both

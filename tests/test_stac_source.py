@@ -334,6 +334,93 @@ def test_train_ensemble_and_predict_an_area_from_stac(world, tmp_path) -> None:
     assert prob.shape == (80, 80) and np.isfinite(prob).all()
 
 
+# ----------------------------------------------------------------------------- the alpine world
+
+
+@pytest.fixture(scope="module")
+def alpine(tmp_path_factory):
+    """The variant world (tests/stac_fixtures.py, ALPINE) on its own server, its one event
+    fetched with the paper's layers; the stack, its transform and event.json."""
+    tmp = tmp_path_factory.mktemp("alpine")
+    with srv.running(tmp / "files") as server:
+        w = fx.make_world(tmp, server.url, fx.ALPINE)
+        url = server.add(srv.Catalog("/api/stac/v1", w.collections, w.pc_items, "pgstac"))
+        lon, lat = fx.to_lonlat(*fx.ALPINE_CENTRE)
+        csv = tmp / "alpine.csv"
+        csv.write_text(f"id,date,lon,lat\nalpine,{fx.EVENT_DATE},{lon:.8f},{lat:.8f}\n")
+        settings = fx.settings(tmp, server.url + "/files/aux/kg.tif", tmp / "cache")
+        data = tmp / "data"
+        args = [
+            "fetch", "--source", "stac", "--catalog", url, "--aoi-km2", "1", "--event", str(csv),
+            "--out", str(data), "--fetch-config", str(settings),
+        ]  # fmt: skip
+        _ok(CliRunner().invoke(main, args))
+    with rasterio.open(data / "alpine" / "stack.tif") as src:
+        stack = {n: src.read(i + 1) for i, n in enumerate(src.descriptions)}
+        transform = src.transform
+    rec = json.loads((data / "alpine" / "event.json").read_text())
+    return {"stack": stack, "transform": transform, "record": rec}
+
+
+def _box(transform, box, margin=30.0):
+    """Row and column slices of the pixels inside a box (x0, y0, x1, y1), `margin` m in."""
+    c0, c1 = _col_of(transform, box[0] + margin), _col_of(transform, box[2] - margin)
+    r0 = int((transform.f - (box[3] - margin)) // -transform.e)
+    r1 = int((transform.f - (box[1] + margin)) // -transform.e)
+    return slice(r0, r1), slice(c0, c1)
+
+
+def test_snow_in_the_clearest_pre_event_scene_is_land_cover_class_8(alpine) -> None:
+    stack, t, rec = alpine["stack"], alpine["transform"], alpine["record"]
+    cart = rec["source"]["provenance"]["landcover"]
+    snow = stack["landCover"][_box(t, fx.PRE_SNOW)]
+    assert snow.size > 50 and (snow == 8).mean() > 0.9
+    rows, cols = _box(t, fx.PRE_SNOW)
+    assert (stack["landCover"][rows, cols.stop + 30 :] != 8).mean() > 0.9  # not beside it
+    assert cart["points_per_class"].get("8", 0) > 0  # points on the image's snow: class 8
+    # the image is pre1, which shows the whole land-cover region; pre2 has a cloud and its
+    # shadow in it
+    shares = cart["s2_scenes_clear_share"]
+    assert list(shares)[0] == fx.S2_SCENES[0][0] and shares[fx.S2_SCENES[0][0]] == 1.0
+    assert shares[fx.S2_SCENES[1][0]] < 1.0
+    assert rec["source"]["items"]["landCover"][:2] == [fx.S2_SCENES[0][0], fx.S2_SCENES[1][0]]
+
+
+def test_each_scene_is_masked_on_its_own_distortions(alpine) -> None:
+    stack, t = alpine["stack"], alpine["transform"]
+    # the east face (38 deg, towards the descending sensor) is in layover only in the
+    # near-range post scene: masked there alone, the post composite is the far-range scene's
+    east = slice(_col_of(t, 501_600.0), _col_of(t, 501_900.0))
+    assert (stack["layover"][:, east] == 0).all() and (stack["shadow"][:, east] == 0).all()
+    x, y = _centre(t, 20, east.start + 5)
+    base = fx.rtc_base(np.array(x), np.array(y))
+    post = 10 * math.log10(2.0 * base)  # the far-range post scene alone, not the median of both
+    pre = 10 * math.log10(1.1 * base)  # median of the two pre scenes (1.0, 1.2), none distorted
+    assert stack["postVV"][20, east.start + 5] == pytest.approx(post, abs=1e-3)
+    assert stack["preVV"][20, east.start + 5] == pytest.approx(pre, abs=1e-3)
+    assert stack["dVV"][20, east.start + 5] == pytest.approx(post - pre, abs=1e-3)
+    assert stack["postVH"][20, east.start + 5] == pytest.approx(post + 10 * math.log10(0.2), 1e-3)
+    # the west face (52 deg) is in shadow in every far-range scene: every pre-window scene is
+    # distorted, so that is no data in all six layers (though the near-range post scene sees
+    # it) and shadow = 1 there: the flags are the no-data area, as in the Earth Engine path
+    west = slice(_col_of(t, 501_100.0), _col_of(t, 501_400.0))
+    assert (stack["shadow"][:, west] == 1).all() and (stack["layover"][:, west] == 0).all()
+    for name in ("preVV", "postVV", "dVV", "preVH", "postVH", "dVH"):
+        assert np.isnan(stack[name][:, west]).all(), name
+        assert np.isfinite(stack[name][:, east]).all(), name
+
+
+def test_distortion_masking_is_recorded_per_scene(world, alpine) -> None:
+    for rec in (
+        json.loads((world["data"] / "ev-a" / "event.json").read_text()),
+        alpine["record"],
+    ):
+        assert rec["conventions"]["distortion_masking"]["value"] == "per_scene"
+        assert rec["conventions"]["distortion_masking"]["how"] == "recorded"
+    s1 = alpine["record"]["source"]["provenance"]["s1"]
+    assert s1["distortion_masking"].startswith("each scene's VV, VH masked on its own")
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from lsd.errors import OutputNotWritable
+from lsd.files import create_json
 
 CLAIM_FILE = "claim.json"
 CLAIM_HEARTBEAT_S = 30.0
 CLAIM_STALE_S = 300.0  # ten missed heartbeats; machines' clocks must agree far better than this
 LOCK_STALE_S = 60.0  # the leaderboard lock is held for milliseconds
+EMPTY_STALE_S = 5.0  # a lock is written in microseconds; still empty after this, its writer died
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def _read_lock(path: Path) -> tuple[dict[str, Any], float] | None:
 def _is_stale(rec: dict[str, Any], age: float, stale_s: float) -> bool:
     if age > stale_s:
         return True
+    if not rec and age > EMPTY_STALE_S:  # left empty by a writer killed mid-write (no hard links)
+        return True
     if rec.get("host") != socket.gethostname() or not isinstance(rec.get("pid"), int):
         return False
     if rec["pid"] == os.getpid():  # this process: stale unless one of its grid calls is live
@@ -101,14 +105,10 @@ def _is_stale(rec: dict[str, Any], age: float, stale_s: float) -> bool:
 
 
 def _create(path: Path, rec: dict[str, Any]) -> bool:
-    """Create `path` holding `rec` if it does not exist; atomic across processes and hosts."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(rec))
-    return True
+    """Create `path` holding `rec` if it does not exist; atomic across processes and hosts, and
+    whole: the record is written beside it and linked in (lsd.files.create_json), so a driver
+    killed while claiming leaves no empty claim that others would wait out for minutes."""
+    return create_json(path, rec)
 
 
 def _owner_record(owner: ClaimOwner) -> dict[str, Any]:

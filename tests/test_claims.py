@@ -73,6 +73,34 @@ def test_claim_of_a_dead_process_on_this_host_is_taken_at_once(tmp_path: Path):
     assert take_claim(other, me)
 
 
+def test_a_driver_killed_while_claiming_leaves_no_claim_to_wait_out(tmp_path: Path):
+    """SIGKILL as a driver claims its next run (test_faults sends it on 'grid: 1/2'): the record
+    is linked in whole, so a rerun never meets an empty claim.json; one left empty by a writer
+    without hard links is stale after seconds, not the five minutes of a silent driver."""
+    killed = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal, sys, lsd.files as f\n"
+         "real = f._json_text\n"
+         "def die(obj):\n"
+         "    os.kill(os.getpid(), signal.SIGKILL)\n"
+         "f._json_text = die\n"
+         "from lsd.claims import ClaimOwner, take_claim\n"
+         f"take_claim({str(tmp_path / 'r')!r}, ClaimOwner.here())\n"],
+        check=False,
+    )  # fmt: skip
+    assert killed.returncode == -9
+    assert not (tmp_path / "r" / CLAIM_FILE).exists()  # nothing half-made under the name
+    me = ClaimOwner.here()
+    assert take_claim(tmp_path / "r", me)
+    empty = tmp_path / "e" / CLAIM_FILE
+    empty.parent.mkdir()
+    empty.write_text("")
+    assert not take_claim(empty.parent, me)  # a writer may be between open and write
+    t = time.time() - 6
+    os.utime(empty, (t, t))
+    assert take_claim(empty.parent, me)
+
+
 def test_heartbeat_keeps_a_claim_fresh_and_notices_a_takeover(tmp_path: Path):
     me = ClaimOwner.here()
     run = tmp_path / "r"

@@ -80,7 +80,6 @@ def test_a_driver_killed_while_claiming_leaves_no_claim_to_wait_out(tmp_path: Pa
     killed = subprocess.run(
         [sys.executable, "-c",
          "import os, signal, sys, lsd.files as f\n"
-         "real = f._json_text\n"
          "def die(obj):\n"
          "    os.kill(os.getpid(), signal.SIGKILL)\n"
          "f._json_text = die\n"

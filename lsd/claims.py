@@ -1,8 +1,9 @@
 """Run claims: how several drivers share one RUNS folder (lsd.runs) without training a run twice.
 
 Drivers are grid calls, on one machine or on many that share the folder. A driver trains a run
-only while it holds the run's claim: claim.json, created atomically (O_CREAT | O_EXCL, which shared
-file systems honour), naming the host, process and a random token of the driver, and touched
+only while it holds the run's claim: claim.json, created whole and exclusively (written beside it,
+then hard-linked under its name, or O_CREAT | O_EXCL where there are no hard links; shared file
+systems honour both), naming the host, process and a random token of the driver, and touched
 every CLAIM_HEARTBEAT_S seconds. A claim whose file has not been touched for CLAIM_STALE_S
 seconds, or whose process is gone (same host), is stale and may be taken over; takeovers are
 serialised by a second exclusive file, so two drivers never both break the same stale claim.

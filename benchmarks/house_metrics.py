@@ -37,6 +37,9 @@ EXTRAS = (
     "tensorboard", "pytorch_lightning", "lightning", "omegaconf", "tifffile", "geemap",
 )  # fmt: skip
 REASONS = ("torch", "ee", "extra", "cli", "reimport", "cycle", "habit")
+# standard-library modules slow enough to keep out of `lsd --help` (bench_cli_startup: importing
+# importlib.metadata costs about 20 ms of email and zipfile parsers, a third of the CLI's import)
+SLOW_STDLIB = ("importlib.metadata",)
 STDLIB = sys.stdlib_module_names
 
 
@@ -150,7 +153,9 @@ def measure(root: Path) -> dict:
         for why, group in (("torch", TORCH), ("ee", EE), ("extra", EXTRAS)):
             if libs & set(group) - own:
                 return why
-        if mod in cli and libs - {m.split(".")[0] for m in cli} - set(STDLIB):
+        if mod in cli and (
+            libs - {m.split(".")[0] for m in cli} - set(STDLIB) or name in SLOW_STDLIB
+        ):
             return "cli"
         tops = top[mod]
         if name in tops or any(name.startswith(t + ".") or t.startswith(name + ".") for t in tops):

@@ -17,7 +17,6 @@ importing it: the check costs milliseconds and never loads torch.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import re
 from collections.abc import Iterable, Mapping
 
@@ -41,6 +40,8 @@ def canonical(name: str) -> str:
 def declared() -> tuple[tuple[str, str | None, bool], ...]:
     """(canonical name, `>=` floor or None, whether only an extra needs it) for each requirement
     of lsd; empty where lsd runs without installed metadata (nothing to compare with)."""
+
+    import importlib.metadata  # 20 ms of email and zipfile parsers that `lsd --help` never needs
 
     from packaging.requirements import InvalidRequirement, Requirement
 
@@ -73,6 +74,7 @@ def core_names() -> tuple[str, ...]:
 
 @functools.cache  # what is installed does not change under a running process
 def installed_version(name: str) -> str | None:
+    import importlib.metadata
 
     try:
         return importlib.metadata.version(name)

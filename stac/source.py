@@ -259,71 +259,83 @@ class StacSource:
         )
 
     def provenance(self, layers: Sequence[str], found: EventScenes, job: Any) -> dict[str, Any]:
-        cfg, names = self.cfg, set(layers)
+        names = set(layers)
         out: dict[str, Any] = {"layers": list(layers)}
         if found.s2:
-            out["s2"] = {
-                "collection": self.choice.for_product("s2").collections["s2"],
-                "level": "L2A",
-                "masking": s2.masking_method(cfg),
-                "composite": "greenest pixel: every band from the scene with the highest NDVI",
-                "reflectance": "(DN + offset) / 10000; offset -1000 for processing baseline "
-                "04.00 and later unless the catalog already applied it",
-                "offsets": {i.id: s2.dn_offset(i) for w in found.s2.values() for i in w},
-            }
+            out["s2"] = self._s2_record(found)
         if found.passes:
-            out["s1"] = {
-                "collection": self.choice.for_product("s1").collections["s1"],
-                "passes": list(found.passes),
-                "flattening": RTC_EVIDENCE,
-                "composite": "median of linear gamma0 per window, then 10 log10",
-                "towards_sensor_deg": {p: round(v, 3) for p, v in job.look.items()},
-                "incidence": f"linear across the footprint, {cfg.incidence_near_deg:g} deg (near) "
-                f"to {cfg.incidence_far_deg:g} deg (far)",
-                "distortions_masked": cfg.mask_distortions,
-                "distortion_masking": (
-                    "each scene's VV, VH masked on its own layover/shadow before the median; no "
-                    "data where every scene of a window is distorted"
-                    if cfg.mask_distortions
-                    else "none"
-                ),
-                "layover_shadow": "where every scene of the pre or the post window is "
-                "distorted, by the kind of distortion those scenes show"
-                + ("; with two passes, where both are distorted" if len(found.passes) > 1 else ""),
-                "lia": f"median over post-window scenes of {found.passes[0]}",
-            }
+            out["s1"] = self._s1_record(found, job)
         if found.dem:
             out["dem"] = {
                 "collection": self.choice.for_product("dem").collections["dem"],
-                "resample": cfg.dem_resample,
+                "resample": self.cfg.dem_resample,
                 "slope": "4-neighbour central differences",
             }
         if LANDCOVER_LAYER in names:
-            training = (
-                f"points file {job.spec.landcover_points}"
-                if job.spec.landcover_points is not None
-                else f"{self.choice.for_product('worldcover').collections['worldcover']} remapped, "
-                f"stratified sample of up to {cfg.cart_points_per_class} per class within "
-                f"{cfg.cart_buffer_m:g} m of the AOI"
-            )
-            out["landcover"] = {
-                **(job.cart.record() if job.cart else {"classifier": None}),
-                "s2_image": (
-                    f"the pre-event Sentinel-2 scene that shows most of the AOI + "
-                    f"{cfg.cart_buffer_m:g} m clear (clouds and their shadows masked as for "
-                    f"dNDVI, snow not masked), its gaps filled from the next clearest "
-                    f"({cfg.cart_s2_scenes} scene(s) at most)"
-                ),
-                "s2_scenes_clear_share": job.cart_scenes,
-                "snow_points": "points on snow in that image (SCL 11) train class 8",
-                "training_source": training,
-                "holdout": cfg.cart_holdout,
-                "points_per_class": job.sample_counts,
-            }
+            out["landcover"] = self._landcover_record(job)
         for layer in AUX_LAYERS:
             if layer in names:
-                out[layer] = configured(layer, cfg)
+                out[layer] = configured(layer, self.cfg)
         return out
+
+    def _s2_record(self, found: EventScenes) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "collection": self.choice.for_product("s2").collections["s2"],
+            "level": "L2A",
+            "masking": s2.masking_method(cfg),
+            "composite": "greenest pixel: every band from the scene with the highest NDVI",
+            "reflectance": "(DN + offset) / 10000; offset -1000 for processing baseline "
+            "04.00 and later unless the catalog already applied it",
+            "offsets": {i.id: s2.dn_offset(i) for w in found.s2.values() for i in w},
+        }
+
+    def _s1_record(self, found: EventScenes, job: Any) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "collection": self.choice.for_product("s1").collections["s1"],
+            "passes": list(found.passes),
+            "flattening": RTC_EVIDENCE,
+            "composite": "median of linear gamma0 per window, then 10 log10",
+            "towards_sensor_deg": {p: round(v, 3) for p, v in job.look.items()},
+            "incidence": f"linear across the footprint, {cfg.incidence_near_deg:g} deg (near) "
+            f"to {cfg.incidence_far_deg:g} deg (far)",
+            "distortions_masked": cfg.mask_distortions,
+            "distortion_masking": (
+                "each scene's VV, VH masked on its own layover/shadow before the median; no "
+                "data where every scene of a window is distorted"
+                if cfg.mask_distortions
+                else "none"
+            ),
+            "layover_shadow": "where every scene of the pre or the post window is "
+            "distorted, by the kind of distortion those scenes show"
+            + ("; with two passes, where both are distorted" if len(found.passes) > 1 else ""),
+            "lia": f"median over post-window scenes of {found.passes[0]}",
+        }
+
+    def _landcover_record(self, job: Any) -> dict[str, Any]:
+        cfg = self.cfg
+        training = (
+            f"points file {job.spec.landcover_points}"
+            if job.spec.landcover_points is not None
+            else f"{self.choice.for_product('worldcover').collections['worldcover']} remapped, "
+            f"stratified sample of up to {cfg.cart_points_per_class} per class within "
+            f"{cfg.cart_buffer_m:g} m of the AOI"
+        )
+        return {
+            **(job.cart.record() if job.cart else {"classifier": None}),
+            "s2_image": (
+                f"the pre-event Sentinel-2 scene that shows most of the AOI + "
+                f"{cfg.cart_buffer_m:g} m clear (clouds and their shadows masked as for "
+                f"dNDVI, snow not masked), its gaps filled from the next clearest "
+                f"({cfg.cart_s2_scenes} scene(s) at most)"
+            ),
+            "s2_scenes_clear_share": job.cart_scenes,
+            "snow_points": "points on snow in that image (SCL 11) train class 8",
+            "training_source": training,
+            "holdout": cfg.cart_holdout,
+            "points_per_class": job.sample_counts,
+        }
 
 
 def layer_items(
@@ -372,6 +384,36 @@ def conventions(layers: Sequence[str], choice: CatalogChoice, cfg: StacConfig) -
             ),
         },
     }
+    out.update(_radar_conventions(names, cfg))
+    if names & {"dNDVI", "preNDVI", "postNDVI", "landCover"}:
+        verb = "grown" if cfg.snow_mode == "grow" else "eroded"
+        out["snow_mask"] = {
+            "value": f"SCL 11 {verb} {cfg.snow_buffer_m:g} m",
+            "how": "recorded",
+            "evidence": s2.masking_method(cfg)
+            + "; before the greenest-pixel composites; landCover's image is not snow-masked",
+        }
+    if names & {"elevation", "slope", "layover", "shadow", "liaDeg", "landCover"}:
+        dem = choice.for_product("dem")
+        out["dem"] = {
+            "value": f"{dem.collections['dem']} ({dem.name})",
+            "how": "recorded",
+            "evidence": f"Copernicus GLO-30 resampled {cfg.dem_resample} to the 10 m grid",
+        }
+    if "landCover" in names:
+        out["land_cover"] = {
+            "value": "CART (scikit-learn) on ESA WorldCover v200 points",
+            "how": "recorded",
+            "evidence": "lsd.stac.landcover; features from the least-cloudy pre-event Sentinel-2 "
+            f"image ({cfg.cart_s2_scenes} scene(s), clouds masked, snow kept), elevation, "
+            "pre-event VV/VH; points on snow are class 8",
+        }
+    return out
+
+
+def _radar_conventions(names: set[str], cfg: StacConfig) -> dict[str, Any]:
+    """The radar part of `conventions`: what RTC backscatter and lsd's own flags mean."""
+    out: dict[str, Any] = {}
     radar_layers = names & {"preVV", "postVV", "dVV", "preVH", "postVH", "dVH", "landCover"}
     if radar_layers:
         out["flattening"] = {"value": "rtc-gamma0", "how": "recorded", "evidence": RTC_EVIDENCE}
@@ -395,28 +437,5 @@ def conventions(layers: Sequence[str], choice: CatalogChoice, cfg: StacConfig) -
             "(no data where every scene of a window is distorted)"
             if cfg.mask_distortions
             else "nothing masked: VV/VH keep their values in layover and shadow",
-        }
-    if names & {"dNDVI", "preNDVI", "postNDVI", "landCover"}:
-        verb = "grown" if cfg.snow_mode == "grow" else "eroded"
-        out["snow_mask"] = {
-            "value": f"SCL 11 {verb} {cfg.snow_buffer_m:g} m",
-            "how": "recorded",
-            "evidence": s2.masking_method(cfg)
-            + "; before the greenest-pixel composites; landCover's image is not snow-masked",
-        }
-    if names & {"elevation", "slope", "layover", "shadow", "liaDeg", "landCover"}:
-        dem = choice.for_product("dem")
-        out["dem"] = {
-            "value": f"{dem.collections['dem']} ({dem.name})",
-            "how": "recorded",
-            "evidence": f"Copernicus GLO-30 resampled {cfg.dem_resample} to the 10 m grid",
-        }
-    if "landCover" in names:
-        out["land_cover"] = {
-            "value": "CART (scikit-learn) on ESA WorldCover v200 points",
-            "how": "recorded",
-            "evidence": "lsd.stac.landcover; features from the least-cloudy pre-event Sentinel-2 "
-            f"image ({cfg.cart_s2_scenes} scene(s), clouds masked, snow kept), elevation, "
-            "pre-event VV/VH; points on snow are class 8",
         }
     return out

@@ -11,7 +11,8 @@ import click
 
 from lsd.files import read_toml_table
 from lsd.layergroups import parse_groups, parse_s1_scenes
-from lsd.pipeline.options import CommaList, LsdCommand
+from lsd.pipeline.options import CommaList, LsdCommand, ray_address_option
+from lsd.training.options import EXECUTORS
 from lsd.versions import EARTH_ENGINE_STACK, STAC_STACK, require
 
 
@@ -107,6 +108,12 @@ from lsd.versions import EARTH_ENGINE_STACK, STAC_STACK, require
     help="With --source stac: events fetched at once, each in a worker process.",
 )
 @click.option(
+    "--executor", type=click.Choice(EXECUTORS), default=EXECUTORS[0], show_default=True,
+    help="With --source stac: inprocess (--jobs worker processes), or ray: each event a task on "
+    "a Ray cluster whose workers see --out (pip install 'lsd[ray]').",
+)  # fmt: skip
+@ray_address_option
+@click.option(
     "--s1-scenes",
     default="1+1",
     show_default=True,
@@ -128,6 +135,8 @@ def fetch(
     source: str,
     catalog: str | None,
     jobs: int,
+    executor: str,
+    ray_address: str | None,
     s1_scenes: str,
 ) -> None:
     """Fetch Sentinel-1/2 layer stacks and landslide labels for the events of a CSV.
@@ -176,6 +185,8 @@ def fetch(
         catalog=catalog,
         settings_file=fetch_config,
         jobs=jobs,
+        executor=executor,
+        ray_address=ray_address,
     )
     if dry_run:
         wrote = f"; graphs in {graphs}" if graphs else "; nothing written"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from lsd.gee.pixels import EXPORT_MODES
 from lsd.layergroups import DEFAULT_GROUPS, S1Scenes
 from lsd.outputs import mark
 from lsd.pipeline.sources import BuildSummary, build_events, plan_events, source_class
+from lsd.ray_cluster import connect
 from lsd.stac.catalogs import PLANETARY_COMPUTER
 from lsd.stac.config import StacConfig
 
@@ -63,27 +64,28 @@ def fetch_events(
     catalog: str | None = None,
     settings_file: Path | None = None,
     jobs: int = 1,
+    executor: str = "inprocess",
+    ray_address: str | None = None,
 ) -> FetchSummary:
     """Fetch every event of the CSV into `out`; failures are collected, not raised.
 
     `groups` and `s1_scenes` choose the layers of every row without its own `layers` cell.
     `source` "stac" reads open STAC catalogs (`catalog`: a name or URL) instead of Earth
     Engine; its own settings are the `[stac]` table of `settings_file`; `jobs` events are
-    built at once in worker processes.
+    built at once in worker processes, or with `executor` "ray" each event is a task on the Ray
+    cluster at `ray_address` (a new local one when None), whose free CPUs set how many run at
+    once; its workers must see `out` (one machine, or a shared file system).
     """
     cfg = cfg or FetchConfig()
-    if jobs < 1:
-        raise InvalidValue(f"jobs must be at least 1, got {jobs}", field="jobs")
+    _check_parallel(source, jobs, executor, ray_address)
     if source == "stac":
         return _fetch_stac(
             csv, out, cfg, dry_run=dry_run, only=only, groups=groups, s1_scenes=s1_scenes,
             echo=echo, show_progress=show_progress, catalog=catalog, settings_file=settings_file,
-            jobs=jobs,
+            jobs=jobs, ray_address=ray_address if executor == "ray" else False,
         )  # fmt: skip
     if catalog:
         raise InvalidValue("a catalog goes with the STAC source", field="catalog")
-    if jobs > 1:
-        raise InvalidValue("jobs above 1 go with the STAC source", field="jobs")
 
     if export not in (None, *EXPORT_MODES):
         raise InvalidValue(f"export mode must be drive or gcs, got '{export}'", field="export")
@@ -116,6 +118,25 @@ def fetch_events(
     return _with_warnings(summary, source.warnings)
 
 
+def _check_parallel(source: str, jobs: int, executor: str, ray_address: str | None) -> None:
+    """Events in parallel are a STAC feature (Earth Engine has its own queue and quotas)."""
+    if jobs < 1:
+        raise InvalidValue(f"jobs must be at least 1, got {jobs}", field="jobs")
+    if executor not in ("inprocess", "ray"):
+        raise InvalidValue(f"executor '{executor}' is not one of inprocess, ray", field="executor")
+    if ray_address and executor != "ray":
+        raise InvalidValue("a Ray address goes with executor ray", field="ray_address")
+    if source != "stac" and (jobs > 1 or executor == "ray"):
+        field_name = "jobs" if jobs > 1 else "executor"
+        raise InvalidValue("events in parallel go with the STAC source", field=field_name)
+    if executor == "ray" and jobs > 1:
+        raise InvalidValue(
+            "jobs goes with executor inprocess; on Ray every event is a task and the cluster's "
+            "free CPUs set how many run at once",
+            field="jobs",
+        )
+
+
 def stac_source(specs, cfg: FetchConfig, *, catalog: str | None, settings_file: Path | None, **kw):
     """The STAC source with the shared settings of `cfg` and the `[stac]` table of the file."""
 
@@ -128,6 +149,7 @@ def stac_source(specs, cfg: FetchConfig, *, catalog: str | None, settings_file: 
 def _fetch_stac(
     csv: Path, out: Path, cfg: FetchConfig, *, dry_run: bool, only, groups, s1_scenes, echo: Echo,
     show_progress: bool, catalog: str | None, settings_file: Path | None, jobs: int,
+    ray_address: str | None | bool,
 ) -> FetchSummary:  # fmt: skip
     specs = read_events(
         csv, aoi_km2=cfg.aoi_km2, scale=cfg.scale, only=set(only or ()) or None, groups=groups,
@@ -136,16 +158,21 @@ def _fetch_stac(
     source = stac_source(specs, cfg, catalog=catalog, settings_file=settings_file, echo=echo)
     if dry_run:
         return _with_warnings(plan_events(source, echo=echo), source.warnings)
+    if ray_address is not False:  # executor ray: None is a new local cluster
+        return _fetch_parallel(source, out, echo, _parts_on_ray(source, out, ray_address or None))
     if jobs > 1 and len(specs) > 1:
-        return _fetch_parallel(source, out, jobs, echo)
+        return _fetch_parallel(source, out, echo, _parts_in_processes(source, out, jobs))
     summary = build_events(source, out, progress=show_progress, echo=echo, desc="events")
     return _with_warnings(summary, source.warnings)
 
 
-def _fetch_parallel(source, out: Path, jobs: int, echo: Echo) -> FetchSummary:
-    """Events of a STAC fetch built `jobs` at a time, one worker process each (spawned, so no
-    GDAL or thread state is inherited); the driver runs in each worker for its event, so
-    skipping, failure isolation and clean-up are the same as in one process."""
+Part = tuple[BuildSummary, list[str], list[str]]  # one event's summary, lines and warnings
+
+
+def _fetch_parallel(source, out: Path, echo: Echo, parts: Callable[[], Iterator[Part]]):
+    """Events of a STAC fetch built apart, in worker processes or Ray tasks (`parts` yields each
+    event's result as it ends); the driver runs in each worker for its event, so skipping,
+    failure isolation and clean-up are the same as in one process."""
 
     out = Path(out)
     check_writable(out)
@@ -155,25 +182,60 @@ def _fetch_parallel(source, out: Path, jobs: int, echo: Echo) -> FetchSummary:
     seen_warnings: dict[str, None] = {}
     seen_lines: set[str] = set()
     source.download_static_files()
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(jobs, len(source.specs)), mp_context=ctx) as pool:
-        futures = [
-            pool.submit(_build_one_event, spec, source.cfg, source.catalog, source.layers, out)
-            for spec in source.specs
-        ]
-        for future in as_completed(futures):
-            part, lines, warnings = future.result()
-            for line in lines:
-                if line not in seen_lines:  # a run-wide warning comes once, not once per worker
-                    echo(line)
-                if line.startswith("warning:"):
-                    seen_lines.add(line)
-            for name in ("done", "skipped", "pending", "folders"):
-                getattr(summary, name).extend(getattr(part, name))
-            summary.failed.update(part.failed)
-            seen_warnings.update(dict.fromkeys(warnings))
+    for part, lines, warnings in parts():
+        for line in lines:
+            if line not in seen_lines:  # a run-wide warning comes once, not once per worker
+                echo(line)
+            if line.startswith("warning:"):
+                seen_lines.add(line)
+        for name in ("done", "skipped", "pending", "folders"):
+            getattr(summary, name).extend(getattr(part, name))
+        summary.failed.update(part.failed)
+        seen_warnings.update(dict.fromkeys(warnings))
     summary.warnings = list(seen_warnings)
     return summary
+
+
+def _parts_in_processes(source, out: Path, jobs: int) -> Callable[[], Iterator[Part]]:
+    """`jobs` events at a time, one spawned worker process each (no GDAL or thread state is
+    inherited)."""
+
+    def parts() -> Iterator[Part]:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(jobs, len(source.specs)), mp_context=ctx) as pool:
+            futures = [
+                pool.submit(_build_one_event, spec, source.cfg, source.catalog, source.layers, out)
+                for spec in source.specs
+            ]
+            for future in as_completed(futures):
+                yield future.result()
+
+    return parts
+
+
+def _parts_on_ray(source, out: Path, address: str | None) -> Callable[[], Iterator[Part]]:
+    """Every event a Ray task of one CPU; an event whose task dies is reported failed, the
+    others go on."""
+
+    def parts() -> Iterator[Part]:
+        with connect(address) as ray:
+            remote = ray.remote(num_cpus=1)(_build_one_event)
+            flying = {
+                remote.remote(spec, source.cfg, source.catalog, source.layers, Path(out)): spec
+                for spec in source.specs
+            }
+            while flying:
+                ready, _ = ray.wait(list(flying), num_returns=1)
+                spec = flying.pop(ready[0])
+                try:
+                    part = ray.get(ready[0])
+                except ray.exceptions.RayError as exc:  # the worker died; the driver in it
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                    msg = f"event {spec.event_id}: {first}"  # (it catches everything else)
+                    part = BuildSummary(failed={spec.event_id: msg}), [f"FAILED {msg}"], []
+                yield part
+
+    return parts
 
 
 def _build_one_event(spec, cfg, catalog: str, layers, out: Path):

@@ -555,3 +555,58 @@ def test_an_unreadable_asset_fails_the_event_in_one_line(world, tmp_path) -> Non
     assert "event ev-a: item S2A_MSIL2A_20200605T101031_R022_T32TMQ asset SCL" in line
     assert "/files/gone/SCL.tif" in line
     assert not (out / "ev-a").exists()
+
+
+@pytest.mark.slow
+def test_events_as_ray_tasks_make_the_same_folders(world, tmp_path) -> None:
+    """`--executor ray`: each event a task on a new local Ray cluster; the folders are those of
+    the worker-process fetch, pixel for pixel, and a rerun skips them."""
+    args = [
+        "fetch", "--source", "stac", "--catalog", world["pc"], "--executor", "ray", "--aoi-km2",
+        "1", "--event", str(world["csv"]), "--out", str(tmp_path / "data"),
+        "--fetch-config", str(world["settings"]),
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "2 fetched, 0 already complete" in result.output
+    for eid in ("ev-a", "ev-b"):
+        for name in ("stack.tif", "label.tif"):
+            with (
+                rasterio.open(tmp_path / "data" / eid / name) as a,
+                rasterio.open(world["data"] / eid / name) as b,
+            ):
+                assert a.descriptions == b.descriptions and a.transform == b.transform
+                np.testing.assert_array_equal(a.read(), b.read())
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "0 fetched, 2 already complete" in again.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--ray-address", "auto"], "--ray-address: a Ray address goes with executor ray"),
+        (
+            ["--executor", "ray", "--jobs", "2"],
+            "--jobs goes with executor inprocess; on Ray every event is a task",
+        ),
+    ],
+)
+def test_parallel_options_that_do_not_go_together(world, tmp_path, extra, words) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["fetch", "--source", "stac", "--event", str(world["csv"]), "--out",
+         str(tmp_path / "x"), *extra],
+    )  # fmt: skip
+    assert result.exit_code == 1 and words in result.output, result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_earth_engine_events_are_not_fetched_on_ray(world, tmp_path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["fetch", "--event", str(world["csv"]), "--out", str(tmp_path / "x"), "--executor",
+         "ray"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "--executor: events in parallel go with the STAC source" in result.output
+    assert not (tmp_path / "x").exists()

@@ -15,11 +15,9 @@ shared file system); a worker that does not fails its runs with one line naming 
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import socket
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,9 +26,10 @@ import numpy as np
 import rasterio
 import torch
 
-from lsd.errors import DeviceUnavailable, InvalidValue, ServiceUnavailable, UserError
+from lsd.errors import DeviceUnavailable, InvalidValue, UserError
 from lsd.formats import opened
 from lsd.rasters import RowReader
+from lsd.ray_cluster import check_answers, connect, import_ray
 from lsd.training.bundle import load_members
 from lsd.training.executors import (
     Dispatch,
@@ -41,82 +40,8 @@ from lsd.training.executors import (
     train_task,
 )
 from lsd.training.inference import block_rows, member_groups, predict_mean_std, row_blocks
-from lsd.versions import RAY, require
 
-INSTALL_HINT = "pip install 'lsd[ray]'"
-CONNECT_TIMEOUT_S = 10.0
 DEFAULT_RETRIES = 3  # times Ray re-runs a task whose worker died; the retry resumes the run
-
-
-def import_ray() -> Any:
-    """The ray module, or one line saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise InvalidValue(
-            f"executor 'ray' needs Ray, which is not installed here: {INSTALL_HINT}",
-            field="executor",
-        ) from None
-    require(*RAY)  # installed, but perhaps below lsd's floor for the extra
-    return ray
-
-
-def _host_port(address: str) -> tuple[str, int] | None:
-    text = address.removeprefix("ray://")
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        return None
-    return host.strip("[]"), int(port)
-
-
-def check_answers(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail within seconds, not minutes, when nothing listens at a Ray address (ray.init itself
-    retries for minutes against a dead address)."""
-    if address == "auto":
-        return
-    hp = _host_port(address)
-    if hp is None:
-        raise InvalidValue(
-            f"ray address '{address}' is not HOST:PORT, ray://HOST:PORT or auto",
-            field="ray_address",
-        )
-    try:
-        with socket.create_connection(hp, timeout=timeout_s):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ServiceUnavailable(
-            f"ray address {address} does not answer ({reason}); start the cluster with "
-            "'ray start --head' there, or check the address",
-            field="ray_address",
-        ) from None
-
-
-@contextlib.contextmanager
-def connect(address: str | None = None) -> Iterator[Any]:
-    """Ray, connected: to the cluster at `address`, to the one this process already joined, or
-    to a new local cluster on this machine. Disconnects at the end only what it connected."""
-
-    ray = import_ray()
-    if ray.is_initialized():
-        yield ray
-        return
-    if address:
-        check_answers(address)
-    try:
-        ray.init(
-            address=address or None, include_dashboard=False, logging_level=logging.WARNING,
-            log_to_driver=True,
-        )  # fmt: skip
-    except ConnectionError as exc:
-        raise ServiceUnavailable(
-            f"no Ray cluster at {address or 'this machine'} ({str(exc).splitlines()[0][:160]})",
-            field="ray_address",
-        ) from None
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ together.
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Literal
 
 from lsd import conventions as cv
 from lsd.errors import InvalidFile, InvalidValue
-from lsd.files import read_toml_table
+from lsd.files import check_setting, read_toml_table
 from lsd.spec import EventSpec, aoi_centroid
 
 # ESA WorldCover v200 class -> paper class. WorldCover has a single "bare / sparse vegetation"
@@ -203,45 +202,9 @@ class FetchConfig:
                 raise InvalidFile(
                     f"{where}: unknown fetch setting '{key}'; known: {', '.join(fields)}"
                 )
-            checked[key] = _check_setting(key, value, hints[key], where)
+            checked[key] = check_setting(key, value, hints[key], where, table="fetch")
         checked.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**checked)
-
-
-def _check_setting(key: str, value: Any, hint: Any, where: str) -> Any:
-    """`value` if it fits the field's type (int accepted for float fields), else one error."""
-    options = _flatten((hint,))
-    if type(None) in options and value in (None, ""):
-        return None  # TOML has no null: an empty string switches an optional setting off
-    for option in options:
-        if typing.get_origin(option) is Literal and value in typing.get_args(option):
-            return value
-        if option is bool and isinstance(value, bool):
-            return value
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if option is str and isinstance(value, str):
-            return value
-    allowed = [
-        " or ".join(repr(a) for a in typing.get_args(o))
-        if typing.get_origin(o) is Literal
-        else getattr(o, "__name__", str(o))
-        for o in options
-    ]
-    raise InvalidFile(f"{where}: fetch setting '{key}' = {value!r} must be {' or '.join(allowed)}")
-
-
-def _flatten(options: tuple[Any, ...]) -> list[Any]:
-    """The alternatives of a type hint (`float | None` -> float, None)."""
-    out: list[Any] = []
-    for o in options:
-        if typing.get_origin(o) in (typing.Union, types.UnionType):
-            out.extend(_flatten(typing.get_args(o)))
-        else:
-            out.append(o)
-    return out
 
 
 # --------------------------------------------------------------------------- conventions

@@ -151,6 +151,14 @@ def add_ndvi(image: ee.Image) -> ee.Image:
     return image.addBands(image.normalizedDifference(["B8", "B4"]).rename("NDVI"))
 
 
+def clear_of_clouds(img: ee.Image, level: Level, cfg: FetchConfig) -> ee.Image:
+    """1 where a scene is free of cloud and cloud shadow by the configured rule; the composites
+    and CART's image share it."""
+    if cfg.s2_cloud == "cloudscoreplus":
+        return cloud_score_plus_clear(img, cfg)
+    return cloud_mask(img, level, cfg).Not()
+
+
 def masked_collection(
     aoi: ee.Geometry, window: Window, cfg: FetchConfig, level: Level = "L2A"
 ) -> ee.ImageCollection:
@@ -159,10 +167,7 @@ def masked_collection(
 
     def mask_one(img: ee.Image) -> ee.Image:
         img = ee.Image(img)
-        if cfg.s2_cloud == "cloudscoreplus":
-            clear = cloud_score_plus_clear(img, cfg)
-        else:
-            clear = cloud_mask(img, level, cfg).Not()
+        clear = clear_of_clouds(img, level, cfg)
         keep = clear.And(snow_free(img, level, cfg))
         return add_ndvi(img.updateMask(keep)).select(list(COMPOSITE_BANDS))
 
@@ -193,10 +198,7 @@ def cloud_masked_collection(
 
     def mask_one(img: ee.Image) -> ee.Image:
         img = ee.Image(img)
-        if cfg.s2_cloud == "cloudscoreplus":
-            clear = cloud_score_plus_clear(img, cfg)
-        else:
-            clear = cloud_mask(img, level, cfg).Not()
+        clear = clear_of_clouds(img, level, cfg)
         flags = snow(img, level, cfg).rename(SNOW_BAND)
         bands = add_ndvi(img).select(list(COMPOSITE_BANDS)).addBands(flags)
         return ee.Image(bands.updateMask(clear).copyProperties(img, ["system:index"]))

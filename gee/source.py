@@ -29,7 +29,7 @@ from lsd.gee.config import (
     fetch_conventions,
     snow_mask_value,
 )
-from lsd.labels import rasterize_labels
+from lsd.labels import label_record, rasterize_labels
 from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS
 from lsd.rasters import Grid
 from lsd.sources import EventFailed
@@ -367,13 +367,7 @@ def _record(src: EarthEngineSource, spec: EventSpec, grid: Grid, run: EventRun) 
         "mode": src.export or "computePixels",
         "config": dataclasses.asdict(src.cfg),
     }
-    label = None
-    if src.write_label:
-        label = {
-            "inventory": str(spec.inventory) if spec.inventory else None,
-            "rule": "pixel centre inside a polygon (all_touched=False)",
-            "outside_aoi": "255 (unknown); the whole label is 255 without an inventory",
-        }
+    label = label_record(spec.inventory) if src.write_label else None
     return event_record(
         spec.event_id, layers=run.layers, grid=grid, source=source, role=spec.role, label=label,
         conventions=run.conventions,

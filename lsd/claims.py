@@ -105,13 +105,6 @@ def _is_stale(rec: dict[str, Any], age: float, stale_s: float) -> bool:
     return not _pid_alive(rec["pid"])
 
 
-def _create(path: Path, rec: dict[str, Any]) -> bool:
-    """Create `path` holding `rec` if it does not exist; atomic across processes and hosts, and
-    whole: the record is written beside it and linked in (lsd.files.create_json), so a driver
-    killed while claiming leaves no empty claim that others would wait out for minutes."""
-    return create_json(path, rec)
-
-
 def _owner_record(owner: ClaimOwner) -> dict[str, Any]:
     return {
         "host": owner.host, "pid": owner.pid, "token": owner.token,
@@ -122,7 +115,7 @@ def _owner_record(owner: ClaimOwner) -> dict[str, Any]:
 def _break_if_stale(path: Path, token: Any, stale_s: float) -> None:
     """Remove the stale lock `path` if it still holds `token`; one breaker at a time."""
     breaker = path.with_name(path.name + ".break")
-    if not _create(breaker, {"pid": os.getpid(), "host": socket.gethostname()}):
+    if not create_json(breaker, {"pid": os.getpid(), "host": socket.gethostname()}):
         seen = _read_lock(breaker)
         if seen is not None and seen[1] > stale_s:  # a breaker that died mid-break
             breaker.unlink(missing_ok=True)
@@ -150,7 +143,7 @@ def take_claim(run_dir: Path | str, owner: ClaimOwner, stale_s: float = CLAIM_ST
     path = Path(run_dir) / CLAIM_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(3):
-        if _create(path, _owner_record(owner)):
+        if create_json(path, _owner_record(owner)):
             return True
         seen = _read_lock(path)
         if seen is None:
@@ -191,7 +184,7 @@ def exclusive(path: Path, stale_s: float, wait_s: float = 120.0) -> Iterator[Non
     _LIVE_TOKENS.add(token)
     deadline = time.monotonic() + wait_s
     try:
-        while not _create(path, rec):
+        while not create_json(path, rec):
             seen = _read_lock(path)
             if seen is not None and _is_stale(*seen, stale_s):
                 _break_if_stale(path, seen[0].get("token"), stale_s)

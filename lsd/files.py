@@ -27,9 +27,11 @@ import resource
 import shutil
 import tempfile
 import tomllib
+import types
+import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lsd.errors import InputNotFound, InvalidFile, InvalidValue, OutputNotWritable, UserError
 
@@ -331,6 +333,45 @@ def read_toml_table(path: Path | str, table: str, what: str, example: str) -> di
     if not isinstance(found, dict) or not found:
         raise InvalidFile(f"{path}: needs a [{table}] table, e.g. {example}")
     return found
+
+
+def check_setting(key: str, value: Any, hint: Any, where: str, *, table: str) -> Any:
+    """`value` of a setting in the `[table]` of a TOML file if it fits the field's type hint (int
+    accepted for float fields), else one error naming `where`, the setting and what it must be."""
+    options = _hint_options((hint,))
+    if type(None) in options and value in (None, ""):
+        return None  # TOML has no null: an empty string switches an optional setting off
+    for option in options:
+        if typing.get_origin(option) is Literal and value in typing.get_args(option):
+            return value
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    allowed = [
+        " or ".join(repr(a) for a in typing.get_args(o))
+        if typing.get_origin(o) is Literal
+        else getattr(o, "__name__", str(o))
+        for o in options
+    ]
+    raise InvalidFile(
+        f"{where}: {table} setting '{key}' = {value!r} must be {' or '.join(allowed)}"
+    )
+
+
+def _hint_options(options: tuple[Any, ...]) -> list[Any]:
+    """The alternatives of a type hint (`float | None` -> float, None)."""
+    out: list[Any] = []
+    for o in options:
+        if typing.get_origin(o) in (typing.Union, types.UnionType):
+            out.extend(_hint_options(typing.get_args(o)))
+        else:
+            out.append(o)
+    return out
 
 
 def read_json(path: Path | str) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rasterio.features import rasterize
@@ -97,6 +98,15 @@ def raster_labels(path: Path, grid: Grid, *, where: str) -> np.ndarray:
         resampling=Resampling.nearest,
     )  # fmt: skip
     return out
+
+
+def label_record(inventory: Path | str | None) -> dict[str, Any]:
+    """What event.json says of a label `rasterize_labels` made, for every data source."""
+    return {
+        "inventory": str(inventory) if inventory else None,
+        "rule": "pixel centre inside a polygon (all_touched=False)",
+        "outside_aoi": "255 (unknown); the whole label is 255 without an inventory",
+    }
 
 
 def rasterize_labels(

@@ -82,7 +82,7 @@ def fetch_events(
         return _fetch_stac(
             csv, out, cfg, dry_run=dry_run, only=only, groups=groups, s1_scenes=s1_scenes,
             echo=echo, show_progress=show_progress, catalog=catalog, settings_file=settings_file,
-            jobs=jobs, ray_address=ray_address if executor == "ray" else False,
+            jobs=jobs, executor=executor, ray_address=ray_address,
         )  # fmt: skip
     if catalog:
         raise InvalidValue("a catalog goes with the STAC source", field="catalog")
@@ -149,7 +149,7 @@ def stac_source(specs, cfg: FetchConfig, *, catalog: str | None, settings_file: 
 def _fetch_stac(
     csv: Path, out: Path, cfg: FetchConfig, *, dry_run: bool, only, groups, s1_scenes, echo: Echo,
     show_progress: bool, catalog: str | None, settings_file: Path | None, jobs: int,
-    ray_address: str | None | bool,
+    executor: str, ray_address: str | None,
 ) -> FetchSummary:  # fmt: skip
     specs = read_events(
         csv, aoi_km2=cfg.aoi_km2, scale=cfg.scale, only=set(only or ()) or None, groups=groups,
@@ -158,8 +158,8 @@ def _fetch_stac(
     source = stac_source(specs, cfg, catalog=catalog, settings_file=settings_file, echo=echo)
     if dry_run:
         return _with_warnings(plan_events(source, echo=echo), source.warnings)
-    if ray_address is not False:  # executor ray: None is a new local cluster
-        return _fetch_parallel(source, out, echo, _parts_on_ray(source, out, ray_address or None))
+    if executor == "ray":
+        return _fetch_parallel(source, out, echo, _parts_on_ray(source, out, ray_address))
     if jobs > 1 and len(specs) > 1:
         return _fetch_parallel(source, out, echo, _parts_in_processes(source, out, jobs))
     summary = build_events(source, out, progress=show_progress, echo=echo, desc="events")
@@ -169,10 +169,11 @@ def _fetch_stac(
 Part = tuple[BuildSummary, list[str], list[str]]  # one event's summary, lines and warnings
 
 
-def _fetch_parallel(source, out: Path, echo: Echo, parts: Callable[[], Iterator[Part]]):
-    """Events of a STAC fetch built apart, in worker processes or Ray tasks (`parts` yields each
-    event's result as it ends); the driver runs in each worker for its event, so skipping,
-    failure isolation and clean-up are the same as in one process."""
+def _fetch_parallel(source, out: Path, echo: Echo, parts: Iterator[Part]) -> FetchSummary:
+    """Events of a STAC fetch built apart, in worker processes or Ray tasks (`parts`, a generator
+    that starts when iterated, yields each event's result as it ends); the driver runs in each
+    worker for its event, so skipping, failure isolation and clean-up are the same as in one
+    process."""
 
     out = Path(out)
     check_writable(out)
@@ -182,7 +183,7 @@ def _fetch_parallel(source, out: Path, echo: Echo, parts: Callable[[], Iterator[
     seen_warnings: dict[str, None] = {}
     seen_lines: set[str] = set()
     source.download_static_files()
-    for part, lines, warnings in parts():
+    for part, lines, warnings in parts:
         for line in lines:
             if line not in seen_lines:  # a run-wide warning comes once, not once per worker
                 echo(line)
@@ -196,46 +197,38 @@ def _fetch_parallel(source, out: Path, echo: Echo, parts: Callable[[], Iterator[
     return summary
 
 
-def _parts_in_processes(source, out: Path, jobs: int) -> Callable[[], Iterator[Part]]:
+def _parts_in_processes(source, out: Path, jobs: int) -> Iterator[Part]:
     """`jobs` events at a time, one spawned worker process each (no GDAL or thread state is
     inherited)."""
-
-    def parts() -> Iterator[Part]:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(jobs, len(source.specs)), mp_context=ctx) as pool:
-            futures = [
-                pool.submit(_build_one_event, spec, source.cfg, source.catalog, source.layers, out)
-                for spec in source.specs
-            ]
-            for future in as_completed(futures):
-                yield future.result()
-
-    return parts
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(source.specs)), mp_context=ctx) as pool:
+        futures = [
+            pool.submit(_build_one_event, spec, source.cfg, source.catalog, source.layers, out)
+            for spec in source.specs
+        ]
+        for future in as_completed(futures):
+            yield future.result()
 
 
-def _parts_on_ray(source, out: Path, address: str | None) -> Callable[[], Iterator[Part]]:
+def _parts_on_ray(source, out: Path, address: str | None) -> Iterator[Part]:
     """Every event a Ray task of one CPU; an event whose task dies is reported failed, the
     others go on."""
-
-    def parts() -> Iterator[Part]:
-        with connect(address) as ray:
-            remote = ray.remote(num_cpus=1)(_build_one_event)
-            flying = {
-                remote.remote(spec, source.cfg, source.catalog, source.layers, Path(out)): spec
-                for spec in source.specs
-            }
-            while flying:
-                ready, _ = ray.wait(list(flying), num_returns=1)
-                spec = flying.pop(ready[0])
-                try:
-                    part = ray.get(ready[0])
-                except ray.exceptions.RayError as exc:  # the worker died; the driver in it
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-                    msg = f"event {spec.event_id}: {first}"  # (it catches everything else)
-                    part = BuildSummary(failed={spec.event_id: msg}), [f"FAILED {msg}"], []
-                yield part
-
-    return parts
+    with connect(address) as ray:
+        remote = ray.remote(num_cpus=1)(_build_one_event)
+        flying = {
+            remote.remote(spec, source.cfg, source.catalog, source.layers, Path(out)): spec
+            for spec in source.specs
+        }
+        while flying:
+            ready, _ = ray.wait(list(flying), num_returns=1)
+            spec = flying.pop(ready[0])
+            try:
+                part = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:  # the worker died; the driver in it
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                msg = f"event {spec.event_id}: {first}"  # (it catches everything else)
+                part = BuildSummary(failed={spec.event_id: msg}), [f"FAILED {msg}"], []
+            yield part
 
 
 def _build_one_event(spec, cfg, catalog: str, layers, out: Path):

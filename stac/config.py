@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lsd.errors import InvalidFile
+from lsd.files import check_setting
 
 # Sentinel-1 IW swath: incidence on the ellipsoid from its near to its far edge (ESA).
 IW_NEAR_DEG = 29.1
@@ -94,27 +95,5 @@ class StacConfig:
                 raise InvalidFile(
                     f"{path}: unknown stac setting '{key}'; known: {', '.join(sorted(fields))}"
                 )
-            checked[key] = _check(path, key, value, hints[key])
+            checked[key] = check_setting(key, value, hints[key], str(path), table="stac")
         return dataclasses.replace(base, **checked)
-
-
-def _check(path: Path, key: str, value: Any, hint: Any) -> Any:
-    options = (
-        typing.get_args(hint)
-        if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType)
-        else (hint,)
-    )
-    for option in options:
-        if option is type(None) and value == "":
-            return None
-        if typing.get_origin(option) is Literal and value in typing.get_args(option):
-            return value
-        if option is bool and isinstance(value, bool):
-            return value
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if option is str and isinstance(value, str):
-            return value
-    raise InvalidFile(f"{path}: stac setting '{key}' = {value!r} has the wrong type ({hint})")

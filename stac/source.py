@@ -24,7 +24,7 @@ from typing import Any
 
 from lsd.errors import InvalidValue, ServiceUnavailable
 from lsd.events import event_record, write_event
-from lsd.labels import rasterize_labels
+from lsd.labels import label_record, rasterize_labels
 from lsd.layers import LANDCOVER_LAYER, PAPER_LAYERS
 from lsd.rasters import Grid
 from lsd.sources import EventFailed
@@ -241,13 +241,7 @@ class StacSource:
             "warnings": notes,
             "config": dataclasses.asdict(self.cfg),
         }
-        label = None
-        if self.write_label:
-            label = {
-                "inventory": str(spec.inventory) if spec.inventory else None,
-                "rule": "pixel centre inside a polygon (all_touched=False)",
-                "outside_aoi": "255 (unknown); the whole label is 255 without an inventory",
-            }
+        label = label_record(spec.inventory) if self.write_label else None
         return event_record(
             spec.event_id,
             layers=layers,

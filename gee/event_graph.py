@@ -26,6 +26,7 @@ from typing import Any
 import ee
 import shapely.geometry
 
+from lsd import conventions as cv
 from lsd.errors import InvalidValue
 from lsd.gee import landcover, s1, s1scenes, s2, s2bands, terrain
 from lsd.gee.config import (
@@ -453,8 +454,7 @@ def layer_conventions(
     if s1_windows(names) and names & {*BACKSCATTER, "dVV", "dVH"}:
         record(
             "distortion_masking", "per_scene" if cfg.mask_distortions else "none",
-            "each scene's VV/VH masked on its own layover/shadow before the median (no data "
-            "where every scene of a window is distorted)" if cfg.mask_distortions else
+            cv.PER_SCENE_MASKING if cfg.mask_distortions else
             "nothing masked; in layover and shadow VV/VH are gamma0 not flattened",
         )  # fmt: skip
     return out
@@ -486,14 +486,11 @@ def _s1_provenance(
             "distortions_masked": cfg.mask_distortions,
             "distortion_flags": cfg.distortion_flags,
             "distortion_masking": (
-                "each scene's VV, VH masked on its own layover/shadow before the median; no "
-                "data where every scene of a window is distorted"
+                cv.PER_SCENE_MASKING
                 if cfg.mask_distortions
                 else "none: in layover and shadow the values are gamma0 not flattened"
             ),
-            "layover_shadow": "where every scene of the pre or the post window is distorted, "
-            "by the kind of distortion those scenes show"
-            + ("; with two passes, where both are distorted" if len(resolved.passes) > 1 else ""),
+            "layover_shadow": cv.distortion_flag_rule(len(resolved.passes)),
             "lia": f"median over post-window scenes of {resolved.passes[0]}",
         },
     }

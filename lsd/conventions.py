@@ -51,6 +51,22 @@ SOURCE = "source"
 # Whether VV/VH were set to no data in layover and shadow (the Earth Engine fetch records
 # per_scene or none): values in distorted areas exist in one stack and not in the other.
 DISTORTION_MASKING = "distortion_masking"
+# What per_scene masking does, in the words both sources record (conventions and provenance).
+PER_SCENE_MASKING = (
+    "each scene's VV, VH masked on its own layover/shadow before the median; no data where every "
+    "scene of a window is distorted"
+)
+
+
+def distortion_flag_rule(passes: int) -> str:
+    """Where the layover and shadow flags of a per-scene-masked stack are 1 (both sources)."""
+    two = "; with two passes, where both are distorted" if passes > 1 else ""
+    return (
+        "where every scene of the pre or the post window is distorted, by the kind of "
+        "distortion those scenes show" + two
+    )
+
+
 NAMES: tuple[str, ...] = (
     FLATTENING, DISTORTION_FLAGS, RADAR_SCALE, DISTORTION_MASKING, SNOW_MASK, DEM, LAND_COVER,
     SOURCE,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsd import conventions as cv
 from lsd.errors import InvalidValue, ServiceUnavailable
 from lsd.events import event_record, write_event
 from lsd.labels import label_record, rasterize_labels
@@ -295,15 +296,8 @@ class StacSource:
             "incidence": f"linear across the footprint, {cfg.incidence_near_deg:g} deg (near) "
             f"to {cfg.incidence_far_deg:g} deg (far)",
             "distortions_masked": cfg.mask_distortions,
-            "distortion_masking": (
-                "each scene's VV, VH masked on its own layover/shadow before the median; no "
-                "data where every scene of a window is distorted"
-                if cfg.mask_distortions
-                else "none"
-            ),
-            "layover_shadow": "where every scene of the pre or the post window is "
-            "distorted, by the kind of distortion those scenes show"
-            + ("; with two passes, where both are distorted" if len(found.passes) > 1 else ""),
+            "distortion_masking": cv.PER_SCENE_MASKING if cfg.mask_distortions else "none",
+            "layover_shadow": cv.distortion_flag_rule(len(found.passes)),
             "lia": f"median over post-window scenes of {found.passes[0]}",
         }
 
@@ -427,8 +421,7 @@ def _radar_conventions(names: set[str], cfg: StacConfig) -> dict[str, Any]:
         out["distortion_masking"] = {
             "value": "per_scene" if cfg.mask_distortions else "none",
             "how": "recorded",
-            "evidence": "each scene's VV/VH masked on its own layover/shadow before the median "
-            "(no data where every scene of a window is distorted)"
+            "evidence": cv.PER_SCENE_MASKING
             if cfg.mask_distortions
             else "nothing masked: VV/VH keep their values in layover and shadow",
         }

@@ -263,6 +263,26 @@ def test_paper_protocol_scores_as_the_notebook(paper: dict[str, Path], tmp_path:
     assert "| s2 |" in report and "(0.52)" in report and "Ensemble test F1 for every K" in report
 
 
+def test_paper_protocol_overwrites_only_its_own_evaluation(paper: dict[str, Path], tmp_path: Path):
+    """--overwrite replaces an evaluation lsd wrote, never a user's folder or an input."""
+    base = ["evaluate", str(paper["runs"]), "--data", str(paper["events"]), "--protocol", "paper",
+            "--device", "cpu", "--overwrite", "--out"]  # fmt: skip
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(main, [*base, str(mine)])
+    assert result.exit_code == 1 and "was not written by lsd" in result.output, result.output
+    assert (mine / "notes.txt").read_text() == "keep me"
+    runs_before = sorted(p.name for p in paper["runs"].iterdir())
+    result = CliRunner().invoke(main, [*base, str(paper["runs"])])
+    assert result.exit_code == 1 and "an input of this command" in result.output, result.output
+    assert sorted(p.name for p in paper["runs"].iterdir()) == runs_before
+    for _ in range(2):  # its own evaluation is replaced
+        result = CliRunner().invoke(main, [*base, str(tmp_path / "eval")])
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "eval" / "report.md").is_file()
+
+
 def test_deeplabv3_checkpoints_of_older_smp_load(tmp_path: Path) -> None:
     """smp 0.3 (the paper's) named DeepLabV3's decoder modules 0, 1, 2; today's smp names them
     aspp, conv, bn. Such weights load and compute what they computed."""

@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from lsd import __version__
 from lsd.bundles import common_layers
-from lsd.errors import InputNotFound, InvalidFile, OutputExists
+from lsd.errors import InputNotFound, InvalidFile
 from lsd.files import atomic_path
+from lsd.outputs import check_output, mark
 from lsd.pipeline.evaluate import choose_events
 from lsd.pipeline.paper.facts import TABLE7, TABLE8, TABLE8_KS
 from lsd.pipeline.report import fmt, markdown_table
@@ -221,8 +222,7 @@ def evaluate_paper(
     device = str(resolve_device(device))  # auto, cpu, cuda or cuda:N; unusable ones fail here
     runs, data = Path(runs), Path(data)
     out = Path(out) if out is not None else runs / "evaluation-paper"
-    if out.exists() and not overwrite:
-        raise OutputExists(f"{out}: already exists")
+    check_output(out, "evaluation", overwrite=overwrite, inputs=(runs, data))
     table8 = read_table8(Path(anchors) if anchors else None)
     folders = runs_folders(runs)
     results = []
@@ -234,4 +234,5 @@ def evaluate_paper(
     with atomic_path(out, directory=True) as tmp:
         write_curves(tmp / CURVES_CSV, results)
         (tmp / REPORT_MD).write_text("\n".join(report_lines(results, table8, test_ids)))
+        mark(tmp, "evaluation")
     return results, out
